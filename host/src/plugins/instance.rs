@@ -1,0 +1,560 @@
+//! Per-call state: a fresh `Store` and instance for each call (or message), kept for the call's
+//! life, with its deadline and memory cap, and the host side of the plugin imports.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{
+    generated::exports::wasmswitch::plugin::{call_routing, ivr_flow, message_policy},
+    wit_kv, wit_log, wit_metrics,
+};
+use super::error::PluginError;
+use super::kv::{KvError, KvStore};
+use super::model::{
+    CallAction, CallEvent, CallInfo, InvalidDecision, IvrAction, IvrEvent, Message,
+    RouteDecision, SmsDecision,
+};
+use super::runtime::{Capability, PluginVersion};
+
+/// The longest log line a plugin may write; longer ones are cut.
+const MAX_LOG_LINE: usize = 4096;
+/// The most log lines kept per instance when capturing (harness, simulate).
+const MAX_CAPTURED_LINES: usize = 1000;
+/// Fuel given to each call when fuel metering is on; effectively unlimited, the deadline is the
+/// real bound.
+const FUEL_PER_CALL: u64 = u64::MAX / 4;
+
+/// One log line written by a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// The level of a plugin's log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Options for one instance.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceOptions {
+    /// Keep the plugin's log lines and counters in the instance, for the harness and the
+    /// simulate endpoint (they always go to the host's log and metrics too).
+    pub capture: bool,
+}
+
+/// Limits memory and table growth; remembers that the cap was hit, so the resulting trap is
+/// reported as out-of-memory rather than as a generic trap.
+struct CallLimiter {
+    max_memory: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for CallLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.hit = true;
+            // An error (rather than `Ok(false)`) traps at once: a guest that ignores a failed
+            // `memory.grow` would otherwise limp on.
+            return Err(wasmtime::format_err!(
+                "memory cap of {} bytes reached (wanted {desired})",
+                self.max_memory
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; 1M entries is far beyond any real plugin.
+        Ok(desired <= 1 << 20)
+    }
+}
+
+/// The store data of one plugin instance.
+pub struct CallState {
+    plugin: Arc<str>,
+    tenant: Arc<str>,
+    version: u32,
+    kv: Arc<dyn KvStore>,
+    limiter: CallLimiter,
+    // Created on first use: most plugins never touch WASI, and building a context costs more
+    // than the rest of the instance's set-up.
+    wasi: Option<WasiCtx>,
+    table: ResourceTable,
+    captured: Option<Captured>,
+}
+
+#[derive(Debug, Default)]
+struct Captured {
+    logs: Vec<LogLine>,
+    counters: BTreeMap<String, u64>,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        // No preopened directories, no environment, no arguments, no network: the default
+        // context grants nothing but clocks and randomness. Stdout and stderr are discarded.
+        let ctx = self.wasi.get_or_insert_with(|| WasiCtx::builder().build());
+        WasiCtxView {
+            ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wit_log::Host for CallState {
+    fn log(&mut self, level: wit_log::Level, message: String) {
+        let mut message = message;
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let (tenant, plugin, version) = (&*self.tenant, &*self.plugin, self.version);
+        let level = match level {
+            wit_log::Level::Trace => {
+                tracing::trace!(target: "plugin", tenant, plugin, version, "{message}");
+                LogLevel::Trace
+            }
+            wit_log::Level::Debug => {
+                tracing::debug!(target: "plugin", tenant, plugin, version, "{message}");
+                LogLevel::Debug
+            }
+            wit_log::Level::Info => {
+                tracing::info!(target: "plugin", tenant, plugin, version, "{message}");
+                LogLevel::Info
+            }
+            wit_log::Level::Warn => {
+                tracing::warn!(target: "plugin", tenant, plugin, version, "{message}");
+                LogLevel::Warn
+            }
+            wit_log::Level::Error => {
+                tracing::error!(target: "plugin", tenant, plugin, version, "{message}");
+                LogLevel::Error
+            }
+        };
+        if let Some(c) = &mut self.captured
+            && c.logs.len() < MAX_CAPTURED_LINES
+        {
+            c.logs.push(LogLine { level, message });
+        }
+    }
+}
+
+fn valid_counter_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+impl wit_metrics::Host for CallState {
+    fn counter_add(&mut self, name: String, delta: u64) {
+        if !valid_counter_name(&name) {
+            tracing::warn!(tenant = %self.tenant, plugin = %self.plugin, name, "plugin used an invalid counter name; ignored");
+            return;
+        }
+        metrics::counter!(
+            "wasmswitch_plugin_counter_total",
+            "tenant" => self.tenant.to_string(),
+            "plugin" => self.plugin.to_string(),
+            "name" => name.clone(),
+        )
+        .increment(delta);
+        if let Some(c) = &mut self.captured {
+            *c.counters.entry(name).or_default() += delta;
+        }
+    }
+}
+
+fn kv_error(e: KvError) -> wit_kv::Error {
+    match e {
+        KvError::TooLarge => wit_kv::Error::TooLarge,
+        KvError::Unavailable(why) => wit_kv::Error::Unavailable(why),
+    }
+}
+
+impl wit_kv::Host for CallState {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, wit_kv::Error> {
+        self.kv.get(&self.tenant, &key).await.map_err(kv_error)
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), wit_kv::Error> {
+        self.kv.set(&self.tenant, &key, &value).await.map_err(kv_error)
+    }
+
+    async fn delete(&mut self, key: String) -> Result<(), wit_kv::Error> {
+        self.kv.delete(&self.tenant, &key).await.map_err(kv_error)
+    }
+
+    async fn list_keys(
+        &mut self,
+        prefix: String,
+        limit: u32,
+    ) -> Result<Vec<String>, wit_kv::Error> {
+        self.kv
+            .list_keys(&self.tenant, &prefix, limit)
+            .await
+            .map_err(kv_error)
+    }
+}
+
+impl wasmswitch_types_host::Host for CallState {}
+
+mod wasmswitch_types_host {
+    pub(super) use super::super::bindings::generated::wasmswitch::plugin::types::Host;
+}
+
+/// One plugin instance for one call (or one message): created fresh, used for every event of
+/// the call, dropped with the call. After any failure it is poisoned and every further call
+/// returns [`PluginError::Poisoned`], so the caller keeps using its fallback.
+pub struct CallInstance {
+    version: Arc<PluginVersion>,
+    store: Store<CallState>,
+    routing: Option<call_routing::Guest>,
+    ivr: Option<ivr_flow::Guest>,
+    messaging: Option<message_policy::Guest>,
+    poisoned: bool,
+    last_fuel: Option<u64>,
+    last_elapsed: Duration,
+}
+
+impl fmt::Debug for CallInstance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallInstance")
+            .field("plugin", &self.version.id)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginVersion {
+    /// Creates a fresh instance of this version for one call.
+    pub async fn instantiate(
+        self: &Arc<Self>,
+        options: InstanceOptions,
+    ) -> Result<CallInstance, PluginError> {
+        let rt = &self.runtime.inner;
+        let state = CallState {
+            plugin: self.id.name.clone(),
+            tenant: self.id.tenant.clone(),
+            version: self.id.version,
+            kv: rt.kv.clone(),
+            limiter: CallLimiter {
+                max_memory: rt.config.max_memory_bytes,
+                hit: false,
+            },
+            wasi: None,
+            table: ResourceTable::new(),
+            captured: options.capture.then(Captured::default),
+        };
+        let mut store = Store::new(&rt.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        arm(&mut store, &rt.config.deadline, rt.config.epoch_tick, rt.config.fuel_metering);
+
+        let fail = |e: wasmtime::Error, store: &Store<CallState>| {
+            let err = classify(e, store, rt.config.deadline, rt.config.max_memory_bytes);
+            // Running out of pool slots is not the plugin's fault: say so plainly.
+            match err {
+                PluginError::Trap(msg) => PluginError::Instantiate(msg),
+                other => other,
+            }
+        };
+        let instance = match tokio::time::timeout(
+            rt.config.deadline * 2,
+            self.pre.instantiate_async(&mut store),
+        )
+        .await
+        {
+            Ok(Ok(i)) => i,
+            Ok(Err(e)) => {
+                let err = fail(e, &store);
+                record_failure(&self.id, "instantiate", &err);
+                return Err(err);
+            }
+            Err(_) => {
+                let err = PluginError::Timeout {
+                    deadline: rt.config.deadline,
+                };
+                record_failure(&self.id, "instantiate", &err);
+                return Err(err);
+            }
+        };
+        let load = |e: wasmtime::Error| PluginError::Instantiate(format!("{e:#}"));
+        let routing = match &self.routing {
+            Some(i) => Some(i.load(&mut store, &instance).map_err(load)?),
+            None => None,
+        };
+        let ivr = match &self.ivr {
+            Some(i) => Some(i.load(&mut store, &instance).map_err(load)?),
+            None => None,
+        };
+        let messaging = match &self.messaging {
+            Some(i) => Some(i.load(&mut store, &instance).map_err(load)?),
+            None => None,
+        };
+        Ok(CallInstance {
+            version: self.clone(),
+            store,
+            routing,
+            ivr,
+            messaging,
+            poisoned: false,
+            last_fuel: None,
+            last_elapsed: Duration::ZERO,
+        })
+    }
+}
+
+fn arm(store: &mut Store<CallState>, deadline: &Duration, tick: Duration, fuel: bool) {
+    let ticks = (deadline.as_nanos() / tick.as_nanos().max(1)).max(1) as u64;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+    if fuel {
+        // Fuel is only enabled together with metering, so this cannot fail.
+        let _ = store.set_fuel(FUEL_PER_CALL);
+    }
+}
+
+fn classify(
+    e: wasmtime::Error,
+    store: &Store<CallState>,
+    deadline: Duration,
+    max_memory: usize,
+) -> PluginError {
+    if store.data().limiter.hit {
+        return PluginError::OutOfMemory { limit: max_memory };
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) | Some(Trap::OutOfFuel) => PluginError::Timeout { deadline },
+        _ => PluginError::Trap(format!("{e:#}")),
+    }
+}
+
+fn record_failure(id: &super::PluginId, stage: &'static str, err: &PluginError) {
+    metrics::counter!(
+        "wasmswitch_plugin_failures_total",
+        "tenant" => id.tenant.to_string(),
+        "plugin" => id.name.to_string(),
+        "version" => id.version.to_string(),
+        "kind" => err.kind(),
+    )
+    .increment(1);
+    tracing::warn!(plugin = %id, stage, kind = err.kind(), error = %err, "plugin call failed");
+}
+
+impl CallInstance {
+    /// The plugin version this instance runs.
+    pub fn version(&self) -> &Arc<PluginVersion> {
+        &self.version
+    }
+
+    /// Fuel the last call used, when fuel metering is on.
+    pub fn last_fuel(&self) -> Option<u64> {
+        self.last_fuel
+    }
+
+    /// Wall time the last call took.
+    pub fn last_elapsed(&self) -> Duration {
+        self.last_elapsed
+    }
+
+    /// Whether an earlier failure made this instance unusable.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Log lines captured so far (with [`InstanceOptions::capture`]), oldest first.
+    pub fn logs(&self) -> &[LogLine] {
+        self.store
+            .data()
+            .captured
+            .as_ref()
+            .map_or(&[], |c| c.logs.as_slice())
+    }
+
+    /// Takes the captured log lines.
+    pub fn take_logs(&mut self) -> Vec<LogLine> {
+        self.store
+            .data_mut()
+            .captured
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.logs))
+            .unwrap_or_default()
+    }
+
+    /// Counters the plugin added to (with [`InstanceOptions::capture`]).
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        self.store
+            .data()
+            .captured
+            .as_ref()
+            .map(|c| c.counters.clone())
+            .unwrap_or_default()
+    }
+
+    /// Asks the router what to do with a new call.
+    pub async fn route(&mut self, call: &CallInfo) -> Result<RouteDecision, PluginError> {
+        let guest = self.guest(Capability::Routing, |s| s.routing.clone())?;
+        let arg = call.into();
+        let out = self
+            .run("route", async |store| guest.call_route(store, &arg).await)
+            .await?;
+        self.checked("route", RouteDecision::from(out), RouteDecision::validate)
+    }
+
+    /// Tells the router about an event on a call it bridged.
+    pub async fn on_call_event(
+        &mut self,
+        event: &CallEvent,
+    ) -> Result<Vec<CallAction>, PluginError> {
+        let guest = self.guest(Capability::Routing, |s| s.routing.clone())?;
+        let arg = event.into();
+        let out = self
+            .run("on-call-event", async |store| {
+                guest.call_on_call_event(store, &arg).await
+            })
+            .await?;
+        let actions: Vec<CallAction> = out.into_iter().map(Into::into).collect();
+        self.checked("on-call-event", actions, |a| {
+            a.iter().try_for_each(CallAction::validate)
+        })
+    }
+
+    /// Feeds an IVR event and returns the actions to carry out.
+    pub async fn on_ivr_event(&mut self, event: &IvrEvent) -> Result<Vec<IvrAction>, PluginError> {
+        let guest = self.guest(Capability::Ivr, |s| s.ivr.clone())?;
+        let arg = event.into();
+        let out = self
+            .run("on-event", async |store| guest.call_on_event(store, &arg).await)
+            .await?;
+        let actions: Vec<IvrAction> = out.into_iter().map(Into::into).collect();
+        self.checked("on-event", actions, |a| IvrAction::validate_all(a))
+    }
+
+    /// Asks the messaging policy about one message.
+    pub async fn on_message(&mut self, msg: &Message) -> Result<SmsDecision, PluginError> {
+        let guest = self.guest(Capability::Messaging, |s| s.messaging.clone())?;
+        let arg = msg.into();
+        let out = self
+            .run("on-message", async |store| {
+                guest.call_on_message(store, &arg).await
+            })
+            .await?;
+        self.checked("on-message", SmsDecision::from(out), SmsDecision::validate)
+    }
+
+    fn guest<G>(&self, cap: Capability, pick: impl Fn(&Self) -> Option<G>) -> Result<G, PluginError> {
+        if self.poisoned {
+            return Err(PluginError::Poisoned);
+        }
+        pick(self).ok_or(PluginError::NotExported(cap))
+    }
+
+    /// Runs one call into the guest with a fresh deadline, and turns every way it can fail into
+    /// a [`PluginError`].
+    async fn run<R>(
+        &mut self,
+        what: &'static str,
+        call: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let config = &self.version.runtime.inner.config;
+        let (deadline, max_memory) = (config.deadline, config.max_memory_bytes);
+        arm(&mut self.store, &deadline, config.epoch_tick, config.fuel_metering);
+        let fuel_before = self.store.get_fuel().ok();
+        let started = Instant::now();
+        // The epoch deadline stops guest code; this timeout also bounds time spent waiting in
+        // host imports (a `kv` call to a stalled database). Dropping the future abandons the
+        // call, and the poisoned instance is never entered again.
+        let result = tokio::time::timeout(deadline * 2, call(&mut self.store)).await;
+        self.last_elapsed = started.elapsed();
+        self.last_fuel = fuel_before
+            .zip(self.store.get_fuel().ok())
+            .map(|(before, after)| before.saturating_sub(after));
+        let id = &self.version.id;
+        metrics::histogram!(
+            "wasmswitch_plugin_call_seconds",
+            "tenant" => id.tenant.to_string(),
+            "plugin" => id.name.to_string(),
+            "function" => what,
+        )
+        .record(self.last_elapsed.as_secs_f64());
+        let err = match result {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e)) => classify(e, &self.store, deadline, max_memory),
+            Err(_) => PluginError::Timeout { deadline },
+        };
+        self.poisoned = true;
+        record_failure(id, what, &err);
+        Err(err)
+    }
+
+    fn checked<T>(
+        &mut self,
+        what: &'static str,
+        value: T,
+        validate: impl FnOnce(&T) -> Result<(), InvalidDecision>,
+    ) -> Result<T, PluginError> {
+        let id = &self.version.id;
+        match validate(&value) {
+            Ok(()) => {
+                metrics::counter!(
+                    "wasmswitch_plugin_calls_total",
+                    "tenant" => id.tenant.to_string(),
+                    "plugin" => id.name.to_string(),
+                    "version" => id.version.to_string(),
+                    "function" => what,
+                )
+                .increment(1);
+                Ok(value)
+            }
+            Err(InvalidDecision(why)) => {
+                // The instance itself is fine, but a plugin that answers nonsense once is not to
+                // be trusted for the rest of the call.
+                self.poisoned = true;
+                let err = PluginError::BadReturn(why);
+                record_failure(id, what, &err);
+                Err(err)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_names_are_checked() {
+        assert!(valid_counter_name("ivr_started"));
+        assert!(!valid_counter_name(""));
+        assert!(!valid_counter_name("bad-name"));
+        assert!(!valid_counter_name(&"x".repeat(65)));
+    }
+}

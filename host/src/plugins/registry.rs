@@ -1,0 +1,371 @@
+//! Per-tenant plugin sets with hot swap and rollback.
+//!
+//! Readers (every new call) take a lock-free snapshot from an `ArcSwap`; an activation builds a
+//! new snapshot and swaps it in, so it takes effect for the next call at once. Calls already
+//! running hold their own `Arc<PluginVersion>` and instance, so they finish on the version they
+//! started on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use super::error::PluginError;
+use super::instance::{CallInstance, InstanceOptions};
+use super::model::{
+    CallInfo, IvrAction, IvrEvent, Message, RouteDecision, SipStatus, SmsDecision,
+};
+use super::runtime::{Capability, PluginVersion};
+
+/// What the switch does for a tenant when its plugin fails (trap, timeout, out of memory, bad
+/// return) or when it has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    /// For a new call. Default: reject with 503 Service Unavailable.
+    pub route: RouteDecision,
+    /// For an IVR event. Default: hang up.
+    pub ivr: Vec<IvrAction>,
+    /// For a message. Default: reject with 503, so the sender can retry and nothing is sent
+    /// against a policy that could not run.
+    pub sms: SmsDecision,
+}
+
+impl Default for Fallback {
+    fn default() -> Self {
+        Self {
+            route: RouteDecision::Reject(SipStatus::new(503, "Service Unavailable")),
+            ivr: vec![IvrAction::Hangup(None)],
+            sms: SmsDecision::Reject(SipStatus::new(503, "Service Unavailable")),
+        }
+    }
+}
+
+/// Why a registry operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// No such plugin version has been loaded for the tenant.
+    #[error("plugin {name} version {version} is not loaded for tenant {tenant}")]
+    UnknownVersion {
+        tenant: String,
+        name: String,
+        version: u32,
+    },
+    /// There is no earlier active version to go back to.
+    #[error("plugin {name} of tenant {tenant} has no earlier version to roll back to")]
+    NothingToRollBack { tenant: String, name: String },
+    /// The version is active and cannot be removed.
+    #[error("plugin {name} version {version} is active; activate another version first")]
+    Active { name: String, version: u32 },
+}
+
+/// One tenant's active plugins, as seen by new calls. Immutable; replaced whole on change.
+#[derive(Debug, Default)]
+pub struct TenantPlugins {
+    /// Plugin name -> its active version.
+    pub active: BTreeMap<Arc<str>, Arc<PluginVersion>>,
+    pub fallback: Fallback,
+}
+
+impl TenantPlugins {
+    /// The active plugin that provides `capability`: the one named after the capability's world
+    /// ("router", "ivr", "messaging") if it has it, else the first by name that has it.
+    pub fn find(&self, capability: Capability) -> Option<&Arc<PluginVersion>> {
+        self.active
+            .get(capability.world())
+            .filter(|p| p.has(capability))
+            .or_else(|| self.active.values().find(|p| p.has(capability)))
+    }
+}
+
+#[derive(Debug, Default)]
+struct History {
+    loaded: BTreeMap<u32, Arc<PluginVersion>>,
+    active: Option<u32>,
+    /// Earlier active versions, most recent last: rollback pops from here.
+    previous: Vec<u32>,
+}
+
+/// The plugin sets of every tenant on this host.
+#[derive(Debug, Default)]
+pub struct Registry {
+    tenants: ArcSwap<HashMap<Arc<str>, Arc<TenantPlugins>>>,
+    // Writers are rare (uploads, activations) and serialised here; readers never take it.
+    histories: Mutex<HashMap<(Arc<str>, Arc<str>), History>>,
+    fallbacks: Mutex<HashMap<Arc<str>, Fallback>>,
+}
+
+/// The outcome of asking a tenant's plugin: the answer, and whether it came from the plugin or
+/// from the fallback (with the reason).
+#[derive(Debug)]
+pub struct Decided<T> {
+    pub value: T,
+    /// `None` when the plugin answered; the error when the fallback was used.
+    pub failure: Option<PluginError>,
+}
+
+/// A routed call: the decision and the instance that made it, to be kept for the call's life
+/// (in-call events go to it).
+#[derive(Debug)]
+pub struct RoutedCall {
+    pub decision: Decided<RouteDecision>,
+    pub instance: Option<CallInstance>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn histories(&self) -> std::sync::MutexGuard<'_, HashMap<(Arc<str>, Arc<str>), History>> {
+        // Every update below is computed first and then written in one step, so a poisoned lock
+        // never holds a half-made change.
+        self.histories.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes a loaded version available for activation. Loading again the same version number
+    /// replaces it.
+    pub fn add(&self, version: Arc<PluginVersion>) {
+        let key = (version.id.tenant.clone(), version.id.name.clone());
+        self.histories()
+            .entry(key)
+            .or_default()
+            .loaded
+            .insert(version.id.version, version);
+    }
+
+    /// Makes `version` the active one for new calls, at once. Calls in progress keep theirs.
+    pub fn activate(&self, tenant: &str, name: &str, version: u32) -> Result<(), RegistryError> {
+        let mut histories = self.histories();
+        let h = histories
+            .get_mut(&(Arc::from(tenant), Arc::from(name)))
+            .filter(|h| h.loaded.contains_key(&version))
+            .ok_or_else(|| RegistryError::UnknownVersion {
+                tenant: tenant.into(),
+                name: name.into(),
+                version,
+            })?;
+        if h.active != Some(version) {
+            if let Some(old) = h.active {
+                h.previous.push(old);
+            }
+            h.active = Some(version);
+        }
+        self.publish(tenant, &histories);
+        tracing::info!(tenant, plugin = name, version, "plugin version activated");
+        Ok(())
+    }
+
+    /// Re-activates the version that was active before the current one; returns it.
+    pub fn rollback(&self, tenant: &str, name: &str) -> Result<u32, RegistryError> {
+        let mut histories = self.histories();
+        let none = || RegistryError::NothingToRollBack {
+            tenant: tenant.into(),
+            name: name.into(),
+        };
+        let h = histories
+            .get_mut(&(Arc::from(tenant), Arc::from(name)))
+            .ok_or_else(none)?;
+        // Skip versions removed since they were active.
+        let back = loop {
+            match h.previous.pop() {
+                Some(v) if h.loaded.contains_key(&v) => break v,
+                Some(_) => continue,
+                None => return Err(none()),
+            }
+        };
+        h.active = Some(back);
+        self.publish(tenant, &histories);
+        tracing::info!(tenant, plugin = name, version = back, "plugin rolled back");
+        Ok(back)
+    }
+
+    /// Stops new calls from using the plugin; running calls finish on their instances.
+    pub fn deactivate(&self, tenant: &str, name: &str) {
+        let mut histories = self.histories();
+        if let Some(h) = histories.get_mut(&(Arc::from(tenant), Arc::from(name)))
+            && let Some(old) = h.active.take()
+        {
+            h.previous.push(old);
+        }
+        self.publish(tenant, &histories);
+    }
+
+    /// Forgets an inactive version.
+    pub fn remove(&self, tenant: &str, name: &str, version: u32) -> Result<(), RegistryError> {
+        let mut histories = self.histories();
+        let h = histories
+            .get_mut(&(Arc::from(tenant), Arc::from(name)))
+            .filter(|h| h.loaded.contains_key(&version))
+            .ok_or_else(|| RegistryError::UnknownVersion {
+                tenant: tenant.into(),
+                name: name.into(),
+                version,
+            })?;
+        if h.active == Some(version) {
+            return Err(RegistryError::Active {
+                name: name.into(),
+                version,
+            });
+        }
+        h.loaded.remove(&version);
+        h.previous.retain(|v| *v != version);
+        Ok(())
+    }
+
+    /// Sets what the tenant's calls and messages get when its plugins fail.
+    pub fn set_fallback(&self, tenant: &str, fallback: Fallback) {
+        self.fallbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(Arc::from(tenant), fallback);
+        let histories = self.histories();
+        self.publish(tenant, &histories);
+    }
+
+    /// Rebuilds the tenant's snapshot from the histories and swaps it in.
+    fn publish(&self, tenant: &str, histories: &HashMap<(Arc<str>, Arc<str>), History>) {
+        let active = histories
+            .iter()
+            .filter(|((t, _), _)| &**t == tenant)
+            .filter_map(|((_, name), h)| {
+                let v = h.loaded.get(&h.active?)?;
+                Some((name.clone(), v.clone()))
+            })
+            .collect();
+        let fallback = self
+            .fallbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant)
+            .cloned()
+            .unwrap_or_default();
+        let set = Arc::new(TenantPlugins { active, fallback });
+        self.tenants.rcu(|old| {
+            let mut next = HashMap::clone(old);
+            next.insert(Arc::from(tenant), set.clone());
+            next
+        });
+    }
+
+    /// The tenant's current plugin set (what a call starting now would use).
+    pub fn snapshot(&self, tenant: &str) -> Option<Arc<TenantPlugins>> {
+        self.tenants.load().get(tenant).cloned()
+    }
+
+    /// The active version of one plugin.
+    pub fn active(&self, tenant: &str, name: &str) -> Option<Arc<PluginVersion>> {
+        self.snapshot(tenant)?.active.get(name).cloned()
+    }
+
+    /// Every loaded version number of a plugin and the active one.
+    pub fn versions(&self, tenant: &str, name: &str) -> (Vec<u32>, Option<u32>) {
+        self.histories()
+            .get(&(Arc::from(tenant), Arc::from(name)))
+            .map(|h| (h.loaded.keys().copied().collect(), h.active))
+            .unwrap_or_default()
+    }
+
+    /// Routes a new call with the tenant's router; any failure yields the tenant's fallback.
+    pub async fn route(&self, tenant: &str, call: &CallInfo) -> RoutedCall {
+        let set = self.snapshot(tenant).unwrap_or_default();
+        let Some(plugin) = set.find(Capability::Routing) else {
+            return RoutedCall {
+                decision: Decided {
+                    value: set.fallback.route.clone(),
+                    failure: Some(PluginError::NotExported(Capability::Routing)),
+                },
+                instance: None,
+            };
+        };
+        let attempt = async {
+            let mut instance = plugin.instantiate(InstanceOptions::default()).await?;
+            let decision = instance.route(call).await;
+            Ok::<_, PluginError>((instance, decision))
+        };
+        match attempt.await {
+            Ok((instance, Ok(value))) => RoutedCall {
+                decision: Decided {
+                    value,
+                    failure: None,
+                },
+                instance: Some(instance),
+            },
+            Ok((_, Err(e))) | Err(e) => RoutedCall {
+                decision: Decided {
+                    value: set.fallback.route.clone(),
+                    failure: Some(e),
+                },
+                instance: None,
+            },
+        }
+    }
+
+    /// Starts an IVR instance of the named plugin (or the tenant's IVR when `plugin` is empty).
+    pub async fn start_ivr(
+        &self,
+        tenant: &str,
+        plugin: &str,
+    ) -> Result<CallInstance, PluginError> {
+        let set = self.snapshot(tenant).unwrap_or_default();
+        let version = if plugin.is_empty() {
+            set.find(Capability::Ivr)
+        } else {
+            set.active.get(plugin).filter(|p| p.has(Capability::Ivr))
+        }
+        .ok_or(PluginError::NotExported(Capability::Ivr))?;
+        version.instantiate(InstanceOptions::default()).await
+    }
+
+    /// Feeds an IVR event to a running IVR instance; a failure yields the tenant's fallback
+    /// actions.
+    pub async fn ivr_event(
+        &self,
+        instance: &mut CallInstance,
+        event: &IvrEvent,
+    ) -> Decided<Vec<IvrAction>> {
+        match instance.on_ivr_event(event).await {
+            Ok(value) => Decided {
+                value,
+                failure: None,
+            },
+            Err(e) => Decided {
+                value: self
+                    .snapshot(&instance.version().id.tenant)
+                    .unwrap_or_default()
+                    .fallback
+                    .ivr
+                    .clone(),
+                failure: Some(e),
+            },
+        }
+    }
+
+    /// Runs the tenant's messaging policy on one message (a fresh instance per message).
+    pub async fn message(&self, tenant: &str, msg: &Message) -> Decided<SmsDecision> {
+        let set = self.snapshot(tenant).unwrap_or_default();
+        let result = match set.find(Capability::Messaging) {
+            // No policy: deliver as is.
+            None => {
+                return Decided {
+                    value: SmsDecision::Deliver,
+                    failure: None,
+                };
+            }
+            Some(plugin) => match plugin.instantiate(InstanceOptions::default()).await {
+                Ok(mut instance) => instance.on_message(msg).await,
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(value) => Decided {
+                value,
+                failure: None,
+            },
+            Err(e) => Decided {
+                value: set.fallback.sms.clone(),
+                failure: Some(e),
+            },
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! Engine-wide state ([`Runtime`]) and per tenant plugin version state ([`PluginVersion`]).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, InstancePre, Linker, types::ComponentItem};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings::{
+    self, IVR_EXPORT, IvrIndices, MESSAGING_EXPORT, MessagingIndices, ROUTING_EXPORT,
+    RoutingIndices,
+};
+use super::cache::ComponentCache;
+use super::error::{LoadError, RuntimeError};
+use super::instance::CallState;
+use super::kv::KvStore;
+
+/// Settings of the plugin runtime. Every field has a default chosen for a production host; the
+/// config module maps each to `wasmswitch.toml` and a `WASMSWITCH_PLUGINS_*` variable.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// The largest component accepted, in bytes. Default 64 MiB: a Python (componentize-py)
+    /// plugin is ~18 MB and a SpiderMonkey JavaScript one ~12 MB, so this leaves room for big
+    /// dependencies while bounding compile time and memory. `WASMSWITCH_PLUGINS_MAX_COMPONENT_BYTES`.
+    pub max_component_bytes: usize,
+    /// How long one call into a plugin (one `route`, one IVR event, one message) may run before it
+    /// is stopped. Default 100 ms: routing sits on the call's post-dial delay, and a Rust plugin
+    /// answers in microseconds, a Python one in about a millisecond. `WASMSWITCH_PLUGINS_DEADLINE_MS`.
+    pub deadline: Duration,
+    /// The most linear memory one plugin instance may grow to, in bytes. Default 128 MiB: enough
+    /// for the Python and JavaScript runtimes (which start at 20-40 MB) with headroom; a Rust
+    /// router uses ~1 MB. `WASMSWITCH_PLUGINS_MAX_MEMORY_BYTES`.
+    pub max_memory_bytes: usize,
+    /// The most plugin instances alive at once on this host (an instance lives for a whole
+    /// call). Default 10,000; the pooling allocator reserves address space, not memory, for each.
+    /// `WASMSWITCH_PLUGINS_MAX_INSTANCES`.
+    pub max_instances: u32,
+    /// How often the epoch ticker advances; deadlines are measured in these ticks, so it is the
+    /// deadline's resolution. Default 1 ms.
+    pub epoch_tick: Duration,
+    /// Count fuel (WebAssembly instructions, roughly) per call. Costs ~40% in guest speed, so it is
+    /// off in production and on in the harness and the simulate endpoint, which report it.
+    pub fuel_metering: bool,
+    /// Where compiled components are cached; none disables the cache. Must be writable only by
+    /// the host. Default: `$XDG_CACHE_HOME/wasmswitch/components` (set by the binary).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            max_component_bytes: 64 << 20,
+            deadline: Duration::from_millis(100),
+            max_memory_bytes: 128 << 20,
+            max_instances: 10_000,
+            epoch_tick: Duration::from_millis(1),
+            fuel_metering: false,
+            cache_dir: None,
+        }
+    }
+}
+
+/// What a plugin can do, read from the interfaces its component exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Capability {
+    /// Exports `call-routing` (world `router`).
+    Routing,
+    /// Exports `ivr-flow` (world `ivr`).
+    Ivr,
+    /// Exports `message-policy` (world `messaging`).
+    Messaging,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 3] = [Capability::Routing, Capability::Ivr, Capability::Messaging];
+
+    /// The exported interface's full name.
+    pub fn export_name(self) -> &'static str {
+        match self {
+            Capability::Routing => ROUTING_EXPORT,
+            Capability::Ivr => IVR_EXPORT,
+            Capability::Messaging => MESSAGING_EXPORT,
+        }
+    }
+
+    /// The WIT world that has just this export.
+    pub fn world(self) -> &'static str {
+        match self {
+            Capability::Routing => "router",
+            Capability::Ivr => "ivr",
+            Capability::Messaging => "messaging",
+        }
+    }
+
+    /// Parses a world name as a set of capabilities (`switch` is all three).
+    pub fn parse_world(world: &str) -> Option<Vec<Capability>> {
+        match world {
+            "router" => Some(vec![Capability::Routing]),
+            "ivr" => Some(vec![Capability::Ivr]),
+            "messaging" => Some(vec![Capability::Messaging]),
+            "switch" => Some(Capability::ALL.to_vec()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.world())
+    }
+}
+
+/// Who a plugin version belongs to and which version it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PluginId {
+    pub tenant: Arc<str>,
+    pub name: Arc<str>,
+    pub version: u32,
+}
+
+impl fmt::Display for PluginId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}@{}", self.tenant, self.name, self.version)
+    }
+}
+
+/// Engine-wide state: one wasmtime `Engine`, the linker with the host imports, the epoch
+/// ticker, the compiled-component cache and the `kv` backend. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<RuntimeInner>,
+}
+
+pub(crate) struct RuntimeInner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<CallState>,
+    pub(crate) config: RuntimeConfig,
+    pub(crate) kv: Arc<dyn KvStore>,
+    cache: Option<ComponentCache>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a component was obtained by [`Runtime::load`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadSource {
+    /// Compiled from the WebAssembly bytes.
+    Compiled,
+    /// Read from the compiled-component cache.
+    Cached,
+}
+
+impl Runtime {
+    /// Creates the engine and starts its epoch ticker.
+    pub fn new(config: RuntimeConfig, kv: Arc<dyn KvStore>) -> Result<Self, RuntimeError> {
+        let engine_err = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
+        let mut pool = PoolingAllocationConfig::default();
+        let instances = config.max_instances;
+        // A component instance of a Rust plugin has 1-3 core instances and one memory; the
+        // Python and JavaScript runtimes bring a few more. Reserve for the worst common case.
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(4))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(4))
+            .total_stacks(instances)
+            .max_memories_per_component(8)
+            .max_tables_per_component(16)
+            .max_core_instances_per_component(32)
+            .max_memory_size(config.max_memory_bytes)
+            // Keep the first pages of a freed slot mapped and just zero them: a fresh call's
+            // instance then skips most page faults and `madvise` calls.
+            .linear_memory_keep_resident(64 << 10)
+            .table_keep_resident(16 << 10);
+
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true)
+            .consume_fuel(config.fuel_metering)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            // Memory slots are sized to the cap (plus guard) rather than the default 4 GiB, so
+            // 10,000 instances fit in the address space.
+            .memory_reservation(config.max_memory_bytes as u64)
+            .memory_reservation_for_growth(0)
+            .memory_guard_size(64 << 10)
+            .memory_init_cow(true);
+        let engine = Engine::new(&wasm).map_err(engine_err)?;
+
+        let mut linker = Linker::<CallState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
+        bindings::generated::Switch::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(engine_err)?;
+
+        let cache = config
+            .cache_dir
+            .as_deref()
+            .map(|dir| ComponentCache::new(&engine, dir))
+            .transpose()?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(&engine, config.epoch_tick, ticker_stop.clone());
+
+        Ok(Self {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                config,
+                kv,
+                cache,
+                ticker_stop,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// The `kv` backend the plugins of this runtime see.
+    pub fn kv(&self) -> &Arc<dyn KvStore> {
+        &self.inner.kv
+    }
+
+    /// Validates and compiles a component (or loads it from the cache) and prepares it for
+    /// instantiation. `expect` lists the capabilities the caller requires (e.g. from an upload's
+    /// declared world); empty accepts any plugin component.
+    ///
+    /// Compilation runs on a blocking thread, so this never stalls the async runtime.
+    pub async fn load(
+        &self,
+        id: PluginId,
+        bytes: Vec<u8>,
+        expect: &[Capability],
+    ) -> Result<Arc<PluginVersion>, LoadError> {
+        let this = self.clone();
+        let expect = expect.to_vec();
+        match tokio::task::spawn_blocking(move || this.load_blocking(id, &bytes, &expect)).await {
+            Ok(result) => result,
+            // The only way the blocking task fails is a panic inside wasmtime's compiler.
+            Err(e) => Err(LoadError::Invalid(format!("the compiler failed: {e}"))),
+        }
+    }
+
+    /// [`Runtime::load`] for callers outside an async context (the CLI, benchmarks).
+    pub fn load_blocking(
+        &self,
+        id: PluginId,
+        bytes: &[u8],
+        expect: &[Capability],
+    ) -> Result<Arc<PluginVersion>, LoadError> {
+        let started = Instant::now();
+        let limit = self.inner.config.max_component_bytes;
+        if bytes.len() > limit {
+            return Err(LoadError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        check_header(bytes)?;
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let (component, source) = self.compile(&sha256, bytes)?;
+
+        let found = exported_interfaces(&self.inner.engine, &component);
+        let capabilities: Vec<Capability> = Capability::ALL
+            .into_iter()
+            .filter(|c| found.iter().any(|f| f == c.export_name()))
+            .collect();
+        if capabilities.is_empty() {
+            return Err(LoadError::NoPluginExport { found });
+        }
+        if let Some(&missing) = expect.iter().find(|c| !capabilities.contains(c)) {
+            return Err(LoadError::WrongWorld {
+                expected: missing,
+                found,
+            });
+        }
+
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
+        let indices_err = |e: wasmtime::Error| LoadError::Invalid(format!("{e:#}"));
+        let has = |c| capabilities.contains(&c);
+        let routing = has(Capability::Routing)
+            .then(|| RoutingIndices::new(&pre))
+            .transpose()
+            .map_err(indices_err)?;
+        let ivr = has(Capability::Ivr)
+            .then(|| IvrIndices::new(&pre))
+            .transpose()
+            .map_err(indices_err)?;
+        let messaging = has(Capability::Messaging)
+            .then(|| MessagingIndices::new(&pre))
+            .transpose()
+            .map_err(indices_err)?;
+
+        tracing::info!(
+            plugin = %id, sha256 = %sha256, size = bytes.len(), ?capabilities, ?source,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "plugin loaded"
+        );
+        Ok(Arc::new(PluginVersion {
+            id,
+            sha256,
+            size: bytes.len(),
+            capabilities,
+            source,
+            runtime: self.clone(),
+            pre,
+            routing,
+            ivr,
+            messaging,
+        }))
+    }
+
+    fn compile(&self, sha256: &str, bytes: &[u8]) -> Result<(Component, LoadSource), LoadError> {
+        let engine = &self.inner.engine;
+        if let Some(cached) = self.inner.cache.as_ref().and_then(|c| c.get(engine, sha256)) {
+            return Ok((cached, LoadSource::Cached));
+        }
+        let component =
+            Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        if let Some(cache) = &self.inner.cache {
+            cache.put(sha256, &component);
+        }
+        Ok((component, LoadSource::Compiled))
+    }
+}
+
+/// Tells garbage, core modules and components apart by the preamble, so each gets its own error.
+fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm);
+    }
+    // Core modules have version 1 and layer 0; components have layer 1.
+    match bytes[6..8] {
+        [0, 0] => Err(LoadError::CoreModule),
+        [1, 0] => Ok(()),
+        _ => Err(LoadError::Invalid(format!(
+            "unknown WebAssembly encoding (version/layer bytes {:02x?})",
+            &bytes[4..8]
+        ))),
+    }
+}
+
+fn exported_interfaces(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .exports(engine)
+        .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentInstance(_)))
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+fn spawn_epoch_ticker(engine: &Engine, tick: Duration, stop: Arc<AtomicBool>) {
+    // A weak handle: the ticker must not keep the engine alive after the runtime is dropped.
+    let engine = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("wasmswitch-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                match engine.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // Without a ticker, deadlines never fire; the tokio timeout in `CallInstance` still
+        // bounds calls that yield, so log loudly rather than refuse to start.
+        tracing::error!(error = %e, "cannot start the epoch ticker: plugin deadlines are not enforced");
+    }
+}
+
+/// One loaded version of one tenant's plugin: the compiled component, prepared for fast
+/// instantiation, and what it exports. Shared by every call that uses this version.
+pub struct PluginVersion {
+    pub id: PluginId,
+    /// Hex sha256 of the component's bytes.
+    pub sha256: String,
+    /// Size of the component in bytes.
+    pub size: usize,
+    /// What the component exports, in a stable order.
+    pub capabilities: Vec<Capability>,
+    /// Whether this load compiled or came from the cache.
+    pub source: LoadSource,
+    pub(crate) runtime: Runtime,
+    pub(crate) pre: InstancePre<CallState>,
+    pub(crate) routing: Option<RoutingIndices>,
+    pub(crate) ivr: Option<IvrIndices>,
+    pub(crate) messaging: Option<MessagingIndices>,
+}
+
+impl PluginVersion {
+    pub fn has(&self, capability: Capability) -> bool {
+        self.capabilities.contains(&capability)
+    }
+}
+
+impl fmt::Debug for PluginVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginVersion")
+            .field("id", &self.id)
+            .field("sha256", &self.sha256)
+            .field("size", &self.size)
+            .field("capabilities", &self.capabilities)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_tells_garbage_core_and_component_apart() {
+        assert!(matches!(check_header(b"hello world"), Err(LoadError::NotWasm)));
+        assert!(matches!(check_header(b"\0as"), Err(LoadError::NotWasm)));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(LoadError::CoreModule)
+        ));
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    #[test]
+    fn worlds_parse_to_capabilities() {
+        assert_eq!(Capability::parse_world("switch").unwrap().len(), 3);
+        assert_eq!(
+            Capability::parse_world("ivr").unwrap(),
+            vec![Capability::Ivr]
+        );
+        assert!(Capability::parse_world("nope").is_none());
+    }
+}
