@@ -57,6 +57,7 @@ impl From<&model::CallInfo> for wit::CallInfo {
                     value: h.value.clone(),
                 })
                 .collect(),
+            received_at: c.received_at,
         }
     }
 }

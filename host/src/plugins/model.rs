@@ -31,6 +31,8 @@ pub struct CallInfo {
     pub source_address: String,
     pub trunk: Option<String>,
     pub headers: Vec<Header>,
+    /// Milliseconds since the Unix epoch when the call arrived.
+    pub received_at: u64,
 }
 
 /// A final SIP status (WIT `sip-status`).

@@ -173,16 +173,18 @@ impl Runtime {
         let engine_err = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
         let mut pool = PoolingAllocationConfig::default();
         let instances = config.max_instances;
-        // A component instance of a Rust plugin has 1-3 core instances and one memory; the
-        // Python and JavaScript runtimes bring a few more. Reserve for the worst common case.
+        // A Rust plugin instance has 1-3 core instances and one memory; a JavaScript (QuickJS)
+        // one 11 core instances and 3 memories; a Python (componentize-py) one 38 core
+        // instances. Core-instance and table slots are cheap, so size for JavaScript, and let
+        // the per-component limits admit Python.
         pool.total_component_instances(instances)
-            .total_core_instances(instances.saturating_mul(4))
-            .total_memories(instances.saturating_mul(2))
-            .total_tables(instances.saturating_mul(4))
+            .total_core_instances(instances.saturating_mul(12))
+            .total_memories(instances.saturating_mul(3))
+            .total_tables(instances.saturating_mul(12))
             .total_stacks(instances)
-            .max_memories_per_component(8)
-            .max_tables_per_component(16)
-            .max_core_instances_per_component(32)
+            .max_memories_per_component(16)
+            .max_tables_per_component(64)
+            .max_core_instances_per_component(64)
             .max_memory_size(config.max_memory_bytes)
             // Keep the first pages of a freed slot mapped and just zero them: a fresh call's
             // instance then skips most page faults and `madvise` calls.

@@ -1,0 +1,85 @@
+//! Routes calls by the called number's prefix and the time of day, to the tenant's trunks.
+//!
+//! Build: `cargo build --release --target wasm32-wasip2 -p router`
+//! Test:  `wasmswitch plugin test target/wasm32-wasip2/release/router.wasm plugins/scenarios/router.yaml`
+//!
+//! The table lives in `kv` under `routes`, one route a line: a prefix, the local hours it applies
+//! to (`08-18` is 08:00 to 17:59, `22-06` wraps midnight, `*` is always) and a trunk. The longest
+//! matching prefix wins; among its lines, the first whose hours match. `tz-offset-minutes` in
+//! `kv` sets local time (default UTC).
+//!
+//! ```text
+//! +44     *      uk-trunk
+//! +1800   08-18  us-daytime
+//! +1800   *      us-night
+//! ```
+
+use wasmswitch_plugin::*;
+
+struct Plugin;
+
+struct Route<'a> {
+    prefix: &'a str,
+    hours: Option<(u32, u32)>,
+    trunk: &'a str,
+}
+
+fn parse(table: &str) -> impl Iterator<Item = Route<'_>> {
+    table.lines().filter_map(|line| {
+        let mut f = line.split_whitespace();
+        let prefix = f.next().filter(|p| !p.starts_with('#'))?;
+        let hours = match f.next()? {
+            "*" => None,
+            h => {
+                let (from, to) = h.split_once('-')?;
+                Some((from.parse().ok()?, to.parse().ok()?))
+            }
+        };
+        Some(Route { prefix, hours, trunk: f.next()? })
+    })
+}
+
+fn in_hours(hours: Option<(u32, u32)>, hour: u32) -> bool {
+    match hours {
+        None => true,
+        Some((from, to)) if from <= to => (from..to).contains(&hour),
+        Some((from, to)) => hour >= from || hour < to,
+    }
+}
+
+impl Router for Plugin {
+    fn route(call: CallInfo) -> RouteDecision {
+        let table = kv::get_string("routes").ok().flatten().unwrap_or_default();
+        let offset: i64 = kv::get_string("tz-offset-minutes")
+            .ok()
+            .flatten()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let local_minutes = (call.received_at / 60_000) as i64 + offset;
+        let hour = (local_minutes.rem_euclid(24 * 60) / 60) as u32;
+
+        let best = parse(&table)
+            .filter(|r| call.to.starts_with(r.prefix))
+            .map(|r| r.prefix.len())
+            .max();
+        let chosen = best.and_then(|len| {
+            parse(&table).find(|r| {
+                r.prefix.len() == len && call.to.starts_with(r.prefix) && in_hours(r.hours, hour)
+            })
+        });
+        match chosen {
+            Some(r) => {
+                log::info(&format!("{} -> trunk {} (local hour {hour})", call.to, r.trunk));
+                metrics::incr("routed");
+                RouteDecision::forward(Forward::to([call.to.clone()]).via(r.trunk))
+            }
+            None => {
+                log::warn(&format!("no route for {}", call.to));
+                metrics::incr("unroutable");
+                RouteDecision::reject(404, "No Route")
+            }
+        }
+    }
+}
+
+export_router!(Plugin);

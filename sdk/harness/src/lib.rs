@@ -1,0 +1,31 @@
+//! Test wasmswitch plugins without a phone network.
+//!
+//! Load any plugin component (Rust, Python, JavaScript, ...) with in-memory host imports, then
+//! drive it: route a call, feed IVR events, send a message, and assert on what it decides.
+//! Every call reports the fuel it used; `kv` can be preloaded and inspected; log lines and
+//! counters are captured.
+//!
+//! ```no_run
+//! use wasmswitch_harness::{Harness, model::*};
+//!
+//! #[tokio::test]
+//! async fn menu_greets() {
+//!     let h = Harness::load("target/wasm32-wasip2/release/ivr_menu.wasm").unwrap();
+//!     let mut call = h.call().await.unwrap();
+//!     let actions = call
+//!         .on_ivr_event(&IvrEvent::Started(IvrStarted::default()))
+//!         .await
+//!         .unwrap();
+//!     assert!(matches!(actions[0], IvrAction::Play(_)));
+//!     assert!(call.last_fuel().unwrap() > 0);
+//! }
+//! ```
+//!
+//! Scenario files (YAML or JSON) run the same checks without Rust; see [`scenario`].
+
+pub use wasmswitch::plugins::harness::{Harness, HarnessError, TENANT, default_config};
+pub use wasmswitch::plugins::model;
+pub use wasmswitch::plugins::scenario;
+pub use wasmswitch::plugins::{
+    CallInstance, Capability, LogLevel, LogLine, PluginError, RuntimeConfig,
+};
