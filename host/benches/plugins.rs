@@ -1,1 +1,214 @@
-fn main() {}
+//! Plugin runtime benchmarks: what a call costs in the plugin layer.
+//!
+//! Run: `cargo bench -p wasmswitch --bench plugins` (BENCHMARKS.md records the figures).
+//!
+//! - `route/fresh-instance/rust-router`: a new call's whole plugin cost: a fresh instance
+//!   (store + instantiate) and one `route()`, then the instance is dropped. Production settings:
+//!   pooling allocator, epoch deadline, no fuel. A latency pass prints p50/p99 as well.
+//! - `ivr/event/{rust,python,js}`: one IVR event round trip on a warm instance.
+//! - `ivr/fresh-instance+started/{rust,python,js}`: a new IVR call's cost; memory per instance is
+//!   printed beside it.
+//! - `load/{compile,cached}/rust-router`: compiling a component vs loading it from the cache; the
+//!   Python and JavaScript components are timed once each (a cold compile takes seconds).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use wasmswitch::plugins::model::{CallInfo, IvrEvent, IvrStarted};
+use wasmswitch::plugins::{
+    KvStore, LoadSource, MemoryKv, PluginId, PluginVersion, Runtime, RuntimeConfig,
+};
+use wasmswitch_plugin_artifacts as artifacts;
+
+fn tokio() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio")
+}
+
+fn runtime(cache: Option<std::path::PathBuf>) -> Runtime {
+    let kv = Arc::new(MemoryKv::new());
+    tokio()
+        .block_on(kv.set("bench", "routes", b"+44 * uk-trunk\n+1 * us-trunk\n"))
+        .expect("kv");
+    Runtime::new(
+        RuntimeConfig {
+            max_instances: 1000,
+            cache_dir: cache,
+            ..RuntimeConfig::default()
+        },
+        kv,
+    )
+    .expect("runtime")
+}
+
+fn load(rt: &Runtime, path: &str) -> Arc<PluginVersion> {
+    let bytes = std::fs::read(path).expect("artifact");
+    let id = PluginId {
+        tenant: "bench".into(),
+        name: "p".into(),
+        version: 1,
+    };
+    rt.load_blocking(id, &bytes, &[]).expect("load")
+}
+
+fn call() -> CallInfo {
+    CallInfo {
+        call_id: "bench-call".into(),
+        tenant: "bench".into(),
+        from: "+442071234567".into(),
+        to: "+14155550100".into(),
+        source_address: "127.0.0.1:5060".into(),
+        ..Default::default()
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn route(c: &mut Criterion) {
+    let rt = runtime(None);
+    let router = load(&rt, artifacts::ROUTER);
+    let tokio = tokio();
+    let call = call();
+    let mut g = c.benchmark_group("route");
+    g.bench_function("fresh-instance/rust-router", |b| {
+        b.iter_custom(|iters| {
+            tokio.block_on(async {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    let mut i = router.instantiate(Default::default()).await.expect("instance");
+                    std::hint::black_box(i.route(&call).await.expect("route"));
+                }
+                t.elapsed()
+            })
+        })
+    });
+    g.finish();
+
+    // Latency distribution of the same operation, one sample per call.
+    let mut samples = Vec::with_capacity(20_000);
+    tokio.block_on(async {
+        for _ in 0..20_000 {
+            let t = Instant::now();
+            let mut i = router.instantiate(Default::default()).await.expect("instance");
+            std::hint::black_box(i.route(&call).await.expect("route"));
+            samples.push(t.elapsed());
+        }
+    });
+    samples.sort();
+    println!(
+        "route/fresh-instance/rust-router latency over {} calls: p50 {:?}  p90 {:?}  p99 {:?}  max {:?}",
+        samples.len(),
+        percentile(&samples, 0.50),
+        percentile(&samples, 0.90),
+        percentile(&samples, 0.99),
+        samples[samples.len() - 1],
+    );
+}
+
+fn ivr(c: &mut Criterion) {
+    let rt = runtime(Some(std::env::temp_dir().join("wasmswitch-bench-cache")));
+    let tokio = tokio();
+    let started = IvrEvent::Started(IvrStarted {
+        call: call(),
+        ..Default::default()
+    });
+    let builds = [
+        ("rust", artifacts::IVR_MENU),
+        ("python", artifacts::IVR_MENU_PY),
+        ("js", artifacts::IVR_MENU_JS),
+    ];
+    let mut g = c.benchmark_group("ivr");
+    for (lang, path) in builds {
+        let plugin = load(&rt, path);
+        let mut warm = tokio
+            .block_on(plugin.instantiate(Default::default()))
+            .expect("instance");
+        tokio.block_on(warm.on_ivr_event(&started)).expect("started");
+        println!(
+            "ivr/{lang}: component {} bytes, linear memory per instance {} KiB",
+            plugin.size,
+            warm.memory_bytes() >> 10
+        );
+        g.bench_function(format!("event/{lang}"), |b| {
+            b.iter_custom(|iters| {
+                tokio.block_on(async {
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        // `timeout` replays the menu (or says goodbye): a two-action answer.
+                        let a = warm.on_ivr_event(&IvrEvent::Timeout).await.expect("event");
+                        std::hint::black_box(a);
+                    }
+                    t.elapsed()
+                })
+            })
+        });
+        g.bench_function(format!("fresh-instance+started/{lang}"), |b| {
+            b.iter_custom(|iters| {
+                tokio.block_on(async {
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        let mut i = plugin.instantiate(Default::default()).await.expect("instance");
+                        std::hint::black_box(i.on_ivr_event(&started).await.expect("started"));
+                    }
+                    t.elapsed()
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+fn load_times(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("wasmswitch-bench-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let uncached = runtime(None);
+    let cached = runtime(Some(dir.clone()));
+    let router = std::fs::read(artifacts::ROUTER).expect("artifact");
+    let id = || PluginId {
+        tenant: "bench".into(),
+        name: "p".into(),
+        version: 1,
+    };
+    // Fill the cache once.
+    cached.load_blocking(id(), &router, &[]).expect("load");
+
+    let mut g = c.benchmark_group("load");
+    g.sample_size(20);
+    g.bench_function("compile/rust-router", |b| {
+        b.iter(|| {
+            let p = uncached.load_blocking(id(), &router, &[]).expect("load");
+            assert_eq!(p.source, LoadSource::Compiled);
+        })
+    });
+    g.bench_function("cached/rust-router", |b| {
+        b.iter(|| {
+            let p = cached.load_blocking(id(), &router, &[]).expect("load");
+            assert_eq!(p.source, LoadSource::Cached);
+        })
+    });
+    g.finish();
+
+    for (lang, path) in [("python", artifacts::IVR_MENU_PY), ("js", artifacts::IVR_MENU_JS)] {
+        let bytes = std::fs::read(path).expect("artifact");
+        let t = Instant::now();
+        let p = cached.load_blocking(id(), &bytes, &[]).expect("load");
+        let first = t.elapsed();
+        let t = Instant::now();
+        let q = cached.load_blocking(id(), &bytes, &[]).expect("load");
+        let second = t.elapsed();
+        assert_eq!((p.source, q.source), (LoadSource::Compiled, LoadSource::Cached));
+        println!(
+            "load/{lang}-ivr: compile {first:?}, cached {second:?} ({:.0}x)",
+            first.as_secs_f64() / second.as_secs_f64()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, route, ivr, load_times);
+criterion_main!(benches);

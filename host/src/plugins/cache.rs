@@ -37,15 +37,23 @@ impl ComponentCache {
     /// The cached compilation of `sha256`, if there is a usable one.
     pub(crate) fn get(&self, engine: &Engine, sha256: &str) -> Option<Component> {
         let path = self.path(sha256);
-        if !path.exists() {
-            return None;
-        }
+        // Read into memory rather than `deserialize_file`'s mmap: a cache file truncated under a
+        // live mapping (a full disk, an operator's cleanup) would SIGBUS the whole switch.
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read cached component");
+                return None;
+            }
+        };
         // SAFETY: files in this directory are written only by `put` below, from our own
         // `Component::serialize` output, and are named after the engine's compatibility hash;
         // wasmtime additionally checks the header and refuses incompatible artifacts. The cache
-        // directory must not be writable by anyone the host does not trust (documented).
+        // directory must not be writable by anyone the host does not trust (documented on
+        // `RuntimeConfig::cache_dir`).
         #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize_file(engine, &path) };
+        let loaded = unsafe { Component::deserialize(engine, &bytes) };
         match loaded {
             Ok(c) => Some(c),
             Err(e) => {

@@ -61,12 +61,14 @@ pub struct InstanceOptions {
 struct CallLimiter {
     max_memory: usize,
     hit: bool,
+    /// Linear memory currently held by the instance, all memories together.
+    used: usize,
 }
 
 impl ResourceLimiter for CallLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -79,6 +81,7 @@ impl ResourceLimiter for CallLimiter {
                 self.max_memory
             ));
         }
+        self.used += desired.saturating_sub(current);
         Ok(true)
     }
 
@@ -269,6 +272,7 @@ impl PluginVersion {
             limiter: CallLimiter {
                 max_memory: rt.config.max_memory_bytes,
                 hit: false,
+                used: 0,
             },
             wasi: None,
             table: ResourceTable::new(),
@@ -383,6 +387,11 @@ impl CallInstance {
     /// Wall time the last call took.
     pub fn last_elapsed(&self) -> Duration {
         self.last_elapsed
+    }
+
+    /// Linear memory the instance holds now, in bytes (all its memories together).
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.used
     }
 
     /// Whether an earlier failure made this instance unusable.

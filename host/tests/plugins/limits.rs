@@ -1,0 +1,124 @@
+//! A plugin that loops, eats memory, traps or answers nonsense is contained: a typed error, a
+//! poisoned instance, and the tenant's fallback for the call. Never a host panic.
+
+use std::time::{Duration, Instant};
+
+use wasmswitch::plugins::harness;
+use wasmswitch::plugins::model::{
+    CallEvent, CallInfo, DtmfPress, RouteDecision, SipStatus,
+};
+use wasmswitch::plugins::{Fallback, PluginError, Registry, RuntimeConfig};
+use wasmswitch_plugin_artifacts::FAULTY;
+
+fn call(to: &str) -> CallInfo {
+    CallInfo { call_id: format!("call-{to}"), to: to.into(), ..Default::default() }
+}
+
+fn config(deadline_ms: u64, max_memory: usize) -> RuntimeConfig {
+    RuntimeConfig {
+        deadline: Duration::from_millis(deadline_ms),
+        max_memory_bytes: max_memory,
+        // Fuel off, as in production: the epoch deadline alone must stop the loop.
+        fuel_metering: false,
+        cache_dir: Some(super::cache_dir()),
+        ..harness::default_config()
+    }
+}
+
+#[tokio::test]
+async fn an_endless_loop_is_stopped_at_its_deadline() {
+    let rt = super::runtime(config(50, 64 << 20));
+    let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
+    let mut instance = plugin.instantiate(Default::default()).await.unwrap();
+    let started = Instant::now();
+    let err = instance.route(&call("loop")).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err, PluginError::Timeout { deadline: Duration::from_millis(50) });
+    assert!(took >= Duration::from_millis(45), "stopped too early: {took:?}");
+    assert!(took < Duration::from_millis(500), "stopped too late: {took:?}");
+    // The instance cannot be entered again.
+    assert!(instance.is_poisoned());
+    assert_eq!(instance.route(&call("ok")).await.unwrap_err(), PluginError::Poisoned);
+}
+
+#[tokio::test]
+async fn a_loop_in_an_in_call_event_is_stopped_too() {
+    let rt = super::runtime(config(30, 64 << 20));
+    let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
+    let mut instance = plugin.instantiate(Default::default()).await.unwrap();
+    assert!(instance.route(&call("ok")).await.is_ok());
+    let press = CallEvent::Dtmf(DtmfPress { digit: '1', caller: true });
+    let err = instance.on_call_event(&press).await.unwrap_err();
+    assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn unbounded_allocation_hits_the_memory_cap() {
+    let cap = 16 << 20;
+    let rt = super::runtime(config(2_000, cap));
+    let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
+    let mut instance = plugin.instantiate(Default::default()).await.unwrap();
+    let err = instance.route(&call("oom")).await.unwrap_err();
+    assert_eq!(err, PluginError::OutOfMemory { limit: cap });
+}
+
+#[tokio::test]
+async fn a_trap_is_reported_with_the_guest_message() {
+    let rt = super::runtime(config(1_000, 64 << 20));
+    let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
+    let mut instance = plugin.instantiate(Default::default()).await.unwrap();
+    let err = instance.route(&call("trap")).await.unwrap_err();
+    let PluginError::Trap(msg) = &err else { panic!("expected a trap, got {err:?}") };
+    assert!(msg.contains("unreachable") || msg.contains("wasm trap"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_decision_the_switch_cannot_act_on_is_refused() {
+    let rt = super::runtime(config(1_000, 64 << 20));
+    let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
+    let mut instance = plugin.instantiate(Default::default()).await.unwrap();
+    let err = instance.route(&call("bad")).await.unwrap_err();
+    assert!(
+        matches!(&err, PluginError::BadReturn(why) if why.contains("SIP status 200")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_failure_yields_the_tenant_fallback_and_later_calls_still_work() {
+    let rt = super::runtime(config(50, 16 << 20));
+    let registry = Registry::new();
+    registry.add(super::load(&rt, "acme", "router", 1, FAULTY));
+    registry.activate("acme", "router", 1).unwrap();
+
+    for (to, kind) in [("loop", "timeout"), ("oom", "out_of_memory"), ("trap", "trap"), ("bad", "bad_return")] {
+        let routed = registry.route("acme", &call(to)).await;
+        assert_eq!(routed.decision.value, Fallback::default().route, "{to}");
+        assert_eq!(routed.decision.failure.as_ref().map(PluginError::kind), Some(kind), "{to}");
+        assert!(routed.instance.is_none());
+        // The next call gets a fresh instance and a real answer.
+        let ok = registry.route("acme", &call("ok")).await;
+        assert!(ok.decision.failure.is_none(), "after {to}: {:?}", ok.decision.failure);
+        assert_eq!(ok.decision.value, RouteDecision::Reject(SipStatus::new(486, "Busy Here")));
+    }
+
+    // A tenant-specific fallback replaces the default.
+    let fallback = RouteDecision::Forward(wasmswitch::plugins::model::Forward {
+        targets: vec!["sip:operator@example.com".into()],
+        trunk: None,
+        timeout_ms: 30_000,
+        strategy: Default::default(),
+        caller_id: None,
+    });
+    registry.set_fallback("acme", Fallback { route: fallback.clone(), ..Fallback::default() });
+    let routed = registry.route("acme", &call("trap")).await;
+    assert_eq!(routed.decision.value, fallback);
+}
+
+#[tokio::test]
+async fn a_tenant_without_a_router_gets_the_fallback() {
+    let registry = Registry::new();
+    let routed = registry.route("nobody", &call("x")).await;
+    assert_eq!(routed.decision.value, Fallback::default().route);
+    assert!(routed.decision.failure.is_some());
+}

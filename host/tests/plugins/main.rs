@@ -1,0 +1,43 @@
+//! The plugin runtime against real components built from source (see `plugins/artifacts`).
+
+mod examples;
+mod hot_swap;
+mod limits;
+mod loading;
+
+use std::sync::Arc;
+
+use wasmswitch::plugins::harness::{self, Harness};
+use wasmswitch::plugins::{MemoryKv, PluginId, PluginVersion, Runtime, RuntimeConfig};
+
+/// A harness whose compiled components are cached under the target dir, so the 18 MB Python
+/// plugin is compiled once per build rather than once per test.
+pub fn harness(path: &str) -> Harness {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    Harness::from_bytes(
+        &bytes,
+        RuntimeConfig {
+            cache_dir: Some(cache_dir()),
+            ..harness::default_config()
+        },
+    )
+    .unwrap_or_else(|e| panic!("load {path}: {e}"))
+}
+
+pub fn cache_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
+}
+
+pub fn runtime(config: RuntimeConfig) -> Runtime {
+    Runtime::new(config, Arc::new(MemoryKv::new())).expect("runtime")
+}
+
+pub fn load(rt: &Runtime, tenant: &str, name: &str, version: u32, path: &str) -> Arc<PluginVersion> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let id = PluginId {
+        tenant: tenant.into(),
+        name: name.into(),
+        version,
+    };
+    rt.load_blocking(id, &bytes, &[]).expect("load")
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what building and testing wasmswitch needs, on top of a Rust toolchain (rustup):
+# the wasm32-wasip2 target (Rust plugins), componentize-py (Python plugins), and Node.js/npm
+# for the JavaScript plugins (whose own tools come from npm on first build). Idempotent.
+set -euo pipefail
+
+rustup target add wasm32-wasip2
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+if ! command -v componentize-py >/dev/null || [ "$(componentize-py --version 2>/dev/null | awk '{print $2}')" != "0.25.1" ]; then
+    python3 -m pip install --quiet "componentize-py==0.25.1"
+fi
+
+if ! command -v npm >/dev/null; then
+    if command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq nodejs npm
+    else
+        echo "error: install Node.js 20+ and npm (needed to build JavaScript plugins)" >&2
+        exit 1
+    fi
+fi
