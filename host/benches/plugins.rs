@@ -80,7 +80,10 @@ fn route(c: &mut Criterion) {
             tokio.block_on(async {
                 let t = Instant::now();
                 for _ in 0..iters {
-                    let mut i = router.instantiate(Default::default()).await.expect("instance");
+                    let mut i = router
+                        .instantiate(Default::default())
+                        .await
+                        .expect("instance");
                     std::hint::black_box(i.route(&call).await.expect("route"));
                 }
                 t.elapsed()
@@ -94,7 +97,10 @@ fn route(c: &mut Criterion) {
     tokio.block_on(async {
         for _ in 0..20_000 {
             let t = Instant::now();
-            let mut i = router.instantiate(Default::default()).await.expect("instance");
+            let mut i = router
+                .instantiate(Default::default())
+                .await
+                .expect("instance");
             std::hint::black_box(i.route(&call).await.expect("route"));
             samples.push(t.elapsed());
         }
@@ -128,7 +134,9 @@ fn ivr(c: &mut Criterion) {
         let mut warm = tokio
             .block_on(plugin.instantiate(Default::default()))
             .expect("instance");
-        tokio.block_on(warm.on_ivr_event(&started)).expect("started");
+        tokio
+            .block_on(warm.on_ivr_event(&started))
+            .expect("started");
         println!(
             "ivr/{lang}: component {} bytes, linear memory per instance {} KiB",
             plugin.size,
@@ -152,7 +160,10 @@ fn ivr(c: &mut Criterion) {
                 tokio.block_on(async {
                     let t = Instant::now();
                     for _ in 0..iters {
-                        let mut i = plugin.instantiate(Default::default()).await.expect("instance");
+                        let mut i = plugin
+                            .instantiate(Default::default())
+                            .await
+                            .expect("instance");
                         std::hint::black_box(i.on_ivr_event(&started).await.expect("started"));
                     }
                     t.elapsed()
@@ -193,7 +204,10 @@ fn load_times(c: &mut Criterion) {
     });
     g.finish();
 
-    for (lang, path) in [("python", artifacts::IVR_MENU_PY), ("js", artifacts::IVR_MENU_JS)] {
+    for (lang, path) in [
+        ("python", artifacts::IVR_MENU_PY),
+        ("js", artifacts::IVR_MENU_JS),
+    ] {
         let bytes = std::fs::read(path).expect("artifact");
         let t = Instant::now();
         let p = cached.load_blocking(id(), &bytes, &[]).expect("load");
@@ -201,7 +215,10 @@ fn load_times(c: &mut Criterion) {
         let t = Instant::now();
         let q = cached.load_blocking(id(), &bytes, &[]).expect("load");
         let second = t.elapsed();
-        assert_eq!((p.source, q.source), (LoadSource::Compiled, LoadSource::Cached));
+        assert_eq!(
+            (p.source, q.source),
+            (LoadSource::Compiled, LoadSource::Cached)
+        );
         println!(
             "load/{lang}-ivr: compile {first:?}, cached {second:?} ({:.0}x)",
             first.as_secs_f64() / second.as_secs_f64()

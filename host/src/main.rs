@@ -12,7 +12,11 @@ use wasmswitch::plugins::harness::{self, Harness};
 use wasmswitch::plugins::scenario::Scenario;
 
 #[derive(Parser)]
-#[command(name = "wasmswitch", version, about = "A programmable telephone switch")]
+#[command(
+    name = "wasmswitch",
+    version,
+    about = "A programmable telephone switch"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -69,8 +73,7 @@ enum Lang {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -31,10 +31,7 @@ const SDK_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk/plugin");
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase())
+        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -43,7 +40,9 @@ fn valid_name(name: &str) -> bool {
 /// The files of a new project, relative to its directory.
 pub fn files(lang: Lang, world: World, name: &str) -> anyhow::Result<Vec<(String, String)>> {
     if !valid_name(name) {
-        bail!("plugin names are lowercase letters, digits and '-', starting with a letter: {name:?}");
+        bail!(
+            "plugin names are lowercase letters, digits and '-', starting with a letter: {name:?}"
+        );
     }
     let world_name = match world {
         World::Router => "router",
@@ -404,7 +403,10 @@ mod tests {
                 let names: Vec<_> = f.iter().map(|(p, _)| p.as_str()).collect();
                 assert!(names.contains(&"wit/worlds.wit"), "{names:?}");
                 assert!(names.contains(&"scenario.yaml"), "{names:?}");
-                assert!(f.iter().all(|(_, c)| !c.contains("{name}") && !c.contains("{world}")));
+                assert!(
+                    f.iter()
+                        .all(|(_, c)| !c.contains("{name}") && !c.contains("{world}"))
+                );
             }
         }
     }

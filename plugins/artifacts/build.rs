@@ -8,7 +8,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const RUST: &[&str] = &["router", "ivr-menu", "sms-policy", "dtmf-transfer", "faulty"];
+const RUST: &[&str] = &[
+    "router",
+    "ivr-menu",
+    "sms-policy",
+    "dtmf-transfer",
+    "faulty",
+];
 const SCRIPTED: &[&str] = &["ivr-menu-py", "ivr-menu-js"];
 
 fn main() {
@@ -18,10 +24,23 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
 
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
-    println!("cargo:rerun-if-changed={}", root.join("sdk/plugin/src").display());
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("sdk/plugin/src").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
     for p in RUST.iter().chain(SCRIPTED) {
-        for f in ["src", "Cargo.toml", "app.py", "app.js", "build.sh", "package-lock.json"] {
+        for f in [
+            "src",
+            "Cargo.toml",
+            "app.py",
+            "app.js",
+            "build.sh",
+            "package-lock.json",
+        ] {
             let path = plugins.join(p).join(f);
             if path.exists() {
                 println!("cargo:rerun-if-changed={}", path.display());
@@ -39,7 +58,14 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(&root)
-        .args(["build", "--target", "wasm32-wasip2", "--profile", "plugin", "--locked"])
+        .args([
+            "build",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "plugin",
+            "--locked",
+        ])
         .arg("--target-dir")
         .arg(&target)
         // Do not leak the outer build's settings (e.g. RUSTFLAGS for the host) into the guests.
@@ -70,20 +96,18 @@ fn main() {
         push(&mut consts, &mut names, p, &file);
     }
 
-    let list = names
-        .iter()
-        .map(|n| format!("{n}"))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let calls: String = names.iter().map(|n| format!("$mac!({n});")).collect();
     consts.push_str(&format!(
-        "/// Calls `$mac!(NAME)` for every example plugin constant.\n#[macro_export]\nmacro_rules! foreach_plugin {{ ($mac:ident) => {{ {} }}; }}\n",
-        names
-            .iter()
-            .map(|n| format!("$mac!({n});"))
-            .collect::<String>()
+        "/// Calls `$mac!(NAME)` for every example plugin constant.\n#[macro_export]\nmacro_rules! foreach_plugin {{ ($mac:ident) => {{ {calls} }}; }}\n"
     ));
-    consts.push_str(&format!("/// Every example plugin: {list}.\npub const ALL: &[(&str, &str)] = &[{}];\n",
-        names.iter().map(|n| format!("(\"{}\", {n})", n.to_lowercase().replace('_', "-"))).collect::<Vec<_>>().join(", ")));
+    let entries: Vec<String> = names
+        .iter()
+        .map(|n| format!("(\"{}\", {n})", n.to_lowercase().replace('_', "-")))
+        .collect();
+    consts.push_str(&format!(
+        "/// Every example plugin, by its folder name.\npub const ALL: &[(&str, &str)] = &[{}];\n",
+        entries.join(", ")
+    ));
     std::fs::write(out.join("artifacts.rs"), consts).expect("write artifacts.rs");
 }
 

@@ -19,9 +19,11 @@ use generated::exports::wasmswitch::plugin::{call_routing, ivr_flow, message_pol
 use generated::wasmswitch::plugin::types as wit;
 
 pub(crate) use call_routing::GuestIndices as RoutingIndices;
+pub(crate) use generated::wasmswitch::plugin::{
+    kv as wit_kv, log as wit_log, metrics as wit_metrics,
+};
 pub(crate) use ivr_flow::GuestIndices as IvrIndices;
 pub(crate) use message_policy::GuestIndices as MessagingIndices;
-pub(crate) use generated::wasmswitch::plugin::{kv as wit_kv, log as wit_log, metrics as wit_metrics};
 
 /// The fully qualified names of the interfaces a plugin can export, as they appear in a
 /// component's type.

@@ -67,13 +67,16 @@ impl ComponentCache {
     /// Stores a compiled component; failures only cost a recompile later, so they are logged.
     pub(crate) fn put(&self, sha256: &str, component: &Component) {
         let path = self.path(sha256);
-        let result = component.serialize().map_err(std::io::Error::other).and_then(|bytes| {
-            // Write then rename, so a crash never leaves a half-written artifact under the
-            // final name.
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, bytes)?;
-            std::fs::rename(&tmp, &path)
-        });
+        let result = component
+            .serialize()
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| {
+                // Write then rename, so a crash never leaves a half-written artifact under the
+                // final name.
+                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                std::fs::write(&tmp, bytes)?;
+                std::fs::rename(&tmp, &path)
+            });
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled component");
         }

@@ -17,8 +17,8 @@ use super::bindings::{
 use super::error::PluginError;
 use super::kv::{KvError, KvStore};
 use super::model::{
-    CallAction, CallEvent, CallInfo, InvalidDecision, IvrAction, IvrEvent, Message,
-    RouteDecision, SmsDecision,
+    CallAction, CallEvent, CallInfo, InvalidDecision, IvrAction, IvrEvent, Message, RouteDecision,
+    SmsDecision,
 };
 use super::runtime::{Capability, PluginVersion};
 
@@ -172,9 +172,7 @@ impl wit_log::Host for CallState {
 fn valid_counter_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 impl wit_metrics::Host for CallState {
@@ -209,7 +207,10 @@ impl wit_kv::Host for CallState {
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), wit_kv::Error> {
-        self.kv.set(&self.tenant, &key, &value).await.map_err(kv_error)
+        self.kv
+            .set(&self.tenant, &key, &value)
+            .await
+            .map_err(kv_error)
     }
 
     async fn delete(&mut self, key: String) -> Result<(), wit_kv::Error> {
@@ -280,7 +281,12 @@ impl PluginVersion {
         };
         let mut store = Store::new(&rt.engine, state);
         store.limiter(|s| &mut s.limiter);
-        arm(&mut store, &rt.config.deadline, rt.config.epoch_tick, rt.config.fuel_metering);
+        arm(
+            &mut store,
+            &rt.config.deadline,
+            rt.config.epoch_tick,
+            rt.config.fuel_metering,
+        );
 
         let fail = |e: wasmtime::Error, store: &Store<CallState>| {
             let err = classify(e, store, rt.config.deadline, rt.config.max_memory_bytes);
@@ -461,7 +467,9 @@ impl CallInstance {
         let guest = self.guest(Capability::Ivr, |s| s.ivr.clone())?;
         let arg = event.into();
         let out = self
-            .run("on-event", async |store| guest.call_on_event(store, &arg).await)
+            .run("on-event", async |store| {
+                guest.call_on_event(store, &arg).await
+            })
             .await?;
         let actions: Vec<IvrAction> = out.into_iter().map(Into::into).collect();
         self.checked("on-event", actions, |a| IvrAction::validate_all(a))
@@ -479,7 +487,11 @@ impl CallInstance {
         self.checked("on-message", SmsDecision::from(out), SmsDecision::validate)
     }
 
-    fn guest<G>(&self, cap: Capability, pick: impl Fn(&Self) -> Option<G>) -> Result<G, PluginError> {
+    fn guest<G>(
+        &self,
+        cap: Capability,
+        pick: impl Fn(&Self) -> Option<G>,
+    ) -> Result<G, PluginError> {
         if self.poisoned {
             return Err(PluginError::Poisoned);
         }
@@ -495,7 +507,12 @@ impl CallInstance {
     ) -> Result<R, PluginError> {
         let config = &self.version.runtime.inner.config;
         let (deadline, max_memory) = (config.deadline, config.max_memory_bytes);
-        arm(&mut self.store, &deadline, config.epoch_tick, config.fuel_metering);
+        arm(
+            &mut self.store,
+            &deadline,
+            config.epoch_tick,
+            config.fuel_metering,
+        );
         let fuel_before = self.store.get_fuel().ok();
         let started = Instant::now();
         // The epoch deadline stops guest code; this timeout also bounds time spent waiting in

@@ -348,7 +348,10 @@ fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), InvalidDecision>
 
 fn check_str(field: &str, s: &str) -> Result<(), InvalidDecision> {
     check(s.len() <= MAX_STRING, || {
-        format!("{field} is {} bytes, over the limit of {MAX_STRING}", s.len())
+        format!(
+            "{field} is {} bytes, over the limit of {MAX_STRING}",
+            s.len()
+        )
     })
 }
 
@@ -476,9 +479,10 @@ impl IvrAction {
                 if let Some(t) = g.terminator {
                     check_digit("gather terminator", t)?;
                 }
-                check(g.timeout_ms <= 600_000 && g.inter_digit_timeout_ms <= 600_000, || {
-                    "gather timeouts must be at most 600000 ms".into()
-                })
+                check(
+                    g.timeout_ms <= 600_000 && g.inter_digit_timeout_ms <= 600_000,
+                    || "gather timeouts must be at most 600000 ms".into(),
+                )
             }
             IvrAction::Dial(d) => d.target.validate(),
             IvrAction::Transfer(t) => t.validate(),

@@ -12,9 +12,7 @@ use arc_swap::ArcSwap;
 
 use super::error::PluginError;
 use super::instance::{CallInstance, InstanceOptions};
-use super::model::{
-    CallInfo, IvrAction, IvrEvent, Message, RouteDecision, SipStatus, SmsDecision,
-};
+use super::model::{CallInfo, IvrAction, IvrEvent, Message, RouteDecision, SipStatus, SmsDecision};
 use super::runtime::{Capability, PluginVersion};
 
 /// What the switch does for a tenant when its plugin fails (trap, timeout, out of memory, bad
@@ -86,12 +84,15 @@ struct History {
     previous: Vec<u32>,
 }
 
+/// Every loaded version of every plugin, by (tenant, plugin name).
+type Histories = HashMap<(Arc<str>, Arc<str>), History>;
+
 /// The plugin sets of every tenant on this host.
 #[derive(Debug, Default)]
 pub struct Registry {
     tenants: ArcSwap<HashMap<Arc<str>, Arc<TenantPlugins>>>,
     // Writers are rare (uploads, activations) and serialised here; readers never take it.
-    histories: Mutex<HashMap<(Arc<str>, Arc<str>), History>>,
+    histories: Mutex<Histories>,
     fallbacks: Mutex<HashMap<Arc<str>, Fallback>>,
 }
 
@@ -117,7 +118,7 @@ impl Registry {
         Self::default()
     }
 
-    fn histories(&self) -> std::sync::MutexGuard<'_, HashMap<(Arc<str>, Arc<str>), History>> {
+    fn histories(&self) -> std::sync::MutexGuard<'_, Histories> {
         // Every update below is computed first and then written in one step, so a poisoned lock
         // never holds a half-made change.
         self.histories.lock().unwrap_or_else(|e| e.into_inner())
@@ -224,7 +225,7 @@ impl Registry {
     }
 
     /// Rebuilds the tenant's snapshot from the histories and swaps it in.
-    fn publish(&self, tenant: &str, histories: &HashMap<(Arc<str>, Arc<str>), History>) {
+    fn publish(&self, tenant: &str, histories: &Histories) {
         let active = histories
             .iter()
             .filter(|((t, _), _)| &**t == tenant)
@@ -302,11 +303,7 @@ impl Registry {
     }
 
     /// Starts an IVR instance of the named plugin (or the tenant's IVR when `plugin` is empty).
-    pub async fn start_ivr(
-        &self,
-        tenant: &str,
-        plugin: &str,
-    ) -> Result<CallInstance, PluginError> {
+    pub async fn start_ivr(&self, tenant: &str, plugin: &str) -> Result<CallInstance, PluginError> {
         let set = self.snapshot(tenant).unwrap_or_default();
         let version = if plugin.is_empty() {
             set.find(Capability::Ivr)

@@ -336,7 +336,12 @@ impl Runtime {
 
     fn compile(&self, sha256: &str, bytes: &[u8]) -> Result<(Component, LoadSource), LoadError> {
         let engine = &self.inner.engine;
-        if let Some(cached) = self.inner.cache.as_ref().and_then(|c| c.get(engine, sha256)) {
+        if let Some(cached) = self
+            .inner
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(engine, sha256))
+        {
             return Ok((cached, LoadSource::Cached));
         }
         let component =
@@ -436,7 +441,10 @@ mod tests {
 
     #[test]
     fn header_tells_garbage_core_and_component_apart() {
-        assert!(matches!(check_header(b"hello world"), Err(LoadError::NotWasm)));
+        assert!(matches!(
+            check_header(b"hello world"),
+            Err(LoadError::NotWasm)
+        ));
         assert!(matches!(check_header(b"\0as"), Err(LoadError::NotWasm)));
         assert!(matches!(
             check_header(b"\0asm\x01\0\0\0"),

@@ -115,14 +115,13 @@ impl<'de> Deserialize<'de> for Step {
         let Some((kind, body)) = map.into_iter().next() else {
             return Err(D::Error::custom("empty step"));
         };
-        let parse = |what: &str, e: serde_json::Error| {
-            D::Error::custom(format!("bad {what} in step: {e}"))
-        };
+        let parse =
+            |what: &str, e: serde_json::Error| D::Error::custom(format!("bad {what} in step: {e}"));
         let input = match kind.as_str() {
             "route" => Input::Route(serde_json::from_value(body).map_err(|e| parse("route", e))?),
-            "call-event" => Input::CallEvent(
-                serde_json::from_value(body).map_err(|e| parse("call-event", e))?,
-            ),
+            "call-event" => {
+                Input::CallEvent(serde_json::from_value(body).map_err(|e| parse("call-event", e))?)
+            }
             "ivr" => Input::Ivr(serde_json::from_value(body).map_err(|e| parse("ivr", e))?),
             "message" => {
                 Input::Message(serde_json::from_value(body).map_err(|e| parse("message", e))?)
@@ -295,7 +294,10 @@ fn check_step(step: &Step, outcome: Result<Value, String>) -> Option<String> {
             let expected = step.expect.as_ref()?;
             let mut path = String::new();
             (!matches(expected, &actual, &mut path)).then(|| {
-                format!("at {}: expected {expected}, got {actual}", display_path(&path))
+                format!(
+                    "at {}: expected {expected}, got {actual}",
+                    display_path(&path)
+                )
             })
         }
     }
@@ -321,7 +323,11 @@ pub fn matches(expected: &Value, actual: &Value, path: &mut String) -> bool {
         }),
         (Value::Array(e), Value::Array(a)) => {
             if e.len() != a.len() {
-                path.push_str(&format!(" (list of {} where {} expected)", a.len(), e.len()));
+                path.push_str(&format!(
+                    " (list of {} where {} expected)",
+                    a.len(),
+                    e.len()
+                ));
                 return false;
             }
             e.iter().zip(a).enumerate().all(|(i, (ev, av))| {
@@ -382,16 +388,36 @@ mod tests {
     fn subset_matching() {
         let actual = json!({"forward": {"targets": ["a"], "trunk": "t", "timeout-ms": 30000}});
         let mut p = String::new();
-        assert!(matches(&json!({"forward": {"trunk": "t"}}), &actual, &mut p));
-        assert!(!matches(&json!({"forward": {"trunk": "u"}}), &actual, &mut p));
+        assert!(matches(
+            &json!({"forward": {"trunk": "t"}}),
+            &actual,
+            &mut p
+        ));
+        assert!(!matches(
+            &json!({"forward": {"trunk": "u"}}),
+            &actual,
+            &mut p
+        ));
         assert_eq!(p, ".forward.trunk");
         let mut p = String::new();
-        assert!(!matches(&json!({"forward": {"targets": []}}), &actual, &mut p));
+        assert!(!matches(
+            &json!({"forward": {"targets": []}}),
+            &actual,
+            &mut p
+        ));
         assert!(p.contains("list of 1 where 0 expected"), "{p}");
         let mut p = String::new();
         assert!(!matches(&json!({"reject": {}}), &actual, &mut p));
-        assert!(matches(&json!({"hangup": null}), &json!({"hangup": null}), &mut p));
-        assert!(!matches(&json!({"hangup": null}), &json!({"hangup": 486}), &mut p));
+        assert!(matches(
+            &json!({"hangup": null}),
+            &json!({"hangup": null}),
+            &mut p
+        ));
+        assert!(!matches(
+            &json!({"hangup": null}),
+            &json!({"hangup": 486}),
+            &mut p
+        ));
     }
 
     #[test]
@@ -401,7 +427,10 @@ mod tests {
             false,
         )
         .unwrap();
-        assert!(matches!(s.cases[0].steps[0].input, Input::Ivr(IvrEvent::Timeout)));
+        assert!(matches!(
+            s.cases[0].steps[0].input,
+            Input::Ivr(IvrEvent::Timeout)
+        ));
         let e = Scenario::parse("cases:\n  - name: x\n    steps:\n      - dial: {}\n", false)
             .unwrap_err();
         assert!(e.contains("unknown step kind \"dial\""), "{e}");

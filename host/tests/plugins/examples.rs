@@ -14,7 +14,11 @@ async fn passes(plugin: &str, scenario: &str) {
         .filter(|c| !c.passed())
         .map(|c| format!("{}: {:?}", c.name, c.failures))
         .collect();
-    assert!(failures.is_empty(), "{plugin} failed {scenario}:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{plugin} failed {scenario}:\n{}",
+        failures.join("\n")
+    );
     assert_eq!(report.passed(), s.cases.len());
     assert!(report.cases.iter().all(|c| c.fuel > 0), "fuel is measured");
 }
@@ -70,7 +74,10 @@ mod plugin_tests {
         let h = super::super::harness(artifacts::FAULTY);
         let mut call = h.call().await.unwrap();
         let d = call
-            .route(&CallInfo { to: "ok".into(), ..Default::default() })
+            .route(&CallInfo {
+                to: "ok".into(),
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert!(matches!(d, RouteDecision::Reject(s) if s.code == 486));
@@ -83,20 +90,27 @@ async fn harness_api_drives_an_ivr_and_reads_kv_logs_and_fuel() {
     h.kv_set("ivr/support", "sip:helpdesk@example.com").await;
     let mut call = h.call().await.unwrap();
     let started = IvrEvent::Started(IvrStarted {
-        call: CallInfo { call_id: "x1".into(), ..Default::default() },
+        call: CallInfo {
+            call_id: "x1".into(),
+            ..Default::default()
+        },
         ..Default::default()
     });
     let actions = call.on_ivr_event(&started).await.unwrap();
     assert_eq!(actions.len(), 2);
-    let fuel = call.last_fuel().expect("fuel metering is on in the harness");
+    let fuel = call
+        .last_fuel()
+        .expect("fuel metering is on in the harness");
     assert!(fuel > 100, "fuel {fuel}");
     assert_eq!(call.logs()[0].message, "ivr-menu started for call x1");
     assert_eq!(call.counters().get("ivr_started"), Some(&1));
     let actions = call
-        .on_ivr_event(&IvrEvent::DigitsCollected(wasmswitch::plugins::model::Digits {
-            digits: "2".into(),
-            terminated: false,
-        }))
+        .on_ivr_event(&IvrEvent::DigitsCollected(
+            wasmswitch::plugins::model::Digits {
+                digits: "2".into(),
+                terminated: false,
+            },
+        ))
         .await
         .unwrap();
     assert!(
@@ -117,5 +131,8 @@ async fn plugins_write_to_kv_and_it_is_inspectable() {
     };
     call.on_message(&msg).await.unwrap();
     let kv = h.kv_snapshot();
-    assert_eq!(kv.get("optout/+14155550100").map(Vec::as_slice), Some(&b"1"[..]));
+    assert_eq!(
+        kv.get("optout/+14155550100").map(Vec::as_slice),
+        Some(&b"1"[..])
+    );
 }

@@ -35,7 +35,11 @@ async fn session(
         ..Default::default()
     };
     let routed = registry.route("acme", &call).await;
-    assert!(routed.decision.failure.is_none(), "call {n}: {:?}", routed.decision.failure);
+    assert!(
+        routed.decision.failure.is_none(),
+        "call {n}: {:?}",
+        routed.decision.failure
+    );
     let mut instance = routed.instance.expect("a routed call keeps its instance");
     let answered_by = version_of(&routed.decision.value);
     assert_eq!(answered_by, instance.version().id.version, "call {n}");
@@ -44,7 +48,10 @@ async fn session(
     }
     // Stay up until every call is up, across the swap.
     hold.wait().await;
-    let hangup = CallEvent::Hangup(HangupInfo { by_caller: true, status: Some(200) });
+    let hangup = CallEvent::Hangup(HangupInfo {
+        by_caller: true,
+        status: Some(200),
+    });
     let actions = instance.on_call_event(&hangup).await;
     assert_eq!(actions, Ok(vec![]), "call {n} failed at its end");
     (answered_by, instance.version().id.version)
@@ -92,16 +99,30 @@ async fn a_swap_under_a_thousand_live_calls_keeps_each_on_its_version() {
 
     for t in before {
         let (answered, ended) = t.await.expect("session task");
-        assert_eq!((answered, ended), (1, 1), "a call started before the swap moved");
+        assert_eq!(
+            (answered, ended),
+            (1, 1),
+            "a call started before the swap moved"
+        );
     }
     for t in after {
         let (answered, ended) = t.await.expect("session task");
-        assert_eq!((answered, ended), (2, 2), "a call started after the swap ran the old version");
+        assert_eq!(
+            (answered, ended),
+            (2, 2),
+            "a call started after the swap ran the old version"
+        );
     }
 
     // Rollback is one call and applies to the next call at once.
     assert_eq!(registry.rollback("acme", "router"), Ok(1));
-    let call = CallInfo { to: "+14155550100".into(), ..Default::default() };
-    assert_eq!(version_of(&registry.route("acme", &call).await.decision.value), 1);
+    let call = CallInfo {
+        to: "+14155550100".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        version_of(&registry.route("acme", &call).await.decision.value),
+        1
+    );
     assert_eq!(registry.versions("acme", "router"), (vec![1, 2], Some(1)));
 }

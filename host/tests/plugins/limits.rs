@@ -4,14 +4,16 @@
 use std::time::{Duration, Instant};
 
 use wasmswitch::plugins::harness;
-use wasmswitch::plugins::model::{
-    CallEvent, CallInfo, DtmfPress, RouteDecision, SipStatus,
-};
+use wasmswitch::plugins::model::{CallEvent, CallInfo, DtmfPress, RouteDecision, SipStatus};
 use wasmswitch::plugins::{Fallback, PluginError, Registry, RuntimeConfig};
 use wasmswitch_plugin_artifacts::FAULTY;
 
 fn call(to: &str) -> CallInfo {
-    CallInfo { call_id: format!("call-{to}"), to: to.into(), ..Default::default() }
+    CallInfo {
+        call_id: format!("call-{to}"),
+        to: to.into(),
+        ..Default::default()
+    }
 }
 
 fn config(deadline_ms: u64, max_memory: usize) -> RuntimeConfig {
@@ -33,12 +35,26 @@ async fn an_endless_loop_is_stopped_at_its_deadline() {
     let started = Instant::now();
     let err = instance.route(&call("loop")).await.unwrap_err();
     let took = started.elapsed();
-    assert_eq!(err, PluginError::Timeout { deadline: Duration::from_millis(50) });
-    assert!(took >= Duration::from_millis(45), "stopped too early: {took:?}");
-    assert!(took < Duration::from_millis(500), "stopped too late: {took:?}");
+    assert_eq!(
+        err,
+        PluginError::Timeout {
+            deadline: Duration::from_millis(50)
+        }
+    );
+    assert!(
+        took >= Duration::from_millis(45),
+        "stopped too early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(500),
+        "stopped too late: {took:?}"
+    );
     // The instance cannot be entered again.
     assert!(instance.is_poisoned());
-    assert_eq!(instance.route(&call("ok")).await.unwrap_err(), PluginError::Poisoned);
+    assert_eq!(
+        instance.route(&call("ok")).await.unwrap_err(),
+        PluginError::Poisoned
+    );
 }
 
 #[tokio::test]
@@ -47,7 +63,10 @@ async fn a_loop_in_an_in_call_event_is_stopped_too() {
     let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
     let mut instance = plugin.instantiate(Default::default()).await.unwrap();
     assert!(instance.route(&call("ok")).await.is_ok());
-    let press = CallEvent::Dtmf(DtmfPress { digit: '1', caller: true });
+    let press = CallEvent::Dtmf(DtmfPress {
+        digit: '1',
+        caller: true,
+    });
     let err = instance.on_call_event(&press).await.unwrap_err();
     assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
 }
@@ -68,8 +87,13 @@ async fn a_trap_is_reported_with_the_guest_message() {
     let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
     let mut instance = plugin.instantiate(Default::default()).await.unwrap();
     let err = instance.route(&call("trap")).await.unwrap_err();
-    let PluginError::Trap(msg) = &err else { panic!("expected a trap, got {err:?}") };
-    assert!(msg.contains("unreachable") || msg.contains("wasm trap"), "{msg}");
+    let PluginError::Trap(msg) = &err else {
+        panic!("expected a trap, got {err:?}")
+    };
+    assert!(
+        msg.contains("unreachable") || msg.contains("wasm trap"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -91,15 +115,31 @@ async fn every_failure_yields_the_tenant_fallback_and_later_calls_still_work() {
     registry.add(super::load(&rt, "acme", "router", 1, FAULTY));
     registry.activate("acme", "router", 1).unwrap();
 
-    for (to, kind) in [("loop", "timeout"), ("oom", "out_of_memory"), ("trap", "trap"), ("bad", "bad_return")] {
+    for (to, kind) in [
+        ("loop", "timeout"),
+        ("oom", "out_of_memory"),
+        ("trap", "trap"),
+        ("bad", "bad_return"),
+    ] {
         let routed = registry.route("acme", &call(to)).await;
         assert_eq!(routed.decision.value, Fallback::default().route, "{to}");
-        assert_eq!(routed.decision.failure.as_ref().map(PluginError::kind), Some(kind), "{to}");
+        assert_eq!(
+            routed.decision.failure.as_ref().map(PluginError::kind),
+            Some(kind),
+            "{to}"
+        );
         assert!(routed.instance.is_none());
         // The next call gets a fresh instance and a real answer.
         let ok = registry.route("acme", &call("ok")).await;
-        assert!(ok.decision.failure.is_none(), "after {to}: {:?}", ok.decision.failure);
-        assert_eq!(ok.decision.value, RouteDecision::Reject(SipStatus::new(486, "Busy Here")));
+        assert!(
+            ok.decision.failure.is_none(),
+            "after {to}: {:?}",
+            ok.decision.failure
+        );
+        assert_eq!(
+            ok.decision.value,
+            RouteDecision::Reject(SipStatus::new(486, "Busy Here"))
+        );
     }
 
     // A tenant-specific fallback replaces the default.
@@ -110,7 +150,13 @@ async fn every_failure_yields_the_tenant_fallback_and_later_calls_still_work() {
         strategy: Default::default(),
         caller_id: None,
     });
-    registry.set_fallback("acme", Fallback { route: fallback.clone(), ..Fallback::default() });
+    registry.set_fallback(
+        "acme",
+        Fallback {
+            route: fallback.clone(),
+            ..Fallback::default()
+        },
+    );
     let routed = registry.route("acme", &call("trap")).await;
     assert_eq!(routed.decision.value, fallback);
 }

@@ -8,16 +8,25 @@ use wasmswitch::plugins::{
 use wasmswitch_plugin_artifacts as artifacts;
 
 fn id() -> PluginId {
-    PluginId { tenant: "t".into(), name: "p".into(), version: 1 }
+    PluginId {
+        tenant: "t".into(),
+        name: "p".into(),
+        version: 1,
+    }
 }
 
 fn rt() -> Runtime {
-    super::runtime(RuntimeConfig { max_instances: 10, ..RuntimeConfig::default() })
+    super::runtime(RuntimeConfig {
+        max_instances: 10,
+        ..RuntimeConfig::default()
+    })
 }
 
 #[test]
 fn garbage_is_not_wasm() {
-    let err = rt().load_blocking(id(), b"GET / HTTP/1.1\r\n\r\n", &[]).unwrap_err();
+    let err = rt()
+        .load_blocking(id(), b"GET / HTTP/1.1\r\n\r\n", &[])
+        .unwrap_err();
     assert!(matches!(err, LoadError::NotWasm), "{err}");
     assert!(err.to_string().contains("not a WebAssembly file"));
 }
@@ -40,12 +49,29 @@ fn a_component_without_plugin_exports_is_refused() {
 #[test]
 fn a_component_for_the_wrong_world_is_refused() {
     let bytes = std::fs::read(artifacts::SMS_POLICY).unwrap();
-    let err = rt().load_blocking(id(), &bytes, &[Capability::Routing]).unwrap_err();
-    assert!(matches!(err, LoadError::WrongWorld { expected: Capability::Routing, .. }), "{err}");
+    let err = rt()
+        .load_blocking(id(), &bytes, &[Capability::Routing])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LoadError::WrongWorld {
+                expected: Capability::Routing,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let msg = err.to_string();
-    assert!(msg.contains("call-routing") && msg.contains("message-policy"), "{msg}");
+    assert!(
+        msg.contains("call-routing") && msg.contains("message-policy"),
+        "{msg}"
+    );
     // The same bytes load as what they are.
-    assert!(rt().load_blocking(id(), &bytes, &[Capability::Messaging]).is_ok());
+    assert!(
+        rt().load_blocking(id(), &bytes, &[Capability::Messaging])
+            .is_ok()
+    );
 }
 
 #[test]
@@ -72,7 +98,10 @@ fn an_oversized_component_is_refused_before_compiling() {
     });
     let bytes = std::fs::read(artifacts::ROUTER).unwrap();
     let err = rt.load_blocking(id(), &bytes, &[]).unwrap_err();
-    assert!(matches!(err, LoadError::TooLarge { limit: 1000, .. }), "{err}");
+    assert!(
+        matches!(err, LoadError::TooLarge { limit: 1000, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -91,7 +120,9 @@ fn capabilities_come_from_the_exports() {
         (artifacts::IVR_MENU, Capability::Ivr),
         (artifacts::SMS_POLICY, Capability::Messaging),
     ] {
-        let p = rt.load_blocking(id(), &std::fs::read(path).unwrap(), &[]).unwrap();
+        let p = rt
+            .load_blocking(id(), &std::fs::read(path).unwrap(), &[])
+            .unwrap();
         assert_eq!(p.capabilities, vec![cap], "{path}");
     }
 }

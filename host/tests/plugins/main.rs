@@ -1,5 +1,8 @@
 //! The plugin runtime against real components built from source (see `plugins/artifacts`).
 
+// Tests state their expectations with unwrap: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
 mod examples;
 mod hot_swap;
 mod limits;
@@ -32,7 +35,13 @@ pub fn runtime(config: RuntimeConfig) -> Runtime {
     Runtime::new(config, Arc::new(MemoryKv::new())).expect("runtime")
 }
 
-pub fn load(rt: &Runtime, tenant: &str, name: &str, version: u32, path: &str) -> Arc<PluginVersion> {
+pub fn load(
+    rt: &Runtime,
+    tenant: &str,
+    name: &str,
+    version: u32,
+    path: &str,
+) -> Arc<PluginVersion> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     let id = PluginId {
         tenant: tenant.into(),

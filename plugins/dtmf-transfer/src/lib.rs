@@ -29,7 +29,11 @@ impl Router for Plugin {
     }
 
     fn on_call_event(event: CallEvent) -> Vec<CallAction> {
-        let CallEvent::Dtmf(DtmfPress { digit, caller: false }) = event else {
+        let CallEvent::Dtmf(DtmfPress {
+            digit,
+            caller: false,
+        }) = event
+        else {
             return Vec::new();
         };
         TYPED.with_borrow_mut(|typed| {
@@ -42,7 +46,10 @@ impl Router for Plugin {
                 }
                 return Vec::new();
             }
-            let Some(ext) = typed.strip_prefix("*9").and_then(|rest| rest.strip_suffix('#')) else {
+            let Some(ext) = typed
+                .strip_prefix("*9")
+                .and_then(|rest| rest.strip_suffix('#'))
+            else {
                 return Vec::new();
             };
             let ext = ext.to_string();
@@ -53,7 +60,10 @@ impl Router for Plugin {
             let target = target_for(&ext);
             log::info(&format!("transfer to {ext} requested by DTMF"));
             metrics::incr("dtmf_transfer");
-            vec![CallAction::Transfer(Transfer { target: target.targets[0].clone(), trunk: target.trunk })]
+            vec![CallAction::Transfer(Transfer {
+                target: target.targets[0].clone(),
+                trunk: target.trunk,
+            })]
         })
     }
 }

@@ -24,7 +24,10 @@ impl Router for Plugin {
                 }
             }
             "trap" => panic!("the faulty plugin panics on purpose"),
-            "bad" => RouteDecision::Reject(SipStatus { code: 200, reason: None }),
+            "bad" => RouteDecision::Reject(SipStatus {
+                code: 200,
+                reason: None,
+            }),
             _ => RouteDecision::reject(486, "Busy Here"),
         }
     }

@@ -27,7 +27,10 @@ fn menu() -> IvrAction {
 }
 
 fn kv_target(key: &str, default: &str) -> String {
-    kv::get_string(key).ok().flatten().unwrap_or_else(|| default.into())
+    kv::get_string(key)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| default.into())
 }
 
 fn miss(prompt: &str) -> Vec<IvrAction> {
@@ -46,14 +49,19 @@ fn choose(digits: &str) -> Vec<IvrAction> {
     match digits {
         "1" => vec![
             IvrAction::set_variable("menu-choice", "sales"),
-            IvrAction::dial(Forward::to([kv_target("ivr/sales", "sip:sales@example.com")])),
+            IvrAction::dial(Forward::to([kv_target(
+                "ivr/sales",
+                "sip:sales@example.com",
+            )])),
         ],
         "2" => vec![
             IvrAction::set_variable("menu-choice", "support"),
             IvrAction::transfer(kv_target("ivr/support", "sip:support@example.com")),
         ],
         "3" => {
-            let id = CALL.with_borrow(|c| c.id.clone()).unwrap_or_else(|| "unknown".into());
+            let id = CALL
+                .with_borrow(|c| c.id.clone())
+                .unwrap_or_else(|| "unknown".into());
             vec![
                 IvrAction::set_variable("menu-choice", "voicemail"),
                 IvrAction::play("voicemail-intro"),
@@ -70,7 +78,10 @@ impl Ivr for Plugin {
             IvrEvent::Started(s) => {
                 log::info(&format!("ivr-menu started for call {}", s.call.call_id));
                 metrics::incr("ivr_started");
-                CALL.set(Call { id: Some(s.call.call_id), misses: 0 });
+                CALL.set(Call {
+                    id: Some(s.call.call_id),
+                    misses: 0,
+                });
                 vec![IvrAction::play("welcome"), menu()]
             }
             IvrEvent::DigitsCollected(d) => choose(&d.digits),

@@ -35,7 +35,11 @@ fn parse(table: &str) -> impl Iterator<Item = Route<'_>> {
                 Some((from.parse().ok()?, to.parse().ok()?))
             }
         };
-        Some(Route { prefix, hours, trunk: f.next()? })
+        Some(Route {
+            prefix,
+            hours,
+            trunk: f.next()?,
+        })
     })
 }
 
@@ -69,7 +73,10 @@ impl Router for Plugin {
         });
         match chosen {
             Some(r) => {
-                log::info(&format!("{} -> trunk {} (local hour {hour})", call.to, r.trunk));
+                log::info(&format!(
+                    "{} -> trunk {} (local hour {hour})",
+                    call.to, r.trunk
+                ));
                 metrics::incr("routed");
                 RouteDecision::forward(Forward::to([call.to.clone()]).via(r.trunk))
             }

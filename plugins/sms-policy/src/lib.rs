@@ -22,7 +22,9 @@ const BUILT_IN_SPAM: &[&str] = &["you have won", "claim your prize", "crypto giv
 fn e164(number: &str, country: &str) -> String {
     let digits: String = number.chars().filter(char::is_ascii_digit).collect();
     let plus = number.trim_start().starts_with('+');
-    let only_number_chars = number.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
+    let only_number_chars = number
+        .chars()
+        .all(|c| c.is_ascii_digit() || " +-().".contains(c));
     if !only_number_chars || digits.len() < 7 {
         return number.to_string();
     }
@@ -41,7 +43,10 @@ fn e164(number: &str, country: &str) -> String {
 
 impl Messaging for Plugin {
     fn on_message(msg: Message) -> SmsDecision {
-        let country = kv::get_string("default-country").ok().flatten().unwrap_or_else(|| "1".into());
+        let country = kv::get_string("default-country")
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| "1".into());
         let from = e164(&msg.from, country.trim());
         let to = e164(&msg.to, country.trim());
         let keyword = msg.body.trim().to_ascii_uppercase();
@@ -53,7 +58,9 @@ impl Messaging for Plugin {
                 return SmsDecision::reject(503, "Try Again Later");
             }
             metrics::incr("opt_out");
-            return SmsDecision::Reply("You have been unsubscribed. Reply START to resubscribe.".into());
+            return SmsDecision::Reply(
+                "You have been unsubscribed. Reply START to resubscribe.".into(),
+            );
         }
         if START.contains(&keyword.as_str()) {
             let _ = kv::delete(&format!("optout/{from}"));
@@ -65,14 +72,20 @@ impl Messaging for Plugin {
             return SmsDecision::reject(403, "Recipient Opted Out");
         }
         let body = msg.body.to_lowercase();
-        let extra = kv::get_string("spam-patterns").ok().flatten().unwrap_or_default();
+        let extra = kv::get_string("spam-patterns")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let spam = BUILT_IN_SPAM
             .iter()
             .copied()
             .chain(extra.lines().map(str::trim).filter(|l| !l.is_empty()))
             .find(|p| body.contains(&p.to_lowercase()));
         if let Some(pattern) = spam {
-            log::warn(&format!("message {} matches spam pattern {pattern:?}", msg.id));
+            log::warn(&format!(
+                "message {} matches spam pattern {pattern:?}",
+                msg.id
+            ));
             metrics::incr("spam");
             return SmsDecision::reject(403, "Rejected As Spam");
         }
