@@ -240,14 +240,14 @@ componentize-py -d wit -w {world} componentize --stub-wasi app -o {name}.wasm
 "#;
 
 const PY_ROUTER: &str = r#"# Build: bash build.sh      Test: wasmswitch plugin test {name}.wasm scenario.yaml
-import wit_world
+from wit_world import exports
 from wit_world.imports import log
 from wit_world.imports.types import (
     CallInfo, CallAction, Forward, RingStrategy, RouteDecision_Forward, RouteDecision_Reject, SipStatus,
 )
 
 
-class CallRouting(wit_world.exports.CallRouting):
+class CallRouting(exports.CallRouting):
     def route(self, call: CallInfo):
         log.log(log.Level.INFO, f"routing {call.from_} -> {call.to}")
         if call.to.startswith("+1"):
@@ -259,14 +259,14 @@ class CallRouting(wit_world.exports.CallRouting):
 "#;
 
 const PY_IVR: &str = r#"# Build: bash build.sh      Test: wasmswitch plugin test {name}.wasm scenario.yaml
-import wit_world
+from wit_world import exports
 from wit_world.imports.types import (
     Audio_Prompt, Audio_Say, Gather, IvrAction_Gather, IvrAction_Hangup, IvrAction_Play,
     IvrEvent_DigitsCollected, IvrEvent_Started, IvrEvent_Timeout, Play,
 )
 
 
-class IvrFlow(wit_world.exports.IvrFlow):
+class IvrFlow(exports.IvrFlow):
     def on_event(self, event):
         if isinstance(event, IvrEvent_Started):
             return [IvrAction_Gather(Gather(Audio_Prompt("welcome"), 1, None, 5000, 3000))]
@@ -279,11 +279,11 @@ class IvrFlow(wit_world.exports.IvrFlow):
 "#;
 
 const PY_MESSAGING: &str = r#"# Build: bash build.sh      Test: wasmswitch plugin test {name}.wasm scenario.yaml
-import wit_world
+from wit_world import exports
 from wit_world.imports.types import Message, SipStatus, SmsDecision_Deliver, SmsDecision_Reject
 
 
-class MessagePolicy(wit_world.exports.MessagePolicy):
+class MessagePolicy(exports.MessagePolicy):
     def on_message(self, msg: Message):
         if "prize" in msg.body.lower():
             return SmsDecision_Reject(SipStatus(403, "Rejected As Spam"))
