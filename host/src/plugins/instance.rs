@@ -521,7 +521,7 @@ impl CallInstance {
         let result = tokio::time::timeout(deadline * 2, call(&mut self.store)).await;
         self.last_elapsed = started.elapsed();
         self.last_fuel = fuel_before
-            .zip(self.store.get_fuel().ok())
+            .and_then(|before| Some((before, self.store.get_fuel().ok()?)))
             .map(|(before, after)| before.saturating_sub(after));
         let id = &self.version.id;
         metrics::histogram!(

@@ -189,7 +189,12 @@ impl Runtime {
             // Keep the first pages of a freed slot mapped and just zero them: a fresh call's
             // instance then skips most page faults and `madvise` calls.
             .linear_memory_keep_resident(64 << 10)
-            .table_keep_resident(16 << 10);
+            .table_keep_resident(16 << 10)
+            // Every call into a guest runs on a fiber stack from the pool; without this, each
+            // return `madvise`s the stack away and the next call faults it back in.
+            .async_stack_keep_resident(128 << 10)
+            // Return freed slots to the kernel in batches, not one `madvise` per call.
+            .decommit_batch_size(32);
 
         let mut wasm = Config::new();
         wasm.epoch_interruption(true)
