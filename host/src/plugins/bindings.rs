@@ -20,7 +20,7 @@ use generated::wasmswitch::plugin::types as wit;
 
 pub(crate) use call_routing::GuestIndices as RoutingIndices;
 pub(crate) use generated::wasmswitch::plugin::{
-    kv as wit_kv, log as wit_log, metrics as wit_metrics,
+    kv as wit_kv, log as wit_log, metrics as wit_metrics, types as wit_types,
 };
 pub(crate) use ivr_flow::GuestIndices as IvrIndices;
 pub(crate) use message_policy::GuestIndices as MessagingIndices;

@@ -12,7 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{
     generated::exports::wasmswitch::plugin::{call_routing, ivr_flow, message_policy},
-    wit_kv, wit_log, wit_metrics,
+    wit_kv, wit_log, wit_metrics, wit_types,
 };
 use super::error::PluginError;
 use super::kv::{KvError, KvStore};
@@ -229,11 +229,7 @@ impl wit_kv::Host for CallState {
     }
 }
 
-impl wasmswitch_types_host::Host for CallState {}
-
-mod wasmswitch_types_host {
-    pub(super) use super::super::bindings::generated::wasmswitch::plugin::types::Host;
-}
+impl wit_types::Host for CallState {}
 
 /// One plugin instance for one call (or one message): created fresh, used for every event of
 /// the call, dropped with the call. After any failure it is poisoned and every further call
