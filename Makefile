@@ -1,14 +1,35 @@
 # wasmswitch developer commands. `make test` is what CI runs.
 CARGO ?= cargo
 
-.PHONY: setup test check lint bench plugins run
+.PHONY: setup test check lint bench plugins run fuzz-api serve
 
 setup:
 	bash scripts/setup.sh
 
-# Builds every example plugin (Rust, Python, JavaScript) from source and runs all tests.
+# The PostgreSQL the tests use besides SQLite (each test makes and drops its own database).
+# Set it empty to run the SQLite half only: `make test WASMSWITCH_TEST_POSTGRES_URL=`.
+WASMSWITCH_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
+export WASMSWITCH_TEST_POSTGRES_URL
+FUZZ_DB_DIR := $(shell mktemp -u /tmp/wasmswitch-fuzz.XXXXXX)
+# The debug build of the host (wherever CARGO_TARGET_DIR puts it).
+WASMSWITCH_BIN = $(shell $(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/debug/wasmswitch
+
+# Builds every example plugin (Rust, Python, JavaScript) from source, runs all tests on SQLite
+# and PostgreSQL, then the API's property-based pass (schemathesis) on both.
 test: lint
 	$(CARGO) test --workspace --locked
+	$(CARGO) build -p wasmswitch --locked
+	bash tests/api-fuzz.sh "$(WASMSWITCH_BIN)" "sqlite://$(FUZZ_DB_DIR)/fuzz.db"
+	if [ -n "$(WASMSWITCH_TEST_POSTGRES_URL)" ]; then \
+		bash tests/api-fuzz.sh "$(WASMSWITCH_BIN)" "$(WASMSWITCH_TEST_POSTGRES_URL)"; \
+	fi
+	rm -rf $(FUZZ_DB_DIR)
+
+# The API's property-based pass alone, on SQLite.
+fuzz-api:
+	$(CARGO) build -p wasmswitch --locked
+	bash tests/api-fuzz.sh "$(WASMSWITCH_BIN)" "sqlite://$(FUZZ_DB_DIR)/fuzz.db"
+	rm -rf $(FUZZ_DB_DIR)
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -26,3 +47,8 @@ run:
 	$(CARGO) run --release -p wasmswitch -- plugin test \
 		"$$($(CARGO) run -q --release -p wasmswitch-plugin-artifacts --example path -- ivr-menu)" \
 		plugins/scenarios/ivr-menu.yaml
+
+# Runs the switch with the embedded SQLite database in ./wasmswitch-data (created on first
+# start, which prints an operator API key).
+serve:
+	$(CARGO) run --release -p wasmswitch --locked -- serve

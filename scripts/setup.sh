@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing wasmswitch needs, on top of a Rust toolchain (rustup):
-# the wasm32-wasip2 target (Rust plugins), componentize-py (Python plugins), and Node.js/npm
-# for the JavaScript plugins (whose own tools come from npm on first build). Idempotent.
+# the wasm32-wasip2 target (Rust plugins), componentize-py (Python plugins), Node.js/npm for
+# the JavaScript plugins (whose own tools come from npm on first build), and schemathesis for
+# the API's property-based test. Idempotent.
 set -euo pipefail
 
 rustup target add wasm32-wasip2
@@ -18,4 +19,12 @@ if ! command -v npm >/dev/null; then
         echo "error: install Node.js 20+ and npm (needed to build JavaScript plugins)" >&2
         exit 1
     fi
+fi
+
+# The API's property-based test (tests/api-fuzz.sh) and curl for its set-up.
+if ! python3 -m pip show schemathesis 2>/dev/null | grep -q '^Version: 4.32.5$'; then
+    python3 -m pip install --quiet "schemathesis==4.32.5"
+fi
+if ! command -v curl >/dev/null && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq curl
 fi

@@ -1,4 +1,12 @@
 //! wasmswitch: a programmable telephone switch. The native host does the real-time work (SIP,
 //! RTP, media); tenants' decisions run as WebAssembly components in [`plugins`].
+//!
+//! Modules, one per concern: [`plugins`] (the WebAssembly runtime), [`store`] (SQLite or
+//! PostgreSQL), [`api`] (REST), [`config`], [`metrics`]; [`service`] wires them into a host.
 
+pub mod api;
+pub mod config;
+pub mod metrics;
 pub mod plugins;
+pub mod service;
+pub mod store;

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use wasmswitch::config::{Config, LogFormat};
 use wasmswitch::plugins::harness::{self, Harness};
 use wasmswitch::plugins::scenario::Scenario;
+use wasmswitch::service::Service;
 
 #[derive(Parser)]
 #[command(
@@ -24,6 +26,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the switch: the REST API, with every tenant's active plugins loaded.
+    Serve {
+        /// The configuration file (default: ./wasmswitch.toml if present). Every setting can
+        /// also be set by WASMSWITCH_<SECTION>_<KEY>; see wasmswitch.example.toml.
+        #[arg(long, env = "WASMSWITCH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Bring the database schema up to date, then exit.
+    Migrate {
+        /// The configuration file (for database.url; DATABASE_URL also works).
+        #[arg(long, env = "WASMSWITCH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print the example configuration, every setting at its default and documented.
+    Config,
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -71,13 +88,18 @@ enum Lang {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. } | Command::Migrate { .. }) {
+        // The tools log warnings only; the service configures its own logging.
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -86,8 +108,78 @@ fn main() -> ExitCode {
     }
 }
 
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let config = Config::load(path)?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(config)
+}
+
+fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    tokio.block_on(async {
+        let service = Service::start(config).await?;
+        println!("wasmswitch API on http://{}", service.api_addr);
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        service.stop().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve { config } => serve(load_config(config.as_deref())?),
+        Command::Migrate { config } => {
+            let config = load_config(config.as_deref())?;
+            let tokio = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            tokio.block_on(async {
+                let store = wasmswitch::service::migrate(&config).await?;
+                store.close().await;
+                anyhow::Ok(())
+            })?;
+            println!(
+                "database {} is up to date",
+                wasmswitch::config::redact_url(&config.database.url)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config => {
+            print!("{}", Config::example());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugin(PluginCommand::Test {
             plugin,
             scenarios,

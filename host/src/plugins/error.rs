@@ -45,6 +45,21 @@ pub enum LoadError {
     UnsupportedImport(String),
 }
 
+impl LoadError {
+    /// A short stable name of the problem (the API's problem `reason`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LoadError::TooLarge { .. } => "too-large",
+            LoadError::NotWasm => "not-wasm",
+            LoadError::CoreModule => "core-module",
+            LoadError::Invalid(_) => "invalid",
+            LoadError::NoPluginExport { .. } => "no-plugin-export",
+            LoadError::WrongWorld { .. } => "wrong-world",
+            LoadError::UnsupportedImport(_) => "unsupported-import",
+        }
+    }
+}
+
 /// Why a call into a plugin did not produce a usable answer. The caller turns any of these into
 /// the tenant's fallback; none of them is a host failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

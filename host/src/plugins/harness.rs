@@ -110,7 +110,10 @@ impl Harness {
     /// events; drop it to end the call.
     pub async fn call(&self) -> Result<CallInstance, PluginError> {
         self.plugin
-            .instantiate(InstanceOptions { capture: true })
+            .instantiate(InstanceOptions {
+                capture: true,
+                ..Default::default()
+            })
             .await
     }
 

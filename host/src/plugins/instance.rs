@@ -49,11 +49,23 @@ pub enum LogLevel {
 }
 
 /// Options for one instance.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct InstanceOptions {
     /// Keep the plugin's log lines and counters in the instance, for the harness and the
     /// simulate endpoint (they always go to the host's log and metrics too).
     pub capture: bool,
+    /// The `kv` this instance sees instead of the runtime's (the simulate endpoint's dry-run
+    /// overlay). Still scoped to the plugin's tenant.
+    pub kv: Option<Arc<dyn KvStore>>,
+}
+
+impl fmt::Debug for InstanceOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InstanceOptions")
+            .field("capture", &self.capture)
+            .field("kv", &self.kv.is_some())
+            .finish()
+    }
 }
 
 /// Limits memory and table growth; remembers that the cap was hit, so the resulting trap is
@@ -265,7 +277,7 @@ impl PluginVersion {
             plugin: self.id.name.clone(),
             tenant: self.id.tenant.clone(),
             version: self.id.version,
-            kv: rt.kv.clone(),
+            kv: options.kv.clone().unwrap_or_else(|| rt.kv.clone()),
             limiter: CallLimiter {
                 max_memory: rt.config.max_memory_bytes,
                 hit: false,

@@ -116,6 +116,96 @@ impl KvStore for MemoryKv {
     }
 }
 
+/// A [`KvStore`] that reads through to another but keeps every write to itself: a dry run.
+/// The simulate endpoint gives one to each simulation, so a plugin under test sees the tenant's
+/// real data and cannot change it; [`OverlayKv::changes`] shows what it would have written.
+pub struct OverlayKv {
+    base: std::sync::Arc<dyn KvStore>,
+    writes: Mutex<Writes>,
+}
+
+/// (tenant, key) -> the new value, or none for a deletion.
+type Writes = BTreeMap<(String, String), Option<Vec<u8>>>;
+
+impl std::fmt::Debug for OverlayKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OverlayKv").finish_non_exhaustive()
+    }
+}
+
+impl OverlayKv {
+    pub fn new(base: std::sync::Arc<dyn KvStore>) -> Self {
+        Self {
+            base,
+            writes: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Writes> {
+        self.writes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What the plugin wrote for `tenant`: key -> new value (none: deleted).
+    pub fn changes(&self, tenant: &str) -> BTreeMap<String, Option<Vec<u8>>> {
+        self.lock()
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl KvStore for OverlayKv {
+    async fn get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        check_sizes(key, None)?;
+        let written = self.lock().get(&(tenant.into(), key.into())).cloned();
+        match written {
+            Some(v) => Ok(v),
+            None => self.base.get(tenant, key).await,
+        }
+    }
+
+    async fn set(&self, tenant: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
+        check_sizes(key, Some(value))?;
+        self.lock()
+            .insert((tenant.into(), key.into()), Some(value.to_vec()));
+        Ok(())
+    }
+
+    async fn delete(&self, tenant: &str, key: &str) -> Result<(), KvError> {
+        check_sizes(key, None)?;
+        self.lock().insert((tenant.into(), key.into()), None);
+        Ok(())
+    }
+
+    async fn list_keys(
+        &self,
+        tenant: &str,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, KvError> {
+        check_sizes(prefix, None)?;
+        let limit = limit.min(MAX_LIST) as usize;
+        let changes = self.changes(tenant);
+        // Ask the base for enough keys that deletions here cannot leave the page short.
+        let extra = changes.values().filter(|v| v.is_none()).count() as u32;
+        let mut keys: std::collections::BTreeSet<String> = self
+            .base
+            .list_keys(tenant, prefix, (limit as u32).saturating_add(extra))
+            .await?
+            .into_iter()
+            .collect();
+        for (k, v) in changes.into_iter().filter(|(k, _)| k.starts_with(prefix)) {
+            match v {
+                Some(_) => keys.insert(k),
+                None => keys.remove(&k),
+            };
+        }
+        Ok(keys.into_iter().take(limit).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +234,37 @@ mod tests {
             ["route/1", "route/2", "route/3"]
         );
         assert_eq!(kv.list_keys("t", "route/", 2).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn overlay_reads_through_and_keeps_writes_to_itself() {
+        let base = std::sync::Arc::new(MemoryKv::new());
+        base.set("t", "a", b"1").await.unwrap();
+        base.set("t", "b", b"2").await.unwrap();
+        let overlay = OverlayKv::new(base.clone());
+        assert_eq!(
+            overlay.get("t", "a").await.unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
+        overlay.set("t", "a", b"9").await.unwrap();
+        overlay.delete("t", "b").await.unwrap();
+        overlay.set("t", "c", b"3").await.unwrap();
+        assert_eq!(
+            overlay.get("t", "a").await.unwrap().as_deref(),
+            Some(&b"9"[..])
+        );
+        assert_eq!(overlay.get("t", "b").await.unwrap(), None);
+        assert_eq!(overlay.list_keys("t", "", 10).await.unwrap(), ["a", "c"]);
+        // The base is untouched.
+        assert_eq!(
+            base.get("t", "a").await.unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
+        assert_eq!(
+            base.get("t", "b").await.unwrap().as_deref(),
+            Some(&b"2"[..])
+        );
+        assert_eq!(overlay.changes("t").len(), 3);
     }
 
     #[tokio::test]

@@ -214,6 +214,20 @@ impl Registry {
         Ok(())
     }
 
+    /// Forgets every plugin of a tenant (a deleted tenant). Running calls keep their instances.
+    pub fn remove_tenant(&self, tenant: &str) {
+        self.histories().retain(|(t, _), _| &**t != tenant);
+        self.fallbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(tenant);
+        self.tenants.rcu(|old| {
+            let mut next = HashMap::clone(old);
+            next.remove(tenant);
+            next
+        });
+    }
+
     /// Sets what the tenant's calls and messages get when its plugins fail.
     pub fn set_fallback(&self, tenant: &str, fallback: Fallback) {
         self.fallbacks

@@ -428,6 +428,39 @@ impl PluginVersion {
     pub fn has(&self, capability: Capability) -> bool {
         self.capabilities.contains(&capability)
     }
+
+    /// The same compiled component under another version number (an upload is validated
+    /// before the store assigns its number).
+    pub fn with_version(&self, version: u32) -> Arc<PluginVersion> {
+        Arc::new(PluginVersion {
+            id: PluginId {
+                version,
+                ..self.id.clone()
+            },
+            sha256: self.sha256.clone(),
+            size: self.size,
+            capabilities: self.capabilities.clone(),
+            source: self.source,
+            runtime: self.runtime.clone(),
+            pre: self.pre.clone(),
+            routing: self.routing.clone(),
+            ivr: self.ivr.clone(),
+            messaging: self.messaging.clone(),
+        })
+    }
+
+    /// The world name for what the component exports: `router`, `ivr`, `messaging`, `switch`,
+    /// or the exports joined with `+` for a component of its own world.
+    pub fn world(&self) -> String {
+        if self.capabilities.len() == Capability::ALL.len() {
+            return "switch".into();
+        }
+        self.capabilities
+            .iter()
+            .map(|c| c.world())
+            .collect::<Vec<_>>()
+            .join("+")
+    }
 }
 
 impl fmt::Debug for PluginVersion {

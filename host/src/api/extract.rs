@@ -1,0 +1,91 @@
+//! Extractors whose rejections are [`ApiError`]s, so a bad body gets a problem document that
+//! says what was wrong, like every other error.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::{ApiError, AppState};
+
+/// A JSON body (`Content-Type: application/json`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T> FromRequest<AppState> for Json<T>
+where
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(rejection) => Err(json_rejection(rejection, state.config.max_body_bytes)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection, limit: usize) -> ApiError {
+    match r {
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+            "expected a JSON body with Content-Type: application/json".into(),
+        ),
+        JsonRejection::JsonSyntaxError(e) => {
+            ApiError::BadRequest(format!("malformed JSON: {}", e.body_text()))
+        }
+        JsonRejection::JsonDataError(e) => ApiError::Unprocessable(e.body_text()),
+        JsonRejection::BytesRejection(e) => {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge { limit }
+            } else {
+                ApiError::BadRequest(e.body_text())
+            }
+        }
+        other => ApiError::BadRequest(other.body_text()),
+    }
+}
+
+/// Path parameters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(e @ PathRejection::FailedToDeserializePathParams(_)) => {
+                Err(ApiError::BadRequest(e.body_text()))
+            }
+            Err(e) => Err(ApiError::Internal(e.body_text())),
+        }
+    }
+}
+
+/// Query parameters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(e @ QueryRejection::FailedToDeserializeQueryString(_)) => {
+                Err(ApiError::BadRequest(e.body_text()))
+            }
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Call detail records and the audit log.
+
+use axum::extract::State;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::auth::Principal;
+use super::extract::{Path, Query};
+use super::tenants::TenantPath;
+use super::{ApiError, AppState, Reply};
+use crate::store::{AuditEntry, CdrFilter, CdrPage, Disposition};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CdrQuery {
+    /// Calls started at or after this time (ms since the Unix epoch).
+    pub since: Option<i64>,
+    /// Calls started before this time (ms since the Unix epoch).
+    pub until: Option<i64>,
+    /// Calls from or to this number.
+    pub number: Option<String>,
+    /// answered, busy, no-answer, failed or rejected.
+    pub disposition: Option<Disposition>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1-500. Default 100.
+    pub limit: Option<u32>,
+}
+
+/// The tenant's call records, newest first, filtered and paginated with a cursor.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/cdrs", tag = "records",
+    params(TenantPath, CdrQuery),
+    responses((status = 200, body = CdrPage), (status = 400, body = super::Problem), (status = 422, body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn cdrs(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(p): Path<TenantPath>,
+    Query(q): Query<CdrQuery>,
+) -> Reply<CdrPage> {
+    who.read(&p.tenant)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=crate::store::MAX_CDR_PAGE).contains(&limit) {
+        return Err(ApiError::Unprocessable("limit must be 1-500".into()));
+    }
+    let filter = CdrFilter {
+        since: q.since,
+        until: q.until,
+        number: q.number,
+        disposition: q.disposition,
+        cursor: q.cursor,
+        limit,
+    };
+    Ok(axum::Json(state.store.cdrs(&p.tenant, &filter).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// How many entries, 1-1000. Default 100.
+    pub limit: Option<u32>,
+}
+
+/// The tenant's latest audit entries, newest first.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/audit", tag = "records",
+    params(TenantPath, AuditQuery),
+    responses((status = 200, body = Vec<AuditEntry>)),
+    security(("bearer" = [])))]
+pub async fn audit(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(p): Path<TenantPath>,
+    Query(q): Query<AuditQuery>,
+) -> Reply<Vec<AuditEntry>> {
+    who.read(&p.tenant)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::Unprocessable("limit must be 1-1000".into()));
+    }
+    Ok(axum::Json(
+        state.store.audit_log(Some(&p.tenant), limit).await?,
+    ))
+}

@@ -1,0 +1,310 @@
+//! Tenants, their API keys, and bearer tokens.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::{Claims, Principal, now_secs};
+use super::extract::{Json, Path};
+use super::{ApiError, AppState, Created, Reply};
+use crate::store::{ApiKey, NewApiKey, Role, Tenant};
+
+/// A tenant to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    /// A short slug: lowercase letters, digits and `-`, 1 to 63 long. It appears in URLs and
+    /// cannot change.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    pub id: String,
+    /// A display name.
+    pub name: String,
+}
+
+/// A tenant's new display name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantUpdate {
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct TenantPath {
+    /// The tenant's id.
+    pub tenant: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct KeyPath {
+    pub tenant: String,
+    /// The key's id (the part after `wsk_` and before the next `_`).
+    pub key: String,
+}
+
+/// Creates a tenant (operators only).
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants",
+    request_body = NewTenant,
+    responses((status = 201, body = Tenant), (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    who: Principal,
+    Json(body): Json<NewTenant>,
+) -> Created<Tenant> {
+    who.operator()?;
+    let t = state.store.create_tenant(&body.id, &body.name).await?;
+    state
+        .audit(&who, Some(&t.id), "tenant.create", &t.id, "")
+        .await;
+    Ok((StatusCode::CREATED, axum::Json(t)))
+}
+
+/// Lists tenants: every tenant for operators, the caller's own for tenant credentials.
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants",
+    responses((status = 200, body = Vec<Tenant>)),
+    security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>, who: Principal) -> Reply<Vec<Tenant>> {
+    let all = match &who.tenant {
+        None => state.store.tenants().await?,
+        Some(own) => vec![state.store.tenant(own).await?],
+    };
+    Ok(axum::Json(all))
+}
+
+/// One tenant.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants", params(TenantPath),
+    responses((status = 200, body = Tenant), (status = 404, body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(p): Path<TenantPath>,
+) -> Reply<Tenant> {
+    who.read(&p.tenant)?;
+    Ok(axum::Json(state.store.tenant(&p.tenant).await?))
+}
+
+/// Renames a tenant.
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}", tag = "tenants", params(TenantPath),
+    request_body = TenantUpdate,
+    responses((status = 200, body = Tenant), (status = 404, body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(p): Path<TenantPath>,
+    Json(body): Json<TenantUpdate>,
+) -> Reply<Tenant> {
+    who.admin(&p.tenant)?;
+    let t = state.store.rename_tenant(&p.tenant, &body.name).await?;
+    state
+        .audit(&who, Some(&t.id), "tenant.update", &t.id, &body.name)
+        .await;
+    Ok(axum::Json(t))
+}
+
+/// Deletes a tenant and everything it owns (operators only).
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "tenants", params(TenantPath),
+    responses((status = 204), (status = 404, body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(p): Path<TenantPath>,
+) -> Result<StatusCode, ApiError> {
+    who.operator()?;
+    state.store.delete_tenant(&p.tenant).await?;
+    state.unload_tenant(&p.tenant);
+    state
+        .audit(&who, Some(&p.tenant), "tenant.delete", &p.tenant, "")
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An API key to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRequest {
+    /// What the key is for, e.g. `ci`.
+    pub name: String,
+    /// `tenant-admin` (default) or `tenant-read`.
+    #[serde(default = "default_role")]
+    pub role: Role,
+    /// Lifetime in seconds; none for a key that does not expire.
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+}
+
+fn default_role() -> Role {
+    Role::TenantAdmin
+}
+
+/// Creates an API key for the tenant. The response is the only time the key is shown.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/keys", tag = "keys", params(TenantPath),
+    request_body = KeyRequest,
+    responses((status = 201, body = NewApiKey), (status = 422, body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(p): Path<TenantPath>,
+    Json(body): Json<KeyRequest>,
+) -> Created<NewApiKey> {
+    who.admin(&p.tenant)?;
+    if body.role == Role::Operator {
+        return Err(ApiError::Unprocessable(
+            "a tenant key's role is tenant-admin or tenant-read".into(),
+        ));
+    }
+    let expires_at = match body.expires_in_secs {
+        Some(s) if s == 0 || s > 10 * 365 * 86_400 => {
+            return Err(ApiError::Unprocessable(
+                "expires_in_secs must be 1 to 315360000".into(),
+            ));
+        }
+        Some(s) => Some(crate::store::now_ms() + (s as i64) * 1000),
+        None => None,
+    };
+    let key = state
+        .store
+        .create_api_key(Some(&p.tenant), body.role, &body.name, expires_at)
+        .await?;
+    state
+        .audit(
+            &who,
+            Some(&p.tenant),
+            "key.create",
+            &key.key.id,
+            body.role.as_str(),
+        )
+        .await;
+    Ok((StatusCode::CREATED, axum::Json(key)))
+}
+
+/// Lists the tenant's API keys (never their secrets).
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/keys", tag = "keys", params(TenantPath),
+    responses((status = 200, body = Vec<ApiKey>)),
+    security(("bearer" = [])))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(p): Path<TenantPath>,
+) -> Reply<Vec<ApiKey>> {
+    who.read(&p.tenant)?;
+    Ok(axum::Json(state.store.api_keys(Some(&p.tenant)).await?))
+}
+
+/// Revokes one of the tenant's API keys at once.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/keys/{key}", tag = "keys", params(KeyPath),
+    responses((status = 204), (status = 404, body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(p): Path<KeyPath>,
+) -> Result<StatusCode, ApiError> {
+    who.admin(&p.tenant)?;
+    state.store.revoke_api_key(Some(&p.tenant), &p.key).await?;
+    state
+        .audit(&who, Some(&p.tenant), "key.revoke", &p.key, "")
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A bearer token to mint.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// Who the token is for (its `sub`), e.g. a user or a service name.
+    pub subject: String,
+    /// At most the caller's own role.
+    pub role: Role,
+    /// The tenant; required unless the role is `operator`. Tenant callers may name only their own.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Lifetime in seconds, at most `api.jwt_max_ttl_secs`. Default 3600.
+    #[serde(default = "default_ttl")]
+    pub ttl_secs: u64,
+}
+
+fn default_ttl() -> u64 {
+    3600
+}
+
+/// A minted token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Token {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// Mints an HS256 bearer token with a role, for a tenant (needs `api.jwt_secret`).
+#[utoipa::path(post, path = "/v1/tokens", tag = "keys",
+    request_body = TokenRequest,
+    responses((status = 201, body = Token), (status = 403, body = super::Problem), (status = 422, body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn mint_token(
+    State(state): State<AppState>,
+    who: Principal,
+    Json(body): Json<TokenRequest>,
+) -> Created<Token> {
+    if body.role > who.role {
+        return Err(ApiError::Forbidden(
+            "a token cannot have a higher role than its maker",
+        ));
+    }
+    match (&body.tenant, body.role) {
+        (None, Role::Operator) => {}
+        (Some(t), r) if r != Role::Operator => who.read(t)?,
+        _ => {
+            return Err(ApiError::Unprocessable(
+                "operator tokens have no tenant; tenant tokens need one".into(),
+            ));
+        }
+    }
+    let max = state.auth.jwt_max_ttl.as_secs();
+    if body.ttl_secs == 0 || body.ttl_secs > max {
+        return Err(ApiError::Unprocessable(format!(
+            "ttl_secs must be 1 to {max}"
+        )));
+    }
+    if body.subject.is_empty() || body.subject.len() > 128 {
+        return Err(ApiError::Unprocessable(
+            "subject must be 1-128 characters".into(),
+        ));
+    }
+    let now = now_secs();
+    let claims = Claims {
+        sub: body.subject,
+        role: body.role,
+        tenant: body.tenant,
+        exp: now + body.ttl_secs,
+        iat: now,
+    };
+    let token = state
+        .auth
+        .mint(&claims)
+        .ok_or_else(|| {
+            ApiError::Unprocessable("bearer tokens are not enabled: set api.jwt_secret".into())
+        })?
+        .map_err(|e| ApiError::Internal(format!("signing a token: {e}")))?;
+    state
+        .audit(
+            &who,
+            claims.tenant.as_deref(),
+            "token.mint",
+            &claims.sub,
+            claims.role.as_str(),
+        )
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(Token {
+            token,
+            expires_at: claims.exp,
+        }),
+    ))
+}

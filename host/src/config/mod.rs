@@ -1,0 +1,455 @@
+//! `wasmswitch.toml`: every setting, its default, and its `WASMSWITCH_*` override.
+//!
+//! Settings come, later ones winning, from: the defaults below, the file (`--config`, default
+//! `wasmswitch.toml` if it exists), then the environment. An environment variable is
+//! `WASMSWITCH_<SECTION>_<KEY>`, e.g. `WASMSWITCH_API_LISTEN=0.0.0.0:9090` or
+//! `WASMSWITCH_PLUGINS_DEADLINE_MS=50`; `DATABASE_URL` also sets `database.url`. Lists take
+//! TOML syntax: `WASMSWITCH_API_OPERATOR_KEYS='["..."]'`.
+//!
+//! The documented example with every setting is `wasmswitch.example.toml` at the repository
+//! root; [`Config::example`] returns it, and a test checks that it parses to the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub database: DatabaseConfig,
+    pub sip: SipConfig,
+    pub plugins: PluginsConfig,
+    pub log: LogConfig,
+}
+
+/// `[api]`: the REST API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Where the API listens. Default `0.0.0.0:8080`.
+    pub listen: String,
+    /// Operator API keys accepted besides those in the database (e.g. from a secret store).
+    /// Each at least 32 characters. Default none: on first start the host creates one in the
+    /// database and prints it once.
+    pub operator_keys: Vec<String>,
+    /// Secret for HS256 bearer tokens (JWT) minted by `POST /v1/tokens` or by your own
+    /// identity service. At least 32 bytes; empty turns tokens off. Default empty.
+    pub jwt_secret: String,
+    /// The longest lifetime `POST /v1/tokens` grants, in seconds. Default 86400 (a day).
+    pub jwt_max_ttl_secs: u64,
+    /// Requests per second each credential may make, sustained. Default 50. Live.
+    pub rate_limit_per_second: u32,
+    /// Requests a credential may make in a burst above the sustained rate. Default 100. Live.
+    pub rate_limit_burst: u32,
+    /// The largest JSON request body, in bytes. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// The largest plugin upload, in bytes. Default 64 MiB (a Python plugin is ~18 MB).
+    pub max_upload_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".into(),
+            operator_keys: Vec::new(),
+            jwt_secret: String::new(),
+            jwt_max_ttl_secs: 86_400,
+            rate_limit_per_second: 50,
+            rate_limit_burst: 100,
+            max_body_bytes: 1 << 20,
+            max_upload_bytes: 64 << 20,
+        }
+    }
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (created on first start) or `postgres://USER:PASS@HOST:PORT/DB`.
+    /// Default `sqlite://wasmswitch-data/wasmswitch.db`. `DATABASE_URL` overrides it.
+    pub url: String,
+    /// Run migrations at start-up. Default true; `wasmswitch migrate` runs them on demand.
+    pub migrate_on_start: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://wasmswitch-data/wasmswitch.db".into(),
+            migrate_on_start: true,
+        }
+    }
+}
+
+/// `[sip]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Where SIP listens (UDP and TCP). Default `0.0.0.0:5060`.
+    pub listen: String,
+    /// The SIP domain and digest realm of tenants' phones. Default `wasmswitch.local`.
+    pub domain: String,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:5060".into(),
+            domain: "wasmswitch.local".into(),
+        }
+    }
+}
+
+/// `[plugins]`: the WebAssembly runtime's limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// How long one call into a plugin may run, in ms (1-10000). Default 100. Live.
+    pub deadline_ms: u64,
+    /// The most linear memory one plugin instance may use, in MiB (1-4096). Default 128.
+    /// Live, up to the value the host started with (the pool reserves address space for it).
+    pub max_memory_mib: u64,
+    /// The most plugin instances alive at once (one per call). Default 10000.
+    pub max_instances: u32,
+    /// Where compiled components are cached. Default `wasmswitch-data/cache`; empty turns the
+    /// cache off. Must be writable only by the host: its files are loaded as machine code.
+    pub cache_dir: String,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 100,
+            max_memory_mib: 128,
+            max_instances: 10_000,
+            cache_dir: "wasmswitch-data/cache".into(),
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `wasmswitch=debug,info` ... Default `info`. Live.
+    pub level: String,
+    /// `text` or `json`. Default `text`.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Why the configuration was refused: one message per bad field.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+/// The sections whose keys an environment variable can name.
+const SECTIONS: [&str; 5] = ["api", "database", "sip", "plugins", "log"];
+
+impl Config {
+    /// The documented example file (every setting at its default).
+    pub fn example() -> &'static str {
+        include_str!("../../../wasmswitch.example.toml")
+    }
+
+    /// Reads the defaults, then `file` (if given, it must exist; if not, `wasmswitch.toml` is
+    /// read when present), then the environment; then checks every field.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// [`Config::load`] with the environment passed in (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError(vec![format!(
+                        "config file {} does not exist",
+                        path.display()
+                    )]));
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new("wasmswitch.toml").exists() => {
+                figment = figment.merge(Toml::file_exact("wasmswitch.toml"));
+            }
+            None => {}
+        }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut overrides = Vec::new();
+        for (name, value) in &env {
+            if name == "DATABASE_URL" {
+                overrides.push(("database.url".to_string(), value.clone()));
+                continue;
+            }
+            let Some(rest) = name.strip_prefix("WASMSWITCH_") else {
+                continue;
+            };
+            let rest = rest.to_ascii_lowercase();
+            let Some((section, key)) = rest.split_once('_') else {
+                continue;
+            };
+            if SECTIONS.contains(&section) {
+                overrides.push((format!("{section}.{key}"), value.clone()));
+            } else if !matches!(rest.as_str(), "config" | "test_postgres_url") {
+                return Err(ConfigError(vec![format!(
+                    "{name}: unknown section {section:?} (expected one of {SECTIONS:?})"
+                )]));
+            }
+        }
+        let defaults = toml::Value::try_from(Config::default())
+            .map_err(|e| ConfigError(vec![format!("defaults: {e}")]))?;
+        for (key, raw) in overrides {
+            let Some(default) = key.split('.').try_fold(&defaults, |v, part| v.get(part)) else {
+                return Err(ConfigError(vec![format!(
+                    "{key}: no such setting (from the environment)"
+                )]));
+            };
+            figment = figment.merge(Serialized::default(&key, env_value(default, &raw)));
+        }
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError(e.into_iter().map(|e| e.to_string()).collect()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut bad = Vec::new();
+        if self.api.listen.parse::<SocketAddr>().is_err() {
+            bad.push(format!(
+                "api.listen: {:?} is not an address like 0.0.0.0:8080",
+                self.api.listen
+            ));
+        }
+        if self.sip.listen.parse::<SocketAddr>().is_err() {
+            bad.push(format!(
+                "sip.listen: {:?} is not an address like 0.0.0.0:5060",
+                self.sip.listen
+            ));
+        }
+        for (i, key) in self.api.operator_keys.iter().enumerate() {
+            if key.len() < 32 {
+                bad.push(format!(
+                    "api.operator_keys[{i}]: must be at least 32 characters"
+                ));
+            }
+        }
+        if !self.api.jwt_secret.is_empty() && self.api.jwt_secret.len() < 32 {
+            bad.push(
+                "api.jwt_secret: must be at least 32 bytes (or empty to turn tokens off)".into(),
+            );
+        }
+        if self.api.rate_limit_per_second == 0 {
+            bad.push("api.rate_limit_per_second: must be at least 1".into());
+        }
+        if self.api.max_upload_bytes < 1024 {
+            bad.push("api.max_upload_bytes: must be at least 1024".into());
+        }
+        if self.api.max_body_bytes < 1024 {
+            bad.push("api.max_body_bytes: must be at least 1024".into());
+        }
+        if crate::store::Backend::from_url(&self.database.url).is_err() {
+            bad.push(format!(
+                "database.url: {:?} must start with sqlite:// or postgres://",
+                redact_url(&self.database.url)
+            ));
+        }
+        if !(1..=10_000).contains(&self.plugins.deadline_ms) {
+            bad.push("plugins.deadline_ms: must be 1-10000".into());
+        }
+        if !(1..=4096).contains(&self.plugins.max_memory_mib) {
+            bad.push("plugins.max_memory_mib: must be 1-4096".into());
+        }
+        if !(1..=1_000_000).contains(&self.plugins.max_instances) {
+            bad.push("plugins.max_instances: must be 1-1000000".into());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            bad.push(format!(
+                "log.level: {:?} is not a filter like info or wasmswitch=debug",
+                self.log.level
+            ));
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(bad))
+        }
+    }
+
+    pub fn api_listen(&self) -> SocketAddr {
+        self.api
+            .listen
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 8080)))
+    }
+
+    pub fn plugin_deadline(&self) -> Duration {
+        Duration::from_millis(self.plugins.deadline_ms)
+    }
+
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        (!self.plugins.cache_dir.is_empty()).then(|| PathBuf::from(&self.plugins.cache_dir))
+    }
+}
+
+/// A database URL with its password hidden, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// An environment value as the setting's type: strings stay verbatim (a numeric-looking secret
+/// is still a string); numbers, booleans and lists are read as TOML.
+fn env_value(default: &toml::Value, raw: &str) -> toml::Value {
+    if default.is_str() {
+        return toml::Value::String(raw.into());
+    }
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let parsed: Config = toml::from_str(Config::example()).expect("example parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wasmswitch.toml");
+        std::fs::write(
+            &file,
+            "[api]\nlisten = \"127.0.0.1:9000\"\nrate_limit_per_second = 5\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&file),
+            env(&[
+                ("WASMSWITCH_API_RATE_LIMIT_PER_SECOND", "7"),
+                // A numeric-looking secret stays a string.
+                (
+                    "WASMSWITCH_API_JWT_SECRET",
+                    "12345678901234567890123456789012",
+                ),
+                (
+                    "WASMSWITCH_API_OPERATOR_KEYS",
+                    r#"["0123456789abcdef0123456789abcdef"]"#,
+                ),
+                ("DATABASE_URL", "postgres://u:pw@db/wasmswitch"),
+                ("WASMSWITCH_PLUGINS_DEADLINE_MS", "50"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.api.listen, "127.0.0.1:9000");
+        assert_eq!(c.api.rate_limit_per_second, 7);
+        assert_eq!(c.api.jwt_secret, "12345678901234567890123456789012");
+        assert_eq!(c.api.operator_keys.len(), 1);
+        assert_eq!(c.database.url, "postgres://u:pw@db/wasmswitch");
+        assert_eq!(c.plugin_deadline(), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let err = Config::load_from(
+            None,
+            env(&[
+                ("WASMSWITCH_API_LISTEN", "nowhere"),
+                ("WASMSWITCH_PLUGINS_DEADLINE_MS", "0"),
+                ("WASMSWITCH_API_JWT_SECRET", "short"),
+                ("DATABASE_URL", "mysql://x"),
+                ("WASMSWITCH_LOG_LEVEL", "[[["),
+            ]),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for field in [
+            "api.listen",
+            "plugins.deadline_ms",
+            "api.jwt_secret",
+            "database.url",
+            "log.level",
+        ] {
+            assert!(text.contains(field), "{field} missing from: {text}");
+        }
+        assert_eq!(err.0.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn unknown_settings_and_wrong_types_are_refused() {
+        let err = Config::load_from(None, env(&[("WASMSWITCH_API_LISTN", "x")])).unwrap_err();
+        assert!(err.to_string().contains("api.listn"), "{err}");
+        let err = Config::load_from(None, env(&[("WASMSWITCH_NOPE_X", "1")])).unwrap_err();
+        assert!(err.to_string().contains("unknown section"), "{err}");
+        let err = Config::load_from(None, env(&[("WASMSWITCH_API_RATE_LIMIT_BURST", "lots")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("rate_limit_burst"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "[api]\nlisen = \"x\"\n").unwrap();
+        let err = Config::load_from(Some(&file), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+        assert!(Config::load_from(Some(&dir.path().join("missing.toml")), env(&[])).is_err());
+    }
+
+    #[test]
+    fn passwords_are_hidden_in_urls() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,43 @@
+//! The Prometheus recorder behind `/metrics`. Metrics are recorded with the `metrics` facade
+//! wherever they happen (plugin calls, API requests, later calls and SMS); this installs the
+//! process-wide recorder once and renders it.
+//!
+//! Series (all `wasmswitch_` prefixed):
+//! - `plugin_calls_total{tenant,plugin,version,function}`: plugin invocations that answered;
+//! - `plugin_failures_total{tenant,plugin,version,kind}`: traps, timeouts, out-of-memory,
+//!   bad returns, instantiation failures;
+//! - `plugin_call_seconds{tenant,plugin,function}`: histogram of one call into a plugin;
+//! - `plugin_counter_total{tenant,plugin,name}`: counters plugins add to;
+//! - `api_requests_total{method,route,status}`, `api_request_seconds{method,route}`;
+//! - `plugins_active{tenant}`: active plugin versions per tenant (gauge).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Histogram buckets, in seconds: from 10 µs (a Rust plugin call) to 10 s (a slow API request).
+const BUCKETS: [f64; 16] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.5, 1.0, 10.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the recorder (once per process) and returns its handle; none if another recorder
+/// was installed first.
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
+                .ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot install the Prometheus recorder");
+                    None
+                }
+            }
+        })
+        .clone()
+}

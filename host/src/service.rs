@@ -1,0 +1,254 @@
+//! The running host: store, plugin runtime and registry, API, wired from a [`Config`].
+//! `wasmswitch serve` runs one; the tests start several (one per database, restarts).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState, Auth, SimCache};
+use crate::config::Config;
+use crate::plugins::{PluginId, Registry, Runtime, RuntimeConfig, RuntimeError};
+use crate::store::{Role, SqlKv, Store, StoreError};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    /// The plugin runtime could not be created.
+    #[error("plugin runtime: {0}")]
+    Runtime(#[from] RuntimeError),
+    /// A setting passed validation but could not be used.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The API's address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A started host. Dropping it does not stop it; call [`Service::stop`].
+#[derive(Debug)]
+pub struct Service {
+    /// Where the API listens (the real port when the config asked for port 0).
+    pub api_addr: SocketAddr,
+    pub state: AppState,
+    /// The operator key created on first start, when no operator key existed yet.
+    pub first_operator_key: Option<String>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// How often each host compares its active plugins with the store's (so an activation made
+/// through another host, or in the database, reaches this one within this time).
+const SYNC_EVERY: Duration = Duration::from_millis(500);
+
+/// Opens the database and brings its schema up to date (`wasmswitch migrate`).
+pub async fn migrate(config: &Config) -> Result<Store, StoreError> {
+    let store = Store::connect(&config.database.url).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+impl Service {
+    /// Starts everything and returns once the API is listening.
+    pub async fn start(config: Config) -> Result<Service, ServiceError> {
+        let store = Store::connect(&config.database.url).await?;
+        if config.database.migrate_on_start {
+            store.migrate().await?;
+        }
+        let first_operator_key = bootstrap_operator(&store, &config).await?;
+
+        let kv = Arc::new(SqlKv::new(store.clone()));
+        let runtime_config = RuntimeConfig {
+            deadline: config.plugin_deadline(),
+            max_memory_bytes: (config.plugins.max_memory_mib as usize) << 20,
+            max_instances: config.plugins.max_instances,
+            cache_dir: config.cache_dir(),
+            ..RuntimeConfig::default()
+        };
+        let runtime = Runtime::new(runtime_config.clone(), kv.clone())?;
+        let sim_runtime = Runtime::new(
+            RuntimeConfig {
+                fuel_metering: true,
+                max_instances: 64,
+                ..runtime_config
+            },
+            kv,
+        )?;
+        let registry = Arc::new(Registry::new());
+        let state = AppState {
+            store: store.clone(),
+            runtime,
+            sim_runtime,
+            registry,
+            auth: Arc::new(
+                Auth::new(
+                    &config.api.operator_keys,
+                    &config.api.jwt_secret,
+                    Duration::from_secs(config.api.jwt_max_ttl_secs),
+                    config.api.rate_limit_per_second,
+                    config.api.rate_limit_burst,
+                )
+                .map_err(|e| ServiceError::Config(format!("api.jwt_secret: {e}")))?,
+            ),
+            config: Arc::new(config.api.clone()),
+            sip_domain: config.sip.domain.as_str().into(),
+            metrics: crate::metrics::install(),
+            sim_cache: Arc::new(SimCache::default()),
+        };
+        let mut broken = HashSet::new();
+        sync_active(&state, &mut broken).await;
+
+        let addr = config.api_listen();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServiceError::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let api_addr = listener
+            .local_addr()
+            .map_err(|source| ServiceError::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let (shutdown, watch_rx) = watch::channel(false);
+        let mut rx = watch_rx.clone();
+        let api_task = tokio::spawn({
+            let state = state.clone();
+            async move {
+                let stop = async move {
+                    while rx.changed().await.is_ok() {
+                        if *rx.borrow() {
+                            break;
+                        }
+                    }
+                };
+                if let Err(e) = api::serve(listener, state, stop).await {
+                    tracing::error!(error = %e, "the API server failed");
+                }
+            }
+        });
+        let mut rx = watch_rx;
+        let sync_task = tokio::spawn({
+            let state = state.clone();
+            async move {
+                let mut broken = broken;
+                let mut every = tokio::time::interval(SYNC_EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => sync_active(&state, &mut broken).await,
+                        changed = rx.changed() => if changed.is_err() || *rx.borrow() {
+                            break;
+                        },
+                    }
+                }
+            }
+        });
+        tracing::info!(api = %api_addr, database = %crate::config::redact_url(&config.database.url), "wasmswitch started");
+        Ok(Service {
+            api_addr,
+            state,
+            first_operator_key,
+            shutdown,
+            tasks: vec![api_task, sync_task],
+        })
+    }
+
+    /// Stops serving (in-flight API requests finish) and closes the database.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.state.store.close().await;
+    }
+}
+
+/// Creates an operator key on first start, when the config names none and the database has
+/// none, and prints it once.
+async fn bootstrap_operator(store: &Store, config: &Config) -> Result<Option<String>, StoreError> {
+    if !config.api.operator_keys.is_empty() || !store.api_keys(None).await?.is_empty() {
+        return Ok(None);
+    }
+    let key = store
+        .create_api_key(None, Role::Operator, "bootstrap", None)
+        .await?;
+    store
+        .audit(
+            "system",
+            None,
+            "key.create",
+            &key.key.id,
+            "bootstrap operator key",
+        )
+        .await?;
+    // Printed, not logged: it must not end up in a log aggregator, and this is the only time
+    // anyone can see it.
+    println!(
+        "\nwasmswitch: created the first operator API key (shown once, store it now):\n\n    {}\n",
+        key.secret
+    );
+    Ok(Some(key.secret))
+}
+
+/// Makes this host's registry match the store: every active version loaded and active. Runs at
+/// start-up and every [`SYNC_EVERY`], so activations made through any host reach every host.
+///
+/// A version that fails to load is remembered in `broken` and not retried (it was validated
+/// on upload, so this means a host-side problem, logged once).
+async fn sync_active(state: &AppState, broken: &mut HashSet<(String, String, i64)>) {
+    let active = match state.store.active_plugin_versions().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the active plugins; will retry");
+            return;
+        }
+    };
+    for (tenant, name, version) in active {
+        let Ok(v) = u32::try_from(version) else {
+            continue;
+        };
+        let key = (tenant.clone(), name.clone(), version);
+        if broken.contains(&key) {
+            continue;
+        }
+        if state
+            .registry
+            .active(&tenant, &name)
+            .is_some_and(|p| p.id.version == v)
+        {
+            continue;
+        }
+        let loaded = match state.ensure_loaded(&tenant, &name, version).await {
+            Ok(()) => state.registry.activate(&tenant, &name, v),
+            Err(e) => {
+                tracing::error!(tenant, plugin = name, version, error = %e, "cannot load an active plugin");
+                broken.insert(key);
+                continue;
+            }
+        };
+        match loaded {
+            Ok(()) => {
+                let id = PluginId {
+                    tenant: tenant.as_str().into(),
+                    name: name.as_str().into(),
+                    version: v,
+                };
+                tracing::info!(plugin = %id, "plugin active on this host");
+            }
+            Err(e) => tracing::error!(error = %e, "cannot activate a loaded plugin"),
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Call detail records: one row per call, written by the call manager when a call ends, read
+//! by the API with filters and cursor pagination (newest first).
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError};
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Disposition {
+    Answered,
+    Busy,
+    NoAnswer,
+    Failed,
+    Rejected,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Answered => "answered",
+            Disposition::Busy => "busy",
+            Disposition::NoAnswer => "no-answer",
+            Disposition::Failed => "failed",
+            Disposition::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "answered" => Some(Disposition::Answered),
+            "busy" => Some(Disposition::Busy),
+            "no-answer" => Some(Disposition::NoAnswer),
+            "failed" => Some(Disposition::Failed),
+            "rejected" => Some(Disposition::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// One call's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Cdr {
+    pub id: String,
+    pub tenant_id: String,
+    pub from_number: String,
+    pub to_number: String,
+    /// `inbound` (from a trunk or phone to the tenant) or `outbound`.
+    pub direction: String,
+    pub disposition: Disposition,
+    /// The final SIP status, when there was one.
+    pub sip_status: Option<i64>,
+    pub started_at: i64,
+    pub answered_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub duration_ms: i64,
+    pub trunk: Option<String>,
+    /// `name@version` of the plugin that routed the call.
+    pub plugin: Option<String>,
+    pub hangup_cause: Option<String>,
+}
+
+/// Which records to list.
+#[derive(Debug, Clone, Default)]
+pub struct CdrFilter {
+    /// Calls started at or after (epoch ms).
+    pub since: Option<i64>,
+    /// Calls started before (epoch ms).
+    pub until: Option<i64>,
+    /// Calls from or to this number.
+    pub number: Option<String>,
+    pub disposition: Option<Disposition>,
+    /// Where the previous page ended ([`CdrPage::next`]).
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500.
+    pub limit: u32,
+}
+
+/// One page of records and the cursor for the next, if there is more.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CdrPage {
+    pub items: Vec<Cdr>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next: Option<String>,
+}
+
+/// The largest page.
+pub const MAX_PAGE: u32 = 500;
+
+const COLUMNS: &str = "id, tenant_id, from_number, to_number, direction, disposition, sip_status, \
+     started_at, answered_at, ended_at, duration_ms, trunk, plugin, hangup_cause";
+
+fn cdr(row: &AnyRow) -> Result<Cdr, sqlx::Error> {
+    let disposition: String = row.try_get("disposition")?;
+    Ok(Cdr {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        from_number: row.try_get("from_number")?,
+        to_number: row.try_get("to_number")?,
+        direction: row.try_get("direction")?,
+        disposition: Disposition::parse(&disposition).ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "disposition".into(),
+            source: format!("unknown disposition {disposition:?}").into(),
+        })?,
+        sip_status: row.try_get("sip_status")?,
+        started_at: row.try_get("started_at")?,
+        answered_at: row.try_get("answered_at")?,
+        ended_at: row.try_get("ended_at")?,
+        duration_ms: row.try_get("duration_ms")?,
+        trunk: row.try_get("trunk")?,
+        plugin: row.try_get("plugin")?,
+        hangup_cause: row.try_get("hangup_cause")?,
+    })
+}
+
+/// A cursor is the last row's `started_at` and id, hex-encoded so it is opaque and URL-safe.
+fn encode_cursor(started_at: i64, id: &str) -> String {
+    hex::encode(format!("{started_at}:{id}"))
+}
+
+fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
+    let text = String::from_utf8(hex::decode(cursor).ok()?).ok()?;
+    let (ts, id) = text.split_once(':')?;
+    Some((ts.parse().ok()?, id.to_string()))
+}
+
+impl Store {
+    pub async fn insert_cdr(&self, c: &Cdr) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO cdrs ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&c.id)
+            .bind(&c.tenant_id)
+            .bind(&c.from_number)
+            .bind(&c.to_number)
+            .bind(&c.direction)
+            .bind(c.disposition.as_str())
+            .bind(c.sip_status)
+            .bind(c.started_at)
+            .bind(c.answered_at)
+            .bind(c.ended_at)
+            .bind(c.duration_ms)
+            .bind(&c.trunk)
+            .bind(&c.plugin)
+            .bind(&c.hangup_cause)
+            .execute(self.pool())
+            .await
+            .map_err(StoreError::unique("cdr"))?;
+        Ok(())
+    }
+
+    /// A tenant's records, newest first.
+    pub async fn cdrs(&self, tenant: &str, f: &CdrFilter) -> Result<CdrPage, StoreError> {
+        let (after_ts, after_id) = match &f.cursor {
+            Some(c) => {
+                let (ts, id) = decode_cursor(c)
+                    .ok_or_else(|| StoreError::Invalid("cursor is not one this API gave".into()))?;
+                (Some(ts), Some(id))
+            }
+            None => (None, None),
+        };
+        let limit = f.limit.clamp(1, MAX_PAGE);
+        let sql = format!(
+            "SELECT {COLUMNS} FROM cdrs WHERE tenant_id = $1 \
+             AND ($2 IS NULL OR started_at >= $2) \
+             AND ($3 IS NULL OR started_at < $3) \
+             AND ($4 IS NULL OR from_number = $4 OR to_number = $4) \
+             AND ($5 IS NULL OR disposition = $5) \
+             AND ($6 IS NULL OR started_at < $6 OR (started_at = $6 AND id < $7)) \
+             ORDER BY started_at DESC, id DESC LIMIT $8"
+        );
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(f.since)
+            .bind(f.until)
+            .bind(&f.number)
+            .bind(f.disposition.map(Disposition::as_str))
+            .bind(after_ts)
+            .bind(after_id)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(self.pool())
+            .await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let items: Vec<Cdr> = rows.iter().map(cdr).collect::<Result<_, _>>()?;
+        let next = more
+            .then(|| items.last().map(|c| encode_cursor(c.started_at, &c.id)))
+            .flatten();
+        Ok(CdrPage { items, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips() {
+        let c = encode_cursor(1_700_000_000_000, "call:1");
+        assert_eq!(
+            decode_cursor(&c),
+            Some((1_700_000_000_000, "call:1".into()))
+        );
+        assert_eq!(decode_cursor("zz"), None);
+        assert_eq!(decode_cursor(&hex::encode("nocolon")), None);
+    }
+}

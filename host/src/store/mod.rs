@@ -1,0 +1,166 @@
+//! Persistence: tenants, API keys, plugin versions, numbers, trunks, SIP users, CDRs, messages,
+//! the plugins' `kv` data and the audit log, in SQLite (the embedded default) or PostgreSQL.
+//!
+//! One code path serves both through sqlx's `Any` driver: the SQL is portable (`$N`
+//! placeholders, `ON CONFLICT`, `RETURNING`), timestamps are epoch milliseconds and flags 0/1,
+//! because `Any` carries only integers, floats, text and bytes. The schemas live in
+//! `migrations/sqlite` and `migrations/postgres` and differ only in types.
+
+mod audit;
+mod calls;
+mod error;
+mod keys;
+mod kv;
+mod numbers;
+mod plugins;
+mod tenants;
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, ConnectOptions};
+
+pub use audit::AuditEntry;
+pub use calls::{Cdr, CdrFilter, CdrPage, Disposition, MAX_PAGE as MAX_CDR_PAGE};
+pub use error::StoreError;
+pub use keys::{ApiKey, NewApiKey, Role};
+pub use kv::SqlKv;
+pub use numbers::{Did, NewSipUser, NewTrunk, SipUser, Transport, Trunk, digest_ha1, valid_e164};
+pub use plugins::{Activation, NewPlugin, PluginRecord, valid_plugin_name};
+pub use tenants::{Tenant, valid_tenant_id};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names.
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::BadUrl(
+                "expected sqlite://PATH or postgres://USER@HOST/DB".into(),
+            ))
+        }
+    }
+}
+
+/// The database, shared by every part of the host. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH`, created with its folder if missing, or
+    /// `postgres://...`). Does not run migrations: see [`Store::migrate`].
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let mut url = url.to_string();
+        let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
+        if backend == Backend::Sqlite {
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            let path = path.split('?').next().unwrap_or_default();
+            if path == ":memory:" || path.is_empty() {
+                // Every connection would get its own empty database.
+                pool = pool.max_connections(1);
+            } else if let Some(dir) = std::path::Path::new(path).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::BadUrl(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            if !url.contains('?') {
+                // Create the file on first start; WAL lets the API read while calls write.
+                url.push_str("?mode=rwc");
+            }
+        } else {
+            pool = pool.max_connections(16);
+        }
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::BadUrl(e.to_string()))?
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+        let pool = pool.connect_with(options).await?;
+        let store = Self { pool, backend };
+        if backend == Backend::Sqlite {
+            // Foreign keys are off by default in SQLite and are per connection; sqlx turns them
+            // on for every connection it opens, and WAL mode sticks to the file.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&store.pool)
+                .await?;
+        }
+        Ok(store)
+    }
+
+    /// Brings the schema up to date. Safe to run on every start and from several hosts.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Runs one SQL statement verbatim (administration and tests: `CREATE DATABASE` ...).
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
+        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// Milliseconds since the Unix epoch, the store's time format.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A random identifier with a readable prefix, e.g. `trk_3f9a...` (16 random bytes, hex).
+pub(crate) fn new_id(prefix: &str) -> Result<String, StoreError> {
+    Ok(format!("{prefix}_{}", hex::encode(random_bytes::<16>()?)))
+}
+
+/// Bytes from the OS random source (ids, key secrets).
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|e| StoreError::Random(e.to_string()))?;
+    Ok(buf)
+}

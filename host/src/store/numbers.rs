@@ -1,0 +1,445 @@
+//! What connects a tenant to the phone network: its numbers (DIDs), its trunks and the SIP
+//! users its phones register as.
+
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, new_id, now_ms};
+
+/// A phone number routed to a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Did {
+    /// E.164, e.g. `+14155550100`. A number belongs to one tenant at most.
+    pub number: String,
+    pub tenant_id: String,
+    pub description: String,
+    pub created_at: i64,
+}
+
+/// Whether `n` is an E.164 number: `+`, then 2 to 15 digits, not starting with 0.
+pub fn valid_e164(n: &str) -> bool {
+    n.strip_prefix('+').is_some_and(|d| {
+        (2..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
+}
+
+/// How the switch reaches a trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "udp" => Some(Transport::Udp),
+            "tcp" => Some(Transport::Tcp),
+            "tls" => Some(Transport::Tls),
+            _ => None,
+        }
+    }
+}
+
+/// A SIP trunk of a tenant: where its outbound calls go. The password is write-only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Trunk {
+    pub id: String,
+    pub tenant_id: String,
+    /// Unique per tenant; routing plugins name trunks by it.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub transport: Transport,
+    /// Digest user name, when the trunk wants authentication.
+    pub username: Option<String>,
+    /// Whether a password is set (it is never returned).
+    pub has_password: bool,
+    /// Whether the switch registers to the trunk.
+    pub register: bool,
+    pub created_at: i64,
+}
+
+/// A trunk's settings, for create and update.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTrunk {
+    /// Unique per tenant: 1-63 of a-z, 0-9, `-`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    pub name: String,
+    /// A host name or an IP address.
+    pub host: String,
+    #[serde(default = "default_sip_port")]
+    pub port: u16,
+    #[serde(default = "default_transport")]
+    pub transport: Transport,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub register: bool,
+}
+
+fn default_sip_port() -> u16 {
+    5060
+}
+
+fn default_transport() -> Transport {
+    Transport::Udp
+}
+
+impl NewTrunk {
+    fn validate(&self) -> Result<(), StoreError> {
+        let bad = |m: &str| Err(StoreError::Invalid(m.to_string()));
+        if !super::tenants::valid_tenant_id(&self.name) {
+            return bad("trunk name must be 1-63 lowercase letters, digits or '-'");
+        }
+        let host_ok = !self.host.is_empty()
+            && self.host.len() <= 253
+            && self
+                .host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+        if !host_ok {
+            return bad("host must be a host name or an IP address");
+        }
+        if self.port == 0 {
+            return bad("port must be 1-65535");
+        }
+        if self.register && (self.username.is_none() || self.password.is_none()) {
+            return bad("a trunk that registers needs a username and a password");
+        }
+        Ok(())
+    }
+}
+
+/// A phone or softphone account of a tenant (digest auth at the registrar).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SipUser {
+    pub id: String,
+    pub tenant_id: String,
+    pub username: String,
+    pub realm: String,
+    pub display_name: String,
+    pub created_at: i64,
+}
+
+/// A SIP user to create. The password is kept only as its digest hash (HA1).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSipUser {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub display_name: String,
+}
+
+fn did(row: &AnyRow) -> Result<Did, sqlx::Error> {
+    Ok(Did {
+        number: row.try_get("number")?,
+        tenant_id: row.try_get("tenant_id")?,
+        description: row.try_get("description")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn decode_err(col: &str, what: String) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: col.into(),
+        source: what.into(),
+    }
+}
+
+const TRUNK_COLUMNS: &str =
+    "id, tenant_id, name, host, port, transport, username, password, register, created_at";
+
+fn trunk(row: &AnyRow) -> Result<Trunk, sqlx::Error> {
+    let transport: String = row.try_get("transport")?;
+    let port: i64 = row.try_get("port")?;
+    Ok(Trunk {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        name: row.try_get("name")?,
+        host: row.try_get("host")?,
+        port: u16::try_from(port).map_err(|_| decode_err("port", format!("{port}")))?,
+        transport: Transport::parse(&transport)
+            .ok_or_else(|| decode_err("transport", transport))?,
+        username: row.try_get("username")?,
+        has_password: row.try_get::<Option<String>, _>("password")?.is_some(),
+        register: row.try_get::<i64, _>("register")? != 0,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+const SIP_USER_COLUMNS: &str = "id, tenant_id, username, realm, display_name, created_at";
+
+fn sip_user(row: &AnyRow) -> Result<SipUser, sqlx::Error> {
+    Ok(SipUser {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        username: row.try_get("username")?,
+        realm: row.try_get("realm")?,
+        display_name: row.try_get("display_name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// RFC 2617 HA1: MD5 of `username:realm:password`, hex.
+pub fn digest_ha1(username: &str, realm: &str, password: &str) -> String {
+    hex::encode(Md5::digest(format!("{username}:{realm}:{password}")))
+}
+
+fn tenant_fk(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::NotFound("tenant")
+        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
+        _ => StoreError::Database(e),
+    }
+}
+
+impl Store {
+    pub async fn create_did(
+        &self,
+        tenant: &str,
+        number: &str,
+        description: &str,
+    ) -> Result<Did, StoreError> {
+        if !valid_e164(number) {
+            return Err(StoreError::Invalid(format!(
+                "number {number:?} is not E.164 (+ and 2-15 digits)"
+            )));
+        }
+        let d = Did {
+            number: number.to_string(),
+            tenant_id: tenant.to_string(),
+            description: description.to_string(),
+            created_at: now_ms(),
+        };
+        sqlx::query(
+            "INSERT INTO dids (number, tenant_id, description, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&d.number)
+        .bind(&d.tenant_id)
+        .bind(&d.description)
+        .bind(d.created_at)
+        .execute(self.pool())
+        .await
+        .map_err(tenant_fk("number"))?;
+        Ok(d)
+    }
+
+    pub async fn dids(&self, tenant: &str) -> Result<Vec<Did>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT number, tenant_id, description, created_at FROM dids WHERE tenant_id = $1 ORDER BY number",
+        )
+        .bind(tenant)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(did).collect::<Result<_, _>>()?)
+    }
+
+    /// The tenant a dialled number belongs to (the call path's first question).
+    pub async fn did_owner(&self, number: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT tenant_id FROM dids WHERE number = $1")
+            .bind(number)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| r.try_get("tenant_id")).transpose()?)
+    }
+
+    pub async fn delete_did(&self, tenant: &str, number: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM dids WHERE tenant_id = $1 AND number = $2")
+            .bind(tenant)
+            .bind(number)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("number"));
+        }
+        Ok(())
+    }
+
+    pub async fn create_trunk(&self, tenant: &str, t: &NewTrunk) -> Result<Trunk, StoreError> {
+        t.validate()?;
+        let sql = format!(
+            "INSERT INTO trunks ({TRUNK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {TRUNK_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(new_id("trk")?)
+            .bind(tenant)
+            .bind(&t.name)
+            .bind(&t.host)
+            .bind(i64::from(t.port))
+            .bind(t.transport.as_str())
+            .bind(&t.username)
+            .bind(&t.password)
+            .bind(i64::from(t.register))
+            .bind(now_ms())
+            .fetch_one(self.pool())
+            .await
+            .map_err(tenant_fk("trunk name"))?;
+        Ok(trunk(&row)?)
+    }
+
+    /// Replaces a trunk's settings. A missing password keeps the stored one.
+    pub async fn update_trunk(
+        &self,
+        tenant: &str,
+        id: &str,
+        t: &NewTrunk,
+    ) -> Result<Trunk, StoreError> {
+        t.validate()?;
+        let sql = format!(
+            "UPDATE trunks SET name = $3, host = $4, port = $5, transport = $6, username = $7, \
+             password = COALESCE($8, password), register = $9 \
+             WHERE tenant_id = $1 AND id = $2 RETURNING {TRUNK_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(id)
+            .bind(&t.name)
+            .bind(&t.host)
+            .bind(i64::from(t.port))
+            .bind(t.transport.as_str())
+            .bind(&t.username)
+            .bind(&t.password)
+            .bind(i64::from(t.register))
+            .fetch_optional(self.pool())
+            .await
+            .map_err(tenant_fk("trunk name"))?
+            .ok_or(StoreError::NotFound("trunk"))?;
+        Ok(trunk(&row)?)
+    }
+
+    pub async fn trunks(&self, tenant: &str) -> Result<Vec<Trunk>, StoreError> {
+        let sql = format!("SELECT {TRUNK_COLUMNS} FROM trunks WHERE tenant_id = $1 ORDER BY name");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(trunk).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn trunk(&self, tenant: &str, id: &str) -> Result<Trunk, StoreError> {
+        let sql = format!("SELECT {TRUNK_COLUMNS} FROM trunks WHERE tenant_id = $1 AND id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound("trunk"))?;
+        Ok(trunk(&row)?)
+    }
+
+    pub async fn delete_trunk(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM trunks WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("trunk"));
+        }
+        Ok(())
+    }
+
+    /// Creates a SIP user in `realm` (the tenant's SIP domain).
+    pub async fn create_sip_user(
+        &self,
+        tenant: &str,
+        realm: &str,
+        u: &NewSipUser,
+    ) -> Result<SipUser, StoreError> {
+        let name_ok = (1..=64).contains(&u.username.len())
+            && u.username
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b));
+        if !name_ok {
+            return Err(StoreError::Invalid(
+                "username must be 1-64 letters, digits or -_.+".into(),
+            ));
+        }
+        if u.password.len() < 8 {
+            return Err(StoreError::Invalid(
+                "password must be at least 8 characters".into(),
+            ));
+        }
+        let sql = format!(
+            "INSERT INTO sip_users (id, tenant_id, username, realm, display_name, created_at, ha1) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {SIP_USER_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(new_id("usr")?)
+            .bind(tenant)
+            .bind(&u.username)
+            .bind(realm)
+            .bind(&u.display_name)
+            .bind(now_ms())
+            .bind(digest_ha1(&u.username, realm, &u.password))
+            .fetch_one(self.pool())
+            .await
+            .map_err(tenant_fk("sip user"))?;
+        Ok(sip_user(&row)?)
+    }
+
+    pub async fn sip_users(&self, tenant: &str) -> Result<Vec<SipUser>, StoreError> {
+        let sql = format!(
+            "SELECT {SIP_USER_COLUMNS} FROM sip_users WHERE tenant_id = $1 ORDER BY username"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(sip_user).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn delete_sip_user(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM sip_users WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("sip user"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e164() {
+        assert!(valid_e164("+14155550100"));
+        assert!(!valid_e164("14155550100"));
+        assert!(!valid_e164("+0123"));
+        assert!(!valid_e164("+1415555010012345"));
+        assert!(!valid_e164("+1 415"));
+    }
+
+    #[test]
+    fn ha1_matches_rfc_2617_example() {
+        // RFC 2617 section 3.5: Mufasa / testrealm@host.com / Circle Of Life.
+        assert_eq!(
+            digest_ha1("Mufasa", "testrealm@host.com", "Circle Of Life"),
+            "939e7578ed9e3c518a452acee763bce9"
+        );
+    }
+}

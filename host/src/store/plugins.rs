@@ -1,0 +1,343 @@
+//! Plugin versions and their activation history. Every uploaded version is kept (bytes and
+//! all), so any can be activated again, and every activation is recorded, so rollback knows
+//! where to go back to, on any host, after any restart.
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, now_ms};
+
+/// One stored version of a tenant's plugin (without its bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PluginRecord {
+    pub tenant_id: String,
+    pub name: String,
+    /// 1 for the first upload of a name, then counting up.
+    pub version: i64,
+    /// Hex sha256 of the component.
+    pub sha256: String,
+    pub size: i64,
+    /// The world the component implements: router, ivr, messaging or switch (or the exports
+    /// joined with '+' for a component of its own world).
+    pub world: String,
+    /// The key id or token subject that uploaded it.
+    pub uploaded_by: String,
+    pub uploaded_at: i64,
+    /// Whether new calls use this version.
+    pub active: bool,
+}
+
+/// What an upload stores.
+#[derive(Debug, Clone)]
+pub struct NewPlugin<'a> {
+    pub tenant_id: &'a str,
+    pub name: &'a str,
+    pub sha256: &'a str,
+    pub world: &'a str,
+    pub uploaded_by: &'a str,
+    pub wasm: &'a [u8],
+}
+
+/// The result of an activation or a rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Activation {
+    pub tenant_id: String,
+    pub name: String,
+    /// The version now active.
+    pub version: i64,
+    /// The version active before, if any.
+    pub previous: Option<i64>,
+    pub at: i64,
+}
+
+const COLUMNS: &str =
+    "tenant_id, name, version, sha256, size, world, uploaded_by, uploaded_at, active";
+
+fn record(row: &AnyRow) -> Result<PluginRecord, sqlx::Error> {
+    Ok(PluginRecord {
+        tenant_id: row.try_get("tenant_id")?,
+        name: row.try_get("name")?,
+        version: row.try_get("version")?,
+        sha256: row.try_get("sha256")?,
+        size: row.try_get("size")?,
+        world: row.try_get("world")?,
+        uploaded_by: row.try_get("uploaded_by")?,
+        uploaded_at: row.try_get("uploaded_at")?,
+        active: row.try_get::<i64, _>("active")? != 0,
+    })
+}
+
+/// Whether `name` is a valid plugin name: like a tenant id, 1 to 63 of [a-z0-9-].
+pub fn valid_plugin_name(name: &str) -> bool {
+    super::tenants::valid_tenant_id(name)
+}
+
+impl Store {
+    /// Stores a new version of a plugin: one more than the highest stored so far.
+    pub async fn insert_plugin(&self, new: NewPlugin<'_>) -> Result<PluginRecord, StoreError> {
+        if !valid_plugin_name(new.name) {
+            return Err(StoreError::Invalid(format!(
+                "plugin name {:?} must be 1-63 lowercase letters, digits or '-'",
+                new.name
+            )));
+        }
+        // Two uploads racing for the same number: the loser hits the primary key and retries.
+        for _ in 0..5 {
+            let sql = format!(
+                "INSERT INTO plugins (tenant_id, name, version, sha256, size, world, uploaded_by, uploaded_at, active, wasm) \
+                 SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5, $6, $7, 0, $8 \
+                 FROM plugins WHERE tenant_id = $1 AND name = $2 \
+                 RETURNING {COLUMNS}"
+            );
+            let inserted = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(new.tenant_id)
+                .bind(new.name)
+                .bind(new.sha256)
+                .bind(new.wasm.len() as i64)
+                .bind(new.world)
+                .bind(new.uploaded_by)
+                .bind(now_ms())
+                .bind(new.wasm)
+                .fetch_one(self.pool())
+                .await;
+            match inserted {
+                Ok(row) => return Ok(record(&row)?),
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => continue,
+                Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
+                    return Err(StoreError::NotFound("tenant"));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict("plugin version"))
+    }
+
+    /// Every version of every plugin of a tenant, by name then version.
+    pub async fn plugins(&self, tenant: &str) -> Result<Vec<PluginRecord>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM plugins WHERE tenant_id = $1 ORDER BY name, version");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
+    }
+
+    /// Every version of one plugin, oldest first; `NotFound` when there is none.
+    pub async fn plugin_versions(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Vec<PluginRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM plugins WHERE tenant_id = $1 AND name = $2 ORDER BY version"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(name)
+            .fetch_all(self.pool())
+            .await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound("plugin"));
+        }
+        Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
+    }
+
+    /// One version and its component bytes.
+    pub async fn plugin(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<(PluginRecord, Vec<u8>), StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS}, wasm FROM plugins WHERE tenant_id = $1 AND name = $2 AND version = $3"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(name)
+            .bind(version)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound("plugin version"))?;
+        Ok((record(&row)?, row.try_get("wasm")?))
+    }
+
+    /// Every active version of every tenant, with bytes: what a host loads at start-up.
+    pub async fn active_plugins(&self) -> Result<Vec<(PluginRecord, Vec<u8>)>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS}, wasm FROM plugins WHERE active = 1 ORDER BY tenant_id, name"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|row| Ok((record(row)?, row.try_get("wasm")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// (tenant, name, version) of every active plugin: the cheap question each host asks to
+    /// stay in step with activations made elsewhere.
+    pub async fn active_plugin_versions(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, name, version FROM plugins WHERE active = 1 ORDER BY tenant_id, name",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("tenant_id")?,
+                    r.try_get("name")?,
+                    r.try_get("version")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Makes `version` the active one and records the change.
+    pub async fn activate_plugin(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: i64,
+        actor: &str,
+    ) -> Result<Activation, StoreError> {
+        self.switch_active(tenant, name, Some(version), actor).await
+    }
+
+    /// Goes back to the version that was active before the current one was activated.
+    pub async fn rollback_plugin(
+        &self,
+        tenant: &str,
+        name: &str,
+        actor: &str,
+    ) -> Result<Activation, StoreError> {
+        self.switch_active(tenant, name, None, actor).await
+    }
+
+    /// `Some(v)`: activate v; `None`: roll back.
+    async fn switch_active(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<i64>,
+        actor: &str,
+    ) -> Result<Activation, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let versions: Vec<(i64, i64)> =
+            sqlx::query("SELECT version, active FROM plugins WHERE tenant_id = $1 AND name = $2")
+                .bind(tenant)
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("version")?, r.try_get("active")?)))
+                .collect::<Result<_, sqlx::Error>>()?;
+        if versions.is_empty() {
+            return Err(StoreError::NotFound("plugin"));
+        }
+        let current = versions.iter().find(|(_, a)| *a != 0).map(|(v, _)| *v);
+        // Replay the history to find where a rollback goes: each activation pushes the version
+        // it replaced, each rollback pops one.
+        let history = sqlx::query(
+            "SELECT kind, previous FROM plugin_activations WHERE tenant_id = $1 AND name = $2 ORDER BY id",
+        )
+        .bind(tenant)
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut stack: Vec<i64> = Vec::new();
+        for row in &history {
+            let kind: String = row.try_get("kind")?;
+            let previous: Option<i64> = row.try_get("previous")?;
+            match kind.as_str() {
+                "activate" => stack.extend(previous),
+                _ => {
+                    stack.pop();
+                }
+            }
+        }
+        // Versions deleted since cannot be gone back to.
+        stack.retain(|v| versions.iter().any(|(have, _)| have == v));
+        let (target, kind) = match version {
+            Some(v) => {
+                if !versions.iter().any(|(have, _)| *have == v) {
+                    return Err(StoreError::NotFound("plugin version"));
+                }
+                (v, "activate")
+            }
+            None => match stack.last() {
+                Some(&v) => (v, "rollback"),
+                None => {
+                    return Err(StoreError::Invalid(format!(
+                        "plugin {name} has no earlier version to roll back to"
+                    )));
+                }
+            },
+        };
+        let at = now_ms();
+        sqlx::query("UPDATE plugins SET active = CASE WHEN version = $3 THEN 1 ELSE 0 END WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant)
+            .bind(name)
+            .bind(target)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO plugin_activations (tenant_id, name, version, previous, kind, actor, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(target)
+        .bind(current)
+        .bind(kind)
+        .bind(actor)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Activation {
+            tenant_id: tenant.to_string(),
+            name: name.to_string(),
+            version: target,
+            previous: current,
+            at,
+        })
+    }
+
+    /// Deletes a version that is not active.
+    pub async fn delete_plugin_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<(), StoreError> {
+        let row = sqlx::query(
+            "SELECT active FROM plugins WHERE tenant_id = $1 AND name = $2 AND version = $3",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(version)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or(StoreError::NotFound("plugin version"))?;
+        if row.try_get::<i64, _>("active")? != 0 {
+            return Err(StoreError::Invalid(format!(
+                "version {version} of {name} is active; activate another version first"
+            )));
+        }
+        sqlx::query(
+            "DELETE FROM plugins WHERE tenant_id = $1 AND name = $2 AND version = $3 AND active = 0",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(version)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
