@@ -1,7 +1,7 @@
 # wasmswitch developer commands. `make test` is what CI runs.
 CARGO ?= cargo
 
-.PHONY: setup test check lint bench plugins run fuzz-api serve
+.PHONY: setup test check lint bench plugins run try-plugin fuzz-api
 
 setup:
 	bash scripts/setup.sh
@@ -42,13 +42,15 @@ plugins:
 bench:
 	$(CARGO) bench -p wasmswitch --bench plugins --locked
 
-# Runs the IVR menu scenario against the Rust build of the example plugin.
+# Runs the switch with the embedded SQLite database in ./wasmswitch-data (created on first
+# start, which prints an operator API key) and, on first start, a tenant "demo" with every
+# example plugin active (its admin key is printed too). API on http://127.0.0.1:8080.
 run:
+	$(CARGO) run -q --release -p wasmswitch-plugin-artifacts --locked --example path -- --copy-to wasmswitch-data/demo-plugins
+	$(CARGO) run --release -p wasmswitch --locked -- serve --seed-demo wasmswitch-data/demo-plugins
+
+# Runs the IVR menu scenario against the Rust build of the example plugin.
+try-plugin:
 	$(CARGO) run --release -p wasmswitch -- plugin test \
 		"$$($(CARGO) run -q --release -p wasmswitch-plugin-artifacts --example path -- ivr-menu)" \
 		plugins/scenarios/ivr-menu.yaml
-
-# Runs the switch with the embedded SQLite database in ./wasmswitch-data (created on first
-# start, which prints an operator API key).
-serve:
-	$(CARGO) run --release -p wasmswitch --locked -- serve

@@ -1,5 +1,6 @@
 //! The `wasmswitch` binary: the switch itself and the tools plugin authors use.
 
+mod client;
 mod scaffold;
 
 use std::path::PathBuf;
@@ -32,6 +33,10 @@ enum Command {
         /// also be set by WASMSWITCH_<SECTION>_<KEY>; see wasmswitch.example.toml.
         #[arg(long, env = "WASMSWITCH_CONFIG")]
         config: Option<PathBuf>,
+        /// On first start, create a tenant "demo" with every component in this folder
+        /// (NAME.wasm becomes plugin NAME, active), a number and a routing table.
+        #[arg(long, value_name = "DIR")]
+        seed_demo: Option<PathBuf>,
     },
     /// Bring the database schema up to date, then exit.
     Migrate {
@@ -66,6 +71,42 @@ enum PluginCommand {
     Inspect {
         /// The plugin component (.wasm).
         plugin: PathBuf,
+    },
+    /// Upload a component to a running switch as the next version of a plugin.
+    Push {
+        /// The component (.wasm).
+        plugin: PathBuf,
+        /// The plugin's name in the tenant (a plugin named `router` routes the tenant's calls).
+        #[arg(long)]
+        name: String,
+        /// The world it must implement: router, ivr, messaging or switch.
+        #[arg(long)]
+        world: Option<String>,
+        /// Make it active for new calls at once.
+        #[arg(long)]
+        activate: bool,
+        #[command(flatten)]
+        remote: client::Remote,
+    },
+    /// List a tenant's plugins and their versions.
+    List {
+        /// Only this plugin's versions.
+        name: Option<String>,
+        #[command(flatten)]
+        remote: client::Remote,
+    },
+    /// Make a stored version the active one.
+    Activate {
+        name: String,
+        version: u32,
+        #[command(flatten)]
+        remote: client::Remote,
+    },
+    /// Go back to the version that was active before.
+    Rollback {
+        name: String,
+        #[command(flatten)]
+        remote: client::Remote,
     },
     /// Create a new plugin project.
     New {
@@ -121,12 +162,17 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn serve(config: Config) -> anyhow::Result<ExitCode> {
+fn serve(config: Config, seed_demo: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     tokio.block_on(async {
         let service = Service::start(config).await?;
+        if let Some(dir) = seed_demo
+            && service.seed_demo(&dir).await?.is_none()
+        {
+            println!("wasmswitch: tenant \"demo\" exists already; not seeding it again");
+        }
         println!("wasmswitch API on http://{}", service.api_addr);
         shutdown_signal().await;
         tracing::info!("shutting down");
@@ -159,7 +205,7 @@ async fn shutdown_signal() {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config } => serve(load_config(config.as_deref())?),
+        Command::Serve { config, seed_demo } => serve(load_config(config.as_deref())?, seed_demo),
         Command::Migrate { config } => {
             let config = load_config(config.as_deref())?;
             let tokio = tokio::runtime::Builder::new_current_thread()
@@ -186,6 +232,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             deadline_ms,
             max_memory_mib,
         }) => test(plugin, scenarios, deadline_ms, max_memory_mib),
+        Command::Plugin(PluginCommand::Push {
+            plugin,
+            name,
+            world,
+            activate,
+            remote,
+        }) => remote_call(&remote, async |c| {
+            c.push(&plugin, &name, world.as_deref(), activate).await
+        }),
+        Command::Plugin(PluginCommand::List { name, remote }) => {
+            remote_call(&remote, async |c| c.list(name.as_deref()).await)
+        }
+        Command::Plugin(PluginCommand::Activate {
+            name,
+            version,
+            remote,
+        }) => remote_call(&remote, async |c| c.activate(&name, version).await),
+        Command::Plugin(PluginCommand::Rollback { name, remote }) => {
+            remote_call(&remote, async |c| c.rollback(&name).await)
+        }
         Command::Plugin(PluginCommand::Inspect { plugin }) => {
             let h = Harness::load(&plugin)?;
             let p = h.plugin();
@@ -222,6 +288,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Runs one API command on a small runtime.
+fn remote_call(
+    remote: &client::Remote,
+    f: impl AsyncFnOnce(&client::Client) -> anyhow::Result<()>,
+) -> anyhow::Result<ExitCode> {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    tokio.block_on(async {
+        let c = client::Client::connect(remote).await?;
+        f(&c).await
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn test(

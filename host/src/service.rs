@@ -3,14 +3,16 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{self, AppState, Auth, SimCache};
+use crate::api::{self, AppState, Auth, Principal, SimCache};
 use crate::config::Config;
+use crate::plugins::KvStore;
 use crate::plugins::{PluginId, Registry, Runtime, RuntimeConfig, RuntimeError};
 use crate::store::{Role, SqlKv, Store, StoreError};
 
@@ -27,6 +29,9 @@ pub enum ServiceError {
     /// A setting passed validation but could not be used.
     #[error("configuration: {0}")]
     Config(String),
+    /// The demo tenant could not be seeded.
+    #[error("seeding the demo tenant: {0}")]
+    Seed(String),
     /// The API's address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -175,6 +180,95 @@ impl Service {
         self.state.store.close().await;
     }
 }
+
+/// What [`Service::seed_demo`] made.
+#[derive(Debug, Clone)]
+pub struct DemoSeed {
+    pub tenant: String,
+    /// An admin key for the demo tenant (shown once).
+    pub admin_key: String,
+    /// `name@version` of each plugin uploaded, active or not.
+    pub plugins: Vec<String>,
+}
+
+/// The demo tenant's id.
+pub const DEMO_TENANT: &str = "demo";
+
+impl Service {
+    /// Seeds a tenant `demo` once: its number +15550100, a routing table in `kv`, and every
+    /// component in `dir` (`NAME.wasm` becomes plugin NAME, version 1, active). Returns none if
+    /// the tenant exists already. `make run` seeds it with the example plugins.
+    pub async fn seed_demo(&self, dir: &Path) -> Result<Option<DemoSeed>, ServiceError> {
+        let state = &self.state;
+        let seed = |e: &dyn std::fmt::Display| ServiceError::Seed(e.to_string());
+        if state.store.tenant(DEMO_TENANT).await.is_ok() {
+            return Ok(None);
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| ServiceError::Seed(format!("{}: {e}", dir.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(ServiceError::Seed(format!(
+                "no .wasm files in {}",
+                dir.display()
+            )));
+        }
+        let who = Principal {
+            subject: "system:demo".into(),
+            role: Role::Operator,
+            tenant: None,
+        };
+        state
+            .store
+            .create_tenant(DEMO_TENANT, "Demo tenant")
+            .await?;
+        state
+            .store
+            .create_did(DEMO_TENANT, "+15550100", "demo number")
+            .await?;
+        SqlKv::new(state.store.clone())
+            .set(DEMO_TENANT, "routes", DEMO_ROUTES.as_bytes())
+            .await
+            .map_err(|e| seed(&e))?;
+        let mut plugins = Vec::new();
+        for file in files {
+            let Some(name) = file.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            let bytes = std::fs::read(&file)
+                .map_err(|e| ServiceError::Seed(format!("{}: {e}", file.display())))?;
+            let record = state
+                .add_plugin_version(&who, DEMO_TENANT, name, bytes, &[])
+                .await
+                .map_err(|e| ServiceError::Seed(format!("{}: {e}", file.display())))?;
+            state
+                .activate(&who, DEMO_TENANT, name, Some(record.version))
+                .await
+                .map_err(|e| seed(&e))?;
+            plugins.push(format!("{name}@{}", record.version));
+        }
+        let key = state
+            .store
+            .create_api_key(Some(DEMO_TENANT), Role::TenantAdmin, "demo", None)
+            .await?;
+        println!(
+            "\nwasmswitch: seeded tenant {DEMO_TENANT:?} with {} (number +15550100).\nIts admin API key (shown once):\n\n    {}\n",
+            plugins.join(", "),
+            key.secret
+        );
+        Ok(Some(DemoSeed {
+            tenant: DEMO_TENANT.into(),
+            admin_key: key.secret,
+            plugins,
+        }))
+    }
+}
+
+/// The demo tenant's routing table (the router example's format).
+const DEMO_ROUTES: &str = "# prefix  hours  trunk\n+44       *      uk-trunk\n+1800     08-18  us-daytime\n+1800     *      us-night\n+1        *      us-trunk\n";
 
 /// Creates an operator key on first start, when the config names none and the database has
 /// none, and prints it once.

@@ -28,10 +28,11 @@ use utoipa_axum::routes;
 
 pub use auth::{Auth, Claims, Principal};
 pub use error::{ApiError, PROBLEM_BASE, Problem};
+pub use tenants::WhoAmI;
 
 use crate::config::ApiConfig;
 use crate::plugins::{PluginId, Registry, Runtime};
-use crate::store::{Activation, Store};
+use crate::store::{Activation, NewPlugin, PluginRecord, Store};
 
 /// A handler's JSON answer.
 pub type Reply<T> = Result<axum::Json<T>, ApiError>;
@@ -113,6 +114,44 @@ impl AppState {
         {
             tracing::error!(error = %e, action, target, "cannot write the audit log");
         }
+    }
+
+    /// Validates a component and stores it as the next version of `name`, loaded on this host
+    /// but not active. Nothing is stored if validation fails.
+    pub async fn add_plugin_version(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        name: &str,
+        bytes: Vec<u8>,
+        expect: &[crate::plugins::Capability],
+    ) -> Result<PluginRecord, ApiError> {
+        let id = PluginId {
+            tenant: tenant.into(),
+            name: name.into(),
+            version: 0,
+        };
+        // Compilation runs on a blocking thread and takes its own copy.
+        let loaded = self.runtime.load(id, bytes.clone(), expect).await?;
+        let world = loaded.world();
+        let record = self
+            .store
+            .insert_plugin(NewPlugin {
+                tenant_id: tenant,
+                name,
+                sha256: &loaded.sha256,
+                world: &world,
+                uploaded_by: &who.subject,
+                wasm: &bytes,
+            })
+            .await?;
+        let version = u32::try_from(record.version)
+            .map_err(|_| ApiError::Internal("version number out of range".into()))?;
+        self.registry.add(loaded.with_version(version));
+        let target = format!("{}@{}", record.name, record.version);
+        self.audit(who, Some(tenant), "plugin.upload", &target, &record.sha256)
+            .await;
+        Ok(record)
     }
 
     /// Activates `version` (or rolls back, for none): loads it into the runtime if this host
@@ -247,6 +286,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(tenants::create_key, tenants::list_keys))
         .routes(routes!(tenants::revoke_key))
         .routes(routes!(tenants::mint_token))
+        .routes(routes!(tenants::whoami))
         .routes(routes!(plugins::list))
         .routes(routes!(plugins::version, plugins::delete))
         .routes(routes!(plugins::activate))

@@ -14,8 +14,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Principal;
 use super::extract::{Path, Query};
 use super::{ApiError, AppState, Created, Reply};
-use crate::plugins::{Capability, PluginId};
-use crate::store::{Activation, NewPlugin, PluginRecord, valid_plugin_name};
+use crate::plugins::Capability;
+use crate::store::{Activation, PluginRecord, valid_plugin_name};
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct PluginPath {
@@ -129,37 +129,9 @@ pub async fn upload(
         })?,
     };
     state.store.tenant(&p.tenant).await?;
-    let id = PluginId {
-        tenant: p.tenant.as_str().into(),
-        name: p.name.as_str().into(),
-        version: 0,
-    };
-    let loaded = state.runtime.load(id, bytes.to_vec(), &expect).await?;
-    let world = loaded.world();
     let record = state
-        .store
-        .insert_plugin(NewPlugin {
-            tenant_id: &p.tenant,
-            name: &p.name,
-            sha256: &loaded.sha256,
-            world: &world,
-            uploaded_by: &who.subject,
-            wasm: &bytes,
-        })
+        .add_plugin_version(&who, &p.tenant, &p.name, bytes.to_vec(), &expect)
         .await?;
-    let version = u32::try_from(record.version)
-        .map_err(|_| ApiError::Internal("version number out of range".into()))?;
-    state.registry.add(loaded.with_version(version));
-    let target = format!("{}@{}", record.name, record.version);
-    state
-        .audit(
-            &who,
-            Some(&p.tenant),
-            "plugin.upload",
-            &target,
-            &record.sha256,
-        )
-        .await;
     let mut record = record;
     if q.activate {
         state

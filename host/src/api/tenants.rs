@@ -308,3 +308,25 @@ pub async fn mint_token(
         }),
     ))
 }
+
+/// Who the credential in the request is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhoAmI {
+    /// The key id, `operator-key:<n>`, or `jwt:<subject>`.
+    pub subject: String,
+    pub role: Role,
+    /// The tenant; none for operators.
+    pub tenant: Option<String>,
+}
+
+/// Describes the caller's credential (the CLI uses it to find a key's tenant).
+#[utoipa::path(get, path = "/v1/whoami", tag = "keys",
+    responses((status = 200, body = WhoAmI), (status = 401, body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn whoami(who: Principal) -> axum::Json<WhoAmI> {
+    axum::Json(WhoAmI {
+        subject: who.subject,
+        role: who.role,
+        tenant: who.tenant,
+    })
+}

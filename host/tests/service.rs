@@ -1,0 +1,197 @@
+//! The host as a user runs it: `wasmswitch serve` (a real process, its own SQLite database)
+//! seeded with the example plugins, then `wasmswitch plugin list|push|activate|rollback`
+//! against it, then SIGTERM.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use wasmswitch_plugin_artifacts as artifacts;
+
+struct Server {
+    child: Child,
+    url: String,
+    /// Every line the server printed before it said where it listens.
+    banner: Vec<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path, seed: Option<&Path>) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmswitch"));
+    cmd.arg("serve")
+        .current_dir(data)
+        .env("WASMSWITCH_API_LISTEN", "127.0.0.1:0")
+        .env("WASMSWITCH_PLUGINS_MAX_INSTANCES", "64")
+        .env("WASMSWITCH_LOG_LEVEL", "warn")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(dir) = seed {
+        cmd.arg("--seed-demo").arg(dir);
+    }
+    // Owned by a `Server` at once, so a failed start still kills and reaps it.
+    let mut server = Server {
+        child: cmd.spawn().expect("start wasmswitch serve"),
+        url: String::new(),
+        banner: Vec::new(),
+    };
+    let stdout = server.child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the server did not start; it printed {:?}", server.banner));
+        if let Some(url) = line.strip_prefix("wasmswitch API on ") {
+            server.url = url.trim().to_string();
+            return server;
+        }
+        server.banner.push(line);
+    }
+}
+
+/// The first `wsk_` key printed after a line containing `after`.
+fn key_after(banner: &[String], after: &str) -> String {
+    banner
+        .iter()
+        .skip_while(|l| !l.contains(after))
+        .map(|l| l.trim())
+        .find(|l| l.starts_with("wsk_"))
+        .unwrap_or_else(|| panic!("no key after {after:?} in {banner:?}"))
+        .to_string()
+}
+
+fn cli(server: &Server, key: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasmswitch"))
+        .args(["plugin"])
+        .args(args)
+        .env("WASMSWITCH_URL", &server.url)
+        .env("WASMSWITCH_KEY", key)
+        .env_remove("WASMSWITCH_TENANT")
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{out}");
+    out
+}
+
+#[test]
+fn serve_seed_push_activate_rollback_and_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let demo = data.path().join("demo-plugins");
+    std::fs::create_dir_all(&demo).unwrap();
+    std::fs::copy(artifacts::ROUTER, demo.join("router.wasm")).unwrap();
+    std::fs::copy(artifacts::SMS_POLICY, demo.join("sms-policy.wasm")).unwrap();
+
+    let server = serve(data.path(), Some(&demo));
+    let operator = key_after(&server.banner, "operator API key");
+    let demo_key = key_after(&server.banner, "seeded tenant");
+    assert!(
+        data.path().join("wasmswitch-data/wasmswitch.db").exists(),
+        "the embedded database is created"
+    );
+
+    let list = ok(&cli(&server, &demo_key, &["list"]));
+    assert!(
+        list.contains("router") && list.contains("sms-policy"),
+        "{list}"
+    );
+
+    // Build-and-push's second half: a new version, active at once.
+    let push = ok(&cli(
+        &server,
+        &demo_key,
+        &[
+            "push",
+            artifacts::FAULTY,
+            "--name",
+            "router",
+            "--world",
+            "router",
+            "--activate",
+        ],
+    ));
+    assert!(
+        push.contains("demo/router@2") && push.contains("active"),
+        "{push}"
+    );
+    let back = ok(&cli(&server, &demo_key, &["rollback", "router"]));
+    assert!(back.contains("rolled back to version 1"), "{back}");
+    let again = ok(&cli(&server, &demo_key, &["activate", "router", "2"]));
+    assert!(again.contains("router@2 is active"), "{again}");
+    let versions = ok(&cli(&server, &demo_key, &["list", "router"]));
+    assert_eq!(
+        versions.lines().filter(|l| l.contains("yes")).count(),
+        1,
+        "{versions}"
+    );
+
+    // Refusals are explained, and fail the command.
+    let bad = cli(
+        &server,
+        &demo_key,
+        &[
+            "push",
+            artifacts::SMS_POLICY,
+            "--name",
+            "router",
+            "--world",
+            "router",
+        ],
+    );
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("422 invalid-plugin"), "{err}");
+    let denied = cli(&server, "wsk_bogus_key", &["list"]);
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("401"));
+    // An operator key must name the tenant.
+    let op = cli(&server, &operator, &["list"]);
+    assert!(String::from_utf8_lossy(&op.stderr).contains("--tenant"));
+
+    // SIGTERM stops it cleanly; a restart keeps everything and does not seed twice.
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut server = server;
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+    drop(server);
+
+    let server = serve(data.path(), Some(&demo));
+    assert!(
+        server.banner.iter().all(|l| !l.trim().starts_with("wsk_")),
+        "no new keys on a restart: {:?}",
+        server.banner
+    );
+    let versions = ok(&cli(&server, &demo_key, &["list", "router"]));
+    let active: Vec<&str> = versions.lines().filter(|l| l.contains("yes")).collect();
+    assert!(active.len() == 1 && active[0].contains(" 2 "), "{versions}");
+}
