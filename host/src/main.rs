@@ -3,12 +3,14 @@
 mod client;
 mod scaffold;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
 use wasmswitch::config::{Config, LogFormat};
 use wasmswitch::plugins::harness::{self, Harness};
 use wasmswitch::plugins::scenario::Scenario;
@@ -149,20 +151,28 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+type LogHandle = tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+
+/// Reads the configuration and sets up logging from it; the handle changes the log level live.
+fn load_config(path: Option<&Path>) -> anyhow::Result<(Config, LogHandle)> {
     let config = Config::load(path)?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let (filter, handle) =
+        tracing_subscriber::reload::Layer::new(EnvFilter::try_new(&config.log.level)?);
+    let registry = tracing_subscriber::registry().with(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => registry.with(fmt.json()).init(),
+        LogFormat::Text => registry.with(fmt).init(),
     }
-    Ok(config)
+    Ok((config, handle))
 }
 
-fn serve(config: Config, seed_demo: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn serve(
+    config: Config,
+    config_path: Option<PathBuf>,
+    log: LogHandle,
+    seed_demo: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -174,11 +184,89 @@ fn serve(config: Config, seed_demo: Option<PathBuf>) -> anyhow::Result<ExitCode>
             println!("wasmswitch: tenant \"demo\" exists already; not seeding it again");
         }
         println!("wasmswitch API on http://{}", service.api_addr);
-        shutdown_signal().await;
+        watch_config(&service, config_path, &log).await;
         tracing::info!("shutting down");
         service.stop().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Waits for SIGINT or SIGTERM; meanwhile reloads the configuration on SIGHUP and when the
+/// file changes (checked every 2 s), applying the settings that can change live.
+async fn watch_config(service: &Service, path: Option<PathBuf>, log: &LogHandle) {
+    let file = path
+        .clone()
+        .or_else(|| Some(PathBuf::from("wasmswitch.toml")).filter(|p| p.exists()));
+    let modified = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .and_then(|m| m.modified().ok())
+    };
+    let mut seen = modified(&file);
+    let mut every = tokio::time::interval(Duration::from_secs(2));
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let why = tokio::select! {
+            _ = &mut shutdown => return,
+            _ = hangup => "SIGHUP",
+            _ = every.tick() => {
+                let now = modified(&file);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "the configuration file changed"
+            }
+        };
+        reload(service, path.as_deref(), log, why);
+    }
+}
+
+fn reload(service: &Service, path: Option<&Path>, log: &LogHandle, why: &str) {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{why}: configuration not reloaded, the running one stays. {e}");
+            return;
+        }
+    };
+    let done = service.reload(&config);
+    if done.applied.iter().any(|a| a.starts_with("log.level"))
+        && let Ok(filter) = EnvFilter::try_new(&config.log.level)
+        && let Err(e) = log.reload(filter)
+    {
+        tracing::error!(error = %e, "cannot change the log level");
+    }
+    for a in &done.applied {
+        tracing::info!(reason = why, "configuration reloaded: {a}");
+    }
+    for r in &done.refused {
+        tracing::error!(reason = why, "configuration setting refused: {r}");
+    }
+    if !done.needs_restart.is_empty() {
+        tracing::warn!(
+            reason = why,
+            settings = ?done.needs_restart,
+            "these settings changed but take effect only after a restart"
+        );
+    }
+    if done.applied.is_empty() && done.refused.is_empty() && done.needs_restart.is_empty() {
+        tracing::info!(reason = why, "configuration reloaded: nothing changed");
+    }
 }
 
 async fn shutdown_signal() {
@@ -205,9 +293,12 @@ async fn shutdown_signal() {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config, seed_demo } => serve(load_config(config.as_deref())?, seed_demo),
+        Command::Serve { config, seed_demo } => {
+            let (loaded, log) = load_config(config.as_deref())?;
+            serve(loaded, config, log, seed_demo)
+        }
         Command::Migrate { config } => {
-            let config = load_config(config.as_deref())?;
+            let (config, _) = load_config(config.as_deref())?;
             let tokio = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;

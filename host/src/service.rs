@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState, Auth, Principal, SimCache};
 use crate::config::Config;
 use crate::plugins::KvStore;
-use crate::plugins::{PluginId, Registry, Runtime, RuntimeConfig, RuntimeError};
+use crate::plugins::{Limits, PluginId, Registry, Runtime, RuntimeConfig, RuntimeError};
 use crate::store::{Role, SqlKv, Store, StoreError};
 
 /// Why the service could not start.
@@ -50,7 +50,20 @@ pub struct Service {
     /// The operator key created on first start, when no operator key existed yet.
     pub first_operator_key: Option<String>,
     shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// The configuration in force, for [`Service::reload`].
+    config: std::sync::Mutex<Config>,
+}
+
+/// What [`Service::reload`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Settings now in force.
+    pub applied: Vec<String>,
+    /// Settings that changed in the file but take effect only after a restart.
+    pub needs_restart: Vec<String>,
+    /// Settings refused (the old value stays), with why.
+    pub refused: Vec<String>,
 }
 
 /// How often each host compares its active plugins with the store's (so an activation made
@@ -67,6 +80,7 @@ pub async fn migrate(config: &Config) -> Result<Store, StoreError> {
 impl Service {
     /// Starts everything and returns once the API is listening.
     pub async fn start(config: Config) -> Result<Service, ServiceError> {
+        let config_in_force = config.clone();
         let store = Store::connect(&config.database.url).await?;
         if config.database.migrate_on_start {
             store.migrate().await?;
@@ -167,17 +181,105 @@ impl Service {
             state,
             first_operator_key,
             shutdown,
-            tasks: vec![api_task, sync_task],
+            tasks: std::sync::Mutex::new(vec![api_task, sync_task]),
+            config: std::sync::Mutex::new(config_in_force),
         })
     }
 
     /// Stops serving (in-flight API requests finish) and closes the database.
-    pub async fn stop(self) {
+    pub async fn stop(&self) {
         let _ = self.shutdown.send(true);
-        for t in self.tasks {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
             let _ = t.await;
         }
         self.state.store.close().await;
+    }
+
+    /// Applies the settings of `new` that can change while the host runs: the API's rate
+    /// limits and the plugins' deadline and memory cap (`log.level` is applied by the binary,
+    /// which owns the log subscriber). Reports the settings that need a restart instead.
+    pub fn reload(&self, new: &Config) -> Reloaded {
+        let mut current = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Reloaded::default();
+        let (old_api, new_api) = (&current.api, &new.api);
+        if (old_api.rate_limit_per_second, old_api.rate_limit_burst)
+            != (new_api.rate_limit_per_second, new_api.rate_limit_burst)
+        {
+            self.state
+                .auth
+                .set_rate_limit(new_api.rate_limit_per_second, new_api.rate_limit_burst);
+            out.applied.push(format!(
+                "api.rate_limit_per_second = {}, api.rate_limit_burst = {}",
+                new_api.rate_limit_per_second, new_api.rate_limit_burst
+            ));
+        }
+        let (old_p, new_p) = (&current.plugins, &new.plugins);
+        if (old_p.deadline_ms, old_p.max_memory_mib) != (new_p.deadline_ms, new_p.max_memory_mib) {
+            let limits = Limits {
+                deadline: new.plugin_deadline(),
+                max_memory_bytes: (new_p.max_memory_mib as usize) << 20,
+            };
+            match self
+                .state
+                .runtime
+                .set_limits(limits)
+                .and_then(|()| self.state.sim_runtime.set_limits(limits))
+            {
+                Ok(()) => out.applied.push(format!(
+                    "plugins.deadline_ms = {}, plugins.max_memory_mib = {}",
+                    new_p.deadline_ms, new_p.max_memory_mib
+                )),
+                Err(e) => out.refused.push(format!("plugins.max_memory_mib: {e}")),
+            }
+        }
+        if new.log.level != current.log.level {
+            out.applied.push(format!("log.level = {:?}", new.log.level));
+        }
+        let fixed = [
+            ("api.listen", old_api.listen != new_api.listen),
+            (
+                "api.operator_keys",
+                old_api.operator_keys != new_api.operator_keys,
+            ),
+            ("api.jwt_secret", old_api.jwt_secret != new_api.jwt_secret),
+            (
+                "api.jwt_max_ttl_secs",
+                old_api.jwt_max_ttl_secs != new_api.jwt_max_ttl_secs,
+            ),
+            (
+                "api.max_body_bytes",
+                old_api.max_body_bytes != new_api.max_body_bytes,
+            ),
+            (
+                "api.max_upload_bytes",
+                old_api.max_upload_bytes != new_api.max_upload_bytes,
+            ),
+            ("database", current.database != new.database),
+            ("sip", current.sip != new.sip),
+            (
+                "plugins.max_instances",
+                old_p.max_instances != new_p.max_instances,
+            ),
+            ("plugins.cache_dir", old_p.cache_dir != new_p.cache_dir),
+            ("log.format", current.log.format != new.log.format),
+        ];
+        out.needs_restart = fixed
+            .iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        // Remember what is in force: the new live values, the old fixed ones.
+        let mut next = current.clone();
+        next.api.rate_limit_per_second = new_api.rate_limit_per_second;
+        next.api.rate_limit_burst = new_api.rate_limit_burst;
+        if out.refused.is_empty() {
+            next.plugins.deadline_ms = new_p.deadline_ms;
+            next.plugins.max_memory_mib = new_p.max_memory_mib;
+        }
+        next.log.level = new.log.level.clone();
+        *current = next;
+        out
     }
 }
 

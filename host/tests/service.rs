@@ -194,4 +194,24 @@ fn serve_seed_push_activate_rollback_and_restart() {
     let versions = ok(&cli(&server, &demo_key, &["list", "router"]));
     let active: Vec<&str> = versions.lines().filter(|l| l.contains("yes")).collect();
     assert!(active.len() == 1 && active[0].contains(" 2 "), "{versions}");
+
+    // SIGHUP reloads wasmswitch.toml: a rate limit of one request a second takes effect (the
+    // CLI's list makes two requests, so it is refused), and a bad file changes nothing.
+    std::fs::write(
+        data.path().join("wasmswitch.toml"),
+        "[api]\nrate_limit_per_second = 1\nrate_limit_burst = 1\n",
+    )
+    .unwrap();
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let limited = cli(&server, &demo_key, &["list"]);
+    let err = String::from_utf8_lossy(&limited.stderr);
+    assert!(err.contains("429 rate-limited"), "{err}");
 }

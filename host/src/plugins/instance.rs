@@ -273,13 +273,14 @@ impl PluginVersion {
         options: InstanceOptions,
     ) -> Result<CallInstance, PluginError> {
         let rt = &self.runtime.inner;
+        let limits = **rt.limits.load();
         let state = CallState {
             plugin: self.id.name.clone(),
             tenant: self.id.tenant.clone(),
             version: self.id.version,
             kv: options.kv.clone().unwrap_or_else(|| rt.kv.clone()),
             limiter: CallLimiter {
-                max_memory: rt.config.max_memory_bytes,
+                max_memory: limits.max_memory_bytes,
                 hit: false,
                 used: 0,
             },
@@ -291,39 +292,37 @@ impl PluginVersion {
         store.limiter(|s| &mut s.limiter);
         arm(
             &mut store,
-            &rt.config.deadline,
+            &limits.deadline,
             rt.config.epoch_tick,
             rt.config.fuel_metering,
         );
 
         let fail = |e: wasmtime::Error, store: &Store<CallState>| {
-            let err = classify(e, store, rt.config.deadline, rt.config.max_memory_bytes);
+            let err = classify(e, store, limits.deadline, limits.max_memory_bytes);
             // Running out of pool slots is not the plugin's fault: say so plainly.
             match err {
                 PluginError::Trap(msg) => PluginError::Instantiate(msg),
                 other => other,
             }
         };
-        let instance = match tokio::time::timeout(
-            rt.config.deadline * 2,
-            self.pre.instantiate_async(&mut store),
-        )
-        .await
-        {
-            Ok(Ok(i)) => i,
-            Ok(Err(e)) => {
-                let err = fail(e, &store);
-                record_failure(&self.id, "instantiate", &err);
-                return Err(err);
-            }
-            Err(_) => {
-                let err = PluginError::Timeout {
-                    deadline: rt.config.deadline,
-                };
-                record_failure(&self.id, "instantiate", &err);
-                return Err(err);
-            }
-        };
+        let instance =
+            match tokio::time::timeout(limits.deadline * 2, self.pre.instantiate_async(&mut store))
+                .await
+            {
+                Ok(Ok(i)) => i,
+                Ok(Err(e)) => {
+                    let err = fail(e, &store);
+                    record_failure(&self.id, "instantiate", &err);
+                    return Err(err);
+                }
+                Err(_) => {
+                    let err = PluginError::Timeout {
+                        deadline: limits.deadline,
+                    };
+                    record_failure(&self.id, "instantiate", &err);
+                    return Err(err);
+                }
+            };
         let load = |e: wasmtime::Error| PluginError::Instantiate(format!("{e:#}"));
         let routing = match &self.routing {
             Some(i) => Some(i.load(&mut store, &instance).map_err(load)?),
@@ -513,8 +512,10 @@ impl CallInstance {
         what: &'static str,
         call: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
-        let config = &self.version.runtime.inner.config;
-        let (deadline, max_memory) = (config.deadline, config.max_memory_bytes);
+        let rt = &self.version.runtime.inner;
+        let config = &rt.config;
+        let deadline = rt.limits.load().deadline;
+        let max_memory = self.store.data().limiter.max_memory;
         arm(
             &mut self.store,
             &deadline,

@@ -24,4 +24,6 @@ pub use error::{LoadError, PluginError, RuntimeError};
 pub use instance::{CallInstance, InstanceOptions, LogLevel, LogLine};
 pub use kv::{KvError, KvStore, MemoryKv, OverlayKv};
 pub use registry::{Decided, Fallback, Registry, RegistryError, RoutedCall, TenantPlugins};
-pub use runtime::{Capability, LoadSource, PluginId, PluginVersion, Runtime, RuntimeConfig};
+pub use runtime::{
+    Capability, Limits, LoadSource, PluginId, PluginVersion, Runtime, RuntimeConfig,
+};

@@ -136,10 +136,20 @@ pub struct Runtime {
     pub(crate) inner: Arc<RuntimeInner>,
 }
 
+/// The limits that can change while the host runs (`Runtime::set_limits`). A call takes them
+/// when its instance is created; its memory cap then stays for the call's life, and each call
+/// into the plugin takes the deadline current at that moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub deadline: Duration,
+    pub max_memory_bytes: usize,
+}
+
 pub(crate) struct RuntimeInner {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<CallState>,
     pub(crate) config: RuntimeConfig,
+    pub(crate) limits: arc_swap::ArcSwap<Limits>,
     pub(crate) kv: Arc<dyn KvStore>,
     cache: Option<ComponentCache>,
     ticker_stop: Arc<AtomicBool>,
@@ -226,10 +236,15 @@ impl Runtime {
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(&engine, config.epoch_tick, ticker_stop.clone());
 
+        let limits = arc_swap::ArcSwap::from_pointee(Limits {
+            deadline: config.deadline,
+            max_memory_bytes: config.max_memory_bytes,
+        });
         Ok(Self {
             inner: Arc::new(RuntimeInner {
                 engine,
                 linker,
+                limits,
                 config,
                 kv,
                 cache,
@@ -238,8 +253,33 @@ impl Runtime {
         })
     }
 
+    /// The settings the runtime was created with (see [`Runtime::limits`] for the live ones).
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config
+    }
+
+    /// The deadline and memory cap new calls get now.
+    pub fn limits(&self) -> Limits {
+        **self.inner.limits.load()
+    }
+
+    /// Changes the deadline and memory cap for new calls (a live setting). The memory cap can
+    /// go up only to the value the runtime started with: the pool reserved that much address
+    /// space per instance.
+    pub fn set_limits(&self, limits: Limits) -> Result<(), RuntimeError> {
+        let max = self.inner.config.max_memory_bytes;
+        if limits.max_memory_bytes > max || limits.max_memory_bytes == 0 {
+            return Err(RuntimeError::Engine(format!(
+                "the memory cap can change live only within 1 byte..{max} bytes (the start value); restart to raise it"
+            )));
+        }
+        if limits.deadline.is_zero() {
+            return Err(RuntimeError::Engine(
+                "the deadline must be above zero".into(),
+            ));
+        }
+        self.inner.limits.store(Arc::new(limits));
+        Ok(())
     }
 
     /// The `kv` backend the plugins of this runtime see.

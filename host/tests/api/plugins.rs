@@ -300,3 +300,45 @@ both! {
         db.drop_db().await;
     }
 }
+
+both! {
+    async fn live_settings_reload_without_a_restart(db) {
+        with_app(db, |app: App| async move {
+            let admin = app.tenant("acme").await;
+            app.upload("acme", "faulty", &admin, wasm(artifacts::FAULTY), "").await;
+            let looping = json!({"plugin": "faulty", "version": 1, "call": {"to": "loop"}});
+            let (_, sim) = app.post("/v1/tenants/acme/simulate", &admin, looping.clone()).await;
+            assert_eq!(sim["steps"][0]["error"]["kind"], "timeout", "{sim}");
+            assert!(sim["steps"][0]["error"]["message"].as_str().unwrap().contains("100ms"), "{sim}");
+
+            let mut c = app.config.clone();
+            c.plugins.deadline_ms = 20;
+            let done = app.service.reload(&c);
+            assert_eq!(done.applied.len(), 1, "{done:?}");
+            let (_, sim) = app.post("/v1/tenants/acme/simulate", &admin, looping).await;
+            assert!(sim["steps"][0]["error"]["message"].as_str().unwrap().contains("20ms"), "{sim}");
+            assert_eq!(app.service.state.runtime.limits().deadline, std::time::Duration::from_millis(20));
+
+            // Raising the memory cap past the start value is refused; the old one stays.
+            c.plugins.max_memory_mib = 4096;
+            let done = app.service.reload(&c);
+            assert_eq!(done.refused.len(), 1, "{done:?}");
+            assert_eq!(app.service.state.runtime.limits().max_memory_bytes, 128 << 20);
+
+            // Rate limits apply at once; a new listen address waits for a restart.
+            c.plugins.max_memory_mib = 128;
+            c.api.rate_limit_per_second = 1;
+            c.api.rate_limit_burst = 1;
+            c.api.listen = "127.0.0.1:1".into();
+            let done = app.service.reload(&c);
+            assert_eq!(done.needs_restart, ["api.listen"], "{done:?}");
+            let statuses = [
+                app.get("/v1/tenants/acme", &admin).await.0.as_u16(),
+                app.get("/v1/tenants/acme", &admin).await.0.as_u16(),
+            ];
+            assert_eq!(statuses, [200, 429]);
+            app
+        })
+        .await;
+    }
+}

@@ -135,6 +135,8 @@ pub fn cache_dir() -> String {
 /// A running host and a client with the operator key.
 pub struct App {
     pub service: Service,
+    /// The configuration it was started with.
+    pub config: Config,
     pub operator: String,
     pub http: reqwest::Client,
     pub base: String,
@@ -154,10 +156,13 @@ impl App {
 
     /// Starts a host on a database that already has an operator key.
     pub async fn start_existing(config: Config, operator: String) -> App {
-        let service = Service::start(config).await.expect("service starts");
+        let service = Service::start(config.clone())
+            .await
+            .expect("service starts");
         let base = format!("http://{}", service.api_addr);
         App {
             service,
+            config,
             operator,
             http: reqwest::Client::new(),
             base,
