@@ -8,6 +8,7 @@
 mod auth;
 mod error;
 mod extract;
+mod kv;
 mod ops;
 mod plugins;
 mod records;
@@ -249,6 +250,7 @@ impl AppState {
         (name = "keys", description = "API keys and bearer tokens"),
         (name = "plugins", description = "Upload, version, activate and roll back plugins"),
         (name = "simulate", description = "Run a plugin on a described call, IVR session or message"),
+        (name = "kv", description = "The tenant's key-value data its plugins read and write"),
         (name = "telephony", description = "Numbers, trunks and SIP users"),
         (name = "records", description = "Call records and the audit log"),
         (name = "operations", description = "Health, readiness, metrics")
@@ -292,6 +294,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(plugins::activate))
         .routes(routes!(plugins::rollback))
         .routes(routes!(simulate::simulate))
+        .routes(routes!(kv::list))
+        .routes(routes!(kv::get, kv::put, kv::delete))
         .routes(routes!(telephony::create_did, telephony::list_dids))
         .routes(routes!(telephony::delete_did))
         .routes(routes!(telephony::create_trunk, telephony::list_trunks))

@@ -152,3 +152,54 @@ both! {
         .await;
     }
 }
+
+both! {
+    async fn kv_is_what_the_plugins_read(db) {
+        with_app(db, |app: App| async move {
+            let admin = app.tenant("acme").await;
+            let put = |key: &str, value: &'static str| {
+                app.http
+                    .put(format!("{}/v1/tenants/acme/kv/{key}", app.base))
+                    .bearer_auth(&admin)
+                    .body(value)
+                    .send()
+            };
+            assert_eq!(put("routes", "+1 * us-trunk\n").await.unwrap().status(), StatusCode::NO_CONTENT);
+            assert_eq!(put("did%2F%2B15550100", "alice").await.unwrap().status(), StatusCode::NO_CONTENT);
+            let got = app
+                .http
+                .get(format!("{}/v1/tenants/acme/kv/did%2F%2B15550100", app.base))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(got.status(), StatusCode::OK);
+            assert_eq!(got.text().await.unwrap(), "alice");
+            let (_, keys) = app.get("/v1/tenants/acme/kv?prefix=did%2F", &admin).await;
+            assert_eq!(keys, json!(["did/+15550100"]));
+            let (_, keys) = app.get("/v1/tenants/acme/kv", &admin).await;
+            assert_eq!(keys, json!(["did/+15550100", "routes"]));
+
+            // The router plugin reads the table set through the API.
+            app.upload("acme", "router", &admin, crate::util::wasm(wasmswitch_plugin_artifacts::ROUTER), "?activate=true").await;
+            let (_, sim) = app.post("/v1/tenants/acme/simulate", &admin, json!({"call": {"to": "+14155550100"}})).await;
+            assert!(sim["steps"][0]["output"].to_string().contains("us-trunk"), "{sim}");
+
+            let (s, _) = app.call(Method::DELETE, "/v1/tenants/acme/kv/routes", Some(&admin), None).await;
+            assert_eq!(s, StatusCode::NO_CONTENT);
+            assert_problem(&app.get("/v1/tenants/acme/kv/routes", &admin).await, 404, "not-found");
+            let big = "x".repeat(70 * 1024);
+            let r = app
+                .http
+                .put(format!("{}/v1/tenants/acme/kv/big", app.base))
+                .bearer_auth(&app.operator)
+                .body(big)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status() == StatusCode::UNPROCESSABLE_ENTITY || r.status() == StatusCode::PAYLOAD_TOO_LARGE, "{}", r.status());
+            app
+        })
+        .await;
+    }
+}
