@@ -6,10 +6,11 @@
 //! - `plugin_calls_total{tenant,plugin,version,function}`: plugin invocations that answered;
 //! - `plugin_failures_total{tenant,plugin,version,kind}`: traps, timeouts, out-of-memory,
 //!   bad returns, instantiation failures;
-//! - `plugin_call_seconds{tenant,plugin,function}`: histogram of one call into a plugin;
+//! - `plugin_call_seconds{tenant,plugin,version,function}`: histogram of one call into a plugin;
 //! - `plugin_counter_total{tenant,plugin,name}`: counters plugins add to;
-//! - `api_requests_total{method,route,status}`, `api_request_seconds{method,route}`;
-//! - `plugins_active{tenant}`: active plugin versions per tenant (gauge).
+//! - `api_requests_total{method,route,status}`, `api_request_seconds{method,route}`.
+//!
+//! Call and SMS series arrive with the SIP and SMS modules.
 
 use std::sync::OnceLock;
 

@@ -99,6 +99,7 @@ impl Service {
         let sim_runtime = Runtime::new(
             RuntimeConfig {
                 fuel_metering: true,
+                metrics: false,
                 max_instances: 64,
                 ..runtime_config
             },

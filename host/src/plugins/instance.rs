@@ -20,7 +20,7 @@ use super::model::{
     CallAction, CallEvent, CallInfo, InvalidDecision, IvrAction, IvrEvent, Message, RouteDecision,
     SmsDecision,
 };
-use super::runtime::{Capability, PluginVersion};
+use super::runtime::{Capability, PluginVersion, VersionMetrics};
 
 /// The longest log line a plugin may write; longer ones are cut.
 const MAX_LOG_LINE: usize = 4096;
@@ -120,6 +120,8 @@ pub struct CallState {
     wasi: Option<WasiCtx>,
     table: ResourceTable,
     captured: Option<Captured>,
+    /// Whether plugin counters also go to the host's metrics.
+    metrics: bool,
 }
 
 #[derive(Debug, Default)]
@@ -193,13 +195,15 @@ impl wit_metrics::Host for CallState {
             tracing::warn!(tenant = %self.tenant, plugin = %self.plugin, name, "plugin used an invalid counter name; ignored");
             return;
         }
-        metrics::counter!(
-            "wasmswitch_plugin_counter_total",
-            "tenant" => self.tenant.to_string(),
-            "plugin" => self.plugin.to_string(),
-            "name" => name.clone(),
-        )
-        .increment(delta);
+        if self.metrics {
+            metrics::counter!(
+                "wasmswitch_plugin_counter_total",
+                "tenant" => self.tenant.to_string(),
+                "plugin" => self.plugin.to_string(),
+                "name" => name.clone(),
+            )
+            .increment(delta);
+        }
         if let Some(c) = &mut self.captured {
             *c.counters.entry(name).or_default() += delta;
         }
@@ -287,6 +291,7 @@ impl PluginVersion {
             wasi: None,
             table: ResourceTable::new(),
             captured: options.capture.then(Captured::default),
+            metrics: rt.config.metrics,
         };
         let mut store = Store::new(&rt.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -312,14 +317,14 @@ impl PluginVersion {
                 Ok(Ok(i)) => i,
                 Ok(Err(e)) => {
                     let err = fail(e, &store);
-                    record_failure(&self.id, "instantiate", &err);
+                    record_failure(self, "instantiate", &err);
                     return Err(err);
                 }
                 Err(_) => {
                     let err = PluginError::Timeout {
                         deadline: limits.deadline,
                     };
-                    record_failure(&self.id, "instantiate", &err);
+                    record_failure(self, "instantiate", &err);
                     return Err(err);
                 }
             };
@@ -374,7 +379,12 @@ fn classify(
     }
 }
 
-fn record_failure(id: &super::PluginId, stage: &'static str, err: &PluginError) {
+fn record_failure(version: &PluginVersion, stage: &'static str, err: &PluginError) {
+    let id = &version.id;
+    tracing::warn!(plugin = %id, stage, kind = err.kind(), error = %err, "plugin call failed");
+    if !version.runtime.inner.config.metrics {
+        return;
+    }
     metrics::counter!(
         "wasmswitch_plugin_failures_total",
         "tenant" => id.tenant.to_string(),
@@ -383,7 +393,6 @@ fn record_failure(id: &super::PluginId, stage: &'static str, err: &PluginError) 
         "kind" => err.kind(),
     )
     .increment(1);
-    tracing::warn!(plugin = %id, stage, kind = err.kind(), error = %err, "plugin call failed");
 }
 
 impl CallInstance {
@@ -532,21 +541,15 @@ impl CallInstance {
         self.last_fuel = fuel_before
             .and_then(|before| Some((before, self.store.get_fuel().ok()?)))
             .map(|(before, after)| before.saturating_sub(after));
-        let id = &self.version.id;
-        metrics::histogram!(
-            "wasmswitch_plugin_call_seconds",
-            "tenant" => id.tenant.to_string(),
-            "plugin" => id.name.to_string(),
-            "function" => what,
-        )
-        .record(self.last_elapsed.as_secs_f64());
+        self.version.metrics.seconds[VersionMetrics::index(what)]
+            .record(self.last_elapsed.as_secs_f64());
         let err = match result {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(e)) => classify(e, &self.store, deadline, max_memory),
             Err(_) => PluginError::Timeout { deadline },
         };
         self.poisoned = true;
-        record_failure(id, what, &err);
+        record_failure(&self.version, what, &err);
         Err(err)
     }
 
@@ -556,17 +559,9 @@ impl CallInstance {
         value: T,
         validate: impl FnOnce(&T) -> Result<(), InvalidDecision>,
     ) -> Result<T, PluginError> {
-        let id = &self.version.id;
         match validate(&value) {
             Ok(()) => {
-                metrics::counter!(
-                    "wasmswitch_plugin_calls_total",
-                    "tenant" => id.tenant.to_string(),
-                    "plugin" => id.name.to_string(),
-                    "version" => id.version.to_string(),
-                    "function" => what,
-                )
-                .increment(1);
+                self.version.metrics.calls[VersionMetrics::index(what)].increment(1);
                 Ok(value)
             }
             Err(InvalidDecision(why)) => {
@@ -574,7 +569,7 @@ impl CallInstance {
                 // be trusted for the rest of the call.
                 self.poisoned = true;
                 let err = PluginError::BadReturn(why);
-                record_failure(id, what, &err);
+                record_failure(&self.version, what, &err);
                 Err(err)
             }
         }

@@ -46,6 +46,9 @@ pub struct RuntimeConfig {
     /// Count fuel (WebAssembly instructions, roughly) per call. Costs ~40% in guest speed, so it is
     /// off in production and on in the harness and the simulate endpoint, which report it.
     pub fuel_metering: bool,
+    /// Record Prometheus metrics (calls, failures, latency, plugin counters). Default true; off
+    /// for the simulate endpoint's runtime, so dry runs do not count as traffic.
+    pub metrics: bool,
     /// Where compiled components are cached; none disables the cache. Must be writable only by
     /// the host: its files are loaded as machine code. Default none; the service will set one.
     pub cache_dir: Option<PathBuf>,
@@ -60,6 +63,7 @@ impl Default for RuntimeConfig {
             max_instances: 10_000,
             epoch_tick: Duration::from_millis(1),
             fuel_metering: false,
+            metrics: true,
             cache_dir: None,
         }
     }
@@ -366,7 +370,9 @@ impl Runtime {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "plugin loaded"
         );
+        let metrics = VersionMetrics::new(&id, self.inner.config.metrics);
         Ok(Arc::new(PluginVersion {
+            metrics,
             id,
             sha256,
             size: bytes.len(),
@@ -462,6 +468,50 @@ pub struct PluginVersion {
     pub(crate) routing: Option<RoutingIndices>,
     pub(crate) ivr: Option<IvrIndices>,
     pub(crate) messaging: Option<MessagingIndices>,
+    pub(crate) metrics: VersionMetrics,
+}
+
+/// The guest functions the host calls, for metric labels.
+pub(crate) const FUNCTIONS: [&str; 4] = ["route", "on-call-event", "on-event", "on-message"];
+
+/// Metric handles of one plugin version, registered once at load: a call then records without
+/// building label strings.
+#[derive(Clone)]
+pub(crate) struct VersionMetrics {
+    /// `wasmswitch_plugin_calls_total` per function, in [`FUNCTIONS`] order.
+    pub(crate) calls: [metrics::Counter; 4],
+    /// `wasmswitch_plugin_call_seconds` per function.
+    pub(crate) seconds: [metrics::Histogram; 4],
+}
+
+impl VersionMetrics {
+    fn new(id: &PluginId, enabled: bool) -> Self {
+        if !enabled {
+            return Self {
+                calls: FUNCTIONS.map(|_| metrics::Counter::noop()),
+                seconds: FUNCTIONS.map(|_| metrics::Histogram::noop()),
+            };
+        }
+        let labels = |f: &'static str| {
+            [
+                ("tenant", id.tenant.to_string()),
+                ("plugin", id.name.to_string()),
+                ("version", id.version.to_string()),
+                ("function", f.to_string()),
+            ]
+        };
+        Self {
+            calls: FUNCTIONS
+                .map(|f| metrics::counter!("wasmswitch_plugin_calls_total", &labels(f))),
+            seconds: FUNCTIONS
+                .map(|f| metrics::histogram!("wasmswitch_plugin_call_seconds", &labels(f))),
+        }
+    }
+
+    /// The index of `function` in [`FUNCTIONS`].
+    pub(crate) fn index(function: &str) -> usize {
+        FUNCTIONS.iter().position(|f| *f == function).unwrap_or(0)
+    }
 }
 
 impl PluginVersion {
@@ -486,6 +536,13 @@ impl PluginVersion {
             routing: self.routing.clone(),
             ivr: self.ivr.clone(),
             messaging: self.messaging.clone(),
+            metrics: VersionMetrics::new(
+                &PluginId {
+                    version,
+                    ..self.id.clone()
+                },
+                self.runtime.inner.config.metrics,
+            ),
         })
     }
 

@@ -139,9 +139,35 @@ both! {
             assert_eq!((health.0, health.1["status"].as_str()), (StatusCode::OK, Some("ok")));
             let ready = app.call(Method::GET, "/readyz", None, None).await;
             assert_eq!(ready.0, StatusCode::OK);
+            // A real call into a plugin is counted per tenant, plugin and version; a simulation
+            // is not traffic and is not counted.
+            let counted = app.tenant("counted").await;
+            let (s, _) = app.upload("counted", "router", &counted, crate::util::wasm(wasmswitch_plugin_artifacts::FAULTY), "?activate=true").await;
+            assert_eq!(s, StatusCode::CREATED);
+            let call = wasmswitch::plugins::model::CallInfo { to: "trap".into(), ..Default::default() };
+            app.service.state.registry.route("counted", &call).await;
+            let call = wasmswitch::plugins::model::CallInfo { to: "+1".into(), ..Default::default() };
+            app.service.state.registry.route("counted", &call).await;
+            let simulated = app.tenant("simulated").await;
+            app.upload("simulated", "router", &simulated, crate::util::wasm(wasmswitch_plugin_artifacts::FAULTY), "?activate=true").await;
+            let (s, _) = app.post("/v1/tenants/simulated/simulate", &simulated, json!({"call": {"to": "+1"}})).await;
+            assert_eq!(s, StatusCode::OK);
             let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
             assert!(metrics.contains("wasmswitch_api_requests_total"), "{metrics}");
             assert!(metrics.contains("wasmswitch_api_request_seconds_bucket"), "histograms, not summaries");
+            let has = |series: &str, labels: &[&str]| {
+                metrics.lines().any(|l| l.starts_with(series) && labels.iter().all(|x| l.contains(x)))
+            };
+            let version = ["tenant=\"counted\"", "plugin=\"router\"", "version=\"1\""];
+            assert!(has("wasmswitch_plugin_calls_total", &version), "{metrics}");
+            assert!(has("wasmswitch_plugin_call_seconds_bucket", &version), "{metrics}");
+            assert!(has("wasmswitch_plugin_failures_total", &["tenant=\"counted\"", "kind=\"trap\""]), "{metrics}");
+            // The uploaded version's series exist (registered at load) but stay at zero.
+            for line in metrics.lines().filter(|l| l.contains("tenant=\"simulated\"")) {
+                if line.starts_with("wasmswitch_plugin_calls_total") || line.starts_with("wasmswitch_plugin_call_seconds_count") {
+                    assert!(line.ends_with(" 0"), "a simulation counted as traffic: {line}");
+                }
+            }
             let (s, doc) = app.call(Method::GET, "/v1/openapi.json", None, None).await;
             assert_eq!(s, StatusCode::OK);
             assert!(doc["openapi"].as_str().unwrap().starts_with("3."));

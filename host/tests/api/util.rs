@@ -110,6 +110,9 @@ pub fn config(db: &TestDb) -> Config {
     c.api.listen = "127.0.0.1:0".into();
     c.database.url = db.url.clone();
     c.plugins.max_instances = 64;
+    // Generous: forty tests share two cores, and a plugin's `kv` reads wait for the database
+    // within its deadline. The deadline itself is tested with plugins that loop.
+    c.plugins.deadline_ms = 1000;
     c.plugins.cache_dir = cache_dir();
     c.api.jwt_secret = "test-secret-test-secret-test-secret!".into();
     c.api.rate_limit_per_second = 10_000;
