@@ -25,6 +25,9 @@ fi
 if ! python3 -m pip show schemathesis 2>/dev/null | grep -q '^Version: 4.32.5$'; then
     python3 -m pip install --quiet "schemathesis==4.32.5"
 fi
-if ! command -v curl >/dev/null && command -v apt-get >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq curl
-fi
+# curl for the fuzz script's set-up, sqlite3 for a test that reads the schema.
+for tool in curl sqlite3; do
+    if ! command -v "$tool" >/dev/null && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq "$tool"
+    fi
+done

@@ -215,3 +215,55 @@ fn serve_seed_push_activate_rollback_and_restart() {
     let err = String::from_utf8_lossy(&limited.stderr);
     assert!(err.contains("429 rate-limited"), "{err}");
 }
+
+#[test]
+fn migrate_creates_the_schema_and_bad_config_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data/m.db");
+    let o = Command::new(env!("CARGO_BIN_EXE_wasmswitch"))
+        .arg("migrate")
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let out = ok(&o);
+    assert!(out.contains("is up to date"), "{out}");
+    let tables = Command::new("sqlite3")
+        .arg(&db)
+        .arg(".tables")
+        .output()
+        .unwrap();
+    let tables = String::from_utf8_lossy(&tables.stdout);
+    for t in [
+        "tenants",
+        "api_keys",
+        "plugins",
+        "dids",
+        "trunks",
+        "sip_users",
+        "cdrs",
+        "messages",
+        "kv",
+        "audit_log",
+    ] {
+        assert!(
+            tables.split_whitespace().any(|x| x == t),
+            "{t} missing: {tables}"
+        );
+    }
+
+    // One line per bad field, and no start.
+    let o = Command::new(env!("CARGO_BIN_EXE_wasmswitch"))
+        .arg("serve")
+        .env("WASMSWITCH_API_LISTEN", "nowhere")
+        .env("WASMSWITCH_PLUGINS_DEADLINE_MS", "0")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("api.listen") && err.contains("plugins.deadline_ms"),
+        "{err}"
+    );
+}
