@@ -92,6 +92,7 @@ impl Service {
             deadline: config.plugin_deadline(),
             max_memory_bytes: (config.plugins.max_memory_mib as usize) << 20,
             max_instances: config.plugins.max_instances,
+            warm_instances: config.plugins.warm_instances,
             cache_dir: config.cache_dir(),
             ..RuntimeConfig::default()
         };
@@ -100,6 +101,7 @@ impl Service {
             RuntimeConfig {
                 fuel_metering: true,
                 metrics: false,
+                warm_instances: 0,
                 max_instances: 64,
                 ..runtime_config
             },

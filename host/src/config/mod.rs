@@ -118,6 +118,9 @@ pub struct PluginsConfig {
     pub max_memory_mib: u64,
     /// The most plugin instances alive at once (one per call). Default 10000.
     pub max_instances: u32,
+    /// Fresh instances kept ready per plugin version that carries calls, so a call does not
+    /// wait for instantiation. Default 4; 0 turns the pool off.
+    pub warm_instances: usize,
     /// Where compiled components are cached. Default `wasmswitch-data/cache`; empty turns the
     /// cache off. Must be writable only by the host: its files are loaded as machine code.
     pub cache_dir: String,
@@ -129,6 +132,7 @@ impl Default for PluginsConfig {
             deadline_ms: 100,
             max_memory_mib: 128,
             max_instances: 10_000,
+            warm_instances: 4,
             cache_dir: "wasmswitch-data/cache".into(),
         }
     }
@@ -287,6 +291,9 @@ impl Config {
         }
         if !(1..=4096).contains(&self.plugins.max_memory_mib) {
             bad.push("plugins.max_memory_mib: must be 1-4096".into());
+        }
+        if self.plugins.warm_instances > 64 {
+            bad.push("plugins.warm_instances: must be 0-64".into());
         }
         if !(1..=1_000_000).contains(&self.plugins.max_instances) {
             bad.push("plugins.max_instances: must be 1-1000000".into());

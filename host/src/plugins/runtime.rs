@@ -16,7 +16,7 @@ use super::bindings::{
 };
 use super::cache::ComponentCache;
 use super::error::{LoadError, RuntimeError};
-use super::instance::CallState;
+use super::instance::{CallState, WarmPool};
 use super::kv::KvStore;
 
 /// Settings of the plugin runtime. Every field has a default chosen for a production host.
@@ -46,6 +46,11 @@ pub struct RuntimeConfig {
     /// Count fuel (WebAssembly instructions, roughly) per call. Costs ~40% in guest speed, so it is
     /// off in production and on in the harness and the simulate endpoint, which report it.
     pub fuel_metering: bool,
+    /// Fresh instances kept ready per plugin version that carries calls, so a new call does not
+    /// wait for instantiation (see `WarmPool`). Default 4: enough to absorb a burst while the
+    /// pool refills in the background; each costs an instance's memory (Rust ~1 MiB, Python
+    /// ~12 MiB). 0 turns the pool off.
+    pub warm_instances: usize,
     /// Record Prometheus metrics (calls, failures, latency, plugin counters). Default true; off
     /// for the simulate endpoint's runtime, so dry runs do not count as traffic.
     pub metrics: bool,
@@ -63,6 +68,7 @@ impl Default for RuntimeConfig {
             max_instances: 10_000,
             epoch_tick: Duration::from_millis(1),
             fuel_metering: false,
+            warm_instances: 4,
             metrics: true,
             cache_dir: None,
         }
@@ -373,6 +379,7 @@ impl Runtime {
         let metrics = VersionMetrics::new(&id, self.inner.config.metrics);
         Ok(Arc::new(PluginVersion {
             metrics,
+            warm: WarmPool::new(self.inner.config.warm_instances),
             id,
             sha256,
             size: bytes.len(),
@@ -469,6 +476,7 @@ pub struct PluginVersion {
     pub(crate) ivr: Option<IvrIndices>,
     pub(crate) messaging: Option<MessagingIndices>,
     pub(crate) metrics: VersionMetrics,
+    pub(crate) warm: WarmPool,
 }
 
 /// The guest functions the host calls, for metric labels.
@@ -536,6 +544,7 @@ impl PluginVersion {
             routing: self.routing.clone(),
             ivr: self.ivr.clone(),
             messaging: self.messaging.clone(),
+            warm: WarmPool::new(self.warm.target()),
             metrics: VersionMetrics::new(
                 &PluginId {
                     version,

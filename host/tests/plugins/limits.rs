@@ -110,7 +110,9 @@ async fn a_decision_the_switch_cannot_act_on_is_refused() {
 
 #[tokio::test]
 async fn every_failure_yields_the_tenant_fallback_and_later_calls_still_work() {
-    let rt = super::runtime(config(50, 16 << 20));
+    // A deadline well above what an allocation loop needs even on a loaded machine: the point
+    // is which failure each case gets, not how fast.
+    let rt = super::runtime(config(250, 16 << 20));
     let registry = Registry::new();
     registry.add(super::load(&rt, "acme", "router", 1, FAULTY));
     registry.activate("acme", "router", 1).unwrap();

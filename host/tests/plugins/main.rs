@@ -7,6 +7,7 @@ mod examples;
 mod hot_swap;
 mod limits;
 mod loading;
+mod warm;
 
 use std::sync::Arc;
 
