@@ -117,8 +117,10 @@ impl AppState {
         }
     }
 
-    /// Validates a component and stores it as the next version of `name`, loaded on this host
-    /// but not active. Nothing is stored if validation fails.
+    /// Validates a component and stores it as the next version of `name`, not active. Nothing
+    /// is stored if validation fails. With `keep`, the validated version stays loaded on this
+    /// host, ready to activate; otherwise it is dropped and loaded again (from the compiled
+    /// cache) if it is ever activated, so stored versions cost no memory.
     pub async fn add_plugin_version(
         &self,
         who: &Principal,
@@ -126,6 +128,7 @@ impl AppState {
         name: &str,
         bytes: Vec<u8>,
         expect: &[crate::plugins::Capability],
+        keep: bool,
     ) -> Result<PluginRecord, ApiError> {
         let id = PluginId {
             tenant: tenant.into(),
@@ -148,7 +151,9 @@ impl AppState {
             .await?;
         let version = u32::try_from(record.version)
             .map_err(|_| ApiError::Internal("version number out of range".into()))?;
-        self.registry.add(loaded.with_version(version));
+        if keep {
+            self.registry.add(loaded.with_version(version));
+        }
         let target = format!("{}@{}", record.name, record.version);
         self.audit(who, Some(tenant), "plugin.upload", &target, &record.sha256)
             .await;

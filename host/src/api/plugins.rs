@@ -130,7 +130,14 @@ pub async fn upload(
     };
     state.store.tenant(&p.tenant).await?;
     let record = state
-        .add_plugin_version(&who, &p.tenant, &p.name, bytes.to_vec(), &expect)
+        .add_plugin_version(
+            &who,
+            &p.tenant,
+            &p.name,
+            bytes.to_vec(),
+            &expect,
+            q.activate,
+        )
         .await?;
     let mut record = record;
     if q.activate {

@@ -76,6 +76,9 @@ impl TenantPlugins {
     }
 }
 
+/// How many earlier active versions of a plugin stay loaded after an activation.
+const KEEP_PREVIOUS: usize = 4;
+
 #[derive(Debug, Default)]
 struct History {
     loaded: BTreeMap<u32, Arc<PluginVersion>>,
@@ -151,6 +154,20 @@ impl Registry {
                 h.previous.push(old);
             }
             h.active = Some(version);
+        }
+        // Versions that were active longer ago than the last few are freed once their calls end
+        // (the store keeps every version; activating one again loads it from the compiled
+        // cache). Versions added but never active stay: they were added to be activated.
+        if h.previous.len() > KEEP_PREVIOUS {
+            let old: Vec<u32> = h
+                .previous
+                .drain(..h.previous.len() - KEEP_PREVIOUS)
+                .collect();
+            for v in old {
+                if Some(v) != h.active && !h.previous.contains(&v) {
+                    h.loaded.remove(&v);
+                }
+            }
         }
         self.publish(tenant, &histories);
         tracing::info!(tenant, plugin = name, version, "plugin version activated");

@@ -96,3 +96,24 @@ async fn a_warm_instance_that_traps_is_not_reused_and_a_retired_version_is_freed
         "the warm pool kept a retired version alive"
     );
 }
+
+#[test]
+fn versions_active_long_ago_are_freed_and_never_active_ones_kept() {
+    let rt = runtime(RuntimeConfig {
+        max_instances: 16,
+        ..RuntimeConfig::default()
+    });
+    let registry = wasmswitch::plugins::Registry::new();
+    let v1 = load(&rt, "acme", "router", 1, ROUTER);
+    for n in 1..=8 {
+        registry.add(v1.with_version(n));
+    }
+    for n in 1..=7 {
+        registry.activate("acme", "router", n).unwrap();
+    }
+    let (loaded, active) = registry.versions("acme", "router");
+    // Active 7, the four before it (3-6), and 8, added but never active.
+    assert_eq!(loaded, [3, 4, 5, 6, 7, 8]);
+    assert_eq!(active, Some(7));
+    assert_eq!(registry.rollback("acme", "router").unwrap(), 6);
+}
