@@ -1,8 +1,10 @@
 //! Extractors whose rejections are [`ApiError`]s, so a bad body gets a problem document that
 //! says what was wrong, like every other error.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -19,9 +21,41 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let limit = state.config.max_body_bytes;
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                let ct = ct.trim().to_ascii_lowercase();
+                ct.starts_with("application/json")
+                    || ct
+                        .split(';')
+                        .next()
+                        .is_some_and(|m| m.trim().ends_with("+json"))
+            });
+        if !json {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected a JSON body with Content-Type: application/json".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge { limit }
+            } else {
+                ApiError::BadRequest(e.body_text())
+            }
+        })?;
+        // NUL cannot be stored as text (PostgreSQL refuses it) and has no business in names,
+        // numbers or descriptions: refuse it here, for every route, with a clear answer.
+        if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+            return Err(ApiError::Unprocessable(
+                "text may not contain NUL characters (\\u0000)".into(),
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(rejection) => Err(json_rejection(rejection, state.config.max_body_bytes)),
+            Err(rejection) => Err(json_rejection(rejection, limit)),
         }
     }
 }

@@ -331,6 +331,7 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .fallback(ops::not_found)
+    .layer(axum::middleware::from_fn(ops::reject_nul))
     .layer(axum::middleware::from_fn(ops::track))
     .layer(tower_http::catch_panic::CatchPanicLayer::custom(
         ops::panicked,

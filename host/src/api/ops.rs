@@ -53,6 +53,21 @@ pub async fn not_found() -> ApiError {
     ApiError::NotFound("route")
 }
 
+/// Refuses URLs that carry a NUL character (`%00`) before any handler sees them: no name,
+/// number or key may contain one, and PostgreSQL cannot store it in text.
+pub async fn reject_nul(req: Request, next: Next) -> Response {
+    let has_nul = |s: &str| {
+        s.as_bytes()
+            .windows(3)
+            .any(|w| w.eq_ignore_ascii_case(b"%00"))
+    };
+    if has_nul(req.uri().path()) || req.uri().query().is_some_and(has_nul) {
+        return ApiError::BadRequest("URLs may not contain NUL characters (%00)".into())
+            .into_response();
+    }
+    next.run(req).await
+}
+
 /// Counts and times every request by route template (not by raw path, which would make one
 /// series per tenant and id).
 pub async fn track(req: Request, next: Next) -> Response {

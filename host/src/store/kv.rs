@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{Backend, Store, now_ms};
+use super::{Store, now_ms};
 use crate::plugins::kv::{KvError, KvStore, MAX_LIST, check_sizes};
 
 /// A [`KvStore`] in the database: what plugins see on a running host.
@@ -29,7 +29,7 @@ impl KvStore for SqlKv {
         check_sizes(key, None)?;
         let row = sqlx::query("SELECT value FROM kv WHERE tenant_id = $1 AND key = $2")
             .bind(tenant)
-            .bind(key)
+            .bind(key.as_bytes())
             .fetch_optional(self.store.pool())
             .await
             .map_err(unavailable)?;
@@ -45,7 +45,7 @@ impl KvStore for SqlKv {
              ON CONFLICT (tenant_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
         )
         .bind(tenant)
-        .bind(key)
+        .bind(key.as_bytes())
         .bind(value)
         .bind(now_ms())
         .execute(self.store.pool())
@@ -58,7 +58,7 @@ impl KvStore for SqlKv {
         check_sizes(key, None)?;
         sqlx::query("DELETE FROM kv WHERE tenant_id = $1 AND key = $2")
             .bind(tenant)
-            .bind(key)
+            .bind(key.as_bytes())
             .execute(self.store.pool())
             .await
             .map_err(unavailable)?;
@@ -72,28 +72,27 @@ impl KvStore for SqlKv {
         limit: u32,
     ) -> Result<Vec<String>, KvError> {
         check_sizes(prefix, None)?;
-        // Byte order on both: PostgreSQL's default collation may follow the locale.
-        let sql = match self.store.backend() {
-            Backend::Sqlite => {
-                "SELECT key FROM kv WHERE tenant_id = $1 AND substr(key, 1, CAST($2 AS INTEGER)) = $3 ORDER BY key LIMIT $4"
-            }
-            Backend::Postgres => {
-                "SELECT key FROM kv WHERE tenant_id = $1 AND substr(key, 1, CAST($2 AS INTEGER)) = $3 ORDER BY key COLLATE \"C\" LIMIT $4"
-            }
-        };
-        let rows = sqlx::query(sql)
-            .bind(tenant)
-            .bind(prefix.chars().count() as i64)
-            .bind(prefix)
-            .bind(i64::from(limit.min(MAX_LIST)))
-            .fetch_all(self.store.pool())
-            .await
-            .map_err(unavailable)?;
+        // Keys are bytes (migration 0002): compared and ordered byte by byte on both databases.
+        let rows = sqlx::query(
+            "SELECT key FROM kv WHERE tenant_id = $1 AND substr(key, 1, CAST($2 AS INTEGER)) = $3 ORDER BY key LIMIT $4",
+        )
+        .bind(tenant)
+        .bind(prefix.len() as i64)
+        .bind(prefix.as_bytes())
+        .bind(i64::from(limit.min(MAX_LIST)))
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(unavailable)?;
         rows.iter()
-            .map(|r| r.try_get("key"))
+            .map(|r| key_text(r.try_get("key")?))
             .collect::<Result<_, _>>()
             .map_err(unavailable)
     }
+}
+
+/// A stored key as text (every key was written from a string).
+fn key_text(bytes: Vec<u8>) -> Result<String, sqlx::Error> {
+    String::from_utf8(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
 impl Store {
@@ -108,7 +107,7 @@ impl Store {
             .await?;
         let mut out = rows
             .iter()
-            .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
+            .map(|r| Ok((key_text(r.try_get("key")?)?, r.try_get("value")?)))
             .collect::<Result<Vec<(String, Vec<u8>)>, sqlx::Error>>()?;
         out.sort();
         Ok(out)

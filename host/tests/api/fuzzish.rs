@@ -23,6 +23,11 @@ both! {
             assert_problem(&send("{\"number\": 15550100}", "application/json").await, 422, "unprocessable");
             assert_problem(&send("{\"number\": \"+15550100\", \"extra\": 1}", "application/json").await, 422, "unprocessable");
             assert_problem(&send("{\"number\": \"+15550100\"}", "text/plain").await, 415, "unsupported-media-type");
+            // NUL has no place in text: refused in bodies and in URLs, on both databases.
+            assert_problem(&send("{\"number\": \"+1555\\u0000\"}", "application/json").await, 422, "unprocessable");
+            assert_problem(&app.post("/v1/tenants", &app.operator, json!({"id": "x", "name": "a\u{0}b"})).await, 422, "unprocessable");
+            assert_problem(&app.get("/v1/tenants/acme/kv?prefix=a%00b", &admin).await, 400, "bad-request");
+            assert_problem(&app.get("/v1/tenants/acme/kv/a%00b", &admin).await, 400, "bad-request");
             // Over the test host's 16 KiB JSON limit (small enough to fit the socket buffers, so
             // the client finishes writing before the server answers and closes).
             let huge = format!("{{\"number\": \"+15550100\", \"description\": \"{}\"}}", "x".repeat(40 * 1024));

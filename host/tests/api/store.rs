@@ -40,6 +40,13 @@ both! {
         kv.delete("a", "route/1").await.unwrap();
         assert_eq!(kv.get("a", "route/1").await.unwrap(), None);
         assert_eq!(kv.get("b", "route/1").await.unwrap().as_deref(), Some(&b"b's"[..]));
+        // Keys are any string, NUL included (PostgreSQL text could not hold it).
+        kv.set("a", "nul\0key", b"n").await.unwrap();
+        assert_eq!(kv.get("a", "nul\0key").await.unwrap().as_deref(), Some(&b"n"[..]));
+        assert_eq!(kv.list_keys("a", "nul\0", 10).await.unwrap(), ["nul\0key"]);
+        // Prefixes count bytes, not characters.
+        kv.set("a", "é/1", b"x").await.unwrap();
+        assert_eq!(kv.list_keys("a", "é/", 10).await.unwrap(), ["é/1"]);
         // Binary values survive.
         let bytes: Vec<u8> = (0..=255).collect();
         kv.set("a", "bin", &bytes).await.unwrap();
