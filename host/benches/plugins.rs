@@ -135,7 +135,7 @@ fn warm_pool_latency(gap: Option<Duration>, calls: usize) -> (Vec<Duration>, usi
         .enable_all()
         .build()
         .expect("tokio");
-    let rt = tokio.block_on(async { runtime_with(None, 4) });
+    let rt = runtime_with(None, 4);
     let router = load(&rt, artifacts::ROUTER);
     let call = call();
     tokio.block_on(async {

@@ -119,7 +119,7 @@ pub struct PluginsConfig {
     /// The most plugin instances alive at once (one per call). Default 10000.
     pub max_instances: u32,
     /// Fresh instances kept ready per plugin version that carries calls, so a call does not
-    /// wait for instantiation. Default 4; 0 turns the pool off.
+    /// wait for instantiation. Default 0 (off; see BENCHMARKS.md for why).
     pub warm_instances: usize,
     /// Where compiled components are cached. Default `wasmswitch-data/cache`; empty turns the
     /// cache off. Must be writable only by the host: its files are loaded as machine code.
@@ -132,7 +132,7 @@ impl Default for PluginsConfig {
             deadline_ms: 100,
             max_memory_mib: 128,
             max_instances: 10_000,
-            warm_instances: 4,
+            warm_instances: 0,
             cache_dir: "wasmswitch-data/cache".into(),
         }
     }

@@ -47,9 +47,10 @@ pub struct RuntimeConfig {
     /// off in production and on in the harness and the simulate endpoint, which report it.
     pub fuel_metering: bool,
     /// Fresh instances kept ready per plugin version that carries calls, so a new call does not
-    /// wait for instantiation (see `WarmPool`). Default 4: enough to absorb a burst while the
-    /// pool refills in the background; each costs an instance's memory (Rust ~1 MiB, Python
-    /// ~12 MiB). 0 turns the pool off.
+    /// wait for instantiation (see `WarmPool`); each costs an instance's memory (Rust ~1 MiB,
+    /// Python ~12 MiB). Default 0 (off): measured on the Rust router, a pooled instance made on
+    /// another core answers its first call slower than one made inline (BENCHMARKS.md); its
+    /// gain for Python and JavaScript plugins (milliseconds to instantiate) is yet to be measured.
     pub warm_instances: usize,
     /// Record Prometheus metrics (calls, failures, latency, plugin counters). Default true; off
     /// for the simulate endpoint's runtime, so dry runs do not count as traffic.
@@ -68,7 +69,7 @@ impl Default for RuntimeConfig {
             max_instances: 10_000,
             epoch_tick: Duration::from_millis(1),
             fuel_metering: false,
-            warm_instances: 4,
+            warm_instances: 0,
             metrics: true,
             cache_dir: None,
         }
