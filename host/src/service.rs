@@ -346,7 +346,7 @@ impl Service {
             let bytes = std::fs::read(&file)
                 .map_err(|e| ServiceError::Seed(format!("{}: {e}", file.display())))?;
             let record = state
-                .add_plugin_version(&who, DEMO_TENANT, name, bytes, &[], true)
+                .add_plugin_version(&who, DEMO_TENANT, name, bytes.into(), &[], true)
                 .await
                 .map_err(|e| ServiceError::Seed(format!("{}: {e}", file.display())))?;
             state

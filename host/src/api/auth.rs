@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, AppState};
-use crate::store::{Role, now_ms};
+use crate::store::{Role, constant_time_eq, now_ms};
 
 /// The caller of a request, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,7 +189,7 @@ impl Auth {
         let mut found = None;
         // Compare against every key, each in constant time.
         for (i, k) in self.operator_keys.iter().enumerate() {
-            if k.iter().zip(&hash).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0 {
+            if constant_time_eq(k, &hash) {
                 found = Some(i);
             }
         }

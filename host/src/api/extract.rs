@@ -55,26 +55,17 @@ where
         }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(rejection) => Err(json_rejection(rejection, limit)),
+            Err(rejection) => Err(json_rejection(rejection)),
         }
     }
 }
 
-fn json_rejection(r: JsonRejection, limit: usize) -> ApiError {
+/// What `axum::Json::from_bytes` can refuse: the content type and size are checked before.
+fn json_rejection(r: JsonRejection) -> ApiError {
     match r {
-        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
-            "expected a JSON body with Content-Type: application/json".into(),
-        ),
+        JsonRejection::JsonDataError(e) => ApiError::Unprocessable(e.body_text()),
         JsonRejection::JsonSyntaxError(e) => {
             ApiError::BadRequest(format!("malformed JSON: {}", e.body_text()))
-        }
-        JsonRejection::JsonDataError(e) => ApiError::Unprocessable(e.body_text()),
-        JsonRejection::BytesRejection(e) => {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge { limit }
-            } else {
-                ApiError::BadRequest(e.body_text())
-            }
         }
         other => ApiError::BadRequest(other.body_text()),
     }

@@ -126,7 +126,7 @@ impl AppState {
         who: &Principal,
         tenant: &str,
         name: &str,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
         expect: &[crate::plugins::Capability],
         keep: bool,
     ) -> Result<PluginRecord, ApiError> {
@@ -135,7 +135,7 @@ impl AppState {
             name: name.into(),
             version: 0,
         };
-        // Compilation runs on a blocking thread and takes its own copy.
+        // `Bytes` clones share the buffer: the compiler's thread and the store see one copy.
         let loaded = self.runtime.load(id, bytes.clone(), expect).await?;
         let world = loaded.world();
         let record = self
@@ -229,7 +229,7 @@ impl AppState {
         };
         let loaded = self
             .runtime
-            .load(id, wasm, &[])
+            .load(id, wasm.into(), &[])
             .await
             .map_err(|e| ApiError::Internal(format!("stored plugin {name}@{version}: {e}")))?;
         self.registry.add(loaded);

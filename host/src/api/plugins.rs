@@ -129,17 +129,9 @@ pub async fn upload(
         })?,
     };
     state.store.tenant(&p.tenant).await?;
-    let record = state
-        .add_plugin_version(
-            &who,
-            &p.tenant,
-            &p.name,
-            bytes.to_vec(),
-            &expect,
-            q.activate,
-        )
+    let mut record = state
+        .add_plugin_version(&who, &p.tenant, &p.name, bytes, &expect, q.activate)
         .await?;
-    let mut record = record;
     if q.activate {
         state
             .activate(&who, &p.tenant, &p.name, Some(record.version))

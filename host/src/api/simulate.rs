@@ -303,7 +303,7 @@ async fn sim_version(
     };
     let loaded = state
         .sim_runtime
-        .load(id, wasm, &[])
+        .load(id, wasm.into(), &[])
         .await
         .map_err(|e| ApiError::Internal(format!("stored plugin {key}: {e}")))?;
     state.sim_cache.insert(key, loaded.clone());

@@ -306,7 +306,7 @@ impl Runtime {
     pub async fn load(
         &self,
         id: PluginId,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
         expect: &[Capability],
     ) -> Result<Arc<PluginVersion>, LoadError> {
         let this = self.clone();

@@ -101,15 +101,14 @@ impl Store {
         &self,
         tenant: &str,
     ) -> Result<Vec<(String, Vec<u8>)>, super::StoreError> {
-        let rows = sqlx::query("SELECT key, value FROM kv WHERE tenant_id = $1")
+        // Keys are bytes, so both databases order them as Rust orders the strings.
+        let rows = sqlx::query("SELECT key, value FROM kv WHERE tenant_id = $1 ORDER BY key")
             .bind(tenant)
             .fetch_all(self.pool())
             .await?;
-        let mut out = rows
+        Ok(rows
             .iter()
             .map(|r| Ok((key_text(r.try_get("key")?)?, r.try_get("value")?)))
-            .collect::<Result<Vec<(String, Vec<u8>)>, sqlx::Error>>()?;
-        out.sort();
-        Ok(out)
+            .collect::<Result<Vec<(String, Vec<u8>)>, sqlx::Error>>()?)
     }
 }

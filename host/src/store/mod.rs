@@ -25,7 +25,7 @@ use sqlx::{AnyPool, ConnectOptions};
 pub use audit::AuditEntry;
 pub use calls::{Cdr, CdrFilter, CdrPage, Disposition, MAX_PAGE as MAX_CDR_PAGE};
 pub use error::StoreError;
-pub use keys::{ApiKey, NewApiKey, Role};
+pub use keys::{ApiKey, NewApiKey, Role, constant_time_eq};
 pub use kv::SqlKv;
 pub use numbers::{Did, NewSipUser, NewTrunk, SipUser, Transport, Trunk, digest_ha1, valid_e164};
 pub use plugins::{Activation, NewPlugin, PluginRecord, valid_plugin_name};

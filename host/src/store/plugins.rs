@@ -164,20 +164,6 @@ impl Store {
         Ok((record(&row)?, row.try_get("wasm")?))
     }
 
-    /// Every active version of every tenant, with bytes: what a host loads at start-up.
-    pub async fn active_plugins(&self) -> Result<Vec<(PluginRecord, Vec<u8>)>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS}, wasm FROM plugins WHERE active = 1 ORDER BY tenant_id, name"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|row| Ok((record(row)?, row.try_get("wasm")?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
     /// (tenant, name, version) of every active plugin: the cheap question each host asks to
     /// stay in step with activations made elsewhere.
     pub async fn active_plugin_versions(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
