@@ -6,11 +6,11 @@
 //!   a fresh instance (store + instantiate) and one `route()`, then the instance is dropped.
 //!   Production settings otherwise: pooling allocator, epoch deadline, no fuel. A latency pass
 //!   prints p50/p99 as well. This is the CPU each call costs, wherever it is spent.
-//! - `route/warm-pool`: the latency a call sees with the warm pool on (the default): instances
-//!   are made ahead on another core, so a call takes one and runs `route()`. Measured at a
-//!   steady 1,000 calls/s (twice sipp's 500 CPS on this machine) and back to back (pool
-//!   drained: the latency becomes the fresh-instance path's). Printed, not a criterion group,
-//!   because the arrival rate is part of what is measured.
+//! - `paced/{plugin}/{fresh,warm-pool}`: the latency a call sees on a 2-worker tokio runtime,
+//!   with calls arriving at a steady rate (routers 1,000 calls/s, twice sipp's 500 CPS on this
+//!   machine; IVRs 100 calls/s) and back to back: a fresh instance per call (the default)
+//!   against the warm pool (instances made ahead on another worker). Printed, not a criterion
+//!   group, because the arrival rate is part of what is measured.
 //! - `ivr/event/{rust,python,js}`: one IVR event round trip on a warm instance.
 //! - `ivr/fresh-instance+started/{rust,python,js}`: a new IVR call's cost; memory per instance is
 //!   printed beside it.
@@ -127,26 +127,45 @@ fn route(c: &mut Criterion) {
     );
 }
 
-/// Per-call latency with the warm pool, calls arriving every `gap` (none: back to back). The
-/// instance is dropped after the timing, as a call's would be at hangup.
-fn warm_pool_latency(gap: Option<Duration>, calls: usize) -> (Vec<Duration>, usize) {
+/// What a paced call does with its instance.
+#[derive(Clone, Copy)]
+enum Op {
+    Route,
+    IvrStarted,
+}
+
+/// Per-call latency of `op` on a fresh instance of `plugin`, with `warm` instances kept ready
+/// (0: each made on demand), calls arriving every `gap` (none: back to back). The instance is
+/// dropped after the timing, as a call's would be at hangup.
+fn paced_latency(
+    plugin: &str,
+    op: Op,
+    gap: Option<Duration>,
+    calls: usize,
+    warm: usize,
+) -> (Vec<Duration>, usize) {
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio");
-    let rt = runtime_with(None, 4);
-    let router = load(&rt, artifacts::ROUTER);
+    let cache = std::env::temp_dir().join("wasmswitch-bench-cache");
+    let rt = runtime_with(Some(cache), warm);
+    let version = load(&rt, plugin);
     let call = call();
+    let started = IvrEvent::Started(IvrStarted {
+        call: call.clone(),
+        ..Default::default()
+    });
     tokio.block_on(async {
         // Fill the pool once, as the first call of a version does.
         drop(
-            router
+            version
                 .instantiate(Default::default())
                 .await
                 .expect("instance"),
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let mut samples = Vec::with_capacity(calls);
         let mut hits = 0;
         let mut next = Instant::now();
@@ -155,15 +174,22 @@ fn warm_pool_latency(gap: Option<Duration>, calls: usize) -> (Vec<Duration>, usi
                 next += gap;
                 tokio::time::sleep_until(next.into()).await;
             }
-            let warm = router.warm_instances() > 0;
+            let ready = version.warm_instances() > 0;
             let t = Instant::now();
-            let mut i = router
+            let mut i = version
                 .instantiate(Default::default())
                 .await
                 .expect("instance");
-            std::hint::black_box(i.route(&call).await.expect("route"));
+            match op {
+                Op::Route => {
+                    std::hint::black_box(i.route(&call).await.expect("route"));
+                }
+                Op::IvrStarted => {
+                    std::hint::black_box(i.on_ivr_event(&started).await.expect("started"));
+                }
+            }
             samples.push(t.elapsed());
-            hits += usize::from(warm);
+            hits += usize::from(ready);
             drop(i);
         }
         samples.sort();
@@ -171,20 +197,39 @@ fn warm_pool_latency(gap: Option<Duration>, calls: usize) -> (Vec<Duration>, usi
     })
 }
 
-fn warm_pool(_: &mut Criterion) {
-    for (label, gap, calls) in [
-        ("1,000 calls/s", Some(Duration::from_millis(1)), 10_000),
-        ("back to back", None, 10_000),
-    ] {
-        let (samples, hits) = warm_pool_latency(gap, calls);
-        println!(
-            "route/warm-pool/rust-router at {label}: p50 {:?}  p90 {:?}  p99 {:?}  max {:?}  (pool hits {:.1}%)",
-            percentile(&samples, 0.50),
-            percentile(&samples, 0.90),
-            percentile(&samples, 0.99),
-            samples[samples.len() - 1],
-            100.0 * hits as f64 / calls as f64,
-        );
+fn paced(_: &mut Criterion) {
+    let runs = [
+        ("rust-router", artifacts::ROUTER, Op::Route, 1_000, 10_000),
+        ("ivr/rust", artifacts::IVR_MENU, Op::IvrStarted, 100, 2_000),
+        (
+            "ivr/python",
+            artifacts::IVR_MENU_PY,
+            Op::IvrStarted,
+            100,
+            2_000,
+        ),
+        ("ivr/js", artifacts::IVR_MENU_JS, Op::IvrStarted, 100, 2_000),
+    ];
+    for (name, plugin, op, rate, calls) in runs {
+        for (label, gap) in [
+            (
+                format!("{rate} calls/s"),
+                Some(Duration::from_secs(1) / rate),
+            ),
+            ("back to back".to_string(), None),
+        ] {
+            for (mode, warm) in [("fresh", 0), ("warm-pool", 4)] {
+                let (samples, hits) = paced_latency(plugin, op, gap, calls, warm);
+                println!(
+                    "paced/{name}/{mode} at {label}: p50 {:?}  p90 {:?}  p99 {:?}  max {:?}  (pool hits {:.1}%)",
+                    percentile(&samples, 0.50),
+                    percentile(&samples, 0.90),
+                    percentile(&samples, 0.99),
+                    samples[samples.len() - 1],
+                    100.0 * hits as f64 / calls as f64,
+                );
+            }
+        }
     }
 }
 
@@ -299,5 +344,5 @@ fn load_times(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, route, warm_pool, ivr, load_times);
+criterion_group!(benches, route, paced, ivr, load_times);
 criterion_main!(benches);

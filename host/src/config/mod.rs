@@ -119,7 +119,8 @@ pub struct PluginsConfig {
     /// The most plugin instances alive at once (one per call). Default 10000.
     pub max_instances: u32,
     /// Fresh instances kept ready per plugin version that carries calls, so a call does not
-    /// wait for instantiation. Default 0 (off; see BENCHMARKS.md for why).
+    /// wait for instantiation. Default 0 (off): it slows Rust plugins down and speeds Python
+    /// and JavaScript ones up (BENCHMARKS.md).
     pub warm_instances: usize,
     /// Where compiled components are cached. Default `wasmswitch-data/cache`; empty turns the
     /// cache off. Must be writable only by the host: its files are loaded as machine code.

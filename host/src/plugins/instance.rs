@@ -641,7 +641,13 @@ impl CallInstance {
             config.epoch_tick,
             config.fuel_metering,
         );
-        let fuel_before = self.store.get_fuel().ok();
+        // Read only when metered: without fuel, `get_fuel` builds an error (a few µs).
+        let metered = config.fuel_metering;
+        let fuel_before = if metered {
+            self.store.get_fuel().ok()
+        } else {
+            None
+        };
         let started = Instant::now();
         // The epoch deadline stops guest code; this timeout also bounds time spent waiting in
         // host imports (a `kv` call to a stalled database). Dropping the future abandons the

@@ -170,3 +170,36 @@ async fn a_tenant_without_a_router_gets_the_fallback() {
     assert_eq!(routed.decision.value, Fallback::default().route);
     assert!(routed.decision.failure.is_some());
 }
+
+/// Memory slots are reused between instances and reset in place (pages the last instance wrote
+/// are copied back from the image, the rest released): no call may see what an earlier one
+/// left, in its data, its heap or memory it grew — including after one that filled its memory.
+#[tokio::test]
+async fn every_instance_starts_from_the_components_initial_memory() {
+    let rt = super::runtime(config(2_000, 16 << 20));
+    let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
+    let reason = |d: RouteDecision| match d {
+        RouteDecision::Reject(SipStatus { reason, .. }) => reason.unwrap_or_default(),
+        other => panic!("expected a rejection, got {other:?}"),
+    };
+    for n in 0..200 {
+        let mut instance = plugin.instantiate(Default::default()).await.unwrap();
+        assert_eq!(
+            reason(instance.route(&call("state")).await.unwrap()),
+            "calls=1 stale=0",
+            "instance {n}"
+        );
+        // The same instance keeps its state for the call's life (so the check above can fail).
+        assert_eq!(
+            reason(instance.route(&call("state")).await.unwrap()),
+            "calls=2 stale=0",
+            "instance {n}"
+        );
+        if n % 50 == 0 {
+            // Fill memory to the cap: far more dirty pages than are reset in place.
+            let mut hog = plugin.instantiate(Default::default()).await.unwrap();
+            let err = hog.route(&call("oom")).await.unwrap_err();
+            assert!(matches!(err, PluginError::OutOfMemory { .. }), "{err:?}");
+        }
+    }
+}

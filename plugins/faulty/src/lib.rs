@@ -1,7 +1,8 @@
 //! A deliberately misbehaving router, for the runtime's containment tests (not an example to
 //! copy). The called number picks the fault: `loop` spins forever, `oom` allocates without
-//! bound, `trap` panics, `bad` returns SIP status 200 as a rejection; anything else is rejected
-//! with 486. During a call, DTMF `1` spins forever.
+//! bound, `trap` panics, `bad` returns SIP status 200 as a rejection; `state` reports what an
+//! earlier call could have left behind (see [`leftovers`]); anything else is rejected with 486.
+//! During a call, DTMF `1` spins forever.
 
 use wasmswitch_plugin::*;
 
@@ -24,6 +25,7 @@ impl Router for Plugin {
                 }
             }
             "trap" => panic!("the faulty plugin panics on purpose"),
+            "state" => RouteDecision::reject(486, leftovers()),
             "bad" => RouteDecision::Reject(SipStatus {
                 code: 200,
                 reason: None,
@@ -41,6 +43,49 @@ impl Router for Plugin {
         }
         Vec::new()
     }
+}
+
+/// Counts the calls this instance has seen (a static: its data segment) and grows linear memory
+/// by 4 MiB, counting the bytes there that are not zero, then fills them with 0xAA. Returns
+/// `calls=N stale=M`. A fresh instance must answer `calls=1 stale=0` whatever the instances
+/// before it in the same memory slot did; a second call on the same instance `calls=2`.
+fn leftovers() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+    const PAGES: usize = 64;
+    const PAGE: usize = 64 << 10;
+    let stale = match memory_grow(PAGES) {
+        None => usize::MAX,
+        Some(first) => {
+            let base = (first * PAGE) as *mut u8;
+            let mut stale = 0;
+            for i in 0..PAGES * PAGE {
+                // SAFETY: the pages just grown belong to no Rust allocation; the allocator only
+                // knows memory it grew itself.
+                unsafe {
+                    let p = base.add(i);
+                    if std::ptr::read_volatile(p) != 0 {
+                        stale += 1;
+                    }
+                    std::ptr::write_volatile(p, 0xAA);
+                }
+            }
+            stale
+        }
+    };
+    format!("calls={calls} stale={stale}")
+}
+
+#[cfg(target_arch = "wasm32")]
+fn memory_grow(pages: usize) -> Option<usize> {
+    let first = core::arch::wasm32::memory_grow(0, pages);
+    (first != usize::MAX).then_some(first)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn memory_grow(_pages: usize) -> Option<usize> {
+    None
 }
 
 export_router!(Plugin);
