@@ -1,9 +1,10 @@
 //! Who is calling: API keys (`wsk_...`, checked against the store or the configured operator
 //! keys) and HS256 bearer tokens (JWT) with a role and a tenant; and how often they may call.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::header;
@@ -76,6 +77,24 @@ pub struct Auth {
     jwt: Option<(EncodingKey, DecodingKey)>,
     pub(crate) jwt_max_ttl: Duration,
     limiter: arc_swap::ArcSwap<DefaultKeyedRateLimiter<String>>,
+    /// API keys verified against the store in the last [`KEY_CACHE_TTL`], by the sha256 of the
+    /// whole key: a busy client then costs no database read per request.
+    verified: Mutex<HashMap<[u8; 32], VerifiedKey>>,
+}
+
+/// How long a verified API key is trusted without asking the store again. A key revoked
+/// through this host stops working at once (the cache is cleared); through another host
+/// sharing the database, within this long.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// The most verified keys remembered; past it the cache starts afresh.
+const KEY_CACHE_MAX: usize = 10_000;
+
+#[derive(Debug, Clone)]
+struct VerifiedKey {
+    principal: Principal,
+    /// The key's own expiry (epoch ms), checked on every use.
+    expires_at: Option<i64>,
+    verified: Instant,
 }
 
 impl std::fmt::Debug for Auth {
@@ -118,7 +137,46 @@ impl Auth {
             jwt,
             jwt_max_ttl,
             limiter: arc_swap::ArcSwap::from_pointee(limiter(rate_per_second, burst)),
+            verified: Mutex::new(HashMap::new()),
         })
+    }
+
+    fn verified(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], VerifiedKey>> {
+        // Every change is one insert, remove or clear: a poisoned lock holds no half-made one.
+        self.verified.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The principal of an API key verified recently, if it is still within its expiry.
+    fn cached_key(&self, hash: &[u8; 32]) -> Option<Principal> {
+        let mut cache = self.verified();
+        let entry = cache.get(hash)?;
+        if entry.verified.elapsed() < KEY_CACHE_TTL && entry.expires_at.is_none_or(|t| t > now_ms())
+        {
+            return Some(entry.principal.clone());
+        }
+        cache.remove(hash);
+        None
+    }
+
+    fn remember_key(&self, hash: [u8; 32], principal: &Principal, expires_at: Option<i64>) {
+        let mut cache = self.verified();
+        if cache.len() >= KEY_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(
+            hash,
+            VerifiedKey {
+                principal: principal.clone(),
+                expires_at,
+                verified: Instant::now(),
+            },
+        );
+    }
+
+    /// Forgets every verified key, so the next use of each asks the store again: after a key
+    /// is revoked or a tenant deleted.
+    pub fn forget_keys(&self) {
+        self.verified().clear();
     }
 
     /// Applies new rate limits (a live setting); counts start afresh.
@@ -252,6 +310,10 @@ async fn authenticate(text: &str, state: &AppState) -> Result<Principal, ApiErro
         return Ok(p);
     }
     if text.starts_with("wsk_") {
+        let hash: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        if let Some(p) = state.auth.cached_key(&hash) {
+            return Ok(p);
+        }
         let key = state
             .store
             .verify_api_key(text)
@@ -259,11 +321,13 @@ async fn authenticate(text: &str, state: &AppState) -> Result<Principal, ApiErro
             .ok_or(ApiError::Unauthenticated(
                 "unknown, revoked or expired API key",
             ))?;
-        return Ok(Principal {
+        let principal = Principal {
             subject: key.id,
             role: key.role,
             tenant: key.tenant_id,
-        });
+        };
+        state.auth.remember_key(hash, &principal, key.expires_at);
+        return Ok(principal);
     }
     state.auth.verify_jwt(text)
 }
@@ -291,6 +355,27 @@ mod tests {
         let read = p(Role::TenantRead, Some("a"));
         assert!(read.read("a").is_ok());
         assert!(read.admin("a").is_err());
+    }
+
+    #[test]
+    fn verified_keys_are_trusted_for_a_few_seconds_and_never_past_their_expiry() {
+        let auth = Auth::new(&[], "", Duration::from_secs(60), 10, 10).unwrap();
+        let who = p(Role::TenantRead, Some("a"));
+        let (k1, k2, k3) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        assert_eq!(auth.cached_key(&k1), None);
+        auth.remember_key(k1, &who, None);
+        auth.remember_key(k2, &who, Some(now_ms() - 1));
+        auth.remember_key(k3, &who, Some(now_ms() + 60_000));
+        assert_eq!(auth.cached_key(&k1), Some(who.clone()));
+        assert_eq!(auth.cached_key(&k2), None, "the key itself expired");
+        assert_eq!(auth.cached_key(&k3), Some(who.clone()));
+        // Verified longer ago than the TTL: the store is asked again.
+        if let Some(old) = Instant::now().checked_sub(KEY_CACHE_TTL + Duration::from_millis(1)) {
+            auth.verified().get_mut(&k1).unwrap().verified = old;
+            assert_eq!(auth.cached_key(&k1), None);
+        }
+        auth.forget_keys();
+        assert_eq!(auth.cached_key(&k3), None);
     }
 
     #[test]

@@ -115,6 +115,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     who.operator()?;
     state.store.delete_tenant(&p.tenant).await?;
+    state.auth.forget_keys();
     state.unload_tenant(&p.tenant);
     state
         .audit(&who, Some(&p.tenant), "tenant.delete", &p.tenant, "")
@@ -206,6 +207,7 @@ pub async fn revoke_key(
 ) -> Result<StatusCode, ApiError> {
     who.admin(&p.tenant)?;
     state.store.revoke_api_key(Some(&p.tenant), &p.key).await?;
+    state.auth.forget_keys();
     state
         .audit(&who, Some(&p.tenant), "key.revoke", &p.key, "")
         .await;

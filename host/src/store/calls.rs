@@ -154,36 +154,58 @@ impl Store {
     }
 
     /// A tenant's records, newest first.
+    ///
+    /// The statement names only the filters given (one of 32 shapes, each prepared once per
+    /// connection), so the planner walks the `(tenant_id, started_at, id)` index backwards and
+    /// stops at the page's end. A single statement with `$n IS NULL OR ...` for every filter
+    /// kept PostgreSQL's generic plan from using the index: it sorted all of a tenant's rows
+    /// for every page (2.3 ms against 0.05 ms for 10,000 rows, BENCHMARKS.md).
     pub async fn cdrs(&self, tenant: &str, f: &CdrFilter) -> Result<CdrPage, StoreError> {
-        let (after_ts, after_id) = match &f.cursor {
-            Some(c) => {
-                let (ts, id) = decode_cursor(c)
-                    .ok_or_else(|| StoreError::Invalid("cursor is not one this API gave".into()))?;
-                (Some(ts), Some(id))
-            }
-            None => (None, None),
+        let after = match &f.cursor {
+            Some(c) => Some(
+                decode_cursor(c)
+                    .ok_or_else(|| StoreError::Invalid("cursor is not one this API gave".into()))?,
+            ),
+            None => None,
         };
         let limit = f.limit.clamp(1, MAX_PAGE);
-        let sql = format!(
-            "SELECT {COLUMNS} FROM cdrs WHERE tenant_id = $1 \
-             AND ($2 IS NULL OR started_at >= $2) \
-             AND ($3 IS NULL OR started_at < $3) \
-             AND ($4 IS NULL OR from_number = $4 OR to_number = $4) \
-             AND ($5 IS NULL OR disposition = $5) \
-             AND ($6 IS NULL OR started_at < $6 OR (started_at = $6 AND id < $7)) \
-             ORDER BY started_at DESC, id DESC LIMIT $8"
-        );
-        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
-            .bind(f.since)
-            .bind(f.until)
-            .bind(&f.number)
-            .bind(f.disposition.map(Disposition::as_str))
-            .bind(after_ts)
-            .bind(after_id)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(self.pool())
-            .await?;
+        let mut q = Filter::new(format!("SELECT {COLUMNS} FROM cdrs WHERE tenant_id = $1"));
+        q.args.push(Arg::Text(tenant));
+        if let Some(since) = f.since {
+            let p = q.arg(Arg::Int(since));
+            q.sql.push_str(&format!(" AND started_at >= {p}"));
+        }
+        if let Some(until) = f.until {
+            let p = q.arg(Arg::Int(until));
+            q.sql.push_str(&format!(" AND started_at < {p}"));
+        }
+        if let Some(number) = &f.number {
+            let p = q.arg(Arg::Text(number));
+            q.sql
+                .push_str(&format!(" AND (from_number = {p} OR to_number = {p})"));
+        }
+        if let Some(d) = f.disposition {
+            let p = q.arg(Arg::Text(d.as_str()));
+            q.sql.push_str(&format!(" AND disposition = {p}"));
+        }
+        if let Some((ts, id)) = &after {
+            let (p_ts, p_id) = (q.arg(Arg::Int(*ts)), q.arg(Arg::Text(id)));
+            // A row comparison is an index bound on both databases.
+            q.sql
+                .push_str(&format!(" AND (started_at, id) < ({p_ts}, {p_id})"));
+        }
+        let p = q.arg(Arg::Int(i64::from(limit) + 1));
+        q.sql
+            .push_str(&format!(" ORDER BY started_at DESC, id DESC LIMIT {p}"));
+
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(q.sql));
+        for arg in q.args {
+            query = match arg {
+                Arg::Int(v) => query.bind(v),
+                Arg::Text(v) => query.bind(v),
+            };
+        }
+        let mut rows = query.fetch_all(self.pool()).await?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let items: Vec<Cdr> = rows.iter().map(cdr).collect::<Result<_, _>>()?;
@@ -191,6 +213,32 @@ impl Store {
             .then(|| items.last().map(|c| encode_cursor(c.started_at, &c.id)))
             .flatten();
         Ok(CdrPage { items, next })
+    }
+}
+
+/// A statement built from the filters present, and its arguments in `$n` order.
+struct Filter<'a> {
+    sql: String,
+    args: Vec<Arg<'a>>,
+}
+
+enum Arg<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+impl<'a> Filter<'a> {
+    fn new(sql: String) -> Self {
+        Self {
+            sql,
+            args: Vec::with_capacity(8),
+        }
+    }
+
+    /// Adds an argument and returns its placeholder.
+    fn arg(&mut self, arg: Arg<'a>) -> String {
+        self.args.push(arg);
+        format!("${}", self.args.len())
     }
 }
 

@@ -179,6 +179,18 @@ both! {
             .unwrap();
         assert_eq!(busy.items.len(), 8);
         assert!(busy.items.iter().all(|c| c.disposition == Disposition::Busy));
+        // A filter and the cursor together: the same records, page by page.
+        let mut paged = Vec::new();
+        let mut filter = CdrFilter { disposition: Some(Disposition::Busy), limit: 3, ..Default::default() };
+        loop {
+            let page = s.cdrs("t", &filter).await.unwrap();
+            paged.extend(page.items);
+            match page.next {
+                Some(n) => filter.cursor = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(paged, busy.items);
         let to = s
             .cdrs("t", &CdrFilter { number: Some("+15550200".into()), since: Some(1_005_000), until: Some(1_008_000), limit: 100, ..Default::default() })
             .await
