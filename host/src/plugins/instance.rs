@@ -425,9 +425,7 @@ impl PluginVersion {
             }
         };
         let instance =
-            match tokio::time::timeout(limits.deadline * 2, self.pre.instantiate_async(&mut store))
-                .await
-            {
+            match bounded(limits.deadline * 2, self.pre.instantiate_async(&mut store)).await {
                 Ok(Ok(i)) => i,
                 Ok(Err(e)) => {
                     let err = fail(e, &store);
@@ -461,6 +459,22 @@ impl PluginVersion {
             ivr,
             messaging,
         })
+    }
+}
+
+/// Runs `fut` to completion within `limit`. The timer is set only if `fut` has to wait (a `kv`
+/// read from the database, say): most plugin calls finish in their first poll, and setting and
+/// cancelling a timer takes the timer wheel's lock twice. The epoch deadline bounds guest code
+/// either way; this bounds the time spent waiting in host imports.
+async fn bounded<F: Future>(
+    limit: Duration,
+    fut: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready(out) => Ok(out),
+        std::task::Poll::Pending => tokio::time::timeout(limit, fut).await,
     }
 }
 
@@ -652,7 +666,7 @@ impl CallInstance {
         // The epoch deadline stops guest code; this timeout also bounds time spent waiting in
         // host imports (a `kv` call to a stalled database). Dropping the future abandons the
         // call, and the poisoned instance is never entered again.
-        let result = tokio::time::timeout(deadline * 2, call(&mut self.store)).await;
+        let result = bounded(deadline * 2, call(&mut self.store)).await;
         self.last_elapsed = started.elapsed();
         self.last_fuel = fuel_before
             .and_then(|before| Some((before, self.store.get_fuel().ok()?)))

@@ -203,3 +203,56 @@ async fn every_instance_starts_from_the_components_initial_memory() {
         }
     }
 }
+
+/// A `kv` backend that never answers (a stalled database).
+struct StalledKv;
+
+#[async_trait::async_trait]
+impl wasmswitch::plugins::KvStore for StalledKv {
+    async fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, wasmswitch::plugins::KvError> {
+        std::future::pending().await
+    }
+    async fn set(&self, _: &str, _: &str, _: &[u8]) -> Result<(), wasmswitch::plugins::KvError> {
+        std::future::pending().await
+    }
+    async fn delete(&self, _: &str, _: &str) -> Result<(), wasmswitch::plugins::KvError> {
+        std::future::pending().await
+    }
+    async fn list_keys(
+        &self,
+        _: &str,
+        _: &str,
+        _: u32,
+    ) -> Result<Vec<String>, wasmswitch::plugins::KvError> {
+        std::future::pending().await
+    }
+}
+
+/// The epoch deadline stops guest code, not a wait inside a host import: that is bounded by
+/// the call's timer (twice the deadline), so a stalled `kv` cannot hold a call forever.
+#[tokio::test]
+async fn a_call_stuck_in_a_host_import_times_out() {
+    let rt =
+        wasmswitch::plugins::Runtime::new(config(50, 64 << 20), std::sync::Arc::new(StalledKv))
+            .expect("runtime");
+    let plugin = super::load(&rt, "t", "router", 1, wasmswitch_plugin_artifacts::ROUTER);
+    let mut instance = plugin.instantiate(Default::default()).await.unwrap();
+    let started = Instant::now();
+    let err = instance.route(&call("+14155550100")).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(
+        err,
+        PluginError::Timeout {
+            deadline: Duration::from_millis(50)
+        }
+    );
+    assert!(
+        took >= Duration::from_millis(95),
+        "stopped too early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1_000),
+        "stopped too late: {took:?}"
+    );
+    assert!(instance.is_poisoned());
+}
