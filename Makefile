@@ -20,7 +20,8 @@ WASMSWITCH_BIN = $(shell $(CARGO) metadata --format-version 1 --no-deps | python
 # dependency features and recompile half the tree.)
 test: lint
 	$(CARGO) test --workspace --locked
-	bash tests/api-fuzz.sh "$(WASMSWITCH_BIN)" "sqlite://$(FUZZ_DB_DIR)/fuzz.db"
+	export FUZZ_PLUGIN="$$($(CARGO) run -q --locked -p wasmswitch-plugin-artifacts --example path -- router)"; \
+	bash tests/api-fuzz.sh "$(WASMSWITCH_BIN)" "sqlite://$(FUZZ_DB_DIR)/fuzz.db" && \
 	if [ -n "$(WASMSWITCH_TEST_POSTGRES_URL)" ]; then \
 		bash tests/api-fuzz.sh "$(WASMSWITCH_BIN)" "$(WASMSWITCH_TEST_POSTGRES_URL)"; \
 	fi
@@ -29,6 +30,7 @@ test: lint
 # The API's property-based pass alone, on SQLite.
 fuzz-api:
 	$(CARGO) test --workspace --locked --no-run
+	FUZZ_PLUGIN="$$($(CARGO) run -q --locked -p wasmswitch-plugin-artifacts --example path -- router)" \
 	bash tests/api-fuzz.sh "$(WASMSWITCH_BIN)" "sqlite://$(FUZZ_DB_DIR)/fuzz.db"
 	rm -rf $(FUZZ_DB_DIR)
 

@@ -6,7 +6,9 @@
 #   tests/api-fuzz.sh path/to/wasmswitch sqlite:///tmp/x.db
 #   tests/api-fuzz.sh path/to/wasmswitch postgres://postgres@127.0.0.1:5432/test
 #
-# Set FUZZ_EXAMPLES to change the examples per operation (default 40).
+# Set FUZZ_EXAMPLES to change the examples per operation (default 40), and FUZZ_PLUGIN to a
+# router component (`make test` passes the example router) to have it uploaded and active, so
+# the plugin operations and `simulate` run on a real plugin rather than answering 404.
 set -euo pipefail
 
 bin=$1
@@ -53,15 +55,28 @@ admin=$(curl -fsS -X POST "$base/v1/tenants/$tenant/keys" -H "Authorization: Bea
     -H 'content-type: application/json' -d '{"name": "fuzz"}' |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')
 
-# Path parameters point at the tenant, so the calls reach the handlers rather than stopping at
-# the tenant check; everything else is generated.
+# Path parameters point at the tenant (and its plugin), so the calls reach the handlers rather
+# than stopping at the tenant check or a 404; everything else is generated.
 cat >"$work/schemathesis.toml" <<TOML
 [parameters]
 "path.tenant" = "$tenant"
 TOML
+if [ -n "${FUZZ_PLUGIN:-}" ]; then
+    curl -fsS -X POST "$base/v1/tenants/$tenant/plugins/router?world=router&activate=true" \
+        -H "Authorization: Bearer $admin" -H 'content-type: application/wasm' \
+        --data-binary "@$FUZZ_PLUGIN" >/dev/null
+    curl -fsS -X PUT "$base/v1/tenants/$tenant/kv/routes" -H "Authorization: Bearer $admin" \
+        --data-binary $'+44 * uk-trunk\n+1 * us-trunk\n' >/dev/null
+    echo '"path.name" = "router"' >>"$work/schemathesis.toml"
+fi
 
+# The tenant admin, then the operator on everything but deleting the tenant (which would leave
+# the rest of the pass with nothing to work on), then the operator deleting it.
 status=0
-for key in "$admin" "$operator"; do
+for pass in "$admin" "$operator --exclude-operation-id delete_tenant" \
+    "$operator --include-operation-id delete_tenant"; do
+    read -r key filter <<<"$pass"
+    # shellcheck disable=SC2086 # $filter is two words on purpose
     (cd "$work" && "$st" run "$base/v1/openapi.json" \
         --checks not_a_server_error \
         --header "Authorization: Bearer $key" \
@@ -69,7 +84,7 @@ for key in "$admin" "$operator"; do
         --workers 2 \
         --phases examples,coverage,fuzzing \
         --suppress-health-check all \
-        --no-color) || status=$?
+        --no-color $filter) || status=$?
 done
 if [ "$status" -ne 0 ]; then
     echo "--- host log ---"

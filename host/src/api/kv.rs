@@ -41,7 +41,7 @@ fn kv_error(e: KvError) -> ApiError {
 }
 
 /// The tenant's keys, in byte order.
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/kv", tag = "kv",
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/kv", operation_id = "list_kv", tag = "kv",
     params(TenantPath, ListQuery),
     responses((status = 200, body = Vec<String>), (status = 422, body = super::Problem)),
     security(("bearer" = [])))]
@@ -67,7 +67,7 @@ pub async fn list(
 }
 
 /// One value, as stored (bytes; `application/octet-stream`).
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/kv/{key}", tag = "kv",
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/kv/{key}", operation_id = "get_kv", tag = "kv",
     params(KeyPath),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = super::Problem)),
     security(("bearer" = [])))]
@@ -88,7 +88,7 @@ pub async fn get(
 }
 
 /// Sets a value: the request body, as is (up to 64 KiB).
-#[utoipa::path(put, path = "/v1/tenants/{tenant}/kv/{key}", tag = "kv",
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/kv/{key}", operation_id = "put_kv", tag = "kv",
     params(KeyPath),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The value (any bytes; text is common)"),
     responses((status = 204), (status = 404, body = super::Problem), (status = 422, body = super::Problem)),
@@ -120,7 +120,7 @@ pub async fn put(
 }
 
 /// Deletes a key (deleting a missing key is not an error).
-#[utoipa::path(delete, path = "/v1/tenants/{tenant}/kv/{key}", tag = "kv",
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/kv/{key}", operation_id = "delete_kv", tag = "kv",
     params(KeyPath),
     responses((status = 204), (status = 422, body = super::Problem)),
     security(("bearer" = [])))]

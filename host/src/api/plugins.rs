@@ -94,7 +94,7 @@ async fn component_bytes(req: Request, state: &AppState) -> Result<Bytes, ApiErr
 
 /// Uploads a new version of a plugin. The next version number is assigned; the component is
 /// validated first and nothing is stored if it is refused.
-#[utoipa::path(post, path = "/v1/tenants/{tenant}/plugins/{name}", tag = "plugins",
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/plugins/{name}", operation_id = "upload_plugin", tag = "plugins",
     params(PluginPath, UploadQuery),
     request_body(content = WasmBody, content_type = "application/octet-stream", description = "The component (application/wasm and a multipart form with a `file` field are accepted too)"),
     responses(
@@ -142,7 +142,7 @@ pub async fn upload(
 }
 
 /// Every version of every plugin of the tenant.
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/plugins", tag = "plugins",
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/plugins", operation_id = "list_plugins", tag = "plugins",
     params(super::tenants::TenantPath),
     responses((status = 200, body = Vec<PluginRecord>)),
     security(("bearer" = [])))]
@@ -156,7 +156,7 @@ pub async fn list(
 }
 
 /// Every version of one plugin, oldest first.
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/plugins/{name}", tag = "plugins",
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/plugins/{name}", operation_id = "list_plugin_versions", tag = "plugins",
     params(PluginPath),
     responses((status = 200, body = Vec<PluginRecord>), (status = 404, body = super::Problem)),
     security(("bearer" = [])))]
@@ -172,7 +172,7 @@ pub async fn versions(
 }
 
 /// One version's metadata.
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/plugins/{name}/versions/{version}", tag = "plugins",
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/plugins/{name}/versions/{version}", operation_id = "get_plugin_version", tag = "plugins",
     params(VersionPath),
     responses((status = 200, body = PluginRecord), (status = 404, body = super::Problem)),
     security(("bearer" = [])))]
@@ -187,7 +187,7 @@ pub async fn version(
 }
 
 /// Deletes a version that is not active.
-#[utoipa::path(delete, path = "/v1/tenants/{tenant}/plugins/{name}/versions/{version}", tag = "plugins",
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/plugins/{name}/versions/{version}", operation_id = "delete_plugin_version", tag = "plugins",
     params(VersionPath),
     responses((status = 204), (status = 404, body = super::Problem), (status = 422, description = "the version is active", body = super::Problem)),
     security(("bearer" = [])))]
@@ -213,7 +213,7 @@ pub async fn delete(
 }
 
 /// Makes a version the active one: new calls use it at once.
-#[utoipa::path(post, path = "/v1/tenants/{tenant}/plugins/{name}/versions/{version}/activate", tag = "plugins",
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/plugins/{name}/versions/{version}/activate", operation_id = "activate_plugin_version", tag = "plugins",
     params(VersionPath),
     responses((status = 200, body = Activation), (status = 404, body = super::Problem)),
     security(("bearer" = [])))]
@@ -231,7 +231,7 @@ pub async fn activate(
 }
 
 /// Goes back to the version that was active before the current one.
-#[utoipa::path(post, path = "/v1/tenants/{tenant}/plugins/{name}/rollback", tag = "plugins",
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/plugins/{name}/rollback", operation_id = "rollback_plugin", tag = "plugins",
     params(PluginPath),
     responses((status = 200, body = Activation), (status = 404, body = super::Problem), (status = 422, description = "nothing to roll back to", body = super::Problem)),
     security(("bearer" = [])))]

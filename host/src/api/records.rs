@@ -28,7 +28,7 @@ pub struct CdrQuery {
 }
 
 /// The tenant's call records, newest first, filtered and paginated with a cursor.
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/cdrs", tag = "records",
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/cdrs", operation_id = "list_cdrs", tag = "records",
     params(TenantPath, CdrQuery),
     responses((status = 200, body = CdrPage), (status = 400, body = super::Problem), (status = 422, body = super::Problem)),
     security(("bearer" = [])))]
@@ -62,7 +62,7 @@ pub struct AuditQuery {
 }
 
 /// The tenant's latest audit entries, newest first.
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/audit", tag = "records",
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/audit", operation_id = "list_audit", tag = "records",
     params(TenantPath, AuditQuery),
     responses((status = 200, body = Vec<AuditEntry>)),
     security(("bearer" = [])))]

@@ -19,7 +19,7 @@ use super::auth::Principal;
 use super::extract::{Json, Path};
 use super::tenants::TenantPath;
 use super::{ApiError, AppState, Reply};
-use crate::plugins::model::{CallInfo, IvrEvent, Message};
+use crate::plugins::model::{CallInfo, IvrAction, IvrEvent, Message, RouteDecision, SmsDecision};
 use crate::plugins::{
     CallInstance, Capability, InstanceOptions, KvStore, LogLine, OverlayKv, PluginError, PluginId,
     PluginVersion,
@@ -41,16 +41,13 @@ pub struct SimulateRequest {
     /// A new call to route (WIT `call-info`, kebab-case fields), e.g.
     /// `{"from": "+442071234567", "to": "+14155550100"}`.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     pub call: Option<CallInfo>,
     /// IVR events to feed in order to one instance, e.g.
     /// `[{"started": {"call": {...}}}, {"dtmf": "1"}, "timeout"]`.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<Object>>)]
     pub ivr: Option<Vec<IvrEvent>>,
     /// An SMS to police (WIT `message`).
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     pub message: Option<Message>,
     /// Extra `kv` entries (UTF-8 values) the plugin sees in this simulation only.
     #[serde(default)]
@@ -63,14 +60,43 @@ pub struct SimStep {
     /// `route`, `on-event` or `on-message`.
     pub function: &'static str,
     /// What the switch would act on: the plugin's answer, or the tenant's fallback if it
-    /// failed.
-    #[schema(value_type = Object)]
-    pub output: serde_json::Value,
+    /// failed; null if the plugin could not be instantiated.
+    pub output: Option<SimOutput>,
     /// Fuel (about one per WebAssembly instruction) the call used.
     pub fuel: Option<u64>,
     pub elapsed_us: u64,
     /// Why the plugin failed, if it did (then `output` is the fallback).
     pub error: Option<SimError>,
+}
+
+/// A plugin's answer, by the function called.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SimOutput {
+    /// `route`: what to do with the call (WIT `route-decision`).
+    Route(RouteDecision),
+    /// `on-event`: the IVR's actions, in order (WIT `list<ivr-action>`).
+    Ivr(Vec<IvrAction>),
+    /// `on-message`: what to do with the SMS (WIT `sms-decision`).
+    Message(SmsDecision),
+}
+
+impl From<RouteDecision> for SimOutput {
+    fn from(d: RouteDecision) -> Self {
+        SimOutput::Route(d)
+    }
+}
+
+impl From<Vec<IvrAction>> for SimOutput {
+    fn from(a: Vec<IvrAction>) -> Self {
+        SimOutput::Ivr(a)
+    }
+}
+
+impl From<SmsDecision> for SimOutput {
+    fn from(d: SmsDecision) -> Self {
+        SimOutput::Message(d)
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -102,10 +128,6 @@ fn sim_error(e: &PluginError) -> SimError {
         kind: e.kind(),
         message: e.to_string(),
     }
-}
-
-fn json<T: Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
 /// Runs a plugin on a described call, IVR session or message.
@@ -183,7 +205,7 @@ pub async fn simulate(
     match plugin.instantiate(options).await {
         Err(e) => steps.push(SimStep {
             function: "instantiate",
-            output: serde_json::Value::Null,
+            output: None,
             fuel: None,
             elapsed_us: started.elapsed().as_micros() as u64,
             error: Some(sim_error(&e)),
@@ -231,16 +253,17 @@ pub async fn simulate(
     }))
 }
 
-fn step<T: Serialize>(
+fn step<T: Into<SimOutput> + Clone>(
     function: &'static str,
     i: &CallInstance,
     result: Result<T, PluginError>,
-    fallback: &impl Serialize,
+    fallback: &T,
 ) -> SimStep {
-    let (output, error) = match &result {
-        Ok(v) => (json(v), None),
-        Err(e) => (json(fallback), Some(sim_error(e))),
+    let (output, error) = match result {
+        Ok(v) => (v.into(), None),
+        Err(e) => (fallback.clone().into(), Some(sim_error(&e))),
     };
+    let output = Some(output);
     SimStep {
         function,
         output,

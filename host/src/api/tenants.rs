@@ -43,7 +43,7 @@ pub struct KeyPath {
 }
 
 /// Creates a tenant (operators only).
-#[utoipa::path(post, path = "/v1/tenants", tag = "tenants",
+#[utoipa::path(post, path = "/v1/tenants", operation_id = "create_tenant", tag = "tenants",
     request_body = NewTenant,
     responses((status = 201, body = Tenant), (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
     security(("bearer" = [])))]
@@ -61,7 +61,7 @@ pub async fn create(
 }
 
 /// Lists tenants: every tenant for operators, the caller's own for tenant credentials.
-#[utoipa::path(get, path = "/v1/tenants", tag = "tenants",
+#[utoipa::path(get, path = "/v1/tenants", operation_id = "list_tenants", tag = "tenants",
     responses((status = 200, body = Vec<Tenant>)),
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, who: Principal) -> Reply<Vec<Tenant>> {
@@ -73,7 +73,7 @@ pub async fn list(State(state): State<AppState>, who: Principal) -> Reply<Vec<Te
 }
 
 /// One tenant.
-#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants", params(TenantPath),
+#[utoipa::path(get, path = "/v1/tenants/{tenant}", operation_id = "get_tenant", tag = "tenants", params(TenantPath),
     responses((status = 200, body = Tenant), (status = 404, body = super::Problem)),
     security(("bearer" = [])))]
 pub async fn get(
@@ -86,7 +86,7 @@ pub async fn get(
 }
 
 /// Renames a tenant.
-#[utoipa::path(patch, path = "/v1/tenants/{tenant}", tag = "tenants", params(TenantPath),
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}", operation_id = "update_tenant", tag = "tenants", params(TenantPath),
     request_body = TenantUpdate,
     responses((status = 200, body = Tenant), (status = 404, body = super::Problem)),
     security(("bearer" = [])))]
@@ -105,7 +105,7 @@ pub async fn update(
 }
 
 /// Deletes a tenant and everything it owns (operators only).
-#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "tenants", params(TenantPath),
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}", operation_id = "delete_tenant", tag = "tenants", params(TenantPath),
     responses((status = 204), (status = 404, body = super::Problem)),
     security(("bearer" = [])))]
 pub async fn delete(

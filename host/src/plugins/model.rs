@@ -13,14 +13,14 @@ use serde::{Deserialize, Serialize};
 pub type Variables = BTreeMap<String, String>;
 
 /// One SIP header.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Header {
     pub name: String,
     pub value: String,
 }
 
 /// What the switch knows about a call (WIT `call-info`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 pub struct CallInfo {
     pub call_id: String,
@@ -36,7 +36,7 @@ pub struct CallInfo {
 }
 
 /// A final SIP status (WIT `sip-status`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SipStatus {
     pub code: u16,
@@ -54,7 +54,7 @@ impl SipStatus {
 }
 
 /// WIT `ring-strategy`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RingStrategy {
     #[default]
@@ -63,7 +63,7 @@ pub enum RingStrategy {
 }
 
 /// WIT `forward`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Forward {
     pub targets: Vec<String>,
@@ -82,24 +82,26 @@ fn default_ring_timeout() -> u32 {
 }
 
 /// WIT `ai-agent`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AiAgent {
     pub url: String,
     #[serde(default)]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     pub parameters: Variables,
 }
 
 /// WIT `ivr-start`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct IvrStart {
     pub plugin: String,
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     pub variables: Variables,
 }
 
 /// What a router decides for a new call (WIT `route-decision`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RouteDecision {
     Forward(Forward),
@@ -109,7 +111,7 @@ pub enum RouteDecision {
 }
 
 /// WIT `dtmf-press`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DtmfPress {
     pub digit: char,
@@ -122,7 +124,7 @@ fn yes() -> bool {
 }
 
 /// WIT `hangup-info`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 pub struct HangupInfo {
     pub by_caller: bool,
@@ -130,7 +132,7 @@ pub struct HangupInfo {
 }
 
 /// Something that happened on a bridged call (WIT `call-event`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CallEvent {
     Answered(String),
@@ -139,7 +141,7 @@ pub enum CallEvent {
 }
 
 /// WIT `transfer`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Transfer {
     pub target: String,
@@ -148,7 +150,7 @@ pub struct Transfer {
 }
 
 /// What a router may do during a bridged call (WIT `call-action`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CallAction {
     Transfer(Transfer),
@@ -159,7 +161,7 @@ pub enum CallAction {
 }
 
 /// WIT `audio`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Audio {
     Prompt(String),
@@ -169,7 +171,7 @@ pub enum Audio {
 }
 
 /// WIT `play`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Play {
     pub audio: Audio,
@@ -184,7 +186,7 @@ fn one() -> u32 {
 }
 
 /// WIT `gather`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Gather {
     #[serde(default)]
@@ -197,7 +199,7 @@ pub struct Gather {
 }
 
 /// WIT `dial`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Dial {
     pub target: Forward,
@@ -206,7 +208,7 @@ pub struct Dial {
 }
 
 /// WIT `conference`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Conference {
     pub room: String,
@@ -217,7 +219,7 @@ pub struct Conference {
 }
 
 /// WIT `recording`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Recording {
     pub name: String,
@@ -229,7 +231,7 @@ pub struct Recording {
 }
 
 /// An action an IVR asks for (WIT `ivr-action`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum IvrAction {
     Play(Play),
@@ -247,7 +249,7 @@ pub enum IvrAction {
 }
 
 /// WIT `digits`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Digits {
     pub digits: String,
@@ -255,7 +257,7 @@ pub struct Digits {
 }
 
 /// WIT `dial-outcome`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DialOutcome {
     Completed,
@@ -265,7 +267,7 @@ pub enum DialOutcome {
 }
 
 /// WIT `recording-result`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RecordingResult {
     pub name: String,
@@ -273,15 +275,16 @@ pub struct RecordingResult {
 }
 
 /// WIT `ivr-started`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct IvrStarted {
     pub call: CallInfo,
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     pub variables: Variables,
 }
 
 /// Something that happened in an IVR call (WIT `ivr-event`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum IvrEvent {
     Started(IvrStarted),
@@ -295,7 +298,7 @@ pub enum IvrEvent {
 }
 
 /// One SMS (WIT `message`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 pub struct Message {
     pub id: String,
@@ -307,7 +310,7 @@ pub struct Message {
 }
 
 /// WIT `rewrite`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Rewrite {
     pub from: Option<String>,
@@ -316,7 +319,7 @@ pub struct Rewrite {
 }
 
 /// What the messaging plugin decides (WIT `sms-decision`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SmsDecision {
     Deliver,

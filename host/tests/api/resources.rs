@@ -172,6 +172,22 @@ both! {
             assert_eq!(s, StatusCode::OK);
             assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
             assert!(doc["paths"]["/v1/tenants/{tenant}/simulate"]["post"].is_object());
+            // Simulate's inputs and outputs are typed from the plugin model, not free-form.
+            let schemas = &doc["components"]["schemas"];
+            for name in ["CallInfo", "IvrEvent", "Message", "RouteDecision", "IvrAction", "SmsDecision", "SimOutput"] {
+                assert!(schemas[name].is_object(), "no schema for {name}");
+            }
+            // Client generators need every operation id to be unique.
+            let mut ids = std::collections::BTreeSet::new();
+            for (path, ops) in doc["paths"].as_object().unwrap() {
+                for (method, op) in ops.as_object().unwrap() {
+                    let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+                    assert!(ids.insert(id.to_string()), "operationId {id} is used twice ({method} {path})");
+                }
+            }
+            let request = &schemas["SimulateRequest"]["properties"];
+            assert_eq!(request["call"]["oneOf"][0]["$ref"], "#/components/schemas/CallInfo");
+            assert_eq!(request["ivr"]["items"]["$ref"], "#/components/schemas/IvrEvent");
             assert_problem(&app.call(Method::GET, "/v1/nothing-here", None, None).await, 404, "not-found");
             app
         })
