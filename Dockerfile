@@ -42,5 +42,7 @@ ENV WASMSWITCH_API_LISTEN=0.0.0.0:8080 \
     WASMSWITCH_PLUGINS_CACHE_DIR=/var/lib/wasmswitch/cache
 VOLUME /var/lib/wasmswitch
 EXPOSE 8080
+HEALTHCHECK --interval=5s --timeout=3s --start-period=5s \
+    CMD ["wasmswitch", "health", "http://127.0.0.1:8080/readyz"]
 ENTRYPOINT ["wasmswitch"]
 CMD ["serve"]

@@ -59,6 +59,12 @@ wait_ready "$base"
 op=$(docker logs "$name" 2>&1 | grep -o 'wsk_[A-Za-z0-9_]*' | head -1)
 [ -n "$op" ] || fail "the first start printed no operator key"
 [ "$(docker exec "$name" id -u)" != 0 ] || fail "the host runs as root"
+# The image's HEALTHCHECK (`wasmswitch health`) reports the switch healthy.
+for _ in $(seq 1 60); do
+    [ "$(docker inspect -f '{{.State.Health.Status}}' "$name")" = healthy ] && break
+    sleep 0.5
+done
+[ "$(docker inspect -f '{{.State.Health.Status}}' "$name")" = healthy ] || fail "never healthy"
 
 curl -fsS -X POST "$base/v1/tenants" -H "Authorization: Bearer $op" \
     -H 'content-type: application/json' -d '{"id": "acme", "name": "Acme"}' >/dev/null

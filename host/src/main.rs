@@ -48,6 +48,16 @@ enum Command {
     },
     /// Print the example configuration, every setting at its default and documented.
     Config,
+    /// Check that a switch is ready (its `/readyz` answers 200): exit 0 if so, 1 if not. For
+    /// container health checks, where there is no curl.
+    Health {
+        /// The readiness URL.
+        #[arg(default_value = "http://127.0.0.1:8080/readyz")]
+        url: String,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -147,6 +157,35 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `wasmswitch health`: one GET, ready only on a 2xx answer.
+fn health(url: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let answer = tokio.block_on(async {
+        reqwest::Client::builder()
+            .timeout(timeout)
+            .build()?
+            .get(url)
+            .send()
+            .await
+    });
+    match answer {
+        Ok(r) if r.status().is_success() => {
+            println!("ready: {url} answered {}", r.status());
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(r) => {
+            println!("not ready: {url} answered {}", r.status());
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            println!("not ready: {url}: {e}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }
@@ -317,6 +356,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", Config::example());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Health { url, timeout_ms } => health(&url, Duration::from_millis(timeout_ms)),
         Command::Plugin(PluginCommand::Test {
             plugin,
             scenarios,

@@ -267,3 +267,26 @@ fn migrate_creates_the_schema_and_bad_config_is_explained() {
         "{err}"
     );
 }
+
+/// `wasmswitch health` (the container's health check): 0 when `/readyz` answers 200, 1 when
+/// nothing listens.
+#[test]
+fn health_reports_whether_the_switch_is_ready() {
+    let data = tempfile::tempdir().unwrap();
+    let server = serve(data.path(), None);
+    let health = |url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_wasmswitch"))
+            .args(["health", url, "--timeout-ms", "2000"])
+            .output()
+            .unwrap()
+    };
+    let ready = health(&format!("{}/readyz", server.url));
+    assert!(ready.status.success(), "{ready:?}");
+    assert!(String::from_utf8_lossy(&ready.stdout).starts_with("ready:"));
+
+    let url = format!("{}/readyz", server.url);
+    drop(server);
+    let down = health(&url);
+    assert_eq!(down.status.code(), Some(1), "{down:?}");
+    assert!(String::from_utf8_lossy(&down.stdout).starts_with("not ready:"));
+}
