@@ -242,12 +242,12 @@ impl Auth {
         })
     }
 
-    fn operator_key(&self, text: &str) -> Option<Principal> {
-        let hash: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+    /// The configured operator key whose sha256 is `hash`, if any.
+    fn operator_key(&self, hash: &[u8; 32]) -> Option<Principal> {
         let mut found = None;
         // Compare against every key, each in constant time.
         for (i, k) in self.operator_keys.iter().enumerate() {
-            if constant_time_eq(k, &hash) {
+            if constant_time_eq(k, hash) {
                 found = Some(i);
             }
         }
@@ -306,11 +306,12 @@ impl FromRequestParts<AppState> for Principal {
 }
 
 async fn authenticate(text: &str, state: &AppState) -> Result<Principal, ApiError> {
-    if let Some(p) = state.auth.operator_key(text) {
+    // One hash of the credential serves the operator keys and the verified-key cache.
+    let hash: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+    if let Some(p) = state.auth.operator_key(&hash) {
         return Ok(p);
     }
     if text.starts_with("wsk_") {
-        let hash: [u8; 32] = Sha256::digest(text.as_bytes()).into();
         if let Some(p) = state.auth.cached_key(&hash) {
             return Ok(p);
         }

@@ -260,10 +260,9 @@ fn step<T: Into<SimOutput> + Clone>(
     fallback: &T,
 ) -> SimStep {
     let (output, error) = match result {
-        Ok(v) => (v.into(), None),
-        Err(e) => (fallback.clone().into(), Some(sim_error(&e))),
+        Ok(v) => (Some(v.into()), None),
+        Err(e) => (Some(fallback.clone().into()), Some(sim_error(&e))),
     };
-    let output = Some(output);
     SimStep {
         function,
         output,

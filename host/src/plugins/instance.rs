@@ -656,8 +656,7 @@ impl CallInstance {
             config.fuel_metering,
         );
         // Read only when metered: without fuel, `get_fuel` builds an error (a few µs).
-        let metered = config.fuel_metering;
-        let fuel_before = if metered {
+        let fuel_before = if config.fuel_metering {
             self.store.get_fuel().ok()
         } else {
             None
