@@ -17,63 +17,28 @@
 //! - `load/{compile,cached}/rust-router`: compiling a component vs loading it from the cache; the
 //!   Python and JavaScript components are timed once each (a cold compile takes seconds).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use wasmswitch::plugins::model::{CallInfo, IvrEvent, IvrStarted};
-use wasmswitch::plugins::{
-    KvStore, LoadSource, MemoryKv, PluginId, PluginVersion, Runtime, RuntimeConfig,
-};
+use wasmswitch::plugins::model::{IvrEvent, IvrStarted};
+use wasmswitch::plugins::{LoadSource, PluginId, Runtime, RuntimeConfig};
 use wasmswitch_plugin_artifacts as artifacts;
 
-fn tokio() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio")
-}
+mod setup;
+
+use setup::{call, load, tokio};
 
 fn runtime(cache: Option<std::path::PathBuf>) -> Runtime {
     runtime_with(cache, 0)
 }
 
 fn runtime_with(cache: Option<std::path::PathBuf>, warm_instances: usize) -> Runtime {
-    let kv = Arc::new(MemoryKv::new());
-    tokio()
-        .block_on(kv.set("bench", "routes", b"+44 * uk-trunk\n+1 * us-trunk\n"))
-        .expect("kv");
-    Runtime::new(
-        RuntimeConfig {
-            max_instances: 1000,
-            cache_dir: cache,
-            warm_instances,
-            ..RuntimeConfig::default()
-        },
-        kv,
-    )
-    .expect("runtime")
-}
-
-fn load(rt: &Runtime, path: &str) -> Arc<PluginVersion> {
-    let bytes = std::fs::read(path).expect("artifact");
-    let id = PluginId {
-        tenant: "bench".into(),
-        name: "p".into(),
-        version: 1,
-    };
-    rt.load_blocking(id, &bytes, &[]).expect("load")
-}
-
-fn call() -> CallInfo {
-    CallInfo {
-        call_id: "bench-call".into(),
-        tenant: "bench".into(),
-        from: "+442071234567".into(),
-        to: "+14155550100".into(),
-        source_address: "127.0.0.1:5060".into(),
-        ..Default::default()
-    }
+    setup::runtime(RuntimeConfig {
+        max_instances: 1000,
+        cache_dir: cache,
+        warm_instances,
+        ..RuntimeConfig::default()
+    })
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

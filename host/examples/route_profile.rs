@@ -13,12 +13,13 @@
 //! It prints the median time per call; the first 1,000 calls warm the pool's slots and are not
 //! timed. Same settings as `benches/plugins.rs` (production runtime, pool of instances off).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmswitch::plugins::model::CallInfo;
-use wasmswitch::plugins::{KvStore, MemoryKv, PluginId, Runtime, RuntimeConfig};
+use wasmswitch::plugins::RuntimeConfig;
 use wasmswitch_plugin_artifacts as artifacts;
+
+#[path = "../benches/setup/mod.rs"]
+mod setup;
 
 fn main() {
     let calls: usize = std::env::args()
@@ -29,39 +30,14 @@ fn main() {
         .nth(2)
         .and_then(|n| n.parse().ok())
         .unwrap_or(1000);
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio");
-    let kv = Arc::new(MemoryKv::new());
-    tokio
-        .block_on(kv.set("bench", "routes", b"+44 * uk-trunk\n+1 * us-trunk\n"))
-        .expect("kv");
-    let rt = Runtime::new(
-        RuntimeConfig {
-            max_instances,
-            ..RuntimeConfig::default()
-        },
-        kv,
-    )
-    .expect("runtime");
-    let bytes = std::fs::read(artifacts::ROUTER).expect("router artifact");
-    let id = PluginId {
-        tenant: "bench".into(),
-        name: "router".into(),
-        version: 1,
-    };
-    let router = rt.load_blocking(id, &bytes, &[]).expect("load");
-    let call = CallInfo {
-        call_id: "bench-call".into(),
-        tenant: "bench".into(),
-        from: "+442071234567".into(),
-        to: "+14155550100".into(),
-        source_address: "127.0.0.1:5060".into(),
-        ..Default::default()
-    };
+    let rt = setup::runtime(RuntimeConfig {
+        max_instances,
+        ..RuntimeConfig::default()
+    });
+    let router = setup::load(&rt, artifacts::ROUTER);
+    let call = setup::call();
     let mut samples = Vec::with_capacity(calls);
-    tokio.block_on(async {
+    setup::tokio().block_on(async {
         for n in 0..calls + 1000 {
             let t = Instant::now();
             let mut i = router

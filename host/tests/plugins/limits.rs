@@ -27,6 +27,30 @@ fn config(deadline_ms: u64, max_memory: usize) -> RuntimeConfig {
     }
 }
 
+/// `err` is the timeout of a `deadline_ms` deadline, and the call was stopped after `took`
+/// within `window_ms` (at least its start, less than its end).
+fn assert_timed_out(
+    err: PluginError,
+    took: Duration,
+    deadline_ms: u64,
+    window_ms: std::ops::Range<u64>,
+) {
+    assert_eq!(
+        err,
+        PluginError::Timeout {
+            deadline: Duration::from_millis(deadline_ms)
+        }
+    );
+    assert!(
+        took >= Duration::from_millis(window_ms.start),
+        "stopped too early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(window_ms.end),
+        "stopped too late: {took:?}"
+    );
+}
+
 #[tokio::test]
 async fn an_endless_loop_is_stopped_at_its_deadline() {
     let rt = super::runtime(config(50, 64 << 20));
@@ -34,21 +58,7 @@ async fn an_endless_loop_is_stopped_at_its_deadline() {
     let mut instance = plugin.instantiate(Default::default()).await.unwrap();
     let started = Instant::now();
     let err = instance.route(&call("loop")).await.unwrap_err();
-    let took = started.elapsed();
-    assert_eq!(
-        err,
-        PluginError::Timeout {
-            deadline: Duration::from_millis(50)
-        }
-    );
-    assert!(
-        took >= Duration::from_millis(45),
-        "stopped too early: {took:?}"
-    );
-    assert!(
-        took < Duration::from_millis(500),
-        "stopped too late: {took:?}"
-    );
+    assert_timed_out(err, started.elapsed(), 50, 45..500);
     // The instance cannot be entered again.
     assert!(instance.is_poisoned());
     assert_eq!(
@@ -239,20 +249,6 @@ async fn a_call_stuck_in_a_host_import_times_out() {
     let mut instance = plugin.instantiate(Default::default()).await.unwrap();
     let started = Instant::now();
     let err = instance.route(&call("+14155550100")).await.unwrap_err();
-    let took = started.elapsed();
-    assert_eq!(
-        err,
-        PluginError::Timeout {
-            deadline: Duration::from_millis(50)
-        }
-    );
-    assert!(
-        took >= Duration::from_millis(95),
-        "stopped too early: {took:?}"
-    );
-    assert!(
-        took < Duration::from_millis(1_000),
-        "stopped too late: {took:?}"
-    );
+    assert_timed_out(err, started.elapsed(), 50, 95..1_000);
     assert!(instance.is_poisoned());
 }
