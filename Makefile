@@ -18,7 +18,7 @@ WASMSWITCH_BIN = $(shell $(CARGO) metadata --format-version 1 --no-deps | python
 # and PostgreSQL, then the API's property-based pass (schemathesis) on both.
 # (The fuzz pass uses the binary `cargo test` built: building it alone would pick other
 # dependency features and recompile half the tree.)
-test: lint
+test: setup lint
 	$(CARGO) test --workspace --locked
 	export FUZZ_PLUGIN="$$($(CARGO) run -q --locked -p wasmswitch-plugin-artifacts --example path -- router)"; \
 	bash tests/api-fuzz.sh "$(WASMSWITCH_BIN)" "sqlite://$(FUZZ_DB_DIR)/fuzz.db" && \
@@ -48,7 +48,7 @@ bench:
 # Runs the switch with the embedded SQLite database in ./wasmswitch-data (created on first
 # start, which prints an operator API key) and, on first start, a tenant "demo" with every
 # example plugin active (its admin key is printed too). API on http://127.0.0.1:8080.
-run:
+run: setup
 	$(CARGO) run -q --release -p wasmswitch-plugin-artifacts --locked --example path -- --copy-to wasmswitch-data/demo-plugins
 	$(CARGO) run --release -p wasmswitch --locked -- serve --seed-demo wasmswitch-data/demo-plugins
 

@@ -3,6 +3,7 @@
 mod client;
 mod scaffold;
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -150,6 +151,7 @@ fn main() -> ExitCode {
                     .unwrap_or_else(|_| "warn".into()),
             )
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
             .init();
     }
     match run(cli) {
@@ -198,7 +200,11 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<(Config, LogHandle)> {
     let (filter, handle) =
         tracing_subscriber::reload::Layer::new(EnvFilter::try_new(&config.log.level)?);
     let registry = tracing_subscriber::registry().with(filter);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: a file or `docker logs` would keep the escape
+    // codes as text.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match config.log.format {
         LogFormat::Json => registry.with(fmt.json()).init(),
         LogFormat::Text => registry.with(fmt).init(),

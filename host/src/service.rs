@@ -10,10 +10,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{self, AppState, Auth, Principal, SimCache};
+use crate::api::{self, AppState, Auth, Principal, Simulator};
 use crate::config::Config;
 use crate::plugins::KvStore;
-use crate::plugins::{Limits, PluginId, Registry, Runtime, RuntimeConfig, RuntimeError};
+use crate::plugins::{Limits, Reconciled, Registry, Runtime, RuntimeConfig, RuntimeError, Wanted};
 use crate::store::{Role, SqlKv, Store, StoreError};
 
 /// Why the service could not start.
@@ -97,36 +97,38 @@ impl Service {
             ..RuntimeConfig::default()
         };
         let runtime = Runtime::new(runtime_config.clone(), kv.clone())?;
+        let sim_limits = config.simulator_limits();
         let sim_runtime = Runtime::new(
             RuntimeConfig {
                 fuel_metering: true,
                 metrics: false,
                 warm_instances: 0,
-                max_instances: 64,
+                max_instances: u32::try_from(sim_limits.concurrency).unwrap_or(u32::MAX),
                 ..runtime_config
             },
             kv,
         )?;
+        let simulator = Simulator::new(sim_runtime, sim_limits).map_err(|e| {
+            ServiceError::Config(format!("cannot start the simulation threads: {e}"))
+        })?;
         let registry = Arc::new(Registry::new());
         let state = AppState {
             store: store.clone(),
             runtime,
-            sim_runtime,
+            simulator: Arc::new(simulator),
             registry,
             auth: Arc::new(
                 Auth::new(
                     &config.api.operator_keys,
                     &config.api.jwt_secret,
                     Duration::from_secs(config.api.jwt_max_ttl_secs),
-                    config.api.rate_limit_per_second,
-                    config.api.rate_limit_burst,
+                    config.rate_limits(),
                 )
                 .map_err(|e| ServiceError::Config(format!("api.jwt_secret: {e}")))?,
             ),
             config: Arc::new(config.api.clone()),
             sip_domain: config.sip.domain.as_str().into(),
             metrics: crate::metrics::install(),
-            sim_cache: Arc::new(SimCache::default()),
         };
         let mut broken = HashSet::new();
         sync_active(&state, &mut broken).await;
@@ -206,15 +208,14 @@ impl Service {
         let mut current = self.config.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Reloaded::default();
         let (old_api, new_api) = (&current.api, &new.api);
-        if (old_api.rate_limit_per_second, old_api.rate_limit_burst)
-            != (new_api.rate_limit_per_second, new_api.rate_limit_burst)
-        {
-            self.state
-                .auth
-                .set_rate_limit(new_api.rate_limit_per_second, new_api.rate_limit_burst);
+        if current.rate_limits() != new.rate_limits() {
+            self.state.auth.set_rate_limits(new.rate_limits());
             out.applied.push(format!(
-                "api.rate_limit_per_second = {}, api.rate_limit_burst = {}",
-                new_api.rate_limit_per_second, new_api.rate_limit_burst
+                "api.rate_limit_per_second = {}, api.rate_limit_burst = {}, api.auth_failures_per_minute = {}, api.auth_failure_burst = {}",
+                new_api.rate_limit_per_second,
+                new_api.rate_limit_burst,
+                new_api.auth_failures_per_minute,
+                new_api.auth_failure_burst
             ));
         }
         let (old_p, new_p) = (&current.plugins, &new.plugins);
@@ -227,7 +228,7 @@ impl Service {
                 .state
                 .runtime
                 .set_limits(limits)
-                .and_then(|()| self.state.sim_runtime.set_limits(limits))
+                .and_then(|()| self.state.simulator.runtime().set_limits(limits))
             {
                 Ok(()) => out.applied.push(format!(
                     "plugins.deadline_ms = {}, plugins.max_memory_mib = {}",
@@ -258,6 +259,24 @@ impl Service {
                 "api.max_upload_bytes",
                 old_api.max_upload_bytes != new_api.max_upload_bytes,
             ),
+            (
+                "api.read_timeout_secs",
+                old_api.read_timeout_secs != new_api.read_timeout_secs,
+            ),
+            (
+                "api.simulate_*",
+                (
+                    old_api.simulate_threads,
+                    old_api.simulate_concurrency,
+                    old_api.simulate_per_tenant,
+                    old_api.simulate_queue_ms,
+                ) != (
+                    new_api.simulate_threads,
+                    new_api.simulate_concurrency,
+                    new_api.simulate_per_tenant,
+                    new_api.simulate_queue_ms,
+                ),
+            ),
             ("database", current.database != new.database),
             ("sip", current.sip != new.sip),
             (
@@ -276,6 +295,8 @@ impl Service {
         let mut next = current.clone();
         next.api.rate_limit_per_second = new_api.rate_limit_per_second;
         next.api.rate_limit_burst = new_api.rate_limit_burst;
+        next.api.auth_failures_per_minute = new_api.auth_failures_per_minute;
+        next.api.auth_failure_burst = new_api.auth_failure_burst;
         if out.refused.is_empty() {
             next.plugins.deadline_ms = new_p.deadline_ms;
             next.plugins.max_memory_mib = new_p.max_memory_mib;
@@ -325,6 +346,7 @@ impl Service {
             subject: "system:demo".into(),
             role: Role::Operator,
             tenant: None,
+            anchor: "system".into(),
         };
         state
             .store
@@ -402,12 +424,17 @@ async fn bootstrap_operator(store: &Store, config: &Config) -> Result<Option<Str
     Ok(Some(key.secret))
 }
 
-/// Makes this host's registry match the store: every active version loaded and active. Runs at
-/// start-up and every [`SYNC_EVERY`], so activations made through any host reach every host.
+/// Makes this host's registry match the store: every active version loaded (with the code the
+/// store has, by sha256) and active, and nothing else active. Runs at start-up and every
+/// [`SYNC_EVERY`], so activations, deactivations and tenant deletions made through any host
+/// reach every host.
 ///
 /// A version that fails to load is remembered in `broken` and not retried (it was validated
-/// on upload, so this means a host-side problem, logged once).
-async fn sync_active(state: &AppState, broken: &mut HashSet<(String, String, i64)>) {
+/// on upload, so this means a host-side problem, logged once); its plugin stays inactive here.
+async fn sync_active(state: &AppState, broken: &mut HashSet<Wanted>) {
+    // Read before the store: if this host activates something while the store is read, the
+    // picture below may predate it, and `reconcile` refuses to apply it (next round will).
+    let generation = state.registry.generation();
     let active = match state.store.active_plugin_versions().await {
         Ok(a) => a,
         Err(e) => {
@@ -415,39 +442,44 @@ async fn sync_active(state: &AppState, broken: &mut HashSet<(String, String, i64
             return;
         }
     };
-    for (tenant, name, version) in active {
-        let Ok(v) = u32::try_from(version) else {
+    let mut wanted = Vec::with_capacity(active.len());
+    for a in active {
+        let Ok(version) = u32::try_from(a.version) else {
             continue;
         };
-        let key = (tenant.clone(), name.clone(), version);
-        if broken.contains(&key) {
-            continue;
-        }
-        if state
-            .registry
-            .active(&tenant, &name)
-            .is_some_and(|p| p.id.version == v)
+        let w = Wanted {
+            tenant: a.tenant_id,
+            name: a.name,
+            version,
+            sha256: a.sha256,
+        };
+        if !broken.contains(&w)
+            && let Err(e) = state
+                .ensure_loaded(&w.tenant, &w.name, a.version, &w.sha256)
+                .await
         {
-            continue;
+            tracing::error!(tenant = w.tenant, plugin = w.name, version, error = %e, "cannot load an active plugin");
+            broken.insert(w.clone());
         }
-        let loaded = match state.ensure_loaded(&tenant, &name, version).await {
-            Ok(()) => state.registry.activate(&tenant, &name, v),
-            Err(e) => {
-                tracing::error!(tenant, plugin = name, version, error = %e, "cannot load an active plugin");
-                broken.insert(key);
-                continue;
+        wanted.push(w);
+    }
+    match state.registry.reconcile(generation, &wanted) {
+        Ok(changes) => {
+            for change in changes {
+                match change {
+                    Reconciled::Activated(id) => {
+                        tracing::info!(plugin = %id, "plugin active on this host");
+                    }
+                    Reconciled::Deactivated { tenant, name } => {
+                        tracing::info!(
+                            tenant,
+                            plugin = name,
+                            "plugin no longer active on this host"
+                        );
+                    }
+                }
             }
-        };
-        match loaded {
-            Ok(()) => {
-                let id = PluginId {
-                    tenant: tenant.as_str().into(),
-                    name: name.as_str().into(),
-                    version: v,
-                };
-                tracing::info!(plugin = %id, "plugin active on this host");
-            }
-            Err(e) => tracing::error!(error = %e, "cannot activate a loaded plugin"),
         }
+        Err(e) => tracing::debug!(error = %e, "plugin sync skipped a round"),
     }
 }

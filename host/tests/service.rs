@@ -290,3 +290,30 @@ fn health_reports_whether_the_switch_is_ready() {
     assert_eq!(down.status.code(), Some(1), "{down:?}");
     assert!(String::from_utf8_lossy(&down.stdout).starts_with("not ready:"));
 }
+
+/// Logs that do not go to a terminal (a file, a pipe, `docker logs`) carry no colour escapes.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmswitch"))
+        .arg("serve")
+        .current_dir(data.path())
+        .env("WASMSWITCH_API_LISTEN", "127.0.0.1:0")
+        .env("WASMSWITCH_PLUGINS_MAX_INSTANCES", "64")
+        .env("WASMSWITCH_LOG_LEVEL", "info")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+    let started = lines
+        .by_ref()
+        .take(200)
+        .find(|l| l.contains("wasmswitch started"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = started.expect("the host logs its start");
+    assert!(!line.contains('\u{1b}'), "escape codes in {line:?}");
+}

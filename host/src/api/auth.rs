@@ -1,11 +1,21 @@
 //! Who is calling: API keys (`wsk_...`, checked against the store or the configured operator
 //! keys) and HS256 bearer tokens (JWT) with a role and a tenant; and how often they may call.
+//!
+//! Every credential leads back to an API key, its *anchor*: a key is its own, and a token
+//! names the key that minted it (directly or through other tokens). A token lives only while
+//! its anchor does (revoking the key kills its tokens) and while its tenant does (a token
+//! carries the tenant's random uid, so a tenant deleted and created again under the same id
+//! does not accept the first one's tokens). Rate limits are per anchor, counted only after
+//! the credential is verified; failed attempts are limited per source address instead, so a
+//! made-up secret never spends a real key's budget.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::header;
 use axum::http::request::Parts;
@@ -16,16 +26,20 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, AppState};
-use crate::store::{Role, constant_time_eq, now_ms};
+use crate::store::{Role, Store, constant_time_eq, now_ms};
 
 /// The caller of a request, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The key id, `operator-key:<n>` for a configured operator key, or the token's subject.
+    /// The key id, `operator-key:<fingerprint>` for a configured operator key, or
+    /// `jwt:<subject>` for a token. Recorded in the audit log.
     pub subject: String,
     pub role: Role,
     /// The tenant the credential belongs to; none for operators.
     pub tenant: Option<String>,
+    /// The API key the credential leads back to (the key itself, or the key that minted the
+    /// token): its rate-limit bucket, and what tokens minted by this caller will name.
+    pub anchor: String,
 }
 
 impl Principal {
@@ -65,6 +79,13 @@ pub struct Claims {
     pub role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// The tenant's uid (required with `tenant`): the token is void once that tenant is gone,
+    /// even if a new tenant takes its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tid: Option<String>,
+    /// The API key the token leads back to (its anchor); the token is void once that key is
+    /// revoked or expires.
+    pub key: String,
     /// Expiry, seconds since the Unix epoch (required).
     pub exp: u64,
     pub iat: u64,
@@ -77,22 +98,24 @@ pub struct Auth {
     jwt: Option<(EncodingKey, DecodingKey)>,
     pub(crate) jwt_max_ttl: Duration,
     limiter: arc_swap::ArcSwap<DefaultKeyedRateLimiter<String>>,
-    /// API keys verified against the store in the last [`KEY_CACHE_TTL`], by the sha256 of the
-    /// whole key: a busy client then costs no database read per request.
-    verified: Mutex<HashMap<[u8; 32], VerifiedKey>>,
+    failures: FailureLimiter,
+    /// Credentials (keys and tokens) verified against the store in the last
+    /// [`VERIFIED_TTL`], by the sha256 of their text: a busy client then costs no database
+    /// read per request.
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
 }
 
-/// How long a verified API key is trusted without asking the store again. A key revoked
-/// through this host stops working at once (the cache is cleared); through another host
-/// sharing the database, within this long.
-pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
-/// The most verified keys remembered; past it the cache starts afresh.
-const KEY_CACHE_MAX: usize = 10_000;
+/// How long a verified credential is trusted without asking the store again. A key revoked or
+/// a tenant deleted through this host stops working at once (the cache is cleared); through
+/// another host sharing the database, within this long.
+pub const VERIFIED_TTL: Duration = Duration::from_secs(5);
+/// The most verified credentials remembered; past it the cache starts afresh.
+const VERIFIED_MAX: usize = 10_000;
 
 #[derive(Debug, Clone)]
-struct VerifiedKey {
+struct Verified {
     principal: Principal,
-    /// The key's own expiry (epoch ms), checked on every use.
+    /// The credential's own expiry (epoch ms), checked on every use.
     expires_at: Option<i64>,
     verified: Instant,
 }
@@ -112,14 +135,26 @@ fn limiter(per_second: u32, burst: u32) -> DefaultKeyedRateLimiter<String> {
     RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
 }
 
+/// The rate limits [`Auth`] enforces (live settings, see `[api]` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Requests per second per credential anchor, sustained.
+    pub per_second: u32,
+    /// Requests per anchor in a burst.
+    pub burst: u32,
+    /// Failed authentications per minute per source address, sustained.
+    pub failures_per_minute: u32,
+    /// Failed authentications per source address in a burst.
+    pub failure_burst: u32,
+}
+
 impl Auth {
     /// Fails only if the token secret cannot be made into a key.
     pub fn new(
         operator_keys: &[String],
         jwt_secret: &str,
         jwt_max_ttl: Duration,
-        rate_per_second: u32,
-        burst: u32,
+        limits: RateLimits,
     ) -> Result<Self, jsonwebtoken::errors::Error> {
         let jwt = if jwt_secret.is_empty() {
             None
@@ -136,21 +171,22 @@ impl Auth {
                 .collect(),
             jwt,
             jwt_max_ttl,
-            limiter: arc_swap::ArcSwap::from_pointee(limiter(rate_per_second, burst)),
+            limiter: arc_swap::ArcSwap::from_pointee(limiter(limits.per_second, limits.burst)),
+            failures: FailureLimiter::new(limits.failures_per_minute, limits.failure_burst),
             verified: Mutex::new(HashMap::new()),
         })
     }
 
-    fn verified(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], VerifiedKey>> {
+    fn verified(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Verified>> {
         // Every change is one insert, remove or clear: a poisoned lock holds no half-made one.
         self.verified.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The principal of an API key verified recently, if it is still within its expiry.
-    fn cached_key(&self, hash: &[u8; 32]) -> Option<Principal> {
+    /// The principal of a credential verified recently, if it is still within its expiry.
+    fn cached(&self, hash: &[u8; 32]) -> Option<Principal> {
         let mut cache = self.verified();
         let entry = cache.get(hash)?;
-        if entry.verified.elapsed() < KEY_CACHE_TTL && entry.expires_at.is_none_or(|t| t > now_ms())
+        if entry.verified.elapsed() < VERIFIED_TTL && entry.expires_at.is_none_or(|t| t > now_ms())
         {
             return Some(entry.principal.clone());
         }
@@ -158,14 +194,14 @@ impl Auth {
         None
     }
 
-    fn remember_key(&self, hash: [u8; 32], principal: &Principal, expires_at: Option<i64>) {
+    fn remember(&self, hash: [u8; 32], principal: &Principal, expires_at: Option<i64>) {
         let mut cache = self.verified();
-        if cache.len() >= KEY_CACHE_MAX {
+        if cache.len() >= VERIFIED_MAX {
             cache.clear();
         }
         cache.insert(
             hash,
-            VerifiedKey {
+            Verified {
                 principal: principal.clone(),
                 expires_at,
                 verified: Instant::now(),
@@ -173,34 +209,37 @@ impl Auth {
         );
     }
 
-    /// Forgets every verified key, so the next use of each asks the store again: after a key
-    /// is revoked or a tenant deleted.
-    pub fn forget_keys(&self) {
+    /// Forgets every verified credential, so the next use of each asks the store again: after
+    /// a key is revoked or a tenant deleted.
+    pub fn forget_credentials(&self) {
         self.verified().clear();
     }
 
     /// Applies new rate limits (a live setting); counts start afresh.
-    pub fn set_rate_limit(&self, per_second: u32, burst: u32) {
-        self.limiter.store(Arc::new(limiter(per_second, burst)));
+    pub fn set_rate_limits(&self, limits: RateLimits) {
+        self.limiter
+            .store(Arc::new(limiter(limits.per_second, limits.burst)));
+        self.failures
+            .set_rate(limits.failures_per_minute, limits.failure_burst);
     }
 
-    /// Forgets idle credentials' rate-limit state; run now and then.
+    /// Forgets idle credentials' and addresses' rate-limit state; run now and then.
     pub fn tidy(&self) {
         let l = self.limiter.load();
         l.retain_recent();
         l.shrink_to_fit();
+        self.failures.tidy();
     }
 
-    fn check_rate(&self, key: &str) -> Result<(), ApiError> {
+    fn check_rate(&self, anchor: &str) -> Result<(), ApiError> {
         let limiter = self.limiter.load();
-        match limiter.check_key(&key.to_string()) {
+        match limiter.check_key(&anchor.to_string()) {
             Ok(()) => Ok(()),
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                Err(ApiError::RateLimited {
-                    retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-                })
-            }
+            Err(not_until) => Err(ApiError::RateLimited {
+                retry_after_secs: whole_secs(
+                    not_until.wait_time_from(DefaultClock::default().now()),
+                ),
+            }),
         }
     }
 
@@ -214,7 +253,8 @@ impl Auth {
         ))
     }
 
-    fn verify_jwt(&self, token: &str) -> Result<Principal, ApiError> {
+    /// Checks a token's signature, expiry and shape (not yet its anchor and tenant).
+    fn decode_token(&self, token: &str) -> Result<Claims, ApiError> {
         let Some((_, dec)) = &self.jwt else {
             return Err(ApiError::Unauthenticated(
                 "not an API key, and bearer tokens are not enabled on this host",
@@ -223,39 +263,196 @@ impl Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = 5;
-        let data = jsonwebtoken::decode::<Claims>(token, dec, &validation).map_err(|e| match e
-            .kind()
+        let c = jsonwebtoken::decode::<Claims>(token, dec, &validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => ApiError::Expired,
+                _ => ApiError::Unauthenticated("the bearer token is not valid"),
+            })?
+            .claims;
+        if (c.role == Role::Operator) != c.tenant.is_none() || c.tenant.is_some() != c.tid.is_some()
         {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => ApiError::Expired,
-            _ => ApiError::Unauthenticated("the bearer token is not valid"),
-        })?;
-        let c = data.claims;
-        if (c.role == Role::Operator) != c.tenant.is_none() {
             return Err(ApiError::Unauthenticated(
                 "the token's role and tenant do not match",
             ));
         }
-        Ok(Principal {
+        Ok(c)
+    }
+
+    /// A token's principal and expiry (epoch ms), once its anchor key is found live and its
+    /// tenant still the one it was minted for.
+    async fn verify_token(&self, token: &str, store: &Store) -> Result<(Principal, i64), ApiError> {
+        const VOID: ApiError =
+            ApiError::Unauthenticated("the token's key was revoked or its tenant deleted");
+        let c = self.decode_token(token)?;
+        if !self
+            .operator_keys
+            .iter()
+            .any(|k| operator_key_id(k) == c.key)
+        {
+            let key = store.live_api_key(&c.key).await?.ok_or(VOID)?;
+            // The anchor's own scope bounds the token's (minting checks this too).
+            if c.role > key.role || (key.tenant_id.is_some() && key.tenant_id != c.tenant) {
+                return Err(VOID);
+            }
+        }
+        if let (Some(tenant), Some(uid)) = (&c.tenant, &c.tid)
+            && !store.tenant_is(tenant, uid).await?
+        {
+            return Err(VOID);
+        }
+        let expires_at = i64::try_from(c.exp.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let principal = Principal {
             subject: format!("jwt:{}", c.sub),
             role: c.role,
             tenant: c.tenant,
-        })
+            anchor: c.key,
+        };
+        Ok((principal, expires_at))
     }
 
     /// The configured operator key whose sha256 is `hash`, if any.
     fn operator_key(&self, hash: &[u8; 32]) -> Option<Principal> {
         let mut found = None;
         // Compare against every key, each in constant time.
-        for (i, k) in self.operator_keys.iter().enumerate() {
+        for k in &self.operator_keys {
             if constant_time_eq(k, hash) {
-                found = Some(i);
+                found = Some(k);
             }
         }
-        found.map(|i| Principal {
-            subject: format!("operator-key:{i}"),
-            role: Role::Operator,
-            tenant: None,
+        found.map(|k| {
+            let id = operator_key_id(k);
+            Principal {
+                subject: id.clone(),
+                role: Role::Operator,
+                tenant: None,
+                anchor: id,
+            }
         })
+    }
+}
+
+/// The public id of a configured operator key: `operator-key:` and the first 8 bytes of its
+/// sha256, hex. Stable across restarts and across reordering of the configured list.
+fn operator_key_id(hash: &[u8; 32]) -> String {
+    format!("operator-key:{}", hex::encode(&hash[..8]))
+}
+
+fn whole_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Failed authentications per source address: a token bucket per address (per /64 for IPv6,
+/// where one host has many), refilled at a steady rate. When an address has spent its bucket,
+/// its failures answer 429, and its credentials are checked only where that costs no database
+/// read (configured operator keys, credentials verified in the last few seconds); others wait
+/// until the bucket refills.
+#[derive(Debug)]
+struct FailureLimiter {
+    state: Mutex<FailureState>,
+}
+
+#[derive(Debug)]
+struct FailureState {
+    /// Failures given back per second.
+    rate: f64,
+    burst: f64,
+    buckets: HashMap<IpAddr, Bucket>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// The most addresses tracked; past it, tracking starts afresh (a flood from that many
+/// addresses is a problem for the network's edge, not for this table).
+const FAILURE_ADDRESSES_MAX: usize = 100_000;
+
+impl FailureLimiter {
+    fn new(per_minute: u32, burst: u32) -> Self {
+        Self {
+            state: Mutex::new(FailureState {
+                rate: f64::from(per_minute.max(1)) / 60.0,
+                burst: f64::from(burst.max(1)),
+                buckets: HashMap::new(),
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, FailureState> {
+        // Every change is a whole-value write: a poisoned lock holds no half-made one.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_rate(&self, per_minute: u32, burst: u32) {
+        let mut s = self.state();
+        s.rate = f64::from(per_minute.max(1)) / 60.0;
+        s.burst = f64::from(burst.max(1));
+        s.buckets.clear();
+    }
+
+    /// The address's bucket, refilled up to `now`, and the refill rate.
+    fn refilled(s: &mut FailureState, ip: IpAddr, now: Instant) -> (&mut Bucket, f64) {
+        let (rate, burst) = (s.rate, s.burst);
+        let ip = bucket_key(ip);
+        if s.buckets.len() >= FAILURE_ADDRESSES_MAX && !s.buckets.contains_key(&ip) {
+            s.buckets.clear();
+        }
+        let b = s.buckets.entry(ip).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        b.tokens = (b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate).min(burst);
+        b.at = now;
+        (b, rate)
+    }
+
+    fn retry_after(tokens: f64, rate: f64) -> u64 {
+        whole_secs(Duration::from_secs_f64(((1.0 - tokens) / rate).max(0.0)))
+    }
+
+    /// `Some(seconds to wait)` if the address has no failures left to spend.
+    fn blocked(&self, ip: IpAddr, now: Instant) -> Option<u64> {
+        let mut s = self.state();
+        let (b, rate) = Self::refilled(&mut s, ip, now);
+        (b.tokens < 1.0).then(|| Self::retry_after(b.tokens, rate))
+    }
+
+    /// Spends one failure; `Some(seconds to wait)` if there was none left.
+    fn record(&self, ip: IpAddr, now: Instant) -> Option<u64> {
+        let mut s = self.state();
+        let (b, rate) = Self::refilled(&mut s, ip, now);
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            None
+        } else {
+            Some(Self::retry_after(b.tokens, rate))
+        }
+    }
+
+    /// Forgets addresses whose bucket has refilled.
+    fn tidy(&self) {
+        let now = Instant::now();
+        let mut s = self.state();
+        let (rate, burst) = (s.rate, s.burst);
+        s.buckets.retain(|_, b| {
+            b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst
+        });
+    }
+}
+
+/// IPv4 addresses count one by one; IPv6 ones by their /64, the block one host is given.
+fn bucket_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
     }
 }
 
@@ -264,36 +461,67 @@ pub fn now_secs() -> u64 {
     (now_ms() / 1000).max(0) as u64
 }
 
+/// The credential of `Authorization: Bearer <credential>` (the scheme in any case, RFC 7235).
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthenticated(
+            "missing Authorization: Bearer <API key or token>",
+        ))?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            let (scheme, credential) = v.trim_start().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| credential.trim())
+        })
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Unauthenticated(
+            "the Authorization header must be `Bearer <API key or token>`",
+        ))
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthenticated(
-                "missing Authorization: Bearer <API key or token>",
-            ))?;
-        let text = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").map(str::trim))
-            .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthenticated(
-                "the Authorization header must be `Bearer <API key or token>`",
-            ))?;
         let auth = &state.auth;
-        // Limit by the credential claimed, before any lookup, so a flood of guesses is limited
-        // too. Keys are limited by their public id; tokens by their text's hash.
-        let rate_key = match text.strip_prefix("wsk_").and_then(|r| r.split_once('_')) {
-            Some((id, _)) => format!("key:{id}"),
-            None => format!(
-                "tok:{}",
-                hex::encode(&Sha256::digest(text.as_bytes())[..12])
-            ),
+        // Requests that did not come through `api::serve` (tests calling the router) have no
+        // peer address; they share one bucket.
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        let failed = |e: ApiError| match auth.failures.record(peer, Instant::now()) {
+            None => e,
+            Some(retry_after_secs) => {
+                tracing::warn!(%peer, "too many failed authentications from this address");
+                ApiError::RateLimited { retry_after_secs }
+            }
         };
-        auth.check_rate(&rate_key)?;
-        let principal = authenticate(text, state).await?;
+        let text = bearer(parts).map_err(failed)?;
+        // One hash of the credential serves the operator keys and the verified cache.
+        let hash: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        let principal = match auth.operator_key(&hash).or_else(|| auth.cached(&hash)) {
+            Some(p) => p,
+            None => {
+                if let Some(retry_after_secs) = auth.failures.blocked(peer, Instant::now()) {
+                    return Err(ApiError::RateLimited { retry_after_secs });
+                }
+                match verify(text, hash, state).await {
+                    Ok(p) => p,
+                    Err(e @ (ApiError::Unauthenticated(_) | ApiError::Expired)) => {
+                        return Err(failed(e));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        // Counted only now: a request with a made-up secret never spends a real key's budget.
+        auth.check_rate(&principal.anchor)?;
         // Tenant routes are scoped here, before any body is read, so another tenant's
         // credentials get 403 whatever they send. Handlers check roles on top of this.
         if let Ok(params) = RawPathParams::from_request_parts(parts, state).await
@@ -305,16 +533,9 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
-async fn authenticate(text: &str, state: &AppState) -> Result<Principal, ApiError> {
-    // One hash of the credential serves the operator keys and the verified-key cache.
-    let hash: [u8; 32] = Sha256::digest(text.as_bytes()).into();
-    if let Some(p) = state.auth.operator_key(&hash) {
-        return Ok(p);
-    }
-    if text.starts_with("wsk_") {
-        if let Some(p) = state.auth.cached_key(&hash) {
-            return Ok(p);
-        }
+/// Checks a credential against the store and remembers it for [`VERIFIED_TTL`].
+async fn verify(text: &str, hash: [u8; 32], state: &AppState) -> Result<Principal, ApiError> {
+    let (principal, expires_at) = if text.starts_with("wsk_") {
         let key = state
             .store
             .verify_api_key(text)
@@ -323,14 +544,18 @@ async fn authenticate(text: &str, state: &AppState) -> Result<Principal, ApiErro
                 "unknown, revoked or expired API key",
             ))?;
         let principal = Principal {
-            subject: key.id,
+            subject: key.id.clone(),
             role: key.role,
             tenant: key.tenant_id,
+            anchor: key.id,
         };
-        state.auth.remember_key(hash, &principal, key.expires_at);
-        return Ok(principal);
-    }
-    state.auth.verify_jwt(text)
+        (principal, key.expires_at)
+    } else {
+        let (principal, expires_at) = state.auth.verify_token(text, &state.store).await?;
+        (principal, Some(expires_at))
+    };
+    state.auth.remember(hash, &principal, expires_at);
+    Ok(principal)
 }
 
 #[cfg(test)]
@@ -342,6 +567,16 @@ mod tests {
             subject: "t".into(),
             role,
             tenant: tenant.map(Into::into),
+            anchor: "k".into(),
+        }
+    }
+
+    fn limits(per_second: u32, burst: u32) -> RateLimits {
+        RateLimits {
+            per_second,
+            burst,
+            failures_per_minute: 60,
+            failure_burst: 3,
         }
     }
 
@@ -359,48 +594,71 @@ mod tests {
     }
 
     #[test]
-    fn verified_keys_are_trusted_for_a_few_seconds_and_never_past_their_expiry() {
-        let auth = Auth::new(&[], "", Duration::from_secs(60), 10, 10).unwrap();
+    fn verified_credentials_are_trusted_for_a_few_seconds_and_never_past_their_expiry() {
+        let auth = Auth::new(&[], "", Duration::from_secs(60), limits(10, 10)).unwrap();
         let who = p(Role::TenantRead, Some("a"));
         let (k1, k2, k3) = ([1u8; 32], [2u8; 32], [3u8; 32]);
-        assert_eq!(auth.cached_key(&k1), None);
-        auth.remember_key(k1, &who, None);
-        auth.remember_key(k2, &who, Some(now_ms() - 1));
-        auth.remember_key(k3, &who, Some(now_ms() + 60_000));
-        assert_eq!(auth.cached_key(&k1), Some(who.clone()));
-        assert_eq!(auth.cached_key(&k2), None, "the key itself expired");
-        assert_eq!(auth.cached_key(&k3), Some(who.clone()));
+        assert_eq!(auth.cached(&k1), None);
+        auth.remember(k1, &who, None);
+        auth.remember(k2, &who, Some(now_ms() - 1));
+        auth.remember(k3, &who, Some(now_ms() + 60_000));
+        assert_eq!(auth.cached(&k1), Some(who.clone()));
+        assert_eq!(auth.cached(&k2), None, "the credential itself expired");
+        assert_eq!(auth.cached(&k3), Some(who.clone()));
         // Verified longer ago than the TTL: the store is asked again.
-        if let Some(old) = Instant::now().checked_sub(KEY_CACHE_TTL + Duration::from_millis(1)) {
+        if let Some(old) = Instant::now().checked_sub(VERIFIED_TTL + Duration::from_millis(1)) {
             auth.verified().get_mut(&k1).unwrap().verified = old;
-            assert_eq!(auth.cached_key(&k1), None);
+            assert_eq!(auth.cached(&k1), None);
         }
-        auth.forget_keys();
-        assert_eq!(auth.cached_key(&k3), None);
+        auth.forget_credentials();
+        assert_eq!(auth.cached(&k3), None);
     }
 
     #[test]
-    fn tokens_round_trip_and_expire() {
-        let auth = Auth::new(&[], &"s".repeat(32), Duration::from_secs(60), 10, 10).unwrap();
+    fn tokens_round_trip_expire_and_need_an_anchor_and_a_tenant_uid() {
+        let auth = Auth::new(
+            &[],
+            &"s".repeat(32),
+            Duration::from_secs(60),
+            limits(10, 10),
+        )
+        .unwrap();
         let now = now_secs();
         let claims = Claims {
             sub: "ci".into(),
             role: Role::TenantRead,
             tenant: Some("a".into()),
+            tid: Some("0123".into()),
+            key: "k1".into(),
             exp: now + 60,
             iat: now,
         };
         let token = auth.mint(&claims).unwrap().unwrap();
-        let got = auth.verify_jwt(&token).unwrap();
+        let got = auth.decode_token(&token).unwrap();
         assert_eq!(got.tenant.as_deref(), Some("a"));
-        assert_eq!(got.role, Role::TenantRead);
+        assert_eq!(got.key, "k1");
+        let no_uid = Claims {
+            tid: None,
+            ..claims.clone()
+        };
+        let token = auth.mint(&no_uid).unwrap().unwrap();
+        assert!(matches!(
+            auth.decode_token(&token),
+            Err(ApiError::Unauthenticated(_))
+        ));
         let old = Claims {
             exp: now - 60,
             ..claims
         };
         let token = auth.mint(&old).unwrap().unwrap();
-        assert!(matches!(auth.verify_jwt(&token), Err(ApiError::Expired)));
-        let other = Auth::new(&[], &"x".repeat(32), Duration::from_secs(60), 10, 10).unwrap();
+        assert!(matches!(auth.decode_token(&token), Err(ApiError::Expired)));
+        let other = Auth::new(
+            &[],
+            &"x".repeat(32),
+            Duration::from_secs(60),
+            limits(10, 10),
+        )
+        .unwrap();
         let token = other
             .mint(&Claims {
                 exp: now + 60,
@@ -409,14 +667,26 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(matches!(
-            auth.verify_jwt(&token),
+            auth.decode_token(&token),
+            Err(ApiError::Unauthenticated(_))
+        ));
+        // A token of the old shape, with no anchor key, is refused.
+        let (enc, _) = auth.jwt.as_ref().unwrap();
+        let legacy = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "ci", "role": "operator", "exp": now + 60, "iat": now}),
+            enc,
+        )
+        .unwrap();
+        assert!(matches!(
+            auth.decode_token(&legacy),
             Err(ApiError::Unauthenticated(_))
         ));
     }
 
     #[test]
     fn rate_limit_reports_retry_after() {
-        let auth = Auth::new(&[], "", Duration::from_secs(60), 1, 2).unwrap();
+        let auth = Auth::new(&[], "", Duration::from_secs(60), limits(1, 2)).unwrap();
         assert!(auth.check_rate("k").is_ok());
         assert!(auth.check_rate("k").is_ok());
         match auth.check_rate("k") {
@@ -424,5 +694,56 @@ mod tests {
             other => panic!("expected a rate limit, got {other:?}"),
         }
         assert!(auth.check_rate("other").is_ok());
+    }
+
+    #[test]
+    fn failures_are_limited_per_address_and_refill() {
+        let f = FailureLimiter::new(60, 3);
+        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(f.blocked(a, t0), None);
+            assert_eq!(f.record(a, t0), None);
+        }
+        assert_eq!(f.blocked(a, t0), Some(1));
+        assert_eq!(f.record(a, t0), Some(1));
+        assert_eq!(f.blocked(b, t0), None, "another address is not affected");
+        // One failure a second comes back.
+        let t1 = t0 + Duration::from_millis(1001);
+        assert_eq!(f.blocked(a, t1), None);
+        assert_eq!(f.record(a, t1), None);
+        assert!(f.blocked(a, t1).is_some());
+        // Refilled addresses are forgotten by tidy; the spent one is kept.
+        f.tidy();
+        assert_eq!(f.state().buckets.len(), 1);
+    }
+
+    #[test]
+    fn ipv6_addresses_share_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(bucket_key(a), bucket_key(b));
+        assert_ne!(bucket_key(a), bucket_key(c));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(bucket_key(mapped), IpAddr::from([10, 0, 0, 1]));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        let parts = |v: &str| {
+            let (parts, ()) = axum::http::Request::builder()
+                .header(header::AUTHORIZATION, v)
+                .body(())
+                .unwrap()
+                .into_parts();
+            parts
+        };
+        for v in ["Bearer k", "bearer k", "BEARER  k ", "beArer k"] {
+            assert_eq!(bearer(&parts(v)).unwrap(), "k", "{v:?}");
+        }
+        for v in ["Basic k", "Bearer ", "Bearerk", "k"] {
+            assert!(bearer(&parts(v)).is_err(), "{v:?}");
+        }
     }
 }

@@ -52,6 +52,14 @@ pub enum ApiError {
     /// The database is unreachable.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The host has no capacity for this now (the database's write queue, the simulation
+    /// slots); nothing was done, and the same request can be sent again after
+    /// `retry_after_secs`.
+    #[error("{what}; retry in {retry_after_secs} s")]
+    Overloaded {
+        what: &'static str,
+        retry_after_secs: u64,
+    },
 }
 
 impl ApiError {
@@ -103,6 +111,11 @@ impl ApiError {
                 "unavailable",
                 "Service unavailable",
             ),
+            Overloaded { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Overloaded, try again",
+            ),
         }
     }
 
@@ -136,6 +149,7 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Internal(detail) => tracing::error!(detail, "API request failed"),
             ApiError::Unavailable(detail) => tracing::warn!(detail, "API dependency unavailable"),
+            ApiError::Overloaded { what, .. } => tracing::warn!(what, "API request shed"),
             other => {
                 tracing::debug!(status = status.as_u16(), error = %other, "API request refused")
             }
@@ -157,7 +171,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if let ApiError::RateLimited { retry_after_secs } = self
+        if let ApiError::RateLimited { retry_after_secs }
+        | ApiError::Overloaded {
+            retry_after_secs, ..
+        } = self
             && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
         {
             headers.insert(header::RETRY_AFTER, v);
@@ -178,8 +195,12 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::Conflict(what) => ApiError::Conflict(what),
             StoreError::Invalid(why) => ApiError::Unprocessable(why),
-            StoreError::Database(sqlx::Error::PoolTimedOut) => {
-                ApiError::Unavailable("the database did not answer".into())
+            StoreError::Busy(e) => {
+                tracing::warn!(error = %e, "database busy");
+                ApiError::Overloaded {
+                    what: "the database is busy",
+                    retry_after_secs: 1,
+                }
             }
             other => ApiError::Internal(other.to_string()),
         }

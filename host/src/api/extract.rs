@@ -48,7 +48,7 @@ where
         })?;
         // NUL cannot be stored as text (PostgreSQL refuses it) and has no business in names,
         // numbers or descriptions: refuse it here, for every route, with a clear answer.
-        if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        if has_escaped_nul(&bytes) {
             return Err(ApiError::Unprocessable(
                 "text may not contain NUL characters (\\u0000)".into(),
             ));
@@ -58,6 +58,33 @@ where
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// Whether a JSON text has a string with a `\u0000` escape. Only a real escape counts: in
+/// `"\\u0000"` the backslash is itself escaped, and what follows is the text `u0000`.
+/// (A raw NUL byte is not valid JSON at all; the parser refuses it.)
+fn has_escaped_nul(json: &[u8]) -> bool {
+    let mut in_string = false;
+    let mut i = 0;
+    while i < json.len() {
+        match (in_string, json[i]) {
+            (false, b'"') => in_string = true,
+            (true, b'"') => in_string = false,
+            (true, b'\\') => {
+                if json
+                    .get(i + 1..i + 6)
+                    .is_some_and(|e| e.eq_ignore_ascii_case(b"u0000"))
+                {
+                    return true;
+                }
+                // Skip the escaped character, whatever it is.
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 /// What `axum::Json::from_bytes` can refuse: the content type and size are checked before.
@@ -112,5 +139,30 @@ where
             }
             Err(e) => Err(ApiError::BadRequest(e.body_text())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_escaped_nul;
+
+    #[test]
+    fn only_a_real_nul_escape_counts() {
+        assert!(has_escaped_nul(br#"{"name": "a\u0000b"}"#));
+        assert!(has_escaped_nul(br#"["\U0000"]"#));
+        assert!(
+            has_escaped_nul(br#"{"a": "\\\u0000"}"#),
+            "an escaped backslash, then NUL"
+        );
+        assert!(
+            !has_escaped_nul(br#"{"name": "a\\u0000"}"#),
+            "the text \\u0000"
+        );
+        assert!(!has_escaped_nul(br#"{"name": "\u0001"}"#));
+        assert!(
+            !has_escaped_nul(br#"{"q": "\"", "r": "u0000"}"#),
+            "outside any escape"
+        );
+        assert!(!has_escaped_nul(br#"{"name": "a\"#), "cut short");
     }
 }

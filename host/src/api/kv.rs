@@ -119,10 +119,10 @@ pub async fn put(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Deletes a key (deleting a missing key is not an error).
+/// Deletes a key (deleting a missing key is not an error; a missing tenant is).
 #[utoipa::path(delete, path = "/v1/tenants/{tenant}/kv/{key}", operation_id = "delete_kv", tag = "kv",
     params(KeyPath),
-    responses((status = 204), (status = 422, body = super::Problem)),
+    responses((status = 204), (status = 404, body = super::Problem), (status = 422, body = super::Problem)),
     security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -130,6 +130,7 @@ pub async fn delete(
     Path(p): Path<KeyPath>,
 ) -> Result<StatusCode, ApiError> {
     who.admin(&p.tenant)?;
+    state.store.tenant(&p.tenant).await?;
     state
         .runtime
         .kv()

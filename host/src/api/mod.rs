@@ -13,6 +13,7 @@ mod ops;
 mod plugins;
 mod records;
 mod simulate;
+mod simulator;
 mod telephony;
 mod tenants;
 
@@ -27,8 +28,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::{Auth, Claims, Principal};
+pub use auth::{Auth, Claims, Principal, RateLimits};
 pub use error::{ApiError, PROBLEM_BASE, Problem};
+pub use simulator::{Simulator, SimulatorLimits};
 pub use tenants::WhoAmI;
 
 use crate::config::ApiConfig;
@@ -46,48 +48,15 @@ pub struct AppState {
     pub store: Store,
     /// The production runtime: the one calls use.
     pub runtime: Runtime,
-    /// A runtime with fuel metering, for the simulate endpoint (fuel is an engine setting).
-    pub sim_runtime: Runtime,
+    /// Where the simulate endpoint runs plugins: its own fuel-metering runtime, threads and
+    /// slots.
+    pub simulator: Arc<Simulator>,
     pub registry: Arc<Registry>,
     pub auth: Arc<Auth>,
     pub config: Arc<ApiConfig>,
     /// The SIP domain (digest realm) SIP users are created in.
     pub sip_domain: Arc<str>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    /// Versions compiled for `sim_runtime`, by `tenant/name@version`.
-    pub sim_cache: Arc<SimCache>,
-}
-
-/// A small cache of versions compiled for the simulation runtime.
-#[derive(Debug, Default)]
-pub struct SimCache {
-    map: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::plugins::PluginVersion>>>,
-}
-
-impl SimCache {
-    /// Entries kept; beyond this the cache starts afresh (the disk cache makes a reload cheap).
-    const MAX: usize = 32;
-
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<String, Arc<crate::plugins::PluginVersion>>,
-    > {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn get(&self, key: &str) -> Option<Arc<crate::plugins::PluginVersion>> {
-        self.lock().get(key).cloned()
-    }
-
-    pub(crate) fn insert(&self, key: String, v: Arc<crate::plugins::PluginVersion>) {
-        let mut map = self.lock();
-        if map.len() >= Self::MAX {
-            map.clear();
-        }
-        map.insert(key, v);
-    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -169,24 +138,28 @@ impl AppState {
         name: &str,
         version: Option<i64>,
     ) -> Result<Activation, ApiError> {
-        if let Some(v) = version {
-            self.ensure_loaded(tenant, name, v).await?;
-        }
         let activation = match version {
             Some(v) => {
+                let record = self.store.plugin_record(tenant, name, v).await?;
+                self.ensure_loaded(tenant, name, v, &record.sha256).await?;
                 self.store
                     .activate_plugin(tenant, name, v, &who.subject)
                     .await?
             }
             None => {
-                self.store
+                let activation = self
+                    .store
                     .rollback_plugin(tenant, name, &who.subject)
-                    .await?
+                    .await?;
+                let record = self
+                    .store
+                    .plugin_record(tenant, name, activation.version)
+                    .await?;
+                self.ensure_loaded(tenant, name, activation.version, &record.sha256)
+                    .await?;
+                activation
             }
         };
-        if version.is_none() {
-            self.ensure_loaded(tenant, name, activation.version).await?;
-        }
         let v = u32::try_from(activation.version)
             .map_err(|_| ApiError::Internal("version number out of range".into()))?;
         self.registry.activate(tenant, name, v)?;
@@ -210,15 +183,22 @@ impl AppState {
         Ok(activation)
     }
 
-    /// Makes sure this host's registry holds `version` (compiling or reading the cache).
+    /// Makes sure this host's registry holds `version` with the code whose hex sha256 is
+    /// `sha256` (compiling it or reading the compiled cache). A version loaded with other code
+    /// under the same number (a tenant deleted and created again) is replaced.
     pub(crate) async fn ensure_loaded(
         &self,
         tenant: &str,
         name: &str,
         version: i64,
+        sha256: &str,
     ) -> Result<(), ApiError> {
         let v = u32::try_from(version).map_err(|_| ApiError::NotFound("plugin version"))?;
-        if self.registry.versions(tenant, name).0.contains(&v) {
+        if self
+            .registry
+            .loaded(tenant, name, v)
+            .is_some_and(|p| p.sha256 == sha256)
+        {
             return Ok(());
         }
         let (_, wasm) = self.store.plugin(tenant, name, version).await?;
@@ -232,6 +212,11 @@ impl AppState {
             .load(id, wasm.into(), &[])
             .await
             .map_err(|e| ApiError::Internal(format!("stored plugin {name}@{version}: {e}")))?;
+        if loaded.sha256 != sha256 {
+            // The stored code changed between the two reads: only a tenant deleted and
+            // created again under the same id can do that.
+            return Err(ApiError::NotFound("plugin version"));
+        }
         self.registry.add(loaded);
         Ok(())
     }
@@ -339,12 +324,24 @@ pub fn router(state: AppState) -> Router {
     .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` until `shutdown` resolves, then lets requests in flight
+/// finish (up to [`DRAIN_TIMEOUT`]).
+///
+/// HTTP/1.1 only. A client gets `api.read_timeout_secs` to send a request's headers (the same
+/// bounds how long an idle kept-alive connection stays open), and may pause no longer than that
+/// while sending its body: a slow or stalled client cannot hold a connection, and the memory
+/// and task behind it, for ever. Each request carries its peer's address, which limits failed
+/// authentications per source address.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::extract::connect_info::ConnectInfo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower_service::Service;
+
+    let read_timeout = Duration::from_secs(state.config.read_timeout_secs.max(1));
     let auth = state.auth.clone();
     let tidy = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -353,9 +350,53 @@ pub async fn serve(
             auth.tidy();
         }
     });
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = router(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(read_timeout);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was accepted:
+                    // the listener itself is fine. Pause so a persistent error does not spin.
+                    tracing::warn!(error = %e, "cannot accept an API connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
+                let mut req = req.map(|body| {
+                    axum::body::Body::new(tower_http::timeout::TimeoutBody::new(read_timeout, body))
+                });
+                req.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().call(req)
+            });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "API connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("API requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
+    }
     tidy.abort();
-    result
+    Ok(())
 }
+
+/// How long a stopping host waits for API requests in flight.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

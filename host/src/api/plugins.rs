@@ -58,9 +58,8 @@ async fn component_bytes(req: Request, state: &AppState) -> Result<Bytes, ApiErr
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let too_large = |e: &dyn std::fmt::Display| {
-        let text = e.to_string();
-        if text.contains("length limit") || text.contains("too large") {
+    let read_error = |status: StatusCode, text: String| {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge { limit }
         } else {
             ApiError::BadRequest(format!("cannot read the upload: {text}"))
@@ -70,9 +69,16 @@ async fn component_bytes(req: Request, state: &AppState) -> Result<Bytes, ApiErr
         let mut form = Multipart::from_request(req, state)
             .await
             .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        while let Some(field) = form.next_field().await.map_err(|e| too_large(&e))? {
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| read_error(e.status(), e.body_text()))?
+        {
             if field.name() == Some("file") {
-                return field.bytes().await.map_err(|e| too_large(&e));
+                return field
+                    .bytes()
+                    .await
+                    .map_err(|e| read_error(e.status(), e.body_text()));
             }
         }
         return Err(ApiError::BadRequest(
@@ -85,7 +91,7 @@ async fn component_bytes(req: Request, state: &AppState) -> Result<Bytes, ApiErr
     {
         return Bytes::from_request(req, state)
             .await
-            .map_err(|e| too_large(&e.body_text()));
+            .map_err(|e| read_error(e.status(), e.body_text()));
     }
     Err(ApiError::UnsupportedMediaType(format!(
         "upload the component as application/wasm, application/octet-stream or a multipart form with a `file` field, not {content_type}"
@@ -182,8 +188,12 @@ pub async fn version(
     Path(p): Path<VersionPath>,
 ) -> Reply<PluginRecord> {
     who.read(&p.tenant)?;
-    let (record, _) = state.store.plugin(&p.tenant, &p.name, p.version).await?;
-    Ok(axum::Json(record))
+    Ok(axum::Json(
+        state
+            .store
+            .plugin_record(&p.tenant, &p.name, p.version)
+            .await?,
+    ))
 }
 
 /// Deletes a version that is not active.

@@ -8,7 +8,7 @@ use super::auth::Principal;
 use super::extract::{Path, Query};
 use super::tenants::TenantPath;
 use super::{ApiError, AppState, Reply};
-use crate::store::{AuditEntry, CdrFilter, CdrPage, Disposition};
+use crate::store::{AuditEntry, CdrCursor, CdrFilter, CdrPage, Disposition};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -43,12 +43,18 @@ pub async fn cdrs(
     if !(1..=crate::store::MAX_CDR_PAGE).contains(&limit) {
         return Err(ApiError::Unprocessable("limit must be 1-500".into()));
     }
+    let cursor = match q.cursor.as_deref() {
+        Some(c) => Some(CdrCursor::parse(c).ok_or_else(|| {
+            ApiError::BadRequest("cursor is not one this API gave: pass a page's `next`".into())
+        })?),
+        None => None,
+    };
     let filter = CdrFilter {
         since: q.since,
         until: q.until,
         number: q.number,
         disposition: q.disposition,
-        cursor: q.cursor,
+        cursor,
         limit,
     };
     Ok(axum::Json(state.store.cdrs(&p.tenant, &filter).await?))

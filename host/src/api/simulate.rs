@@ -3,9 +3,12 @@
 //! any phone rings.
 //!
 //! Simulations run on a second runtime with fuel metering (fuel is an engine-wide setting, and
-//! production calls run without it), with the same deadline and memory cap as calls. The
-//! plugin reads the tenant's real `kv` through a dry-run overlay: its writes are reported in
-//! the answer, never stored.
+//! production calls run without it), with the same deadline and memory cap as calls, on
+//! threads of their own and in a bounded number of slots ([`super::simulator`]). The plugin
+//! reads the tenant's real `kv` through a dry-run overlay: its writes are reported in the
+//! answer, never stored. The version to run is looked up in the store on every request and
+//! its compiled code found by tenant uid and sha256, so a deleted version, or a tenant deleted
+//! and created again, never runs old code.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use utoipa::ToSchema;
 
 use super::auth::Principal;
 use super::extract::{Json, Path};
+use super::simulator::OnRuntime;
 use super::tenants::TenantPath;
 use super::{ApiError, AppState, Reply};
 use crate::plugins::model::{CallInfo, IvrAction, IvrEvent, Message, RouteDecision, SmsDecision};
@@ -24,6 +28,7 @@ use crate::plugins::{
     CallInstance, Capability, InstanceOptions, KvStore, LogLine, OverlayKv, PluginError, PluginId,
     PluginVersion,
 };
+use crate::store::PluginRecord;
 
 /// The most IVR events one simulation may feed.
 const MAX_EVENTS: usize = 100;
@@ -136,7 +141,8 @@ fn sim_error(e: &PluginError) -> SimError {
     responses(
         (status = 200, body = SimulateResult),
         (status = 404, body = super::Problem),
-        (status = 422, body = super::Problem)),
+        (status = 422, body = super::Problem),
+        (status = 503, description = "every simulation slot is busy; retry after `Retry-After` seconds", body = super::Problem)),
     security(("bearer" = [])))]
 pub async fn simulate(
     State(state): State<AppState>,
@@ -168,8 +174,11 @@ pub async fn simulate(
             "ivr takes 1 to {MAX_EVENTS} events"
         )));
     }
-    let (name, version) = pick_version(&state, tenant, &req, needs).await?;
-    let plugin = sim_version(&state, tenant, &name, version).await?;
+    let uid = state.store.tenant(tenant).await?.uid;
+    let record = pick_version(&state, tenant, &req, needs).await?;
+    let (name, version) = (record.name.clone(), record.version);
+    let slot = state.simulator.slot(tenant).await?;
+    let plugin = sim_version(&state, &uid, &record).await?;
     if !plugin.has(needs) {
         return Err(ApiError::Unprocessable(format!(
             "plugin {name}@{version} does not export {}",
@@ -177,65 +186,40 @@ pub async fn simulate(
         )));
     }
 
-    let overlay = Arc::new(OverlayKv::new(state.runtime.kv().clone()));
+    // The plugin's kv reads reach the database from the API's runtime, not the simulation
+    // threads (see `OnRuntime`).
+    let base = Arc::new(OnRuntime::new(
+        state.runtime.kv().clone(),
+        tokio::runtime::Handle::current(),
+    ));
+    let overlay = Arc::new(OverlayKv::new(base));
     for (k, v) in &req.kv {
         overlay
             .set(tenant, k, v.as_bytes())
             .await
             .map_err(|e| ApiError::Unprocessable(format!("kv entry {k:?}: {e}")))?;
     }
-    let base: BTreeMap<String, Option<Vec<u8>>> = req
-        .kv
-        .iter()
-        .map(|(k, v)| (k.clone(), Some(v.as_bytes().to_vec())))
-        .collect();
     let fallback = state
         .registry
         .snapshot(tenant)
         .map(|s| s.fallback.clone())
         .unwrap_or_default();
-
-    let options = InstanceOptions {
-        capture: true,
-        kv: Some(overlay.clone()),
+    let run = Run {
+        tenant: tenant.to_string(),
+        plugin,
+        overlay: overlay.clone(),
+        fallback,
+        call: req.call,
+        ivr: req.ivr,
+        message: req.message,
     };
-    let mut steps = Vec::new();
-    let mut instance: Option<CallInstance> = None;
-    let started = Instant::now();
-    match plugin.instantiate(options).await {
-        Err(e) => steps.push(SimStep {
-            function: "instantiate",
-            output: None,
-            fuel: None,
-            elapsed_us: started.elapsed().as_micros() as u64,
-            error: Some(sim_error(&e)),
-        }),
-        Ok(mut i) => {
-            if let Some(mut call) = req.call {
-                call.tenant = tenant.to_string();
-                let r = i.route(&call).await;
-                steps.push(step("route", &i, r, &fallback.route));
-            } else if let Some(events) = req.ivr {
-                for event in &events {
-                    let r = i.on_ivr_event(event).await;
-                    let failed = r.is_err();
-                    steps.push(step("on-event", &i, r, &fallback.ivr));
-                    if failed {
-                        break;
-                    }
-                }
-            } else if let Some(mut msg) = req.message {
-                msg.tenant = tenant.to_string();
-                let r = i.on_message(&msg).await;
-                steps.push(step("on-message", &i, r, &fallback.sms));
-            }
-            instance = Some(i);
-        }
-    }
-    let (logs, counters) = instance
-        .as_ref()
-        .map(|i| (i.logs().to_vec(), i.counters()))
-        .unwrap_or_default();
+    let (steps, logs, counters) = state.simulator.run(slot, run.go()).await?;
+
+    let base: BTreeMap<String, Option<Vec<u8>>> = req
+        .kv
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.as_bytes().to_vec())))
+        .collect();
     let kv_changes = overlay
         .changes(tenant)
         .into_iter()
@@ -251,6 +235,60 @@ pub async fn simulate(
         counters,
         kv_changes,
     }))
+}
+
+/// One simulation's work, moved to the simulation threads.
+struct Run {
+    tenant: String,
+    plugin: Arc<PluginVersion>,
+    overlay: Arc<OverlayKv>,
+    fallback: crate::plugins::Fallback,
+    call: Option<CallInfo>,
+    ivr: Option<Vec<IvrEvent>>,
+    message: Option<Message>,
+}
+
+impl Run {
+    async fn go(self) -> (Vec<SimStep>, Vec<LogLine>, BTreeMap<String, u64>) {
+        let options = InstanceOptions {
+            capture: true,
+            kv: Some(self.overlay),
+        };
+        let mut steps = Vec::new();
+        let started = Instant::now();
+        let mut instance = match self.plugin.instantiate(options).await {
+            Ok(i) => i,
+            Err(e) => {
+                steps.push(SimStep {
+                    function: "instantiate",
+                    output: None,
+                    fuel: None,
+                    elapsed_us: started.elapsed().as_micros() as u64,
+                    error: Some(sim_error(&e)),
+                });
+                return (steps, Vec::new(), BTreeMap::new());
+            }
+        };
+        if let Some(mut call) = self.call {
+            call.tenant = self.tenant;
+            let r = instance.route(&call).await;
+            steps.push(step("route", &instance, r, &self.fallback.route));
+        } else if let Some(events) = self.ivr {
+            for event in &events {
+                let r = instance.on_ivr_event(event).await;
+                let failed = r.is_err();
+                steps.push(step("on-event", &instance, r, &self.fallback.ivr));
+                if failed {
+                    break;
+                }
+            }
+        } else if let Some(mut msg) = self.message {
+            msg.tenant = self.tenant;
+            let r = instance.on_message(&msg).await;
+            steps.push(step("on-message", &instance, r, &self.fallback.sms));
+        }
+        (steps, instance.logs().to_vec(), instance.counters())
+    }
 }
 
 fn step<T: Into<SimOutput> + Clone>(
@@ -272,62 +310,83 @@ fn step<T: Into<SimOutput> + Clone>(
     }
 }
 
-/// Which plugin and version the request means.
+/// Which plugin version the request means, as stored now.
 async fn pick_version(
     state: &AppState,
     tenant: &str,
     req: &SimulateRequest,
     needs: Capability,
-) -> Result<(String, i64), ApiError> {
+) -> Result<PluginRecord, ApiError> {
     match (&req.plugin, req.version) {
-        (Some(name), Some(v)) => Ok((name.clone(), v)),
+        (Some(name), Some(v)) => Ok(state.store.plugin(tenant, name, v).await?.0),
         (Some(name), None) => {
             let versions = state.store.plugin_versions(tenant, name).await?;
-            let active = versions.iter().find(|r| r.active).ok_or_else(|| {
+            versions.into_iter().find(|r| r.active).ok_or_else(|| {
                 ApiError::Unprocessable(format!(
                     "plugin {name} has no active version; give version"
                 ))
-            })?;
-            Ok((name.clone(), active.version))
+            })
         }
         (None, Some(_)) => Err(ApiError::Unprocessable("version needs plugin too".into())),
         (None, None) => {
-            state.store.tenant(tenant).await?;
-            let set = state.registry.snapshot(tenant).unwrap_or_default();
-            let p = set.find(needs).ok_or_else(|| {
-                ApiError::Unprocessable(format!(
+            // The same choice a call makes (`TenantPlugins::find`), from the store's record.
+            let mut active = state.store.active_plugins(tenant).await?;
+            let has = |r: &PluginRecord| Capability::parse_worlds(&r.world).contains(&needs);
+            let found = active
+                .iter()
+                .position(|r| r.name == needs.world() && has(r))
+                .or_else(|| active.iter().position(has));
+            match found {
+                Some(i) => Ok(active.swap_remove(i)),
+                None => Err(ApiError::Unprocessable(format!(
                     "the tenant has no active plugin exporting {}; upload and activate one, or name one with plugin and version",
                     needs.export_name()
-                ))
-            })?;
-            Ok((p.id.name.to_string(), i64::from(p.id.version)))
+                ))),
+            }
         }
     }
 }
 
-/// The version compiled for the simulation runtime, from a small in-memory cache or the store.
+/// The version compiled for the simulation runtime, found by the tenant's uid and the code's
+/// sha256 (never by a number alone), compiled once however many requests want it at once.
 async fn sim_version(
     state: &AppState,
-    tenant: &str,
-    name: &str,
-    version: i64,
+    tenant_uid: &str,
+    record: &PluginRecord,
 ) -> Result<Arc<PluginVersion>, ApiError> {
-    let key = format!("{tenant}/{name}@{version}");
-    if let Some(v) = state.sim_cache.get(&key) {
-        return Ok(v);
-    }
-    let v = u32::try_from(version).map_err(|_| ApiError::NotFound("plugin version"))?;
-    let (_, wasm) = state.store.plugin(tenant, name, version).await?;
-    let id = PluginId {
-        tenant: tenant.into(),
-        name: name.into(),
-        version: v,
-    };
-    let loaded = state
-        .sim_runtime
-        .load(id, wasm.into(), &[])
+    let key = format!(
+        "{tenant_uid}/{}@{}/{}",
+        record.name, record.version, record.sha256
+    );
+    state
+        .simulator
+        .version(key, async {
+            let v =
+                u32::try_from(record.version).map_err(|_| ApiError::NotFound("plugin version"))?;
+            let (stored, wasm) = state
+                .store
+                .plugin(&record.tenant_id, &record.name, record.version)
+                .await?;
+            if stored.sha256 != record.sha256 {
+                // Replaced between the two reads (only a deleted and re-created tenant can).
+                return Err(ApiError::NotFound("plugin version"));
+            }
+            let id = PluginId {
+                tenant: record.tenant_id.as_str().into(),
+                name: record.name.as_str().into(),
+                version: v,
+            };
+            state
+                .simulator
+                .runtime()
+                .load(id, wasm.into(), &[])
+                .await
+                .map_err(|e| {
+                    ApiError::Internal(format!(
+                        "stored plugin {}@{}: {e}",
+                        record.name, record.version
+                    ))
+                })
+        })
         .await
-        .map_err(|e| ApiError::Internal(format!("stored plugin {key}: {e}")))?;
-    state.sim_cache.insert(key, loaded.clone());
-    Ok(loaded)
 }

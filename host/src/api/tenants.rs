@@ -115,7 +115,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     who.operator()?;
     state.store.delete_tenant(&p.tenant).await?;
-    state.auth.forget_keys();
+    state.auth.forget_credentials();
     state.unload_tenant(&p.tenant);
     state
         .audit(&who, Some(&p.tenant), "tenant.delete", &p.tenant, "")
@@ -207,7 +207,7 @@ pub async fn revoke_key(
 ) -> Result<StatusCode, ApiError> {
     who.admin(&p.tenant)?;
     state.store.revoke_api_key(Some(&p.tenant), &p.key).await?;
-    state.auth.forget_keys();
+    state.auth.forget_credentials();
     state
         .audit(&who, Some(&p.tenant), "key.revoke", &p.key, "")
         .await;
@@ -243,7 +243,9 @@ pub struct Token {
     pub expires_at: u64,
 }
 
-/// Mints an HS256 bearer token with a role, for a tenant (needs `api.jwt_secret`).
+/// Mints an HS256 bearer token with a role, for a tenant (needs `api.jwt_secret`). The token
+/// lives until it expires, its tenant is deleted, or the API key behind the caller (the key
+/// itself, or the key that minted the caller's token) is revoked.
 #[utoipa::path(post, path = "/v1/tokens", tag = "keys",
     request_body = TokenRequest,
     responses((status = 201, body = Token), (status = 403, body = super::Problem), (status = 422, body = super::Problem)),
@@ -278,11 +280,18 @@ pub async fn mint_token(
             "subject must be 1-128 characters".into(),
         ));
     }
+    // The token names the tenant's uid: it dies with this tenant, not with its id.
+    let tid = match &body.tenant {
+        Some(t) => Some(state.store.tenant(t).await?.uid),
+        None => None,
+    };
     let now = now_secs();
     let claims = Claims {
         sub: body.subject,
         role: body.role,
         tenant: body.tenant,
+        tid,
+        key: who.anchor.clone(),
         exp: now + body.ttl_secs,
         iat: now,
     };
@@ -314,7 +323,8 @@ pub async fn mint_token(
 /// Who the credential in the request is.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WhoAmI {
-    /// The key id, `operator-key:<n>`, or `jwt:<subject>`.
+    /// The key id, `operator-key:<fingerprint>` (a configured operator key), or
+    /// `jwt:<subject>`.
     pub subject: String,
     pub role: Role,
     /// The tenant; none for operators.

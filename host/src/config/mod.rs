@@ -51,6 +51,26 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// The largest plugin upload, in bytes. Default 64 MiB (a Python plugin is ~18 MB).
     pub max_upload_bytes: usize,
+    /// Failed authentications per minute each source address may make, sustained (an IPv6
+    /// address counts by its /64). Past it, its failures answer 429 and its credentials are
+    /// checked only if that needs no database read. Default 60. Live.
+    pub auth_failures_per_minute: u32,
+    /// Failed authentications a source address may make in a burst. Default 20. Live.
+    pub auth_failure_burst: u32,
+    /// Seconds a client may take to send a request's headers, or pause while sending its
+    /// body; also how long an idle connection stays open. Default 10.
+    pub read_timeout_secs: u64,
+    /// Threads that run `simulate` requests' plugin code, apart from the API's own. Default
+    /// 0: half the CPUs, at least 1.
+    pub simulate_threads: usize,
+    /// Simulations running at once on this host. Each may use the plugins' memory cap, so
+    /// this bounds their memory too. Default 4.
+    pub simulate_concurrency: usize,
+    /// Simulations running at once for one tenant. Default 2.
+    pub simulate_per_tenant: usize,
+    /// Milliseconds a simulation waits for a free slot before it is answered 503 with
+    /// Retry-After. Default 1000.
+    pub simulate_queue_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -64,6 +84,13 @@ impl Default for ApiConfig {
             rate_limit_burst: 100,
             max_body_bytes: 1 << 20,
             max_upload_bytes: 64 << 20,
+            auth_failures_per_minute: 60,
+            auth_failure_burst: 20,
+            read_timeout_secs: 10,
+            simulate_threads: 0,
+            simulate_concurrency: 4,
+            simulate_per_tenant: 2,
+            simulate_queue_ms: 1000,
         }
     }
 }
@@ -275,6 +302,26 @@ impl Config {
         if self.api.rate_limit_per_second == 0 {
             bad.push("api.rate_limit_per_second: must be at least 1".into());
         }
+        if self.api.auth_failures_per_minute == 0 || self.api.auth_failure_burst == 0 {
+            bad.push(
+                "api.auth_failures_per_minute, api.auth_failure_burst: must be at least 1".into(),
+            );
+        }
+        if !(1..=3600).contains(&self.api.read_timeout_secs) {
+            bad.push("api.read_timeout_secs: must be 1-3600".into());
+        }
+        if self.api.simulate_threads > 256 {
+            bad.push("api.simulate_threads: must be 0-256".into());
+        }
+        if !(1..=1024).contains(&self.api.simulate_concurrency) {
+            bad.push("api.simulate_concurrency: must be 1-1024".into());
+        }
+        if !(1..=1024).contains(&self.api.simulate_per_tenant) {
+            bad.push("api.simulate_per_tenant: must be 1-1024".into());
+        }
+        if self.api.simulate_queue_ms > 60_000 {
+            bad.push("api.simulate_queue_ms: must be 0-60000".into());
+        }
         if self.api.max_upload_bytes < 1024 {
             bad.push("api.max_upload_bytes: must be at least 1024".into());
         }
@@ -317,6 +364,30 @@ impl Config {
             .listen
             .parse()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 8080)))
+    }
+
+    /// The rate limits of `[api]`.
+    pub fn rate_limits(&self) -> crate::api::RateLimits {
+        crate::api::RateLimits {
+            per_second: self.api.rate_limit_per_second,
+            burst: self.api.rate_limit_burst,
+            failures_per_minute: self.api.auth_failures_per_minute,
+            failure_burst: self.api.auth_failure_burst,
+        }
+    }
+
+    /// How simulations are bounded, with `simulate_threads = 0` made concrete.
+    pub fn simulator_limits(&self) -> crate::api::SimulatorLimits {
+        let threads = match self.api.simulate_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            n => n,
+        };
+        crate::api::SimulatorLimits {
+            threads,
+            concurrency: self.api.simulate_concurrency,
+            per_tenant: self.api.simulate_per_tenant,
+            queue_wait: Duration::from_millis(self.api.simulate_queue_ms),
+        }
     }
 
     pub fn plugin_deadline(&self) -> Duration {

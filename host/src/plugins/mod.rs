@@ -23,7 +23,10 @@ pub mod scenario;
 pub use error::{LoadError, PluginError, RuntimeError};
 pub use instance::{CallInstance, InstanceOptions, LogLevel, LogLine};
 pub use kv::{KvError, KvStore, MemoryKv, OverlayKv};
-pub use registry::{Decided, Fallback, Registry, RegistryError, RoutedCall, TenantPlugins};
+pub use registry::{
+    Decided, Fallback, Reconciled, Registry, RegistryError, RoutedCall, Stale, TenantPlugins,
+    Wanted,
+};
 pub use runtime::{
     Capability, Limits, LoadSource, PluginId, PluginVersion, Runtime, RuntimeConfig,
 };

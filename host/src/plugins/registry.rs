@@ -6,6 +6,7 @@
 //! started on.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -13,7 +14,7 @@ use arc_swap::ArcSwap;
 use super::error::PluginError;
 use super::instance::{CallInstance, InstanceOptions};
 use super::model::{CallInfo, IvrAction, IvrEvent, Message, RouteDecision, SipStatus, SmsDecision};
-use super::runtime::{Capability, PluginVersion};
+use super::runtime::{Capability, PluginId, PluginVersion};
 
 /// What the switch does for a tenant when its plugin fails (trap, timeout, out of memory, bad
 /// return) or when it has none.
@@ -87,6 +88,32 @@ struct History {
     previous: Vec<u32>,
 }
 
+impl History {
+    /// Makes a loaded `version` the active one, remembering the one it replaces.
+    fn set_active(&mut self, version: u32) {
+        if self.active != Some(version) {
+            if let Some(old) = self.active {
+                self.previous.push(old);
+            }
+            self.active = Some(version);
+        }
+        // Versions that were active longer ago than the last few are freed once their calls
+        // end (the store keeps every version; activating one again loads it from the compiled
+        // cache). Versions added but never active stay: they were added to be activated.
+        if self.previous.len() > KEEP_PREVIOUS {
+            let old: Vec<u32> = self
+                .previous
+                .drain(..self.previous.len() - KEEP_PREVIOUS)
+                .collect();
+            for v in old {
+                if Some(v) != self.active && !self.previous.contains(&v) {
+                    self.loaded.remove(&v);
+                }
+            }
+        }
+    }
+}
+
 /// Every loaded version of every plugin, by (tenant, plugin name).
 type Histories = HashMap<(Arc<str>, Arc<str>), History>;
 
@@ -97,7 +124,33 @@ pub struct Registry {
     // Writers are rare (uploads, activations) and serialised here; readers never take it.
     histories: Mutex<Histories>,
     fallbacks: Mutex<HashMap<Arc<str>, Fallback>>,
+    /// Counts changes to the active sets, so [`Registry::reconcile`] can tell whether its
+    /// picture of the store is older than a change made here since.
+    generation: AtomicU64,
 }
+
+/// One plugin version the store says is active: which code, by its sha256, whatever its number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Wanted {
+    pub tenant: String,
+    pub name: String,
+    pub version: u32,
+    pub sha256: String,
+}
+
+/// What [`Registry::reconcile`] changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconciled {
+    /// This version is now active for new calls.
+    Activated(PluginId),
+    /// The plugin is no longer active: new calls do not use it.
+    Deactivated { tenant: String, name: String },
+}
+
+/// The registry changed after the picture [`Registry::reconcile`] was given was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the plugin registry changed while the store was read; try again")]
+pub struct Stale;
 
 /// The outcome of asking a tenant's plugin: the answer, and whether it came from the plugin or
 /// from the fallback (with the reason).
@@ -128,7 +181,7 @@ impl Registry {
     }
 
     /// Makes a loaded version available for activation. Loading again the same version number
-    /// replaces it.
+    /// replaces it (new calls keep the one they had until it is activated again).
     pub fn add(&self, version: Arc<PluginVersion>) {
         let key = (version.id.tenant.clone(), version.id.name.clone());
         self.histories()
@@ -136,6 +189,20 @@ impl Registry {
             .or_default()
             .loaded
             .insert(version.id.version, version);
+    }
+
+    /// The loaded version `version` of a plugin, active or not.
+    pub fn loaded(&self, tenant: &str, name: &str, version: u32) -> Option<Arc<PluginVersion>> {
+        self.histories()
+            .get(&(Arc::from(tenant), Arc::from(name)))?
+            .loaded
+            .get(&version)
+            .cloned()
+    }
+
+    /// The number of changes made to the active sets so far (see [`Registry::reconcile`]).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Makes `version` the active one for new calls, at once. Calls in progress keep theirs.
@@ -149,29 +216,70 @@ impl Registry {
                 name: name.into(),
                 version,
             })?;
-        if h.active != Some(version) {
-            if let Some(old) = h.active {
-                h.previous.push(old);
-            }
-            h.active = Some(version);
-        }
-        // Versions that were active longer ago than the last few are freed once their calls end
-        // (the store keeps every version; activating one again loads it from the compiled
-        // cache). Versions added but never active stay: they were added to be activated.
-        if h.previous.len() > KEEP_PREVIOUS {
-            let old: Vec<u32> = h
-                .previous
-                .drain(..h.previous.len() - KEEP_PREVIOUS)
-                .collect();
-            for v in old {
-                if Some(v) != h.active && !h.previous.contains(&v) {
-                    h.loaded.remove(&v);
-                }
-            }
-        }
+        h.set_active(version);
         self.publish(tenant, &histories);
         tracing::info!(tenant, plugin = name, version, "plugin version activated");
         Ok(())
+    }
+
+    /// Makes the active plugins exactly `wanted` (the store's active set): activates each
+    /// wanted version that is loaded with the wanted code (sha256), and deactivates every
+    /// other active plugin: one the store no longer has active (deactivated, or its tenant
+    /// deleted), or whose wanted version is not loaded here (the caller loads wanted versions
+    /// first; one that failed to load leaves the plugin inactive, so the tenant's fallback
+    /// answers rather than code the tenant replaced).
+    ///
+    /// Refused with [`Stale`] if the registry changed since `generation` was read: `wanted`
+    /// may then predate an activation made through this host, which it must not undo.
+    pub fn reconcile(&self, generation: u64, wanted: &[Wanted]) -> Result<Vec<Reconciled>, Stale> {
+        let mut histories = self.histories();
+        if self.generation() != generation {
+            return Err(Stale);
+        }
+        let mut changes = Vec::new();
+        let mut touched: std::collections::BTreeSet<Arc<str>> = Default::default();
+        let mut keep: std::collections::HashSet<(&str, &str)> = Default::default();
+        for w in wanted {
+            let key = (Arc::from(w.tenant.as_str()), Arc::from(w.name.as_str()));
+            let Some(h) = histories.get_mut(&key) else {
+                continue;
+            };
+            let Some(v) = h.loaded.get(&w.version).filter(|v| v.sha256 == w.sha256) else {
+                continue;
+            };
+            keep.insert((&w.tenant, &w.name));
+            // New calls use this very version already: nothing to do. (Compared with what
+            // calls see, not with the number: the same number may have been loaded again
+            // with other code, for a tenant created again under the same id.)
+            let published = self.tenants.load();
+            if published
+                .get(&key.0)
+                .and_then(|set| set.active.get(&key.1))
+                .is_some_and(|p| Arc::ptr_eq(p, v))
+            {
+                continue;
+            }
+            let id = v.id.clone();
+            h.set_active(w.version);
+            touched.insert(key.0);
+            changes.push(Reconciled::Activated(id));
+        }
+        for ((tenant, name), h) in histories.iter_mut() {
+            if h.active.is_some() && !keep.contains(&(&**tenant, &**name)) {
+                if let Some(old) = h.active.take() {
+                    h.previous.push(old);
+                }
+                touched.insert(tenant.clone());
+                changes.push(Reconciled::Deactivated {
+                    tenant: tenant.to_string(),
+                    name: name.to_string(),
+                });
+            }
+        }
+        for tenant in &touched {
+            self.publish(tenant, &histories);
+        }
+        Ok(changes)
     }
 
     /// Re-activates the version that was active before the current one; returns it.
@@ -243,6 +351,7 @@ impl Registry {
             next.remove(tenant);
             next
         });
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Sets what the tenant's calls and messages get when its plugins fail.
@@ -278,6 +387,7 @@ impl Registry {
             next.insert(Arc::from(tenant), set.clone());
             next
         });
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The tenant's current plugin set (what a call starting now would use).

@@ -1,9 +1,10 @@
 //! Engine-wide state ([`Runtime`]) and per tenant plugin version state ([`PluginVersion`]).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -109,6 +110,16 @@ impl Capability {
         }
     }
 
+    /// The capabilities of a stored world name ([`PluginVersion::world`]): one world, or
+    /// several joined with `+`. Unknown parts count for nothing.
+    pub fn parse_worlds(worlds: &str) -> Vec<Capability> {
+        worlds
+            .split('+')
+            .filter_map(Capability::parse_world)
+            .flatten()
+            .collect()
+    }
+
     /// Parses a world name as a set of capabilities (`switch` is all three).
     pub fn parse_world(world: &str) -> Option<Vec<Capability>> {
         match world {
@@ -165,7 +176,15 @@ pub(crate) struct RuntimeInner {
     pub(crate) kv: Arc<dyn KvStore>,
     cache: Option<ComponentCache>,
     ticker_stop: Arc<AtomicBool>,
+    /// Compilations under way, by sha256: a second load of the same code waits for the first
+    /// one's result instead of compiling again (a Python plugin takes ~11 s to compile).
+    compiling: Mutex<HashMap<String, Arc<OnceLock<Compiled>>>>,
+    /// Components compiled (not read from the cache) since start.
+    compiles: AtomicU64,
 }
+
+/// A shared compilation's outcome (its only failure is an invalid component).
+type Compiled = Result<(Component, LoadSource), String>;
 
 impl Drop for RuntimeInner {
     fn drop(&mut self) {
@@ -276,6 +295,8 @@ impl Runtime {
                 kv,
                 cache,
                 ticker_stop,
+                compiling: Mutex::default(),
+                compiles: AtomicU64::new(0),
             }),
         })
     }
@@ -307,6 +328,12 @@ impl Runtime {
         }
         self.inner.limits.store(Arc::new(limits));
         Ok(())
+    }
+
+    /// How many components this runtime has compiled (rather than read from the compiled
+    /// cache, or shared with a load of the same code under way) since it started.
+    pub fn compiles(&self) -> u64 {
+        self.inner.compiles.load(Ordering::Relaxed)
     }
 
     /// The `kv` backend the plugins of this runtime see.
@@ -410,7 +437,29 @@ impl Runtime {
         }))
     }
 
+    /// Compiles `bytes` (or reads the compiled cache), once however many threads load the
+    /// same code at the same moment.
     fn compile(&self, sha256: &str, bytes: &[u8]) -> Result<(Component, LoadSource), LoadError> {
+        let compiling = || {
+            self.inner
+                .compiling
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        };
+        let cell = compiling().entry(sha256.to_string()).or_default().clone();
+        let result = cell.get_or_init(|| self.compile_now(sha256, bytes)).clone();
+        // The last to finish leaves no entry behind: a later load reads the disk cache (or
+        // compiles again, after a failure).
+        {
+            let mut map = compiling();
+            if map.get(sha256).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                map.remove(sha256);
+            }
+        }
+        result.map_err(LoadError::Invalid)
+    }
+
+    fn compile_now(&self, sha256: &str, bytes: &[u8]) -> Compiled {
         let engine = &self.inner.engine;
         if let Some(cached) = self
             .inner
@@ -420,8 +469,8 @@ impl Runtime {
         {
             return Ok((cached, LoadSource::Cached));
         }
-        let component =
-            Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        self.inner.compiles.fetch_add(1, Ordering::Relaxed);
+        let component = Component::new(engine, bytes).map_err(|e| format!("{e:#}"))?;
         if let Some(cache) = &self.inner.cache {
             cache.put(sha256, &component);
         }
@@ -623,5 +672,11 @@ mod tests {
             vec![Capability::Ivr]
         );
         assert!(Capability::parse_world("nope").is_none());
+        assert_eq!(
+            Capability::parse_worlds("router+messaging"),
+            vec![Capability::Routing, Capability::Messaging]
+        );
+        assert_eq!(Capability::parse_worlds("switch").len(), 3);
+        assert!(Capability::parse_worlds("nope+").is_empty());
     }
 }

@@ -38,7 +38,7 @@ impl Store {
         .bind(action)
         .bind(target)
         .bind(detail)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }

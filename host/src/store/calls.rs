@@ -73,8 +73,8 @@ pub struct CdrFilter {
     /// Calls from or to this number.
     pub number: Option<String>,
     pub disposition: Option<Disposition>,
-    /// Where the previous page ended ([`CdrPage::next`]).
-    pub cursor: Option<String>,
+    /// Where the previous page ended ([`CdrPage::next`], parsed).
+    pub cursor: Option<CdrCursor>,
     /// Page size, 1 to 500.
     pub limit: u32,
 }
@@ -116,15 +116,33 @@ fn cdr(row: &AnyRow) -> Result<Cdr, sqlx::Error> {
     })
 }
 
-/// A cursor is the last row's `started_at` and id, hex-encoded so it is opaque and URL-safe.
-fn encode_cursor(started_at: i64, id: &str) -> String {
-    hex::encode(format!("{started_at}:{id}"))
+/// Where a page of records ended: the last row's `started_at` and id. On the wire it is
+/// hex-encoded (`started_at:id`), so it is opaque and URL-safe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdrCursor {
+    started_at: i64,
+    id: String,
 }
 
-fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
-    let text = String::from_utf8(hex::decode(cursor).ok()?).ok()?;
-    let (ts, id) = text.split_once(':')?;
-    Some((ts.parse().ok()?, id.to_string()))
+impl CdrCursor {
+    fn encode(started_at: i64, id: &str) -> String {
+        hex::encode(format!("{started_at}:{id}"))
+    }
+
+    /// Parses a cursor this API gave; none for anything else (bad hex, not UTF-8, no
+    /// timestamp, or a control character, which no record id holds and PostgreSQL text
+    /// cannot even compare with when it is NUL).
+    pub fn parse(cursor: &str) -> Option<CdrCursor> {
+        let text = String::from_utf8(hex::decode(cursor).ok()?).ok()?;
+        let (ts, id) = text.split_once(':')?;
+        if id.chars().any(char::is_control) {
+            return None;
+        }
+        Some(CdrCursor {
+            started_at: ts.parse().ok()?,
+            id: id.to_string(),
+        })
+    }
 }
 
 impl Store {
@@ -147,7 +165,7 @@ impl Store {
             .bind(&c.trunk)
             .bind(&c.plugin)
             .bind(&c.hangup_cause)
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .map_err(StoreError::unique("cdr"))?;
         Ok(())
@@ -161,13 +179,6 @@ impl Store {
     /// kept PostgreSQL's generic plan from using the index: it sorted all of a tenant's rows
     /// for every page (2.3 ms against 0.05 ms for 10,000 rows, BENCHMARKS.md).
     pub async fn cdrs(&self, tenant: &str, f: &CdrFilter) -> Result<CdrPage, StoreError> {
-        let after = match &f.cursor {
-            Some(c) => Some(
-                decode_cursor(c)
-                    .ok_or_else(|| StoreError::Invalid("cursor is not one this API gave".into()))?,
-            ),
-            None => None,
-        };
         let limit = f.limit.clamp(1, MAX_PAGE);
         let mut q = Filter::new(format!("SELECT {COLUMNS} FROM cdrs WHERE tenant_id = $1"));
         q.args.push(Arg::Text(tenant));
@@ -188,8 +199,8 @@ impl Store {
             let p = q.arg(Arg::Text(d.as_str()));
             q.sql.push_str(&format!(" AND disposition = {p}"));
         }
-        if let Some((ts, id)) = &after {
-            let (p_ts, p_id) = (q.arg(Arg::Int(*ts)), q.arg(Arg::Text(id)));
+        if let Some(CdrCursor { started_at, id }) = &f.cursor {
+            let (p_ts, p_id) = (q.arg(Arg::Int(*started_at)), q.arg(Arg::Text(id)));
             // A row comparison is an index bound on both databases.
             q.sql
                 .push_str(&format!(" AND (started_at, id) < ({p_ts}, {p_id})"));
@@ -210,7 +221,7 @@ impl Store {
         rows.truncate(limit as usize);
         let items: Vec<Cdr> = rows.iter().map(cdr).collect::<Result<_, _>>()?;
         let next = more
-            .then(|| items.last().map(|c| encode_cursor(c.started_at, &c.id)))
+            .then(|| items.last().map(|c| CdrCursor::encode(c.started_at, &c.id)))
             .flatten();
         Ok(CdrPage { items, next })
     }
@@ -248,12 +259,18 @@ mod tests {
 
     #[test]
     fn cursor_round_trips() {
-        let c = encode_cursor(1_700_000_000_000, "call:1");
+        let c = CdrCursor::encode(1_700_000_000_000, "call:1");
         assert_eq!(
-            decode_cursor(&c),
-            Some((1_700_000_000_000, "call:1".into()))
+            CdrCursor::parse(&c),
+            Some(CdrCursor {
+                started_at: 1_700_000_000_000,
+                id: "call:1".into()
+            })
         );
-        assert_eq!(decode_cursor("zz"), None);
-        assert_eq!(decode_cursor(&hex::encode("nocolon")), None);
+        assert_eq!(CdrCursor::parse("zz"), None);
+        assert_eq!(CdrCursor::parse(&hex::encode("nocolon")), None);
+        // "1:" and a NUL: PostgreSQL cannot compare text with NUL (it answered 500).
+        assert_eq!(CdrCursor::parse("313a00"), None);
+        assert_eq!(CdrCursor::parse(&hex::encode("x:call")), None);
     }
 }

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, now_ms, random_bytes};
+use super::{Store, StoreError, check_text, now_ms, random_bytes};
 
 /// What a credential may do.
 #[derive(
@@ -53,6 +53,13 @@ pub struct ApiKey {
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub last_used_at: Option<i64>,
+}
+
+impl ApiKey {
+    /// Neither revoked nor expired at `now` (epoch ms).
+    fn live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|t| t > now)
+    }
 }
 
 /// A key just created: the only time its full text exists.
@@ -118,6 +125,7 @@ impl Store {
                 "operator keys have no tenant; tenant keys need one".into(),
             ));
         }
+        check_text("name", name)?;
         let id = hex::encode(random_bytes::<8>()?);
         let secret = hex::encode(random_bytes::<32>()?);
         let key = ApiKey {
@@ -141,13 +149,13 @@ impl Store {
         .bind(hash_secret(&secret))
         .bind(key.created_at)
         .bind(key.expires_at)
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
                 StoreError::NotFound("tenant")
             }
-            _ => StoreError::Database(e),
+            _ => StoreError::from(e),
         })?;
         Ok(NewApiKey {
             key,
@@ -161,31 +169,49 @@ impl Store {
         let Some((id, secret)) = parse_key(text) else {
             return Ok(None);
         };
-        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1");
-        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?
-        else {
+        let Some((key, stored)) = self.api_key_by_id(id).await? else {
             return Ok(None);
         };
-        let (key, stored) = api_key(&row)?;
         let now = now_ms();
-        if !constant_time_eq(hash_secret(secret).as_bytes(), stored.as_bytes())
-            || key.revoked_at.is_some()
-            || key.expires_at.is_some_and(|t| t <= now)
-        {
+        if !constant_time_eq(hash_secret(secret).as_bytes(), stored.as_bytes()) || !key.live(now) {
             return Ok(None);
         }
-        // Coarse on purpose: one write per key per minute at most.
+        // Coarse on purpose: one write per key per minute at most, and in the background, so
+        // a request never waits behind other writes to be authenticated.
         if key.last_used_at.is_none_or(|t| now - t > 60_000) {
-            sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
-                .bind(id)
-                .bind(now)
-                .execute(self.pool())
-                .await?;
+            let (writer, id) = (self.writer().clone(), id.to_string());
+            tokio::spawn(async move {
+                let done = sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
+                    .bind(&id)
+                    .bind(now)
+                    .execute(&writer)
+                    .await;
+                if let Err(e) = done {
+                    tracing::debug!(key = id, error = %e, "cannot record a key's last use");
+                }
+            });
         }
         Ok(Some(key))
+    }
+
+    /// The key with public id `id` if it is neither revoked nor expired: a bearer token names
+    /// the key that minted it, and lives only as long as that key does.
+    pub async fn live_api_key(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
+        Ok(self
+            .api_key_by_id(id)
+            .await?
+            .map(|(key, _)| key)
+            .filter(|key| key.live(now_ms())))
+    }
+
+    /// The key with public id `id` and its secret's hash, revoked, expired or not.
+    async fn api_key_by_id(&self, id: &str) -> Result<Option<(ApiKey, String)>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(api_key).transpose()?)
     }
 
     /// Keys of one tenant, or the operator keys when `tenant` is none.
@@ -212,7 +238,7 @@ impl Store {
         .bind(id)
         .bind(tenant)
         .bind(now_ms())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("api key"));

@@ -48,7 +48,7 @@ impl KvStore for SqlKv {
         .bind(key.as_bytes())
         .bind(value)
         .bind(now_ms())
-        .execute(self.store.pool())
+        .execute(self.store.writer())
         .await
         .map_err(unavailable)?;
         Ok(())
@@ -59,7 +59,7 @@ impl KvStore for SqlKv {
         sqlx::query("DELETE FROM kv WHERE tenant_id = $1 AND key = $2")
             .bind(tenant)
             .bind(key.as_bytes())
-            .execute(self.store.pool())
+            .execute(self.store.writer())
             .await
             .map_err(unavailable)?;
         Ok(())

@@ -20,16 +20,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, ConnectOptions};
+use sqlx::{Any, AnyPool, ConnectOptions};
 
 pub use audit::AuditEntry;
-pub use calls::{Cdr, CdrFilter, CdrPage, Disposition, MAX_PAGE as MAX_CDR_PAGE};
+pub use calls::{Cdr, CdrCursor, CdrFilter, CdrPage, Disposition, MAX_PAGE as MAX_CDR_PAGE};
 pub use error::StoreError;
 pub use keys::{ApiKey, NewApiKey, Role, constant_time_eq};
 pub use kv::SqlKv;
 pub use numbers::{Did, NewSipUser, NewTrunk, SipUser, Transport, Trunk, digest_ha1, valid_e164};
-pub use plugins::{Activation, NewPlugin, PluginRecord, valid_plugin_name};
-pub use tenants::{Tenant, valid_tenant_id};
+pub use plugins::{Activation, ActivePlugin, NewPlugin, PluginRecord, valid_plugin_name};
+pub use tenants::{MAX_TEXT_CHARS, Tenant, check_text, valid_tenant_id};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -60,6 +60,11 @@ impl Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where writes go. On SQLite, a pool of one connection: SQLite lets one writer in at a
+    /// time, and writers that queue here wait their turn in order, where several connections
+    /// would race for the file lock (and a read-then-write transaction that loses the race
+    /// fails with SQLITE_BUSY however long it is willing to wait). On PostgreSQL, `pool`.
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -96,8 +101,26 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| StoreError::BadUrl(e.to_string()))?
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+        let writer = if backend == Backend::Sqlite && !url.contains(":memory:") {
+            // A writer waits for the one connection up to WRITE_QUEUE_TIMEOUT, then for the
+            // file lock (another process) up to SQLite's busy timeout (sqlx: 5 s).
+            Some(
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(WRITE_QUEUE_TIMEOUT)
+                    .connect_with(options.clone())
+                    .await?,
+            )
+        } else {
+            None
+        };
         let pool = pool.connect_with(options).await?;
-        let store = Self { pool, backend };
+        let writer = writer.unwrap_or_else(|| pool.clone());
+        let store = Self {
+            pool,
+            writer,
+            backend,
+        };
         if backend == Backend::Sqlite {
             // Foreign keys are off by default in SQLite and are per connection; sqlx turns them
             // on for every connection it opens, and WAL mode sticks to the file.
@@ -114,7 +137,7 @@ impl Store {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&self.pool).await?;
+        migrator.run(&self.writer).await?;
         Ok(())
     }
 
@@ -138,13 +161,34 @@ impl Store {
 
     /// Closes every connection.
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
+    /// Where reads go.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
+
+    /// Where writes go (single statements; see [`Store::begin_write`] for transactions).
+    pub(crate) fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock at `BEGIN`
+    /// (`BEGIN IMMEDIATE`): a transaction that reads first and takes the lock only at its first
+    /// write fails with SQLITE_BUSY, without waiting, if another write committed in between.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        })
+    }
 }
+
+/// How long a write waits for SQLite's one writer connection before the request is answered
+/// 503 (with Retry-After). Writes take milliseconds; this is a queue of hundreds of them.
+const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Milliseconds since the Unix epoch, the store's time format.
 pub fn now_ms() -> i64 {

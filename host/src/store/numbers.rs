@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, new_id, now_ms};
+use super::{Store, StoreError, check_text, new_id, now_ms};
 
 /// A phone number routed to a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -119,6 +119,11 @@ impl NewTrunk {
         if self.port == 0 {
             return bad("port must be 1-65535");
         }
+        for (field, value) in [("username", &self.username), ("password", &self.password)] {
+            if let Some(v) = value {
+                check_text(field, v)?;
+            }
+        }
         if self.register && (self.username.is_none() || self.password.is_none()) {
             return bad("a trunk that registers needs a username and a password");
         }
@@ -208,7 +213,7 @@ fn tenant_fk(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
             StoreError::NotFound("tenant")
         }
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
-        _ => StoreError::Database(e),
+        _ => StoreError::from(e),
     }
 }
 
@@ -224,6 +229,7 @@ impl Store {
                 "number {number:?} is not E.164 (+ and 2-15 digits)"
             )));
         }
+        check_text("description", description)?;
         let d = Did {
             number: number.to_string(),
             tenant_id: tenant.to_string(),
@@ -237,7 +243,7 @@ impl Store {
         .bind(&d.tenant_id)
         .bind(&d.description)
         .bind(d.created_at)
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .map_err(tenant_fk("number"))?;
         Ok(d)
@@ -266,7 +272,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM dids WHERE tenant_id = $1 AND number = $2")
             .bind(tenant)
             .bind(number)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("number"));
@@ -290,7 +296,7 @@ impl Store {
             .bind(&t.password)
             .bind(i64::from(t.register))
             .bind(now_ms())
-            .fetch_one(self.pool())
+            .fetch_one(self.writer())
             .await
             .map_err(tenant_fk("trunk name"))?;
         Ok(trunk(&row)?)
@@ -319,7 +325,7 @@ impl Store {
             .bind(&t.username)
             .bind(&t.password)
             .bind(i64::from(t.register))
-            .fetch_optional(self.pool())
+            .fetch_optional(self.writer())
             .await
             .map_err(tenant_fk("trunk name"))?
             .ok_or(StoreError::NotFound("trunk"))?;
@@ -350,7 +356,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM trunks WHERE tenant_id = $1 AND id = $2")
             .bind(tenant)
             .bind(id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("trunk"));
@@ -379,6 +385,8 @@ impl Store {
                 "password must be at least 8 characters".into(),
             ));
         }
+        check_text("password", &u.password)?;
+        check_text("display_name", &u.display_name)?;
         let sql = format!(
             "INSERT INTO sip_users (id, tenant_id, username, realm, display_name, created_at, ha1) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {SIP_USER_COLUMNS}"
@@ -391,7 +399,7 @@ impl Store {
             .bind(&u.display_name)
             .bind(now_ms())
             .bind(digest_ha1(&u.username, realm, &u.password))
-            .fetch_one(self.pool())
+            .fetch_one(self.writer())
             .await
             .map_err(tenant_fk("sip user"))?;
         Ok(sip_user(&row)?)
@@ -412,7 +420,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM sip_users WHERE tenant_id = $1 AND id = $2")
             .bind(tenant)
             .bind(id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("sip user"));

@@ -13,7 +13,8 @@ use super::{Store, StoreError, now_ms};
 pub struct PluginRecord {
     pub tenant_id: String,
     pub name: String,
-    /// 1 for the first upload of a name, then counting up.
+    /// 1 for the first upload of a name, then counting up; never reused, even after a version
+    /// is deleted.
     pub version: i64,
     /// Hex sha256 of the component.
     pub sha256: String,
@@ -37,6 +38,16 @@ pub struct NewPlugin<'a> {
     pub world: &'a str,
     pub uploaded_by: &'a str,
     pub wasm: &'a [u8],
+}
+
+/// An active plugin version, as every host must run it: the sha256 says which code, whatever
+/// the number (see [`Store::active_plugin_versions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivePlugin {
+    pub tenant_id: String,
+    pub name: String,
+    pub version: i64,
+    pub sha256: String,
 }
 
 /// The result of an activation or a rollback.
@@ -74,7 +85,10 @@ pub fn valid_plugin_name(name: &str) -> bool {
 }
 
 impl Store {
-    /// Stores a new version of a plugin: one more than the highest stored so far.
+    /// Stores a new version of a plugin. Its number is the plugin name's next one: one more
+    /// than any version of that name ever stored, deleted ones included, so a number always
+    /// means the same code. Concurrent uploads to one name queue for the number (a row lock on
+    /// PostgreSQL, the write lock on SQLite) rather than collide.
     pub async fn insert_plugin(&self, new: NewPlugin<'_>) -> Result<PluginRecord, StoreError> {
         if !valid_plugin_name(new.name) {
             return Err(StoreError::Invalid(format!(
@@ -82,35 +96,44 @@ impl Store {
                 new.name
             )));
         }
-        // Two uploads racing for the same number: the loser hits the primary key and retries.
-        for _ in 0..5 {
-            let sql = format!(
-                "INSERT INTO plugins (tenant_id, name, version, sha256, size, world, uploaded_by, uploaded_at, active, wasm) \
-                 SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5, $6, $7, 0, $8 \
-                 FROM plugins WHERE tenant_id = $1 AND name = $2 \
-                 RETURNING {COLUMNS}"
-            );
-            let inserted = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(new.tenant_id)
-                .bind(new.name)
-                .bind(new.sha256)
-                .bind(new.wasm.len() as i64)
-                .bind(new.world)
-                .bind(new.uploaded_by)
-                .bind(now_ms())
-                .bind(new.wasm)
-                .fetch_one(self.pool())
-                .await;
-            match inserted {
-                Ok(row) => return Ok(record(&row)?),
-                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => continue,
-                Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
-                    return Err(StoreError::NotFound("tenant"));
-                }
-                Err(e) => return Err(e.into()),
+        let fk = |e: sqlx::Error| match &e {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                StoreError::NotFound("tenant")
             }
-        }
-        Err(StoreError::Conflict("plugin version"))
+            _ => StoreError::from(e),
+        };
+        let mut tx = self.begin_write().await?;
+        let version: i64 = sqlx::query(
+            "INSERT INTO plugin_names (tenant_id, name, last_version) VALUES ($1, $2, 1) \
+             ON CONFLICT (tenant_id, name) DO UPDATE SET last_version = plugin_names.last_version + 1 \
+             RETURNING last_version",
+        )
+        .bind(new.tenant_id)
+        .bind(new.name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(fk)?
+        .try_get("last_version")?;
+        let sql = format!(
+            "INSERT INTO plugins (tenant_id, name, version, sha256, size, world, uploaded_by, uploaded_at, active, wasm) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9) RETURNING {COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(new.tenant_id)
+            .bind(new.name)
+            .bind(version)
+            .bind(new.sha256)
+            .bind(new.wasm.len() as i64)
+            .bind(new.world)
+            .bind(new.uploaded_by)
+            .bind(now_ms())
+            .bind(new.wasm)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(fk)?;
+        let record = record(&row)?;
+        tx.commit().await?;
+        Ok(record)
     }
 
     /// Every version of every plugin of a tenant, by name then version.
@@ -144,6 +167,18 @@ impl Store {
         Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
     }
 
+    /// One version's record, without its bytes.
+    pub async fn plugin_record(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<PluginRecord, StoreError> {
+        Ok(record(
+            &self.plugin_row(tenant, name, version, COLUMNS).await?,
+        )?)
+    }
+
     /// One version and its component bytes.
     pub async fn plugin(
         &self,
@@ -151,37 +186,61 @@ impl Store {
         name: &str,
         version: i64,
     ) -> Result<(PluginRecord, Vec<u8>), StoreError> {
+        let columns = format!("{COLUMNS}, wasm");
+        let row = self.plugin_row(tenant, name, version, &columns).await?;
+        Ok((record(&row)?, row.try_get("wasm")?))
+    }
+
+    async fn plugin_row(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: i64,
+        columns: &str,
+    ) -> Result<AnyRow, StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS}, wasm FROM plugins WHERE tenant_id = $1 AND name = $2 AND version = $3"
+            "SELECT {columns} FROM plugins WHERE tenant_id = $1 AND name = $2 AND version = $3"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant)
             .bind(name)
             .bind(version)
             .fetch_optional(self.pool())
             .await?
-            .ok_or(StoreError::NotFound("plugin version"))?;
-        Ok((record(&row)?, row.try_get("wasm")?))
+            .ok_or(StoreError::NotFound("plugin version"))
     }
 
-    /// (tenant, name, version) of every active plugin: the cheap question each host asks to
-    /// stay in step with activations made elsewhere.
-    pub async fn active_plugin_versions(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+    /// Every active plugin of every tenant: the cheap question each host asks to stay in step
+    /// with activations (and deletions) made elsewhere.
+    pub async fn active_plugin_versions(&self) -> Result<Vec<ActivePlugin>, StoreError> {
         let rows = sqlx::query(
-            "SELECT tenant_id, name, version FROM plugins WHERE active = 1 ORDER BY tenant_id, name",
+            "SELECT tenant_id, name, version, sha256 FROM plugins WHERE active = 1 ORDER BY tenant_id, name",
         )
         .fetch_all(self.pool())
         .await?;
         rows.iter()
             .map(|r| {
-                Ok((
-                    r.try_get("tenant_id")?,
-                    r.try_get("name")?,
-                    r.try_get("version")?,
-                ))
+                Ok(ActivePlugin {
+                    tenant_id: r.try_get("tenant_id")?,
+                    name: r.try_get("name")?,
+                    version: r.try_get("version")?,
+                    sha256: r.try_get("sha256")?,
+                })
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
+    }
+
+    /// The active versions of one tenant's plugins, by name.
+    pub async fn active_plugins(&self, tenant: &str) -> Result<Vec<PluginRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM plugins WHERE tenant_id = $1 AND active = 1 ORDER BY name"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
     }
 
     /// Makes `version` the active one and records the change.
@@ -213,7 +272,19 @@ impl Store {
         version: Option<i64>,
         actor: &str,
     ) -> Result<Activation, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
+        // Activations of one plugin take turns: this takes the name's row lock on PostgreSQL
+        // (SQLite's write lock is already held), so two never read the same "current".
+        let named = sqlx::query(
+            "UPDATE plugin_names SET last_version = last_version WHERE tenant_id = $1 AND name = $2",
+        )
+        .bind(tenant)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        if named.rows_affected() == 0 {
+            return Err(StoreError::NotFound("plugin"));
+        }
         let versions: Vec<(i64, i64)> =
             sqlx::query("SELECT version, active FROM plugins WHERE tenant_id = $1 AND name = $2")
                 .bind(tenant)
@@ -316,14 +387,20 @@ impl Store {
                 "version {version} of {name} is active; activate another version first"
             )));
         }
-        sqlx::query(
+        let done = sqlx::query(
             "DELETE FROM plugins WHERE tenant_id = $1 AND name = $2 AND version = $3 AND active = 0",
         )
         .bind(tenant)
         .bind(name)
         .bind(version)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
+        if done.rows_affected() == 0 {
+            // Activated (or deleted) between the look and the delete.
+            return Err(StoreError::Invalid(format!(
+                "version {version} of {name} is active; activate another version first"
+            )));
+        }
         Ok(())
     }
 }

@@ -2,7 +2,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, now_ms};
+use super::{Store, StoreError, now_ms, random_bytes};
 
 /// A customer of the switch. Everything else (keys, plugins, numbers, calls) belongs to one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -13,6 +13,29 @@ pub struct Tenant {
     pub name: String,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// Random, made at creation: a tenant deleted and created again under the same id is
+    /// another tenant with another uid. Bearer tokens carry it, so they die with their tenant.
+    #[serde(skip)]
+    pub uid: String,
+}
+
+/// The longest free text a field takes (names, descriptions, display names), in characters.
+pub const MAX_TEXT_CHARS: usize = 256;
+
+/// Refuses free text that is too long or holds control characters (a name is shown in
+/// consoles, logs and SIP headers; none of those want a line break or an escape sequence).
+pub fn check_text(field: &str, value: &str) -> Result<(), StoreError> {
+    if value.chars().count() > MAX_TEXT_CHARS {
+        return Err(StoreError::Invalid(format!(
+            "{field} is longer than {MAX_TEXT_CHARS} characters"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!(
+            "{field} may not contain control characters"
+        )));
+    }
+    Ok(())
 }
 
 /// Whether `id` is a valid tenant slug.
@@ -29,8 +52,11 @@ fn tenant(row: &AnyRow) -> Result<Tenant, sqlx::Error> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         created_at: row.try_get("created_at")?,
+        uid: row.try_get("uid")?,
     })
 }
+
+const COLUMNS: &str = "id, name, created_at, uid";
 
 impl Store {
     pub async fn create_tenant(&self, id: &str, name: &str) -> Result<Tenant, StoreError> {
@@ -39,23 +65,27 @@ impl Store {
                 "tenant id {id:?} must be 1-63 lowercase letters, digits or '-'"
             )));
         }
+        check_text("name", name)?;
         let t = Tenant {
             id: id.to_string(),
             name: name.to_string(),
             created_at: now_ms(),
+            uid: hex::encode(random_bytes::<16>()?),
         };
-        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO tenants (id, name, created_at, uid) VALUES ($1, $2, $3, $4)")
             .bind(&t.id)
             .bind(&t.name)
             .bind(t.created_at)
-            .execute(self.pool())
+            .bind(&t.uid)
+            .execute(self.writer())
             .await
             .map_err(StoreError::unique("tenant"))?;
         Ok(t)
     }
 
     pub async fn tenant(&self, id: &str) -> Result<Tenant, StoreError> {
-        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE id = $1")
+        let sql = format!("SELECT {COLUMNS} FROM tenants WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(self.pool())
             .await?
@@ -64,21 +94,22 @@ impl Store {
     }
 
     pub async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY id")
+        let sql = format!("SELECT {COLUMNS} FROM tenants ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(self.pool())
             .await?;
         Ok(rows.iter().map(tenant).collect::<Result<_, _>>()?)
     }
 
     pub async fn rename_tenant(&self, id: &str, name: &str) -> Result<Tenant, StoreError> {
-        let row = sqlx::query(
-            "UPDATE tenants SET name = $2 WHERE id = $1 RETURNING id, name, created_at",
-        )
-        .bind(id)
-        .bind(name)
-        .fetch_optional(self.pool())
-        .await?
-        .ok_or(StoreError::NotFound("tenant"))?;
+        check_text("name", name)?;
+        let sql = format!("UPDATE tenants SET name = $2 WHERE id = $1 RETURNING {COLUMNS}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(name)
+            .fetch_optional(self.writer())
+            .await?
+            .ok_or(StoreError::NotFound("tenant"))?;
         Ok(tenant(&row)?)
     }
 
@@ -86,11 +117,37 @@ impl Store {
     pub async fn delete_tenant(&self, id: &str) -> Result<(), StoreError> {
         let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("tenant"));
         }
         Ok(())
+    }
+
+    /// Whether the tenant `id` exists and is the one whose uid is `uid` (not a tenant deleted
+    /// since, nor a new one that took its id).
+    pub async fn tenant_is(&self, id: &str, uid: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 AS one FROM tenants WHERE id = $1 AND uid = $2")
+            .bind(id)
+            .bind(uid)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_text_is_bounded_and_printable() {
+        assert!(check_text("name", "Acme Ltd — Zürich").is_ok());
+        assert!(check_text("name", &"é".repeat(MAX_TEXT_CHARS)).is_ok());
+        assert!(check_text("name", &"a".repeat(MAX_TEXT_CHARS + 1)).is_err());
+        assert!(check_text("name", "two words").is_ok());
+        assert!(check_text("name", "two\nlines").is_err());
+        assert!(check_text("name", "bell\u{7}").is_err());
     }
 }

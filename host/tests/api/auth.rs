@@ -34,9 +34,9 @@ both! {
             let token = tok["token"].as_str().unwrap();
             assert_eq!(app.get(path, token).await.0, StatusCode::OK);
             assert_problem(&app.post(path, token, json!({"number": "+15550100"})).await, 403, "forbidden");
-            let expired = jwt(&json!({"sub": "x", "role": "tenant-admin", "tenant": "acme", "exp": 1_000_000, "iat": 999_000}), "test-secret-test-secret-test-secret!");
+            let expired = jwt(&json!({"sub": "x", "role": "tenant-admin", "tenant": "acme", "tid": "x", "key": "x", "exp": 1_000_000, "iat": 999_000}), "test-secret-test-secret-test-secret!");
             assert_problem(&app.get(path, &expired).await, 401, "expired-token");
-            let forged = jwt(&json!({"sub": "x", "role": "operator", "exp": 4_000_000_000u64, "iat": 1}), "another-secret-another-secret-another");
+            let forged = jwt(&json!({"sub": "x", "role": "operator", "key": "x", "exp": 4_000_000_000u64, "iat": 1}), "another-secret-another-secret-another");
             assert_problem(&app.get(path, &forged).await, 401, "unauthenticated");
             // A tenant admin cannot mint an operator token or one for another tenant.
             let admin2 = app.key("acme", "tenant-admin").await;

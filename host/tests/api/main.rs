@@ -11,6 +11,7 @@ mod util;
 
 mod auth;
 mod fuzzish;
+mod hardening;
 mod plugins;
 mod resources;
 mod store;

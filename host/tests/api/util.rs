@@ -26,9 +26,19 @@ impl TestDb {
         }
     }
 
-    /// A fresh database on the test PostgreSQL server; none if no server is configured.
+    /// A fresh database on the test PostgreSQL server; none if no server is configured, except
+    /// in CI (`CI` set), where a missing server must fail the run rather than skip half of it.
     pub async fn postgres() -> Option<TestDb> {
-        let base = std::env::var("WASMSWITCH_TEST_POSTGRES_URL").ok()?;
+        let base = std::env::var("WASMSWITCH_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty());
+        let Some(base) = base else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but WASMSWITCH_TEST_POSTGRES_URL is not: the PostgreSQL half would be skipped"
+            );
+            return None;
+        };
         let name = format!("wasmswitch_test_{}", hex_id());
         let admin = Store::connect(&base)
             .await
