@@ -1,7 +1,7 @@
 # wasmswitch developer commands. `make test` is what CI runs.
 CARGO ?= cargo
 
-.PHONY: setup test check lint bench plugins run try-plugin fuzz-api
+.PHONY: setup test check lint bench plugins run try-plugin fuzz-api probe
 
 setup:
 	bash scripts/setup.sh
@@ -15,16 +15,35 @@ FUZZ_DB_DIR := $(shell mktemp -u /tmp/wasmswitch-fuzz.XXXXXX)
 WASMSWITCH_BIN = $(shell $(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/debug/wasmswitch
 
 # Builds every example plugin (Rust, Python, JavaScript) from source, runs all tests on SQLite
-# and PostgreSQL, then the API's property-based pass (schemathesis) on both.
-# (The fuzz pass uses the binary `cargo test` built: building it alone would pick other
-# dependency features and recompile half the tree.)
+# and PostgreSQL, then the API's property-based pass (schemathesis) and the control plane's
+# probe suite (tests/probe) on both.
+# (The fuzz pass and the probes use the binary `cargo test` built: building it alone would pick
+# other dependency features and recompile half the tree.)
+# The probes' latency bound: another tenant's reads and /healthz keep a p99 under this many ms
+# while one tenant runs 20 looping simulations (idle p99 is a few ms; 150 leaves room for a
+# busy CI machine).
+PROBE_LATENCY_BOUND_MS ?= 150
 test: setup lint
 	$(CARGO) test --workspace --locked
 	export FUZZ_PLUGIN="$$($(CARGO) run -q --locked -p wasmswitch-plugin-artifacts --example path -- router)"; \
+	export WASMSWITCH_PROBE_ROUTER="$$FUZZ_PLUGIN"; \
+	export WASMSWITCH_PROBE_FAULTY="$$($(CARGO) run -q --locked -p wasmswitch-plugin-artifacts --example path -- faulty)"; \
 	bash tests/api-fuzz.sh "$(WASMSWITCH_BIN)" "sqlite://$(FUZZ_DB_DIR)/fuzz.db" && \
+	python3 tests/probe/probe.py "$(WASMSWITCH_BIN)" "sqlite://$(FUZZ_DB_DIR)/probe.db" \
+		--latency-bound-ms $(PROBE_LATENCY_BOUND_MS) && \
 	if [ -n "$(WASMSWITCH_TEST_POSTGRES_URL)" ]; then \
-		bash tests/api-fuzz.sh "$(WASMSWITCH_BIN)" "$(WASMSWITCH_TEST_POSTGRES_URL)"; \
+		bash tests/api-fuzz.sh "$(WASMSWITCH_BIN)" "$(WASMSWITCH_TEST_POSTGRES_URL)" && \
+		python3 tests/probe/probe.py "$(WASMSWITCH_BIN)" "$(WASMSWITCH_TEST_POSTGRES_URL)" \
+			--latency-bound-ms $(PROBE_LATENCY_BOUND_MS); \
 	fi
+	rm -rf $(FUZZ_DB_DIR)
+
+# The control plane's probe suite alone, on SQLite.
+probe:
+	$(CARGO) test --workspace --locked --no-run
+	python3 tests/probe/probe.py "$(WASMSWITCH_BIN)" "sqlite://$(FUZZ_DB_DIR)/probe.db" \
+		--router "$$($(CARGO) run -q --locked -p wasmswitch-plugin-artifacts --example path -- router)" \
+		--faulty "$$($(CARGO) run -q --locked -p wasmswitch-plugin-artifacts --example path -- faulty)"
 	rm -rf $(FUZZ_DB_DIR)
 
 # The API's property-based pass alone, on SQLite.

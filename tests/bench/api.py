@@ -28,6 +28,9 @@ import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "probe"))
+from harness import with_custom_section  # noqa: E402  (shared with the probe suite)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OPERATOR = "bench-operator-key-0123456789abcdef0123456789"
 
@@ -85,21 +88,6 @@ def artifact(name):
         cwd=ROOT, check=True, capture_output=True, text=True,
     )
     return open(out.stdout.strip(), "rb").read()
-
-
-def with_custom_section(component, tag):
-    """The same component with a custom section appended: new bytes, new sha256, same code."""
-    name = b"wasmswitch-bench"
-    payload = bytes([len(name)]) + name + tag.encode()
-    size = len(payload)
-    leb = bytearray()
-    while True:
-        b = size & 0x7F
-        size >>= 7
-        leb.append(b | (0x80 if size else 0))
-        if not size:
-            break
-    return component + b"\x00" + bytes(leb) + payload
 
 
 def route_trunk(base, key):

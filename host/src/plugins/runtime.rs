@@ -245,8 +245,11 @@ impl Runtime {
             // Every call into a guest runs on a fiber stack from the pool; without this, each
             // return `madvise`s the stack away and the next call faults it back in.
             .async_stack_keep_resident(128 << 10)
-            // Return freed slots to the kernel in batches, not one `madvise` per call.
-            .decommit_batch_size(32);
+            // Give memory past `keep_resident` back to the kernel as soon as an instance is
+            // freed. Batching (32 at a time) measured no faster, and a batch keeps what it
+            // holds resident until it fills: 20 instances that each grew to the 128 MiB cap
+            // kept the host at 1.45 GiB long after they ended.
+            .decommit_batch_size(1);
 
         let mut wasm = Config::new();
         wasm.epoch_interruption(true)
