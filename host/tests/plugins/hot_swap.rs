@@ -3,6 +3,7 @@
 //! none fails. Rollback is one call.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Barrier;
 use wasmswitch::plugins::harness;
@@ -57,6 +58,15 @@ async fn session(
     (answered_by, instance.version().id.version)
 }
 
+/// Waits for a barrier with a bound: a session that failed never reaches it, and the test must
+/// then fail (the failed session's own panic says why), not wait for ever.
+async fn within<T>(what: &str, barrier: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(300), barrier).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out waiting for {what}: a session failed (see its panic above)"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swap_under_a_thousand_live_calls_keeps_each_on_its_version() {
     let kv = Arc::new(MemoryKv::new());
@@ -66,6 +76,9 @@ async fn a_swap_under_a_thousand_live_calls_keeps_each_on_its_version() {
             max_instances: 2 * SESSIONS as u32 + 10,
             max_memory_bytes: 16 << 20,
             fuel_metering: false,
+            // This test is about which version answers, not about time: on a machine loaded
+            // enough to stall a call past the default 100 ms, it must still pass.
+            deadline: Duration::from_secs(10),
             cache_dir: Some(super::cache_dir()),
             ..harness::default_config()
         },
@@ -86,7 +99,7 @@ async fn a_swap_under_a_thousand_live_calls_keeps_each_on_its_version() {
         })
         .collect();
     // Every call of the first half has been routed and is holding its instance.
-    routed.wait().await;
+    within("the first half to be routed", routed.wait()).await;
 
     registry.activate("acme", "router", 2).unwrap();
 
@@ -95,7 +108,7 @@ async fn a_swap_under_a_thousand_live_calls_keeps_each_on_its_version() {
         let (registry, hold) = (registry.clone(), hold.clone());
         after.push(tokio::spawn(session(registry, n, None, hold)));
     }
-    hold.wait().await;
+    within("every call to be up", hold.wait()).await;
 
     for t in before {
         let (answered, ended) = t.await.expect("session task");
