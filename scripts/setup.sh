@@ -23,10 +23,12 @@ fi
 
 # The API's property-based test (tests/api-fuzz.sh) and curl for its set-up. Hypothesis, which
 # schemathesis generates with, is pinned too (schemathesis allows any 6.x from 6.130.12), so CI
-# runs the pair the fuzz pass was tested with rather than whatever was released last.
-if ! python3 -m pip show schemathesis 2>/dev/null | grep -q '^Version: 4.32.5$' ||
-    ! python3 -m pip show hypothesis 2>/dev/null | grep -q '^Version: 6.170.17$'; then
-    python3 -m pip install --quiet "schemathesis==4.32.5" "hypothesis==6.170.17"
+# runs the pair the fuzz pass was tested with rather than whatever was released last. (grep -c
+# reads all its input: `grep -q` exits at the first match, and under pipefail pip's broken pipe
+# made the check fail, so it reinstalled every time.)
+if [ "$(python3 -m pip list --format=freeze 2>/dev/null |
+    grep -cxF -e schemathesis==4.32.5 -e hypothesis==6.170.17)" != 2 ]; then
+    python3 -m pip install --quiet schemathesis==4.32.5 hypothesis==6.170.17
 fi
 # curl for the fuzz script's set-up, sqlite3 for a test that reads the schema.
 for tool in curl sqlite3; do
