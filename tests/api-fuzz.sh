@@ -41,11 +41,26 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for _ in $(seq 1 100); do
-    curl -fsS "$base/healthz" >/dev/null 2>&1 && break
+# Up to a minute: a loaded CI machine can be slow. If the host exits or never answers, say why
+# (its log) rather than leave only curl's "couldn't connect".
+ready=
+for _ in $(seq 1 600); do
+    if curl -fsS "$base/readyz" >/dev/null 2>&1; then
+        ready=1
+        break
+    fi
+    kill -0 "$host" 2>/dev/null || break
     sleep 0.1
 done
-curl -fsS "$base/readyz" >/dev/null
+if [ -z "$ready" ]; then
+    if kill -0 "$host" 2>/dev/null; then
+        echo "the host did not answer $base/readyz within 60 s; its log:" >&2
+    else
+        echo "the host exited before it was ready; its log:" >&2
+    fi
+    cat "$work/host.log" >&2
+    exit 1
+fi
 
 # A tenant (its id random, so runs on one PostgreSQL database do not collide) and its admin key.
 tenant="fuzz-$(python3 -c 'import secrets; print(secrets.token_hex(4))')"
