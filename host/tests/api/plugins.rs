@@ -281,7 +281,7 @@ both! {
 }
 
 both! {
-    async fn activation_reaches_another_host_within_a_second(db) {
+    async fn activation_reaches_another_host(db) {
         // Two hosts on one database: an activation through one reaches the other's runtime.
         let a = App::start(config(&db)).await;
         let admin = a.tenant("acme").await;
@@ -292,7 +292,11 @@ both! {
             if matches!(route(&b, "acme", "+1").await, RouteDecision::Reject(s) if s.code == 486) {
                 break;
             }
-            assert!(started.elapsed() < std::time::Duration::from_secs(1), "host b did not see the activation within 1 s");
+            // The sync loop runs every 500 ms; the time it takes is measured by the API bench
+            // (tests/bench/api.py, "on a second host": median ~500 ms). This test proves the
+            // activation arrives, with room for a loaded machine: under CI with two CPU hogs
+            // beside it, a 1 s bound failed.
+            assert!(started.elapsed() < std::time::Duration::from_secs(5), "host b did not see the activation within 5 s");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         a.stop().await;
