@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{self, AppState, Auth, Principal, Simulator};
+use crate::api::{self, AppState, Auth, EnsureLoadedError, Principal, Simulator};
 use crate::config::Config;
 use crate::plugins::KvStore;
 use crate::plugins::{Limits, Reconciled, Registry, Runtime, RuntimeConfig, RuntimeError, Wanted};
@@ -347,6 +347,7 @@ impl Service {
             role: Role::Operator,
             tenant: None,
             anchor: "system".into(),
+            expires: None,
         };
         state
             .store
@@ -453,13 +454,23 @@ async fn sync_active(state: &AppState, broken: &mut HashSet<Wanted>) {
             version,
             sha256: a.sha256,
         };
-        if !broken.contains(&w)
-            && let Err(e) = state
+        if !broken.contains(&w) {
+            match state
                 .ensure_loaded(&w.tenant, &w.name, a.version, &w.sha256)
                 .await
-        {
-            tracing::error!(tenant = w.tenant, plugin = w.name, version, error = %e, "cannot load an active plugin");
-            broken.insert(w.clone());
+            {
+                Ok(()) => {}
+                Err(e @ EnsureLoadedError::Load(..)) => {
+                    tracing::error!(tenant = w.tenant, plugin = w.name, version, error = %e, "cannot load an active plugin");
+                    broken.insert(w.clone());
+                }
+                // The store is busy or the row changed under us: try the whole round again
+                // rather than deactivate a plugin for want of one read.
+                Err(e) => {
+                    tracing::warn!(tenant = w.tenant, plugin = w.name, version, error = %e, "plugin sync will retry");
+                    return;
+                }
+            }
         }
         wanted.push(w);
     }

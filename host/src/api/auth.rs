@@ -40,6 +40,9 @@ pub struct Principal {
     /// The API key the credential leads back to (the key itself, or the key that minted the
     /// token): its rate-limit bucket, and what tokens minted by this caller will name.
     pub anchor: String,
+    /// When a token credential expires (seconds since the Unix epoch): a token it mints
+    /// expires no later. None for API keys (a key's tokens die with it anyway).
+    pub expires: Option<u64>,
 }
 
 impl Principal {
@@ -306,6 +309,7 @@ impl Auth {
             role: c.role,
             tenant: c.tenant,
             anchor: c.key,
+            expires: Some(c.exp),
         };
         Ok((principal, expires_at))
     }
@@ -326,6 +330,7 @@ impl Auth {
                 role: Role::Operator,
                 tenant: None,
                 anchor: id,
+                expires: None,
             }
         })
     }
@@ -548,6 +553,7 @@ async fn verify(text: &str, hash: [u8; 32], state: &AppState) -> Result<Principa
             role: key.role,
             tenant: key.tenant_id,
             anchor: key.id,
+            expires: None,
         };
         (principal, key.expires_at)
     } else {
@@ -568,6 +574,7 @@ mod tests {
             role,
             tenant: tenant.map(Into::into),
             anchor: "k".into(),
+            expires: None,
         }
     }
 

@@ -36,7 +36,13 @@ fn kv_error(e: KvError) -> ApiError {
         KvError::TooLarge => ApiError::Unprocessable(format!(
             "keys are at most {MAX_KEY_BYTES} bytes and values {MAX_VALUE_BYTES} bytes"
         )),
-        KvError::Unavailable(why) => ApiError::Unavailable(why),
+        KvError::Unavailable(why) => {
+            tracing::warn!(why, "kv unavailable");
+            ApiError::Overloaded {
+                what: "the kv store did not answer",
+                retry_after_secs: 1,
+            }
+        }
     }
 }
 

@@ -35,7 +35,33 @@ pub use tenants::WhoAmI;
 
 use crate::config::ApiConfig;
 use crate::plugins::{PluginId, Registry, Runtime};
-use crate::store::{Activation, NewPlugin, PluginRecord, Store};
+use crate::store::{Activation, NewPlugin, PluginRecord, Store, StoreError};
+
+/// Why [`AppState::ensure_loaded`] could not load a stored version.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnsureLoadedError {
+    /// The store could not be read (busy, unreachable): worth trying again.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stored component does not load on this host. It was validated at upload, so this is
+    /// a host-side problem, not worth retrying.
+    #[error("stored plugin {0}: {1}")]
+    Load(String, crate::plugins::LoadError),
+    /// The version is gone, or its code changed between two reads.
+    #[error("plugin version not found")]
+    Gone,
+}
+
+impl From<EnsureLoadedError> for ApiError {
+    fn from(e: EnsureLoadedError) -> Self {
+        match e {
+            EnsureLoadedError::Store(e) => e.into(),
+            EnsureLoadedError::Gone => ApiError::NotFound("plugin version"),
+            load @ EnsureLoadedError::Load(..) => ApiError::Internal(load.to_string()),
+        }
+    }
+}
 
 /// A handler's JSON answer.
 pub type Reply<T> = Result<axum::Json<T>, ApiError>;
@@ -131,6 +157,10 @@ impl AppState {
 
     /// Activates `version` (or rolls back, for none): loads it into the runtime if this host
     /// has not yet, records it in the store, then swaps it in for new calls.
+    ///
+    /// Once the store has the change, nothing below may tell the client to send it again (a
+    /// second rollback would go one version further back): if this host cannot swap it in at
+    /// once, the change stands and the sync loop swaps it in on its next round.
     pub(crate) async fn activate(
         &self,
         who: &Principal,
@@ -140,6 +170,7 @@ impl AppState {
     ) -> Result<Activation, ApiError> {
         let activation = match version {
             Some(v) => {
+                // Loaded before it is made active, so a version that cannot load is refused.
                 let record = self.store.plugin_record(tenant, name, v).await?;
                 self.ensure_loaded(tenant, name, v, &record.sha256).await?;
                 self.store
@@ -147,22 +178,15 @@ impl AppState {
                     .await?
             }
             None => {
-                let activation = self
-                    .store
+                self.store
                     .rollback_plugin(tenant, name, &who.subject)
-                    .await?;
-                let record = self
-                    .store
-                    .plugin_record(tenant, name, activation.version)
-                    .await?;
-                self.ensure_loaded(tenant, name, activation.version, &record.sha256)
-                    .await?;
-                activation
+                    .await?
             }
         };
-        let v = u32::try_from(activation.version)
-            .map_err(|_| ApiError::Internal("version number out of range".into()))?;
-        self.registry.activate(tenant, name, v)?;
+        if let Err(e) = self.swap_in(tenant, name, activation.version).await {
+            tracing::warn!(tenant, plugin = name, version = activation.version, error = %e,
+                "activated in the store; this host swaps it in on its next sync");
+        }
         let action = if version.is_some() {
             "plugin.activate"
         } else {
@@ -183,6 +207,17 @@ impl AppState {
         Ok(activation)
     }
 
+    /// Loads the stored `version` if needed and makes it active on this host.
+    async fn swap_in(&self, tenant: &str, name: &str, version: i64) -> Result<(), ApiError> {
+        let record = self.store.plugin_record(tenant, name, version).await?;
+        self.ensure_loaded(tenant, name, version, &record.sha256)
+            .await?;
+        let v = u32::try_from(version)
+            .map_err(|_| ApiError::Internal("version number out of range".into()))?;
+        self.registry.activate(tenant, name, v)?;
+        Ok(())
+    }
+
     /// Makes sure this host's registry holds `version` with the code whose hex sha256 is
     /// `sha256` (compiling it or reading the compiled cache). A version loaded with other code
     /// under the same number (a tenant deleted and created again) is replaced.
@@ -192,8 +227,8 @@ impl AppState {
         name: &str,
         version: i64,
         sha256: &str,
-    ) -> Result<(), ApiError> {
-        let v = u32::try_from(version).map_err(|_| ApiError::NotFound("plugin version"))?;
+    ) -> Result<(), EnsureLoadedError> {
+        let v = u32::try_from(version).map_err(|_| EnsureLoadedError::Gone)?;
         if self
             .registry
             .loaded(tenant, name, v)
@@ -201,7 +236,10 @@ impl AppState {
         {
             return Ok(());
         }
-        let (_, wasm) = self.store.plugin(tenant, name, version).await?;
+        let (_, wasm) = match self.store.plugin(tenant, name, version).await {
+            Err(StoreError::NotFound(_)) => return Err(EnsureLoadedError::Gone),
+            other => other?,
+        };
         let id = PluginId {
             tenant: tenant.into(),
             name: name.into(),
@@ -211,11 +249,11 @@ impl AppState {
             .runtime
             .load(id, wasm.into(), &[])
             .await
-            .map_err(|e| ApiError::Internal(format!("stored plugin {name}@{version}: {e}")))?;
+            .map_err(|e| EnsureLoadedError::Load(format!("{name}@{version}"), e))?;
         if loaded.sha256 != sha256 {
             // The stored code changed between the two reads: only a tenant deleted and
             // created again under the same id can do that.
-            return Err(ApiError::NotFound("plugin version"));
+            return Err(EnsureLoadedError::Gone);
         }
         self.registry.add(loaded);
         Ok(())

@@ -38,7 +38,8 @@ pub struct UploadQuery {
     /// The world the component must implement: router, ivr, messaging or switch. Default: any
     /// plugin world.
     pub world: Option<String>,
-    /// Activate the new version at once. Default false.
+    /// Activate the new version at once. Default false. If the version is stored but cannot be
+    /// activated now (the database busy), the answer is still 201, with `active: false`.
     #[serde(default)]
     pub activate: bool,
 }
@@ -139,10 +140,16 @@ pub async fn upload(
         .add_plugin_version(&who, &p.tenant, &p.name, bytes, &expect, q.activate)
         .await?;
     if q.activate {
-        state
+        // The version is stored: an answer that says "try again" would make the retry store
+        // it twice. If it cannot be activated now, say so with `active: false`.
+        match state
             .activate(&who, &p.tenant, &p.name, Some(record.version))
-            .await?;
-        record.active = true;
+            .await
+        {
+            Ok(_) => record.active = true,
+            Err(e) => tracing::warn!(tenant = p.tenant, plugin = p.name, version = record.version,
+                error = %e, "uploaded, but not activated"),
+        }
     }
     Ok((StatusCode::CREATED, axum::Json(record)))
 }

@@ -318,7 +318,7 @@ async fn pick_version(
     needs: Capability,
 ) -> Result<PluginRecord, ApiError> {
     match (&req.plugin, req.version) {
-        (Some(name), Some(v)) => Ok(state.store.plugin(tenant, name, v).await?.0),
+        (Some(name), Some(v)) => Ok(state.store.plugin_record(tenant, name, v).await?),
         (Some(name), None) => {
             let versions = state.store.plugin_versions(tenant, name).await?;
             versions.into_iter().find(|r| r.active).ok_or_else(|| {

@@ -280,6 +280,7 @@ pub async fn mint_token(
             "subject must be 1-128 characters".into(),
         ));
     }
+    crate::store::check_text("subject", &body.subject)?;
     // The token names the tenant's uid: it dies with this tenant, not with its id.
     let tid = match &body.tenant {
         Some(t) => Some(state.store.tenant(t).await?.uid),
@@ -292,7 +293,8 @@ pub async fn mint_token(
         tenant: body.tenant,
         tid,
         key: who.anchor.clone(),
-        exp: now + body.ttl_secs,
+        // A token minted with a token lives no longer than it: tokens cannot renew themselves.
+        exp: (now + body.ttl_secs).min(who.expires.unwrap_or(u64::MAX)),
         iat: now,
     };
     let token = state

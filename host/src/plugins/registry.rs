@@ -189,6 +189,8 @@ impl Registry {
             .or_default()
             .loaded
             .insert(version.id.version, version);
+        // A sync round that read the store before this must not drop what was just added.
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The loaded version `version` of a plugin, active or not.
@@ -276,6 +278,11 @@ impl Registry {
                 });
             }
         }
+        // Versions of tenants with nothing active in the store (deleted tenants, mostly) are
+        // freed: this host would otherwise keep their compiled code for ever.
+        let live: std::collections::HashSet<&str> =
+            wanted.iter().map(|w| w.tenant.as_str()).collect();
+        histories.retain(|(tenant, _), h| h.active.is_some() || live.contains(&**tenant));
         for tenant in &touched {
             self.publish(tenant, &histories);
         }

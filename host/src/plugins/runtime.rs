@@ -451,8 +451,8 @@ impl Runtime {
         };
         let cell = compiling().entry(sha256.to_string()).or_default().clone();
         let result = cell.get_or_init(|| self.compile_now(sha256, bytes)).clone();
-        // The last to finish leaves no entry behind: a later load reads the disk cache (or
-        // compiles again, after a failure).
+        // The first to finish removes the entry (the others hold the cell already): a later
+        // load reads the disk cache, or compiles again after a failure.
         {
             let mut map = compiling();
             if map.get(sha256).is_some_and(|c| Arc::ptr_eq(c, &cell)) {

@@ -76,12 +76,15 @@ impl Store {
         let backend = Backend::from_url(url)?;
         let mut url = url.to_string();
         let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
+        // An in-memory database lives in its one connection: reads and writes share it.
+        let mut in_memory = false;
         if backend == Backend::Sqlite {
             let path = url
                 .trim_start_matches("sqlite://")
                 .trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or_default();
-            if path == ":memory:" || path.is_empty() {
+            in_memory = path == ":memory:" || path.is_empty();
+            if in_memory {
                 // Every connection would get its own empty database.
                 pool = pool.max_connections(1);
             } else if let Some(dir) = std::path::Path::new(path).parent()
@@ -101,7 +104,7 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| StoreError::BadUrl(e.to_string()))?
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
-        let writer = if backend == Backend::Sqlite && !url.contains(":memory:") {
+        let writer = if backend == Backend::Sqlite && !in_memory {
             // A writer waits for the one connection up to WRITE_QUEUE_TIMEOUT, then for the
             // file lock (another process) up to SQLite's busy timeout (sqlx: 5 s).
             Some(

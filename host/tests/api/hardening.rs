@@ -50,6 +50,12 @@ both! {
             // Minted by the tenant's key, and a token minted with that token.
             let by_key = mint(admin.clone(), "tenant-admin").await;
             let by_token = mint(by_key.clone(), "tenant-read").await;
+            // A token cannot renew itself: one it mints expires no later than it does.
+            let (s, short) = app.post("/v1/tokens", &admin, json!({"subject": "s", "role": "tenant-read", "tenant": "acme", "ttl_secs": 60})).await;
+            assert_eq!(s, StatusCode::CREATED);
+            let (s, longer) = app.post("/v1/tokens", short["token"].as_str().unwrap(), json!({"subject": "s", "role": "tenant-read", "tenant": "acme", "ttl_secs": 3600})).await;
+            assert_eq!(s, StatusCode::CREATED);
+            assert!(longer["expires_at"].as_u64().unwrap() <= short["expires_at"].as_u64().unwrap(), "{longer} outlives {short}");
             assert_eq!(app.get(path, &by_key).await.0, StatusCode::OK);
             assert_eq!(app.get(path, &by_token).await.0, StatusCode::OK);
             let (_, who) = app.get("/v1/whoami", &by_token).await;
