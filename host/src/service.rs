@@ -123,6 +123,7 @@ impl Service {
                     &config.api.jwt_secret,
                     Duration::from_secs(config.api.jwt_max_ttl_secs),
                     config.rate_limits(),
+                    config.trusted_proxies(),
                 )
                 .map_err(|e| ServiceError::Config(format!("api.jwt_secret: {e}")))?,
             ),
@@ -258,6 +259,10 @@ impl Service {
             (
                 "api.max_upload_bytes",
                 old_api.max_upload_bytes != new_api.max_upload_bytes,
+            ),
+            (
+                "api.trusted_proxies",
+                old_api.trusted_proxies != new_api.trusted_proxies,
             ),
             (
                 "api.read_timeout_secs",

@@ -102,6 +102,8 @@ pub struct Auth {
     pub(crate) jwt_max_ttl: Duration,
     limiter: arc_swap::ArcSwap<DefaultKeyedRateLimiter<String>>,
     failures: FailureLimiter,
+    /// Proxies whose `X-Forwarded-For` names the client (`api.trusted_proxies`).
+    trusted_proxies: Vec<IpAddr>,
     /// Credentials (keys and tokens) verified against the store in the last
     /// [`VERIFIED_TTL`], by the sha256 of their text: a busy client then costs no database
     /// read per request.
@@ -158,6 +160,7 @@ impl Auth {
         jwt_secret: &str,
         jwt_max_ttl: Duration,
         limits: RateLimits,
+        trusted_proxies: Vec<IpAddr>,
     ) -> Result<Self, jsonwebtoken::errors::Error> {
         let jwt = if jwt_secret.is_empty() {
             None
@@ -176,6 +179,7 @@ impl Auth {
             jwt_max_ttl,
             limiter: arc_swap::ArcSwap::from_pointee(limiter(limits.per_second, limits.burst)),
             failures: FailureLimiter::new(limits.failures_per_minute, limits.failure_burst),
+            trusted_proxies,
             verified: Mutex::new(HashMap::new()),
         })
     }
@@ -461,6 +465,29 @@ fn bucket_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The client's address: the TCP peer, unless the peer is a trusted proxy, in which case the
+/// last address in `X-Forwarded-For` that is not a trusted proxy (each proxy appends the
+/// address it received from, so entries left of the first untrusted one may be forged).
+fn client_address(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .rev()
+        .flat_map(|v| v.to_str().unwrap_or("").rsplit(','));
+    for hop in hops {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return ip,
+            // Garbage from a proxy we trust: better its own address than a made-up one.
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
     (now_ms() / 1000).max(0) as u64
@@ -500,6 +527,7 @@ impl FromRequestParts<AppState> for Principal {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        let peer = client_address(peer, &parts.headers, &auth.trusted_proxies);
         let failed = |e: ApiError| match auth.failures.record(peer, Instant::now()) {
             None => e,
             Some(retry_after_secs) => {
@@ -602,7 +630,7 @@ mod tests {
 
     #[test]
     fn verified_credentials_are_trusted_for_a_few_seconds_and_never_past_their_expiry() {
-        let auth = Auth::new(&[], "", Duration::from_secs(60), limits(10, 10)).unwrap();
+        let auth = Auth::new(&[], "", Duration::from_secs(60), limits(10, 10), vec![]).unwrap();
         let who = p(Role::TenantRead, Some("a"));
         let (k1, k2, k3) = ([1u8; 32], [2u8; 32], [3u8; 32]);
         assert_eq!(auth.cached(&k1), None);
@@ -628,6 +656,7 @@ mod tests {
             &"s".repeat(32),
             Duration::from_secs(60),
             limits(10, 10),
+            vec![],
         )
         .unwrap();
         let now = now_secs();
@@ -664,6 +693,7 @@ mod tests {
             &"x".repeat(32),
             Duration::from_secs(60),
             limits(10, 10),
+            vec![],
         )
         .unwrap();
         let token = other
@@ -693,7 +723,7 @@ mod tests {
 
     #[test]
     fn rate_limit_reports_retry_after() {
-        let auth = Auth::new(&[], "", Duration::from_secs(60), limits(1, 2)).unwrap();
+        let auth = Auth::new(&[], "", Duration::from_secs(60), limits(1, 2), vec![]).unwrap();
         assert!(auth.check_rate("k").is_ok());
         assert!(auth.check_rate("k").is_ok());
         match auth.check_rate("k") {
@@ -723,6 +753,38 @@ mod tests {
         // Refilled addresses are forgotten by tidy; the spent one is kept.
         f.tidy();
         assert_eq!(f.state().buckets.len(), 1);
+    }
+
+    #[test]
+    fn the_client_is_the_last_untrusted_hop() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let (proxy, lb) = (ip("10.0.0.2"), ip("10.0.0.3"));
+        let trusted = [proxy, lb];
+        let xff = |v: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert("x-forwarded-for", v.parse().unwrap());
+            h
+        };
+        let none = axum::http::HeaderMap::new();
+        // An untrusted peer's header is ignored: anyone can send one.
+        assert_eq!(
+            client_address(ip("198.51.100.7"), &xff("203.0.113.9"), &trusted),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_address(proxy, &xff("203.0.113.9"), &trusted),
+            ip("203.0.113.9")
+        );
+        // A forged entry left of the real client does not count; trusted hops are skipped.
+        assert_eq!(
+            client_address(proxy, &xff("1.2.3.4, 203.0.113.9, 10.0.0.3"), &trusted),
+            ip("203.0.113.9")
+        );
+        assert_eq!(client_address(proxy, &none, &trusted), proxy);
+        assert_eq!(
+            client_address(proxy, &xff("not-an-address"), &trusted),
+            proxy
+        );
     }
 
     #[test]

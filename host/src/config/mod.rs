@@ -60,6 +60,10 @@ pub struct ApiConfig {
     /// Seconds a client may take to send a request's headers, or pause while sending its
     /// body; also how long an idle connection stays open. Default 10.
     pub read_timeout_secs: u64,
+    /// Addresses of proxies in front of the API (a load balancer, an ingress) whose
+    /// `X-Forwarded-For` names the client, so failed authentications are counted per client
+    /// rather than per proxy. Default none: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
     /// Threads that run `simulate` requests' plugin code, apart from the API's own. Default
     /// 0: half the CPUs, at least 1.
     pub simulate_threads: usize,
@@ -87,6 +91,7 @@ impl Default for ApiConfig {
             auth_failures_per_minute: 60,
             auth_failure_burst: 20,
             read_timeout_secs: 10,
+            trusted_proxies: Vec::new(),
             simulate_threads: 0,
             simulate_concurrency: 4,
             simulate_per_tenant: 2,
@@ -307,6 +312,13 @@ impl Config {
                 "api.auth_failures_per_minute, api.auth_failure_burst: must be at least 1".into(),
             );
         }
+        for (i, p) in self.api.trusted_proxies.iter().enumerate() {
+            if p.parse::<std::net::IpAddr>().is_err() {
+                bad.push(format!(
+                    "api.trusted_proxies[{i}]: {p:?} is not an IP address"
+                ));
+            }
+        }
         if !(1..=3600).contains(&self.api.read_timeout_secs) {
             bad.push("api.read_timeout_secs: must be 1-3600".into());
         }
@@ -364,6 +376,15 @@ impl Config {
             .listen
             .parse()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 8080)))
+    }
+
+    /// `api.trusted_proxies`, parsed (entries that do not parse were refused by `validate`).
+    pub fn trusted_proxies(&self) -> Vec<std::net::IpAddr> {
+        self.api
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect()
     }
 
     /// The rate limits of `[api]`.

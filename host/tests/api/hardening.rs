@@ -443,3 +443,40 @@ both! {
         db.drop_db().await;
     }
 }
+
+both! {
+    // Behind a load balancer every client has the balancer's address: with the balancer in
+    // api.trusted_proxies, failures count per client named in X-Forwarded-For.
+    async fn failures_behind_a_trusted_proxy_count_per_client(db) {
+        let mut c = config(&db);
+        c.api.auth_failures_per_minute = 1;
+        c.api.auth_failure_burst = 3;
+        c.api.trusted_proxies = vec!["127.0.0.1".into()];
+        let app = App::start(c).await;
+        app.tenant("acme").await;
+        let (key_a, key_b) = (app.key("acme", "tenant-read").await, app.key("acme", "tenant-read").await);
+        let get = |key: String, client: &'static str| {
+            let app = &app;
+            async move {
+                app.http
+                    .get(format!("{}/v1/tenants/acme/numbers", app.base))
+                    .bearer_auth(key)
+                    .header("x-forwarded-for", client)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            statuses.push(get("garbage".into(), "203.0.113.1").await.as_u16());
+        }
+        assert_eq!(statuses, [401, 401, 401, 429, 429]);
+        // Another client behind the same balancer is not affected; the flooding one is.
+        assert_eq!(get(key_b, "203.0.113.2").await, StatusCode::OK);
+        assert_eq!(get(key_a, "203.0.113.1").await, StatusCode::TOO_MANY_REQUESTS);
+        app.stop().await;
+        db.drop_db().await;
+    }
+}
