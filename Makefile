@@ -26,15 +26,13 @@ PROBE_LATENCY_BOUND_MS ?= 150
 test: setup lint
 	$(CARGO) test --workspace --locked
 	export FUZZ_PLUGIN="$$($(CARGO) run -q --locked -p wasmswitch-plugin-artifacts --example path -- router)"; \
-	export WASMSWITCH_PROBE_ROUTER="$$FUZZ_PLUGIN"; \
-	export WASMSWITCH_PROBE_FAULTY="$$($(CARGO) run -q --locked -p wasmswitch-plugin-artifacts --example path -- faulty)"; \
+	faulty="$$($(CARGO) run -q --locked -p wasmswitch-plugin-artifacts --example path -- faulty)"; \
+	probe="--router $$FUZZ_PLUGIN --faulty $$faulty --latency-bound-ms $(PROBE_LATENCY_BOUND_MS)"; \
 	bash tests/api-fuzz.sh "$(WASMSWITCH_BIN)" "sqlite://$(FUZZ_DB_DIR)/fuzz.db" && \
-	python3 tests/probe/probe.py "$(WASMSWITCH_BIN)" "sqlite://$(FUZZ_DB_DIR)/probe.db" \
-		--latency-bound-ms $(PROBE_LATENCY_BOUND_MS) && \
+	python3 tests/probe/probe.py "$(WASMSWITCH_BIN)" "sqlite://$(FUZZ_DB_DIR)/probe.db" $$probe && \
 	if [ -n "$(WASMSWITCH_TEST_POSTGRES_URL)" ]; then \
 		bash tests/api-fuzz.sh "$(WASMSWITCH_BIN)" "$(WASMSWITCH_TEST_POSTGRES_URL)" && \
-		python3 tests/probe/probe.py "$(WASMSWITCH_BIN)" "$(WASMSWITCH_TEST_POSTGRES_URL)" \
-			--latency-bound-ms $(PROBE_LATENCY_BOUND_MS); \
+		python3 tests/probe/probe.py "$(WASMSWITCH_BIN)" "$(WASMSWITCH_TEST_POSTGRES_URL)" $$probe; \
 	fi
 	rm -rf $(FUZZ_DB_DIR)
 

@@ -20,6 +20,12 @@ if [ -z "$st" ]; then
     exit 1
 fi
 
+# The host refuses WASMSWITCH_* variables it does not know (a typo in a setting must not pass
+# silently): the probe suite's own variables must not reach it.
+for var in "${!WASMSWITCH_PROBE_@}"; do
+    unset "$var"
+done
+
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 operator="fuzz-operator-key-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
