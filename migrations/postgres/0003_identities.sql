@@ -4,10 +4,7 @@
 -- deleted; `uid` is random and tells the two apart, so a bearer token minted for the first
 -- tenant (it carries the uid) is worthless for the second.
 ALTER TABLE tenants ADD COLUMN uid TEXT NOT NULL DEFAULT '';
--- (gen_random_uuid is built in from PostgreSQL 13.) New rows get their uid from the host; no
--- default, so a host that does not set one fails loudly rather than writing ''.
 UPDATE tenants SET uid = replace(gen_random_uuid()::text, '-', '');
-ALTER TABLE tenants ALTER COLUMN uid DROP DEFAULT;
 CREATE UNIQUE INDEX tenants_uid ON tenants (uid);
 
 -- The last version number given to each plugin name. Uploads take the next number from here
