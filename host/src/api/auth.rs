@@ -108,6 +108,9 @@ pub struct Auth {
     /// [`VERIFIED_TTL`], by the sha256 of their text: a busy client then costs no database
     /// read per request.
     verified: Mutex<HashMap<[u8; 32], Verified>>,
+    /// Bumped by every [`Auth::forget_credentials`]: a verification that read the store before
+    /// a revocation must not put the revoked credential back in the cache after it.
+    forgotten: std::sync::atomic::AtomicU64,
 }
 
 /// How long a verified credential is trusted without asking the store again. A key revoked or
@@ -181,6 +184,7 @@ impl Auth {
             failures: FailureLimiter::new(limits.failures_per_minute, limits.failure_burst),
             trusted_proxies,
             verified: Mutex::new(HashMap::new()),
+            forgotten: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -201,8 +205,24 @@ impl Auth {
         None
     }
 
-    fn remember(&self, hash: [u8; 32], principal: &Principal, expires_at: Option<i64>) {
+    /// The cache's generation, to pass to [`Auth::remember`] (read it before the store).
+    fn generation(&self) -> u64 {
+        self.forgotten.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Caches a credential verified against the store, unless the cache was cleared since
+    /// `generation` was read (the verification may predate a revocation).
+    fn remember(
+        &self,
+        generation: u64,
+        hash: [u8; 32],
+        principal: &Principal,
+        expires_at: Option<i64>,
+    ) {
         let mut cache = self.verified();
+        if self.generation() != generation {
+            return;
+        }
         if cache.len() >= VERIFIED_MAX {
             cache.clear();
         }
@@ -219,7 +239,10 @@ impl Auth {
     /// Forgets every verified credential, so the next use of each asks the store again: after
     /// a key is revoked or a tenant deleted.
     pub fn forget_credentials(&self) {
-        self.verified().clear();
+        let mut cache = self.verified();
+        self.forgotten
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        cache.clear();
     }
 
     /// Applies new rate limits (a live setting); counts start afresh.
@@ -568,6 +591,7 @@ impl FromRequestParts<AppState> for Principal {
 
 /// Checks a credential against the store and remembers it for [`VERIFIED_TTL`].
 async fn verify(text: &str, hash: [u8; 32], state: &AppState) -> Result<Principal, ApiError> {
+    let generation = state.auth.generation();
     let (principal, expires_at) = if text.starts_with("wsk_") {
         let key = state
             .store
@@ -588,7 +612,9 @@ async fn verify(text: &str, hash: [u8; 32], state: &AppState) -> Result<Principa
         let (principal, expires_at) = state.auth.verify_token(text, &state.store).await?;
         (principal, Some(expires_at))
     };
-    state.auth.remember(hash, &principal, expires_at);
+    state
+        .auth
+        .remember(generation, hash, &principal, expires_at);
     Ok(principal)
 }
 
@@ -634,9 +660,10 @@ mod tests {
         let who = p(Role::TenantRead, Some("a"));
         let (k1, k2, k3) = ([1u8; 32], [2u8; 32], [3u8; 32]);
         assert_eq!(auth.cached(&k1), None);
-        auth.remember(k1, &who, None);
-        auth.remember(k2, &who, Some(now_ms() - 1));
-        auth.remember(k3, &who, Some(now_ms() + 60_000));
+        let g = auth.generation();
+        auth.remember(g, k1, &who, None);
+        auth.remember(g, k2, &who, Some(now_ms() - 1));
+        auth.remember(g, k3, &who, Some(now_ms() + 60_000));
         assert_eq!(auth.cached(&k1), Some(who.clone()));
         assert_eq!(auth.cached(&k2), None, "the credential itself expired");
         assert_eq!(auth.cached(&k3), Some(who.clone()));
@@ -646,6 +673,9 @@ mod tests {
             assert_eq!(auth.cached(&k1), None);
         }
         auth.forget_credentials();
+        assert_eq!(auth.cached(&k3), None);
+        // A verification that read the store before the revocation is not cached after it.
+        auth.remember(g, k3, &who, None);
         assert_eq!(auth.cached(&k3), None);
     }
 
