@@ -89,6 +89,17 @@ struct History {
 }
 
 impl History {
+    /// Makes no version active, remembering the one that was; false if none was.
+    fn deactivate(&mut self) -> bool {
+        match self.active.take() {
+            Some(old) => {
+                self.previous.push(old);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Makes a loaded `version` the active one, remembering the one it replaces.
     fn set_active(&mut self, version: u32) {
         if self.active != Some(version) {
@@ -241,6 +252,8 @@ impl Registry {
         let mut changes = Vec::new();
         let mut touched: std::collections::BTreeSet<Arc<str>> = Default::default();
         let mut keep: std::collections::HashSet<(&str, &str)> = Default::default();
+        // What calls see now, read once for the whole round.
+        let published = self.tenants.load();
         for w in wanted {
             let key = (Arc::from(w.tenant.as_str()), Arc::from(w.name.as_str()));
             let Some(h) = histories.get_mut(&key) else {
@@ -253,7 +266,6 @@ impl Registry {
             // New calls use this very version already: nothing to do. (Compared with what
             // calls see, not with the number: the same number may have been loaded again
             // with other code, for a tenant created again under the same id.)
-            let published = self.tenants.load();
             if published
                 .get(&key.0)
                 .and_then(|set| set.active.get(&key.1))
@@ -267,10 +279,7 @@ impl Registry {
             changes.push(Reconciled::Activated(id));
         }
         for ((tenant, name), h) in histories.iter_mut() {
-            if h.active.is_some() && !keep.contains(&(&**tenant, &**name)) {
-                if let Some(old) = h.active.take() {
-                    h.previous.push(old);
-                }
+            if !keep.contains(&(&**tenant, &**name)) && h.deactivate() {
                 touched.insert(tenant.clone());
                 changes.push(Reconciled::Deactivated {
                     tenant: tenant.to_string(),
@@ -316,10 +325,8 @@ impl Registry {
     /// Stops new calls from using the plugin; running calls finish on their instances.
     pub fn deactivate(&self, tenant: &str, name: &str) {
         let mut histories = self.histories();
-        if let Some(h) = histories.get_mut(&(Arc::from(tenant), Arc::from(name)))
-            && let Some(old) = h.active.take()
-        {
-            h.previous.push(old);
+        if let Some(h) = histories.get_mut(&(Arc::from(tenant), Arc::from(name))) {
+            h.deactivate();
         }
         self.publish(tenant, &histories);
     }
