@@ -60,7 +60,7 @@ plugins:
 	$(CARGO) build -p wasmswitch-plugin-artifacts --locked
 
 bench:
-	$(CARGO) bench -p wasmswitch --bench plugins --locked
+	$(CARGO) bench -p wasmswitch-plugins --bench plugins --locked
 
 # Runs the switch with the embedded SQLite database in ./wasmswitch-data (created on first
 # start, which prints an operator API key) and, on first start, a tenant "demo" with every

@@ -114,11 +114,12 @@ impl Client {
             .body(bytes);
         let r = self.send(req).await?;
         println!(
-            "uploaded {}/{}@{} (world {}, {} bytes, sha256 {}){}",
+            "uploaded {}/{}@{} (world {}, contract {}, {} bytes, sha256 {}){}",
             self.tenant,
             name,
             r["version"],
             r["world"].as_str().unwrap_or("?"),
+            r["contract"].as_str().unwrap_or("?"),
             r["size"],
             r["sha256"].as_str().unwrap_or("?"),
             if activate {
@@ -142,12 +143,12 @@ impl Client {
             return Ok(());
         }
         println!(
-            "{:<20} {:>7}  {:<6}  {:<10} {:>10}  SHA256",
-            "NAME", "VERSION", "ACTIVE", "WORLD", "BYTES"
+            "{:<20} {:>7}  {:<6}  {:<10} {:<8} {:>10}  SHA256",
+            "NAME", "VERSION", "ACTIVE", "WORLD", "CONTRACT", "BYTES"
         );
         for p in rows {
             println!(
-                "{:<20} {:>7}  {:<6}  {:<10} {:>10}  {}",
+                "{:<20} {:>7}  {:<6}  {:<10} {:<8} {:>10}  {}",
                 p["name"].as_str().unwrap_or("?"),
                 p["version"],
                 if p["active"].as_bool() == Some(true) {
@@ -156,6 +157,7 @@ impl Client {
                     ""
                 },
                 p["world"].as_str().unwrap_or("?"),
+                p["contract"].as_str().unwrap_or("?"),
                 p["size"],
                 p["sha256"].as_str().map_or("?", |s| &s[..s.len().min(12)]),
             );

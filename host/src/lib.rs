@@ -7,6 +7,6 @@
 pub mod api;
 pub mod config;
 pub mod metrics;
-pub mod plugins;
+pub use wasmswitch_plugins as plugins;
 pub mod service;
 pub mod store;

@@ -395,8 +395,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", plugin.display());
             println!("  sha256:  {}", p.sha256);
             println!("  size:    {} bytes", p.size);
+            println!(
+                "  contract: wasmswitch:plugin@{} (bindings {})",
+                p.target, p.target.contract
+            );
             for c in &p.capabilities {
-                println!("  exports: {} (world {})", c.export_name(), c.world());
+                println!(
+                    "  exports: wasmswitch:plugin/{}@{} (world {})",
+                    p.target.contract.interface(*c),
+                    p.target,
+                    c.world()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -19,9 +19,12 @@ pub enum World {
 }
 
 const WIT: [(&str, &str); 3] = [
-    ("wit/types.wit", include_str!("../../wit/types.wit")),
-    ("wit/host.wit", include_str!("../../wit/host.wit")),
-    ("wit/worlds.wit", include_str!("../../wit/worlds.wit")),
+    ("wit/types.wit", include_str!("../../wit/v0.1.0/types.wit")),
+    ("wit/host.wit", include_str!("../../wit/v0.1.0/host.wit")),
+    (
+        "wit/worlds.wit",
+        include_str!("../../wit/v0.1.0/worlds.wit"),
+    ),
 ];
 
 /// The SDK crate of this checkout; generated Rust projects depend on it by path until the SDK is

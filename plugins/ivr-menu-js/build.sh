@@ -24,5 +24,5 @@ if [ ! -d node_modules ]; then
     npm ci --no-audit --no-fund
 fi
 
-node_modules/.bin/componentize-qjs --wit ../../wit --js app.js --world ivr \
+node_modules/.bin/componentize-qjs --wit ../../wit/v0.1.0 --js app.js --world ivr \
     --sync --stub-wasi --opt-size --output "$out"

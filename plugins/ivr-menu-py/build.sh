@@ -7,7 +7,7 @@ if [ $# -ne 1 ]; then
     exit 2
 fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-wit="$here/../../wit"
+wit="$here/../../wit/v0.1.0"
 out="$1"
 case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
 

@@ -133,6 +133,7 @@ impl AppState {
         // `Bytes` clones share the buffer: the compiler's thread and the store see one copy.
         let loaded = self.runtime.load(id, bytes.clone(), expect).await?;
         let world = loaded.world();
+        let contract = loaded.target.to_string();
         let record = self
             .store
             .insert_plugin(NewPlugin {
@@ -140,6 +141,7 @@ impl AppState {
                 name,
                 sha256: &loaded.sha256,
                 world: &world,
+                contract: &contract,
                 uploaded_by: &who.subject,
                 wasm: &bytes,
             })

@@ -106,7 +106,8 @@ impl From<SmsDecision> for SimOutput {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SimError {
-    /// timeout, out_of_memory, trap, bad_return, not_exported, poisoned or instantiate.
+    /// timeout, out_of_memory, trap, bad_return, not_exported, poisoned, instantiate or
+    /// overloaded.
     pub kind: &'static str,
     pub message: String,
 }
@@ -181,8 +182,8 @@ pub async fn simulate(
     let plugin = sim_version(&state, &uid, &record).await?;
     if !plugin.has(needs) {
         return Err(ApiError::Unprocessable(format!(
-            "plugin {name}@{version} does not export {}",
-            needs.export_name()
+            "plugin {name}@{version} does not export wasmswitch:plugin/{}",
+            needs.interface()
         )));
     }
 
@@ -339,8 +340,8 @@ async fn pick_version(
             match found {
                 Some(i) => Ok(active.swap_remove(i)),
                 None => Err(ApiError::Unprocessable(format!(
-                    "the tenant has no active plugin exporting {}; upload and activate one, or name one with plugin and version",
-                    needs.export_name()
+                    "the tenant has no active plugin exporting wasmswitch:plugin/{}; upload and activate one, or name one with plugin and version",
+                    needs.interface()
                 ))),
             }
         }

@@ -7,7 +7,7 @@
 //! `migrations/sqlite` and `migrations/postgres` and differ only in types.
 
 mod audit;
-mod calls;
+mod cdrs;
 mod error;
 mod keys;
 mod kv;
@@ -23,7 +23,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, ConnectOptions};
 
 pub use audit::AuditEntry;
-pub use calls::{Cdr, CdrCursor, CdrFilter, CdrPage, Disposition, MAX_PAGE as MAX_CDR_PAGE};
+pub use cdrs::{Cdr, CdrCursor, CdrFilter, CdrPage, Disposition, MAX_PAGE as MAX_CDR_PAGE};
 pub use error::StoreError;
 pub use keys::{ApiKey, NewApiKey, Role, constant_time_eq};
 pub use kv::SqlKv;

@@ -22,6 +22,9 @@ pub struct PluginRecord {
     /// The world the component implements: router, ivr, messaging or switch (or the exports
     /// joined with '+' for a component of its own world).
     pub world: String,
+    /// The version of the plugin contract the component was built against
+    /// (`wasmswitch:plugin@0.1.0` is "0.1.0"), read from its exports at upload.
+    pub contract: String,
     /// The key id or token subject that uploaded it.
     pub uploaded_by: String,
     pub uploaded_at: i64,
@@ -36,6 +39,7 @@ pub struct NewPlugin<'a> {
     pub name: &'a str,
     pub sha256: &'a str,
     pub world: &'a str,
+    pub contract: &'a str,
     pub uploaded_by: &'a str,
     pub wasm: &'a [u8],
 }
@@ -63,7 +67,7 @@ pub struct Activation {
 }
 
 const COLUMNS: &str =
-    "tenant_id, name, version, sha256, size, world, uploaded_by, uploaded_at, active";
+    "tenant_id, name, version, sha256, size, world, contract, uploaded_by, uploaded_at, active";
 
 fn record(row: &AnyRow) -> Result<PluginRecord, sqlx::Error> {
     Ok(PluginRecord {
@@ -73,6 +77,7 @@ fn record(row: &AnyRow) -> Result<PluginRecord, sqlx::Error> {
         sha256: row.try_get("sha256")?,
         size: row.try_get("size")?,
         world: row.try_get("world")?,
+        contract: row.try_get("contract")?,
         uploaded_by: row.try_get("uploaded_by")?,
         uploaded_at: row.try_get("uploaded_at")?,
         active: row.try_get::<i64, _>("active")? != 0,
@@ -115,8 +120,8 @@ impl Store {
         .map_err(fk)?
         .try_get("last_version")?;
         let sql = format!(
-            "INSERT INTO plugins (tenant_id, name, version, sha256, size, world, uploaded_by, uploaded_at, active, wasm) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9) RETURNING {COLUMNS}"
+            "INSERT INTO plugins (tenant_id, name, version, sha256, size, world, contract, uploaded_by, uploaded_at, active, wasm) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10) RETURNING {COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(new.tenant_id)
@@ -125,6 +130,7 @@ impl Store {
             .bind(new.sha256)
             .bind(new.wasm.len() as i64)
             .bind(new.world)
+            .bind(new.contract)
             .bind(new.uploaded_by)
             .bind(now_ms())
             .bind(new.wasm)

@@ -10,6 +10,7 @@
 mod util;
 
 mod auth;
+mod contract;
 mod fuzzish;
 mod hardening;
 mod plugins;

@@ -67,6 +67,7 @@ both! {
             name: "router",
             sha256: sha,
             world: "router",
+            contract: "0.1.0",
             uploaded_by: "test",
             wasm: b"\0asm",
         };
@@ -137,6 +138,7 @@ both! {
                     name: "racer",
                     sha256: &sha,
                     world: "router",
+                    contract: "0.1.0",
                     uploaded_by: "test",
                     wasm: b"\0asm",
                 })
@@ -156,7 +158,7 @@ both! {
     async fn plugin_bytes_round_trip(db) {
         let s = store(&db).await;
         s.create_tenant("t", "T").await.unwrap();
-        s.insert_plugin(NewPlugin { tenant_id: "t", name: "router", sha256: "a", world: "router", uploaded_by: "test", wasm: b"\0asm" }).await.unwrap();
+        s.insert_plugin(NewPlugin { tenant_id: "t", name: "router", sha256: "a", world: "router", contract: "0.1.0", uploaded_by: "test", wasm: b"\0asm" }).await.unwrap();
         let (_, bytes) = s.plugin("t", "router", 1).await.unwrap();
         assert_eq!(bytes, b"\0asm");
         s.close().await;

@@ -23,9 +23,9 @@
 //!
 //! Scenario files (YAML or JSON) run the same checks without Rust; see [`scenario`].
 
-pub use wasmswitch::plugins::harness::{Harness, HarnessError, TENANT, default_config};
-pub use wasmswitch::plugins::model;
-pub use wasmswitch::plugins::scenario;
-pub use wasmswitch::plugins::{
+pub use wasmswitch_plugins::harness::{Harness, HarnessError, TENANT, default_config};
+pub use wasmswitch_plugins::model;
+pub use wasmswitch_plugins::scenario;
+pub use wasmswitch_plugins::{
     CallInstance, Capability, LogLevel, LogLine, PluginError, RuntimeConfig,
 };

@@ -1,0 +1,674 @@
+//! Per-call state: a fresh `Store` and instance for each call (or message), kept for the call's
+//! life, with its deadline and memory cap, and the host side of the plugin imports.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::Guests;
+use crate::error::PluginError;
+use crate::kv::KvStore;
+use crate::model::{
+    CallAction, CallEvent, CallInfo, InvalidDecision, IvrAction, IvrEvent, Message, RouteDecision,
+    SmsDecision,
+};
+use crate::runtime::{Capability, Function, PluginVersion};
+
+/// The longest log line a plugin may write; longer ones are cut.
+const MAX_LOG_LINE: usize = 4096;
+/// The most log lines kept per instance when capturing (harness, simulate).
+const MAX_CAPTURED_LINES: usize = 1000;
+/// Fuel given to each call when fuel metering is on; effectively unlimited, the deadline is the
+/// real bound.
+const FUEL_PER_CALL: u64 = u64::MAX / 4;
+
+/// One log line written by a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// The level of a plugin's log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Options for one instance.
+#[derive(Clone, Default)]
+pub struct InstanceOptions {
+    /// Keep the plugin's log lines and counters in the instance, for the harness and the
+    /// simulate endpoint (they always go to the host's log and metrics too).
+    pub capture: bool,
+    /// The `kv` this instance sees instead of the runtime's (the simulate endpoint's dry-run
+    /// overlay). Still scoped to the plugin's tenant.
+    pub kv: Option<Arc<dyn KvStore>>,
+}
+
+impl fmt::Debug for InstanceOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InstanceOptions")
+            .field("capture", &self.capture)
+            .field("kv", &self.kv.is_some())
+            .finish()
+    }
+}
+
+/// Limits memory and table growth; remembers that the cap was hit, so the resulting trap is
+/// reported as out-of-memory rather than as a generic trap.
+struct CallLimiter {
+    max_memory: usize,
+    hit: bool,
+    /// Linear memory currently held by the instance, all memories together.
+    used: usize,
+}
+
+impl ResourceLimiter for CallLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.hit = true;
+            // An error (rather than `Ok(false)`) traps at once: a guest that ignores a failed
+            // `memory.grow` would otherwise limp on.
+            return Err(wasmtime::format_err!(
+                "memory cap of {} bytes reached (wanted {desired})",
+                self.max_memory
+            ));
+        }
+        self.used += desired.saturating_sub(current);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; 1M entries is far beyond any real plugin.
+        Ok(desired <= 1 << 20)
+    }
+}
+
+/// The store data of one plugin instance.
+pub struct CallState {
+    plugin: Arc<str>,
+    tenant: Arc<str>,
+    version: u32,
+    kv: Arc<dyn KvStore>,
+    limiter: CallLimiter,
+    // Created on first use: most plugins never touch WASI, and building a context costs more
+    // than the rest of the instance's set-up.
+    wasi: Option<WasiCtx>,
+    table: ResourceTable,
+    captured: Option<Captured>,
+    /// Whether plugin counters also go to the host's metrics.
+    metrics: bool,
+    /// When the guest call now running must stop (see [`arm`]).
+    run_until: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Captured {
+    logs: Vec<LogLine>,
+    counters: BTreeMap<String, u64>,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        // No preopened directories, no environment, no arguments, no network: the default
+        // context grants nothing but clocks and randomness. Stdout and stderr are discarded.
+        let ctx = self.wasi.get_or_insert_with(|| WasiCtx::builder().build());
+        WasiCtxView {
+            ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The host side of the plugin imports, shared by every contract version's bindings.
+impl CallState {
+    /// The tenant whose plugin this is (every `kv` call is scoped to it).
+    pub(crate) fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// The `kv` this instance sees.
+    pub(crate) fn guest_kv(&self) -> &Arc<dyn KvStore> {
+        &self.kv
+    }
+
+    /// A log line from the guest: to the host's log, attributed, and to the capture.
+    pub(crate) fn guest_log(&mut self, level: LogLevel, message: String) {
+        let mut message = message;
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let (tenant, plugin, version) = (&*self.tenant, &*self.plugin, self.version);
+        match level {
+            LogLevel::Trace => {
+                tracing::trace!(target: "plugin", tenant, plugin, version, "{message}")
+            }
+            LogLevel::Debug => {
+                tracing::debug!(target: "plugin", tenant, plugin, version, "{message}")
+            }
+            LogLevel::Info => {
+                tracing::info!(target: "plugin", tenant, plugin, version, "{message}")
+            }
+            LogLevel::Warn => {
+                tracing::warn!(target: "plugin", tenant, plugin, version, "{message}")
+            }
+            LogLevel::Error => {
+                tracing::error!(target: "plugin", tenant, plugin, version, "{message}")
+            }
+        }
+        if let Some(c) = &mut self.captured
+            && c.logs.len() < MAX_CAPTURED_LINES
+        {
+            c.logs.push(LogLine { level, message });
+        }
+    }
+
+    /// A counter increment from the guest.
+    pub(crate) fn guest_counter_add(&mut self, name: String, delta: u64) {
+        if !valid_counter_name(&name) {
+            tracing::warn!(tenant = %self.tenant, plugin = %self.plugin, name, "plugin used an invalid counter name; ignored");
+            return;
+        }
+        if self.metrics {
+            metrics::counter!(
+                "wasmswitch_plugin_counter_total",
+                "tenant" => self.tenant.to_string(),
+                "plugin" => self.plugin.to_string(),
+                "name" => name.clone(),
+            )
+            .increment(delta);
+        }
+        if let Some(c) = &mut self.captured {
+            *c.counters.entry(name).or_default() += delta;
+        }
+    }
+}
+
+fn valid_counter_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// One plugin instance for one call (or one message): created fresh, used for every event of
+/// the call, dropped with the call. After any failure it is poisoned and every further call
+/// returns [`PluginError::Poisoned`], so the caller keeps using its fallback.
+pub struct CallInstance {
+    version: Arc<PluginVersion>,
+    store: Store<CallState>,
+    guests: Guests,
+    poisoned: bool,
+    last_fuel: Option<u64>,
+    last_elapsed: Duration,
+}
+
+impl fmt::Debug for CallInstance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallInstance")
+            .field("plugin", &self.version.id)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A fresh instance not yet given to a call: what the warm pool holds. It does not point back
+/// at its [`PluginVersion`], so a pool never keeps a retired version alive.
+pub(crate) struct Prepared {
+    store: Store<CallState>,
+    guests: Guests,
+}
+
+/// Fresh instances made ahead of the calls that will use them, per plugin version.
+///
+/// Instantiating costs tens of microseconds (a Python plugin's, milliseconds); made here, off
+/// the call path, a new call only takes one. No guest code runs before the call gets the
+/// instance, so it is as fresh as one made on demand. The pool fills when the version is first
+/// used and refills in the background after every take, up to `target`; an idle version holds
+/// none, so only versions that carry traffic cost memory.
+pub(crate) struct WarmPool {
+    slots: std::sync::Mutex<Vec<Prepared>>,
+    refilling: std::sync::atomic::AtomicBool,
+    target: usize,
+}
+
+impl WarmPool {
+    pub(crate) fn new(target: usize) -> Self {
+        Self {
+            slots: std::sync::Mutex::new(Vec::with_capacity(target)),
+            refilling: std::sync::atomic::AtomicBool::new(false),
+            target,
+        }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Prepared>> {
+        // Each operation is one push or pop: a poisoned lock holds no half-made change.
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn target(&self) -> usize {
+        self.target
+    }
+
+    /// How many instances are ready.
+    pub(crate) fn ready(&self) -> usize {
+        self.slots().len()
+    }
+}
+
+impl PluginVersion {
+    /// An instance of this version for one call: a warm one if the pool has one (production
+    /// calls), else a new one. Instances that capture logs or use their own `kv` (harness,
+    /// simulate) are always made new.
+    pub async fn instantiate(
+        self: &Arc<Self>,
+        options: InstanceOptions,
+    ) -> Result<CallInstance, PluginError> {
+        let poolable = !options.capture && options.kv.is_none() && self.warm.target > 0;
+        let taken = if poolable {
+            self.warm.slots().pop()
+        } else {
+            None
+        };
+        let prepared = match taken {
+            Some(p) => p,
+            None => self.prepare(&options).await?,
+        };
+        if poolable {
+            self.refill();
+        }
+        Ok(CallInstance {
+            version: self.clone(),
+            store: prepared.store,
+            guests: prepared.guests,
+            poisoned: false,
+            last_fuel: None,
+            last_elapsed: Duration::ZERO,
+        })
+    }
+
+    /// Instances ready in the warm pool (for tests and metrics).
+    pub fn warm_instances(&self) -> usize {
+        self.warm.ready()
+    }
+
+    /// Tops the warm pool up in the background, if a refill is not already running and there
+    /// is an async runtime to run it on.
+    fn refill(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.warm.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            self.warm.refilling.store(false, Ordering::Release);
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        handle.spawn(async move {
+            loop {
+                let Some(version) = weak.upgrade() else {
+                    return;
+                };
+                if version.warm.ready() >= version.warm.target {
+                    version.warm.refilling.store(false, Ordering::Release);
+                    return;
+                }
+                match version.prepare(&InstanceOptions::default()).await {
+                    Ok(p) => version.warm.slots().push(p),
+                    Err(e) => {
+                        // Calls still get instances on demand (and see this error themselves).
+                        tracing::warn!(plugin = %version.id, error = %e, "cannot fill the warm pool");
+                        version.warm.refilling.store(false, Ordering::Release);
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Creates a new instance (store, limits, instantiation, export handles).
+    async fn prepare(&self, options: &InstanceOptions) -> Result<Prepared, PluginError> {
+        let rt = &self.runtime.inner;
+        let limits = **rt.limits.load();
+        let state = CallState {
+            plugin: self.id.name.clone(),
+            tenant: self.id.tenant.clone(),
+            version: self.id.version,
+            kv: options.kv.clone().unwrap_or_else(|| rt.kv.clone()),
+            limiter: CallLimiter {
+                max_memory: limits.max_memory_bytes,
+                hit: false,
+                used: 0,
+            },
+            wasi: None,
+            table: ResourceTable::new(),
+            captured: options.capture.then(Captured::default),
+            metrics: rt.config.metrics,
+            run_until: Instant::now(),
+        };
+        let mut store = Store::new(&rt.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Every epoch tick a running guest hands its thread back to the async runtime, so a
+        // plugin that computes for its whole deadline never holds a tokio worker that SIP, RTP
+        // or another call's plugin is waiting for; past its deadline it is stopped.
+        store.epoch_deadline_callback(|ctx| {
+            Ok(if Instant::now() < ctx.data().run_until {
+                UpdateDeadline::Yield(1)
+            } else {
+                UpdateDeadline::Interrupt
+            })
+        });
+        arm(&mut store, &limits.deadline, rt.config.fuel_metering);
+
+        let fail = |e: wasmtime::Error, store: &Store<CallState>| {
+            // Running out of pool slots is not the plugin's fault: say so plainly.
+            if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                .is_some()
+            {
+                return PluginError::Overloaded(format!("{e:#}"));
+            }
+            match classify(e, store, limits.deadline, limits.max_memory_bytes) {
+                PluginError::Trap(msg) => PluginError::Instantiate(msg),
+                other => other,
+            }
+        };
+        let instance =
+            match bounded(limits.deadline * 2, self.pre.instantiate_async(&mut store)).await {
+                Ok(Ok(i)) => i,
+                Ok(Err(e)) => {
+                    let err = fail(e, &store);
+                    record_failure(self, "instantiate", &err);
+                    return Err(err);
+                }
+                Err(_) => {
+                    let err = PluginError::Timeout {
+                        deadline: limits.deadline,
+                    };
+                    record_failure(self, "instantiate", &err);
+                    return Err(err);
+                }
+            };
+        let guests = self
+            .exports
+            .load(&mut store, &instance)
+            .map_err(|e| PluginError::Instantiate(format!("{e:#}")))?;
+        Ok(Prepared { store, guests })
+    }
+}
+
+/// Runs `fut` to completion within `limit`. The timer is set only if `fut` has to wait (a `kv`
+/// read from the database, say): most plugin calls finish in their first poll, and setting and
+/// cancelling a timer takes the timer wheel's lock twice. The epoch deadline bounds guest code
+/// either way; this bounds the time spent waiting in host imports.
+async fn bounded<F: Future>(
+    limit: Duration,
+    fut: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready(out) => Ok(out),
+        std::task::Poll::Pending => tokio::time::timeout(limit, fut).await,
+    }
+}
+
+/// Sets up the store for one guest call that may run for `deadline`: the guest is checked
+/// every epoch tick (yielding each time, see the callback in `prepare`) and interrupted once the
+/// deadline has passed.
+fn arm(store: &mut Store<CallState>, deadline: &Duration, fuel: bool) {
+    store.data_mut().run_until = Instant::now() + *deadline;
+    store.set_epoch_deadline(1);
+    if fuel {
+        // Fuel is only enabled together with metering, so this cannot fail.
+        let _ = store.set_fuel(FUEL_PER_CALL);
+    }
+}
+
+fn classify(
+    e: wasmtime::Error,
+    store: &Store<CallState>,
+    deadline: Duration,
+    max_memory: usize,
+) -> PluginError {
+    if store.data().limiter.hit {
+        return PluginError::OutOfMemory { limit: max_memory };
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) | Some(Trap::OutOfFuel) => PluginError::Timeout { deadline },
+        _ => PluginError::Trap(format!("{e:#}")),
+    }
+}
+
+fn record_failure(version: &PluginVersion, stage: &'static str, err: &PluginError) {
+    let id = &version.id;
+    tracing::warn!(plugin = %id, stage, kind = err.kind(), error = %err, "plugin call failed");
+    if !version.runtime.inner.config.metrics {
+        return;
+    }
+    metrics::counter!(
+        "wasmswitch_plugin_failures_total",
+        "tenant" => id.tenant.to_string(),
+        "plugin" => id.name.to_string(),
+        "version" => id.version.to_string(),
+        "kind" => err.kind(),
+    )
+    .increment(1);
+}
+
+impl CallInstance {
+    /// The plugin version this instance runs.
+    pub fn version(&self) -> &Arc<PluginVersion> {
+        &self.version
+    }
+
+    /// Fuel the last call used, when fuel metering is on.
+    pub fn last_fuel(&self) -> Option<u64> {
+        self.last_fuel
+    }
+
+    /// Wall time the last call took.
+    pub fn last_elapsed(&self) -> Duration {
+        self.last_elapsed
+    }
+
+    /// Linear memory the instance holds now, in bytes (all its memories together).
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.used
+    }
+
+    /// Whether an earlier failure made this instance unusable.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Log lines captured so far (with [`InstanceOptions::capture`]), oldest first.
+    pub fn logs(&self) -> &[LogLine] {
+        self.store
+            .data()
+            .captured
+            .as_ref()
+            .map_or(&[], |c| c.logs.as_slice())
+    }
+
+    /// Takes the captured log lines.
+    pub fn take_logs(&mut self) -> Vec<LogLine> {
+        self.store
+            .data_mut()
+            .captured
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.logs))
+            .unwrap_or_default()
+    }
+
+    /// Counters the plugin added to (with [`InstanceOptions::capture`]).
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        self.store
+            .data()
+            .captured
+            .as_ref()
+            .map(|c| c.counters.clone())
+            .unwrap_or_default()
+    }
+
+    /// Asks the router what to do with a new call.
+    pub async fn route(&mut self, call: &CallInfo) -> Result<RouteDecision, PluginError> {
+        let guests = self.guests(Capability::Routing)?;
+        let out = self
+            .run(Function::Route, async |store| {
+                guests.route(store, call).await
+            })
+            .await?;
+        self.checked(Function::Route, out, RouteDecision::validate)
+    }
+
+    /// Tells the router about an event on a call it bridged.
+    pub async fn on_call_event(
+        &mut self,
+        event: &CallEvent,
+    ) -> Result<Vec<CallAction>, PluginError> {
+        let guests = self.guests(Capability::Routing)?;
+        let out = self
+            .run(Function::OnCallEvent, async |store| {
+                guests.on_call_event(store, event).await
+            })
+            .await?;
+        self.checked(Function::OnCallEvent, out, |a| {
+            a.iter().try_for_each(CallAction::validate)
+        })
+    }
+
+    /// Feeds an IVR event and returns the actions to carry out.
+    pub async fn on_ivr_event(&mut self, event: &IvrEvent) -> Result<Vec<IvrAction>, PluginError> {
+        let guests = self.guests(Capability::Ivr)?;
+        let out = self
+            .run(Function::OnEvent, async |store| {
+                guests.on_ivr_event(store, event).await
+            })
+            .await?;
+        self.checked(Function::OnEvent, out, |a| IvrAction::validate_all(a))
+    }
+
+    /// Asks the messaging policy about one message.
+    pub async fn on_message(&mut self, msg: &Message) -> Result<SmsDecision, PluginError> {
+        let guests = self.guests(Capability::Messaging)?;
+        let out = self
+            .run(Function::OnMessage, async |store| {
+                guests.on_message(store, msg).await
+            })
+            .await?;
+        self.checked(Function::OnMessage, out, SmsDecision::validate)
+    }
+
+    /// The instance's exports, if it may be entered and has `capability`.
+    fn guests(&self, capability: Capability) -> Result<Guests, PluginError> {
+        if self.poisoned {
+            return Err(PluginError::Poisoned);
+        }
+        if !self.guests.has(capability) {
+            return Err(PluginError::NotExported(capability));
+        }
+        Ok(self.guests.clone())
+    }
+
+    /// Runs one call into the guest with a fresh deadline, and turns every way it can fail into
+    /// a [`PluginError`].
+    async fn run<R>(
+        &mut self,
+        what: Function,
+        call: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let rt = &self.version.runtime.inner;
+        let config = &rt.config;
+        let deadline = rt.limits.load().deadline;
+        let max_memory = self.store.data().limiter.max_memory;
+        arm(&mut self.store, &deadline, config.fuel_metering);
+        // Read only when metered: without fuel, `get_fuel` builds an error (a few µs).
+        let fuel_before = if config.fuel_metering {
+            self.store.get_fuel().ok()
+        } else {
+            None
+        };
+        let started = Instant::now();
+        // Poisoned until the call returns: if this future is dropped while the guest is running
+        // (the call hung up, a caller's timeout), the guest's state is half-way through
+        // something, and the instance must never be entered again.
+        self.poisoned = true;
+        // The epoch deadline stops guest code; this timeout also bounds time spent waiting in
+        // host imports (a `kv` call to a stalled database).
+        let result = bounded(deadline * 2, call(&mut self.store)).await;
+        self.last_elapsed = started.elapsed();
+        self.last_fuel = fuel_before
+            .and_then(|before| Some((before, self.store.get_fuel().ok()?)))
+            .map(|(before, after)| before.saturating_sub(after));
+        self.version.metrics.seconds[what as usize].record(self.last_elapsed.as_secs_f64());
+        let err = match result {
+            Ok(Ok(value)) => {
+                self.poisoned = false;
+                return Ok(value);
+            }
+            Ok(Err(e)) => classify(e, &self.store, deadline, max_memory),
+            Err(_) => PluginError::Timeout { deadline },
+        };
+        record_failure(&self.version, what.name(), &err);
+        Err(err)
+    }
+
+    fn checked<T>(
+        &mut self,
+        what: Function,
+        value: T,
+        validate: impl FnOnce(&T) -> Result<(), InvalidDecision>,
+    ) -> Result<T, PluginError> {
+        match validate(&value) {
+            Ok(()) => {
+                self.version.metrics.calls[what as usize].increment(1);
+                Ok(value)
+            }
+            Err(InvalidDecision(why)) => {
+                // The instance itself is fine, but a plugin that answers nonsense once is not to
+                // be trusted for the rest of the call.
+                self.poisoned = true;
+                let err = PluginError::BadReturn(why);
+                record_failure(&self.version, what.name(), &err);
+                Err(err)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_names_are_checked() {
+        assert!(valid_counter_name("ivr_started"));
+        assert!(!valid_counter_name(""));
+        assert!(!valid_counter_name("bad-name"));
+        assert!(!valid_counter_name(&"x".repeat(65)));
+    }
+}

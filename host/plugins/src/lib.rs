@@ -1,0 +1,33 @@
+//! The plugin runtime: loads tenants' WebAssembly components, runs one instance per call with a
+//! deadline and a memory cap, and turns every guest failure into the tenant's fallback.
+//!
+//! Three lifetimes, three types:
+//! - [`Runtime`]: engine-wide (one wasmtime `Engine`, linker, epoch ticker, compiled cache);
+//! - [`PluginVersion`]: one version of one tenant's plugin (`Component` + `InstancePre`);
+//! - [`CallInstance`]: one call's `Store` and instance, kept for the call's life.
+//!
+//! [`Registry`] holds each tenant's active versions for hot swap and rollback, and
+//! [`harness`] drives a plugin from tests and scenario files.
+
+mod bindings;
+mod cache;
+mod error;
+pub mod harness;
+mod instance;
+pub mod kv;
+pub mod model;
+mod registry;
+mod runtime;
+pub mod scenario;
+
+pub use bindings::{Contract, Target};
+pub use error::{LoadError, PluginError, RuntimeError};
+pub use instance::{CallInstance, InstanceOptions, LogLevel, LogLine};
+pub use kv::{KvError, KvStore, MemoryKv, OverlayKv};
+pub use registry::{
+    Decided, Fallback, Reconciled, Registry, RegistryError, RoutedCall, Stale, TenantPlugins,
+    Wanted,
+};
+pub use runtime::{
+    Capability, Limits, LoadSource, PluginId, PluginVersion, Runtime, RuntimeConfig,
+};

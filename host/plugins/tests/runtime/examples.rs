@@ -1,0 +1,148 @@
+//! Every example plugin passes its scenarios; the three IVR builds pass the same one.
+
+use wasmswitch_plugin_artifacts as artifacts;
+use wasmswitch_plugins::model::{CallInfo, IvrAction, IvrEvent, IvrStarted};
+use wasmswitch_plugins::scenario::Scenario;
+
+async fn passes(plugin: &str, scenario: &str) {
+    let h = super::harness(plugin);
+    super::assert_passes(&h, &artifacts::scenario(scenario), plugin).await;
+}
+
+// Each example plugin must have a test here: a missing one is a compile error.
+macro_rules! assert_test_exists {
+    ($name:ident) => {
+        #[allow(non_snake_case, unused_imports)]
+        mod $name {
+            use super::plugin_tests::$name as _;
+        }
+    };
+}
+wasmswitch_plugin_artifacts::foreach_plugin!(assert_test_exists);
+
+#[allow(non_snake_case)]
+mod plugin_tests {
+    use super::*;
+
+    #[tokio::test]
+    pub async fn ROUTER() {
+        passes(artifacts::ROUTER, "router").await;
+    }
+
+    #[tokio::test]
+    pub async fn IVR_MENU() {
+        passes(artifacts::IVR_MENU, "ivr-menu").await;
+    }
+
+    #[tokio::test]
+    pub async fn IVR_MENU_PY() {
+        passes(artifacts::IVR_MENU_PY, "ivr-menu").await;
+    }
+
+    #[tokio::test]
+    pub async fn IVR_MENU_JS() {
+        passes(artifacts::IVR_MENU_JS, "ivr-menu").await;
+    }
+
+    #[tokio::test]
+    pub async fn SMS_POLICY() {
+        passes(artifacts::SMS_POLICY, "sms-policy").await;
+    }
+
+    #[tokio::test]
+    pub async fn DTMF_TRANSFER() {
+        passes(artifacts::DTMF_TRANSFER, "dtmf-transfer").await;
+    }
+
+    /// Its faults, each expected with `expect-error` (the limits module tests them in depth).
+    #[tokio::test]
+    pub async fn FAULTY() {
+        passes(artifacts::FAULTY, "faulty").await;
+    }
+}
+
+/// An `expect-error` that names another failure than the one that happened fails the case.
+#[tokio::test]
+async fn expect_error_names_the_failure_exactly() {
+    let h = super::harness(artifacts::FAULTY);
+    let s = Scenario::parse(
+        r#"
+name: wrong expectations
+cases:
+  - name: a trap is not a timeout
+    steps:
+      - route: {to: trap}
+        expect-error: timeout
+  - name: an answer is not an error
+    steps:
+      - route: {to: "+14155550100"}
+        expect-error: trap
+"#,
+        false,
+    )
+    .unwrap();
+    let report = s.run(&h).await;
+    assert_eq!(report.passed(), 0);
+    let failures: Vec<_> = report.cases.iter().flat_map(|c| &c.failures).collect();
+    assert!(
+        failures[0].contains("expected a timeout error, got: plugin error trap:"),
+        "{failures:?}"
+    );
+    assert!(
+        failures[1].contains("expected a trap error, got the answer"),
+        "{failures:?}"
+    );
+}
+
+#[tokio::test]
+async fn harness_api_drives_an_ivr_and_reads_kv_logs_and_fuel() {
+    let h = super::harness(artifacts::IVR_MENU);
+    h.kv_set("ivr/support", "sip:helpdesk@example.com").await;
+    let mut call = h.call().await.unwrap();
+    let started = IvrEvent::Started(IvrStarted {
+        call: CallInfo {
+            call_id: "x1".into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let actions = call.on_ivr_event(&started).await.unwrap();
+    assert_eq!(actions.len(), 2);
+    let fuel = call
+        .last_fuel()
+        .expect("fuel metering is on in the harness");
+    assert!(fuel > 100, "fuel {fuel}");
+    assert_eq!(call.logs()[0].message, "ivr-menu started for call x1");
+    assert_eq!(call.counters().get("ivr_started"), Some(&1));
+    let actions = call
+        .on_ivr_event(&IvrEvent::DigitsCollected(
+            wasmswitch_plugins::model::Digits {
+                digits: "2".into(),
+                terminated: false,
+            },
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&actions[1], IvrAction::Transfer(t) if t.target == "sip:helpdesk@example.com"),
+        "{actions:?}"
+    );
+}
+
+#[tokio::test]
+async fn plugins_write_to_kv_and_it_is_inspectable() {
+    let h = super::harness(artifacts::SMS_POLICY);
+    let mut call = h.call().await.unwrap();
+    let msg = wasmswitch_plugins::model::Message {
+        from: "+14155550100".into(),
+        to: "+18005550000".into(),
+        body: "STOP".into(),
+        ..Default::default()
+    };
+    call.on_message(&msg).await.unwrap();
+    let kv = h.kv_snapshot();
+    assert_eq!(
+        kv.get("optout/+14155550100").map(Vec::as_slice),
+        Some(&b"1"[..])
+    );
+}

@@ -1,0 +1,253 @@
+//! A plugin that loops, eats memory, traps or answers nonsense is contained: a typed error, a
+//! poisoned instance, and the tenant's fallback for the call. Never a host panic.
+
+use std::time::{Duration, Instant};
+
+use wasmswitch_plugin_artifacts::FAULTY;
+use wasmswitch_plugins::harness;
+use wasmswitch_plugins::model::{CallEvent, CallInfo, DtmfPress, RouteDecision, SipStatus};
+use wasmswitch_plugins::{Fallback, PluginError, Registry, RuntimeConfig};
+
+fn call(to: &str) -> CallInfo {
+    CallInfo {
+        call_id: format!("call-{to}"),
+        to: to.into(),
+        ..Default::default()
+    }
+}
+
+fn config(deadline_ms: u64, max_memory: usize) -> RuntimeConfig {
+    RuntimeConfig {
+        deadline: Duration::from_millis(deadline_ms),
+        max_memory_bytes: max_memory,
+        // Fuel off, as in production: the epoch deadline alone must stop the loop.
+        fuel_metering: false,
+        cache_dir: Some(super::cache_dir()),
+        ..harness::default_config()
+    }
+}
+
+/// `err` is the timeout of a `deadline_ms` deadline, and the call was stopped after `took`
+/// within `window_ms` (at least its start, less than its end).
+fn assert_timed_out(
+    err: PluginError,
+    took: Duration,
+    deadline_ms: u64,
+    window_ms: std::ops::Range<u64>,
+) {
+    assert_eq!(
+        err,
+        PluginError::Timeout {
+            deadline: Duration::from_millis(deadline_ms)
+        }
+    );
+    assert!(
+        took >= Duration::from_millis(window_ms.start),
+        "stopped too early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(window_ms.end),
+        "stopped too late: {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_endless_loop_is_stopped_at_its_deadline() {
+    let rt = super::runtime(config(50, 64 << 20));
+    let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
+    let mut instance = plugin.instantiate(Default::default()).await.unwrap();
+    let started = Instant::now();
+    let err = instance.route(&call("loop")).await.unwrap_err();
+    assert_timed_out(err, started.elapsed(), 50, 45..500);
+    // The instance cannot be entered again.
+    assert!(instance.is_poisoned());
+    assert_eq!(
+        instance.route(&call("ok")).await.unwrap_err(),
+        PluginError::Poisoned
+    );
+}
+
+#[tokio::test]
+async fn a_loop_in_an_in_call_event_is_stopped_too() {
+    let rt = super::runtime(config(30, 64 << 20));
+    let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
+    let mut instance = plugin.instantiate(Default::default()).await.unwrap();
+    assert!(instance.route(&call("ok")).await.is_ok());
+    let press = CallEvent::Dtmf(DtmfPress {
+        digit: '1',
+        caller: true,
+    });
+    let err = instance.on_call_event(&press).await.unwrap_err();
+    assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn unbounded_allocation_hits_the_memory_cap() {
+    let cap = 16 << 20;
+    let rt = super::runtime(config(2_000, cap));
+    let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
+    let mut instance = plugin.instantiate(Default::default()).await.unwrap();
+    let err = instance.route(&call("oom")).await.unwrap_err();
+    assert_eq!(err, PluginError::OutOfMemory { limit: cap });
+}
+
+#[tokio::test]
+async fn a_trap_is_reported_with_the_guest_message() {
+    let rt = super::runtime(config(1_000, 64 << 20));
+    let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
+    let mut instance = plugin.instantiate(Default::default()).await.unwrap();
+    let err = instance.route(&call("trap")).await.unwrap_err();
+    let PluginError::Trap(msg) = &err else {
+        panic!("expected a trap, got {err:?}")
+    };
+    assert!(
+        msg.contains("unreachable") || msg.contains("wasm trap"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_decision_the_switch_cannot_act_on_is_refused() {
+    let rt = super::runtime(config(1_000, 64 << 20));
+    let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
+    let mut instance = plugin.instantiate(Default::default()).await.unwrap();
+    let err = instance.route(&call("bad")).await.unwrap_err();
+    assert!(
+        matches!(&err, PluginError::BadReturn(why) if why.contains("SIP status 200")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_failure_yields_the_tenant_fallback_and_later_calls_still_work() {
+    // A deadline well above what an allocation loop needs even on a loaded machine: the point
+    // is which failure each case gets, not how fast.
+    let rt = super::runtime(config(250, 16 << 20));
+    let registry = Registry::new();
+    registry.add(super::load(&rt, "acme", "router", 1, FAULTY));
+    registry.activate("acme", "router", 1).unwrap();
+
+    for (to, kind) in [
+        ("loop", "timeout"),
+        ("oom", "out_of_memory"),
+        ("trap", "trap"),
+        ("bad", "bad_return"),
+    ] {
+        let routed = registry.route("acme", &call(to)).await;
+        assert_eq!(routed.decision.value, Fallback::default().route, "{to}");
+        assert_eq!(
+            routed.decision.failure.as_ref().map(PluginError::kind),
+            Some(kind),
+            "{to}"
+        );
+        assert!(routed.instance.is_none());
+        // The next call gets a fresh instance and a real answer.
+        let ok = registry.route("acme", &call("ok")).await;
+        assert!(
+            ok.decision.failure.is_none(),
+            "after {to}: {:?}",
+            ok.decision.failure
+        );
+        assert_eq!(
+            ok.decision.value,
+            RouteDecision::Reject(SipStatus::new(486, "Busy Here"))
+        );
+    }
+
+    // A tenant-specific fallback replaces the default.
+    let fallback = RouteDecision::Forward(wasmswitch_plugins::model::Forward {
+        targets: vec!["sip:operator@example.com".into()],
+        trunk: None,
+        timeout_ms: 30_000,
+        strategy: Default::default(),
+        caller_id: None,
+    });
+    registry.set_fallback(
+        "acme",
+        Fallback {
+            route: fallback.clone(),
+            ..Fallback::default()
+        },
+    );
+    let routed = registry.route("acme", &call("trap")).await;
+    assert_eq!(routed.decision.value, fallback);
+}
+
+#[tokio::test]
+async fn a_tenant_without_a_router_gets_the_fallback() {
+    let registry = Registry::new();
+    let routed = registry.route("nobody", &call("x")).await;
+    assert_eq!(routed.decision.value, Fallback::default().route);
+    assert!(routed.decision.failure.is_some());
+}
+
+/// Memory slots are reused between instances and reset in place (pages the last instance wrote
+/// are copied back from the image, the rest released): no call may see what an earlier one
+/// left, in its data, its heap or memory it grew — including after one that filled its memory.
+#[tokio::test]
+async fn every_instance_starts_from_the_components_initial_memory() {
+    let rt = super::runtime(config(2_000, 16 << 20));
+    let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
+    let reason = |d: RouteDecision| match d {
+        RouteDecision::Reject(SipStatus { reason, .. }) => reason.unwrap_or_default(),
+        other => panic!("expected a rejection, got {other:?}"),
+    };
+    for n in 0..200 {
+        let mut instance = plugin.instantiate(Default::default()).await.unwrap();
+        assert_eq!(
+            reason(instance.route(&call("state")).await.unwrap()),
+            "calls=1 stale=0",
+            "instance {n}"
+        );
+        // The same instance keeps its state for the call's life (so the check above can fail).
+        assert_eq!(
+            reason(instance.route(&call("state")).await.unwrap()),
+            "calls=2 stale=0",
+            "instance {n}"
+        );
+        if n % 50 == 0 {
+            // Fill memory to the cap: far more dirty pages than are reset in place.
+            let mut hog = plugin.instantiate(Default::default()).await.unwrap();
+            let err = hog.route(&call("oom")).await.unwrap_err();
+            assert!(matches!(err, PluginError::OutOfMemory { .. }), "{err:?}");
+        }
+    }
+}
+
+/// A `kv` backend that never answers (a stalled database).
+struct StalledKv;
+
+#[async_trait::async_trait]
+impl wasmswitch_plugins::KvStore for StalledKv {
+    async fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, wasmswitch_plugins::KvError> {
+        std::future::pending().await
+    }
+    async fn set(&self, _: &str, _: &str, _: &[u8]) -> Result<(), wasmswitch_plugins::KvError> {
+        std::future::pending().await
+    }
+    async fn delete(&self, _: &str, _: &str) -> Result<(), wasmswitch_plugins::KvError> {
+        std::future::pending().await
+    }
+    async fn list_keys(
+        &self,
+        _: &str,
+        _: &str,
+        _: u32,
+    ) -> Result<Vec<String>, wasmswitch_plugins::KvError> {
+        std::future::pending().await
+    }
+}
+
+/// The epoch deadline stops guest code, not a wait inside a host import: that is bounded by
+/// the call's timer (twice the deadline), so a stalled `kv` cannot hold a call forever.
+#[tokio::test]
+async fn a_call_stuck_in_a_host_import_times_out() {
+    let rt = wasmswitch_plugins::Runtime::new(config(50, 64 << 20), std::sync::Arc::new(StalledKv))
+        .expect("runtime");
+    let plugin = super::load(&rt, "t", "router", 1, wasmswitch_plugin_artifacts::ROUTER);
+    let mut instance = plugin.instantiate(Default::default()).await.unwrap();
+    let started = Instant::now();
+    let err = instance.route(&call("+14155550100")).await.unwrap_err();
+    assert_timed_out(err, started.elapsed(), 50, 95..1_000);
+    assert!(instance.is_poisoned());
+}

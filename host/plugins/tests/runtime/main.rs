@@ -1,0 +1,75 @@
+//! The plugin runtime against real components built from source (see `plugins/artifacts`).
+
+// Tests state their expectations with unwrap: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
+mod contract_v0_1;
+mod examples;
+mod hot_swap;
+mod limits;
+mod loading;
+mod warm;
+mod yielding;
+
+use std::sync::Arc;
+
+use wasmswitch_plugins::harness::{self, Harness};
+use wasmswitch_plugins::{MemoryKv, PluginId, PluginVersion, Runtime, RuntimeConfig};
+
+/// A harness whose compiled components are cached under the target dir, so the 18 MB Python
+/// plugin is compiled once per build rather than once per test.
+pub fn harness(path: &str) -> Harness {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    Harness::from_bytes(
+        &bytes,
+        RuntimeConfig {
+            cache_dir: Some(cache_dir()),
+            ..harness::default_config()
+        },
+    )
+    .unwrap_or_else(|e| panic!("load {path}: {e}"))
+}
+
+pub fn cache_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
+}
+
+pub fn runtime(config: RuntimeConfig) -> Runtime {
+    Runtime::new(config, Arc::new(MemoryKv::new())).expect("runtime")
+}
+
+pub fn load(
+    rt: &Runtime,
+    tenant: &str,
+    name: &str,
+    version: u32,
+    path: &str,
+) -> Arc<PluginVersion> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let id = PluginId {
+        tenant: tenant.into(),
+        name: name.into(),
+        version,
+    };
+    rt.load_blocking(id, &bytes, &[]).expect("load")
+}
+
+/// Runs the scenario file at `path` on `h`, and fails with every failed case unless all pass.
+pub async fn assert_passes(h: &Harness, path: &std::path::Path, what: &str) {
+    let s = wasmswitch_plugins::scenario::Scenario::from_file(path).expect("scenario");
+    let report = s.run(h).await;
+    let failures: Vec<_> = report
+        .cases
+        .iter()
+        .filter(|c| !c.passed())
+        .map(|c| format!("{}: {:?}", c.name, c.failures))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{what} failed {}:\n{}",
+        path.display(),
+        failures.join("\n")
+    );
+    assert_eq!(report.passed(), s.cases.len());
+    assert!(report.cases.iter().all(|c| c.fuel > 0), "fuel is measured");
+}

@@ -1,0 +1,151 @@
+//! A plugin that computes for its whole deadline hands its thread back at every epoch tick:
+//! it never holds a tokio worker that SIP, RTP or another call's plugin is waiting for. And a
+//! call abandoned while its guest runs leaves nothing behind that can be entered again.
+
+use std::time::{Duration, Instant};
+
+use wasmswitch_plugin_artifacts::{FAULTY, ROUTER};
+use wasmswitch_plugins::model::{CallInfo, RouteDecision};
+use wasmswitch_plugins::{PluginError, RuntimeConfig, harness};
+
+fn call(to: &str) -> CallInfo {
+    CallInfo {
+        call_id: format!("call-{to}"),
+        to: to.into(),
+        ..Default::default()
+    }
+}
+
+fn config(deadline: Duration, max_instances: u32) -> RuntimeConfig {
+    RuntimeConfig {
+        deadline,
+        max_instances,
+        fuel_metering: false,
+        cache_dir: Some(super::cache_dir()),
+        ..harness::default_config()
+    }
+}
+
+// `#[tokio::test]` runs on a current-thread runtime: ONE thread for the looping plugin and every
+// other call. If the loop held it, nothing else could run until its deadline.
+#[tokio::test]
+async fn a_looping_plugin_does_not_hold_the_thread_other_calls_need() {
+    let deadline = Duration::from_secs(3);
+    let rt = super::runtime(config(deadline, 100));
+    let faulty = super::load(&rt, "t", "faulty", 1, FAULTY);
+    let router = super::load(&rt, "t", "router", 1, ROUTER);
+
+    let started = Instant::now();
+    let looping = tokio::spawn(async move {
+        let mut instance = faulty.instantiate(Default::default()).await.unwrap();
+        let began = Instant::now();
+        let err = instance.route(&call("loop")).await.unwrap_err();
+        (err, began.elapsed())
+    });
+    // Let the loop start.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let mut slowest = Duration::ZERO;
+    for i in 0..50 {
+        let t = Instant::now();
+        let mut instance = router.instantiate(Default::default()).await.unwrap();
+        let decision = instance.route(&call(&format!("+4420{i}"))).await.unwrap();
+        assert!(matches!(decision, RouteDecision::Reject(_)), "{decision:?}");
+        slowest = slowest.max(t.elapsed());
+    }
+    let routed_after = started.elapsed();
+    assert!(
+        !looping.is_finished(),
+        "the loop should still be running when the other calls are done"
+    );
+    // Each route shares the thread with the loop, which yields every 1 ms tick: a route waits
+    // a tick or two, not the loop's 3 s deadline.
+    assert!(
+        routed_after < Duration::from_secs(1),
+        "50 calls took {routed_after:?} beside a looping plugin"
+    );
+    assert!(
+        slowest < Duration::from_millis(200),
+        "slowest call {slowest:?}"
+    );
+
+    let (err, ran) = looping.await.unwrap();
+    assert_eq!(err, PluginError::Timeout { deadline });
+    assert!(ran >= deadline, "stopped early: {ran:?}");
+    assert!(
+        ran < deadline + Duration::from_secs(1),
+        "stopped late: {ran:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_call_dropped_while_its_guest_runs_leaves_no_enterable_instance_and_no_slot() {
+    // One instance slot on the whole runtime: a leaked slot would make the last step fail.
+    let rt = super::runtime(config(Duration::from_secs(5), 1));
+    let faulty = super::load(&rt, "t", "faulty", 1, FAULTY);
+
+    let mut instance = faulty.instantiate(Default::default()).await.unwrap();
+    // The one slot is taken while the instance lives.
+    assert!(matches!(
+        faulty.instantiate(Default::default()).await,
+        Err(PluginError::Overloaded(_))
+    ));
+
+    // The caller gives up on the call after 30 ms; the guest is in the middle of its loop.
+    let abandoned =
+        tokio::time::timeout(Duration::from_millis(30), instance.route(&call("loop"))).await;
+    assert!(abandoned.is_err(), "the loop cannot have returned");
+    assert!(instance.is_poisoned());
+    assert_eq!(
+        instance.route(&call("ok")).await.unwrap_err(),
+        PluginError::Poisoned
+    );
+
+    drop(instance);
+    let mut fresh = faulty.instantiate(Default::default()).await.unwrap();
+    assert_eq!(
+        fresh.route(&call("ok")).await.unwrap(),
+        RouteDecision::Reject(wasmswitch_plugins::model::SipStatus::new(486, "Busy Here"))
+    );
+}
+
+#[tokio::test]
+async fn a_host_out_of_instance_slots_answers_503_not_the_tenants_fallback() {
+    let rt = super::runtime(config(Duration::from_secs(1), 1));
+    let faulty = super::load(&rt, "t", "faulty", 1, FAULTY);
+    let registry = wasmswitch_plugins::Registry::new();
+    registry.add(faulty.clone());
+    registry.activate("t", "faulty", 1).unwrap();
+    registry.set_fallback(
+        "t",
+        wasmswitch_plugins::Fallback {
+            route: RouteDecision::Reject(wasmswitch_plugins::model::SipStatus::new(
+                480, "Fallback",
+            )),
+            ..Default::default()
+        },
+    );
+    // A running call holds the only slot.
+    let held = faulty.instantiate(Default::default()).await.unwrap();
+    let routed = registry.route("t", &call("+14155550100")).await;
+    assert!(
+        matches!(routed.decision.failure, Some(PluginError::Overloaded(_))),
+        "{:?}",
+        routed.decision.failure
+    );
+    assert_eq!(
+        routed.decision.value,
+        RouteDecision::Reject(wasmswitch_plugins::model::SipStatus::new(
+            503,
+            "Service Unavailable"
+        ))
+    );
+    drop(held);
+    // With the slot free again the plugin answers (486 from the faulty router).
+    let routed = registry.route("t", &call("+14155550100")).await;
+    assert!(
+        routed.decision.failure.is_none(),
+        "{:?}",
+        routed.decision.failure
+    );
+}
