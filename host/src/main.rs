@@ -290,8 +290,8 @@ fn reload(service: &Service, path: Option<&Path>, log: &LogHandle, why: &str) {
         }
     };
     let done = service.reload(&config);
-    if done.applied.iter().any(|a| a.starts_with("log.level"))
-        && let Ok(filter) = EnvFilter::try_new(&config.log.level)
+    if let Some(level) = &done.log_level
+        && let Ok(filter) = EnvFilter::try_new(level)
         && let Err(e) = log.reload(filter)
     {
         tracing::error!(error = %e, "cannot change the log level");

@@ -64,6 +64,8 @@ pub struct Reloaded {
     pub needs_restart: Vec<String>,
     /// Settings refused (the old value stays), with why.
     pub refused: Vec<String>,
+    /// The new `log.level`, when it changed (the binary owns the log subscriber and applies it).
+    pub log_level: Option<String>,
 }
 
 /// How often each host compares its active plugins with the store's (so an activation made
@@ -202,15 +204,20 @@ impl Service {
         self.state.store.close().await;
     }
 
-    /// Applies the settings of `new` that can change while the host runs: the API's rate
-    /// limits and the plugins' deadline and memory cap (`log.level` is applied by the binary,
-    /// which owns the log subscriber). Reports the settings that need a restart instead.
+    /// Applies the settings of `new` that can change while the host runs ([`LIVE_SETTINGS`]:
+    /// the API's rate limits, the plugins' deadline and memory cap, and `log.level`, which the
+    /// binary applies since it owns the log subscriber). Every other setting that changed is
+    /// reported as needing a restart: the two configurations are compared setting by setting,
+    /// so a setting added to [`Config`] is covered without being listed here.
     pub fn reload(&self, new: &Config) -> Reloaded {
         let mut current = self.config.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Reloaded::default();
-        let (old_api, new_api) = (&current.api, &new.api);
+        let changed = changed_settings(&current, new);
+        let live = |prefix: &str| changed.iter().any(|c| c.starts_with(prefix));
+        let mut next = current.clone();
         if current.rate_limits() != new.rate_limits() {
             self.state.auth.set_rate_limits(new.rate_limits());
+            let new_api = &new.api;
             out.applied.push(format!(
                 "api.rate_limit_per_second = {}, api.rate_limit_burst = {}, api.auth_failures_per_minute = {}, api.auth_failure_burst = {}",
                 new_api.rate_limit_per_second,
@@ -218,9 +225,13 @@ impl Service {
                 new_api.auth_failures_per_minute,
                 new_api.auth_failure_burst
             ));
+            next.api.rate_limit_per_second = new_api.rate_limit_per_second;
+            next.api.rate_limit_burst = new_api.rate_limit_burst;
+            next.api.auth_failures_per_minute = new_api.auth_failures_per_minute;
+            next.api.auth_failure_burst = new_api.auth_failure_burst;
         }
-        let (old_p, new_p) = (&current.plugins, &new.plugins);
-        if (old_p.deadline_ms, old_p.max_memory_mib) != (new_p.deadline_ms, new_p.max_memory_mib) {
+        if live("plugins.deadline_ms") || live("plugins.max_memory_mib") {
+            let new_p = &new.plugins;
             let limits = Limits {
                 deadline: new.plugin_deadline(),
                 max_memory_bytes: (new_p.max_memory_mib as usize) << 20,
@@ -231,85 +242,77 @@ impl Service {
                 .set_limits(limits)
                 .and_then(|()| self.state.simulator.runtime().set_limits(limits))
             {
-                Ok(()) => out.applied.push(format!(
-                    "plugins.deadline_ms = {}, plugins.max_memory_mib = {}",
-                    new_p.deadline_ms, new_p.max_memory_mib
-                )),
+                Ok(()) => {
+                    out.applied.push(format!(
+                        "plugins.deadline_ms = {}, plugins.max_memory_mib = {}",
+                        new_p.deadline_ms, new_p.max_memory_mib
+                    ));
+                    next.plugins.deadline_ms = new_p.deadline_ms;
+                    next.plugins.max_memory_mib = new_p.max_memory_mib;
+                }
                 Err(e) => out.refused.push(format!("plugins.max_memory_mib: {e}")),
             }
         }
-        if new.log.level != current.log.level {
+        if live("log.level") {
             out.applied.push(format!("log.level = {:?}", new.log.level));
+            out.log_level = Some(new.log.level.clone());
+            next.log.level = new.log.level.clone();
         }
-        let fixed = [
-            ("api.listen", old_api.listen != new_api.listen),
-            (
-                "api.operator_keys",
-                old_api.operator_keys != new_api.operator_keys,
-            ),
-            ("api.jwt_secret", old_api.jwt_secret != new_api.jwt_secret),
-            (
-                "api.jwt_max_ttl_secs",
-                old_api.jwt_max_ttl_secs != new_api.jwt_max_ttl_secs,
-            ),
-            (
-                "api.max_body_bytes",
-                old_api.max_body_bytes != new_api.max_body_bytes,
-            ),
-            (
-                "api.max_upload_bytes",
-                old_api.max_upload_bytes != new_api.max_upload_bytes,
-            ),
-            (
-                "api.trusted_proxies",
-                old_api.trusted_proxies != new_api.trusted_proxies,
-            ),
-            (
-                "api.read_timeout_secs",
-                old_api.read_timeout_secs != new_api.read_timeout_secs,
-            ),
-            (
-                "api.simulate_*",
-                (
-                    old_api.simulate_threads,
-                    old_api.simulate_concurrency,
-                    old_api.simulate_per_tenant,
-                    old_api.simulate_queue_ms,
-                ) != (
-                    new_api.simulate_threads,
-                    new_api.simulate_concurrency,
-                    new_api.simulate_per_tenant,
-                    new_api.simulate_queue_ms,
-                ),
-            ),
-            ("database", current.database != new.database),
-            ("sip", current.sip != new.sip),
-            (
-                "plugins.max_instances",
-                old_p.max_instances != new_p.max_instances,
-            ),
-            ("plugins.cache_dir", old_p.cache_dir != new_p.cache_dir),
-            ("log.format", current.log.format != new.log.format),
-        ];
-        out.needs_restart = fixed
-            .iter()
-            .filter(|(_, changed)| *changed)
-            .map(|(name, _)| name.to_string())
+        out.needs_restart = changed
+            .into_iter()
+            .filter(|c| !LIVE_SETTINGS.contains(&c.as_str()))
             .collect();
         // Remember what is in force: the new live values, the old fixed ones.
-        let mut next = current.clone();
-        next.api.rate_limit_per_second = new_api.rate_limit_per_second;
-        next.api.rate_limit_burst = new_api.rate_limit_burst;
-        next.api.auth_failures_per_minute = new_api.auth_failures_per_minute;
-        next.api.auth_failure_burst = new_api.auth_failure_burst;
-        if out.refused.is_empty() {
-            next.plugins.deadline_ms = new_p.deadline_ms;
-            next.plugins.max_memory_mib = new_p.max_memory_mib;
-        }
-        next.log.level = new.log.level.clone();
         *current = next;
         out
     }
+}
+
+/// The settings [`Service::reload`] applies to a running host; every other one needs a restart.
+pub const LIVE_SETTINGS: &[&str] = &[
+    "api.rate_limit_per_second",
+    "api.rate_limit_burst",
+    "api.auth_failures_per_minute",
+    "api.auth_failure_burst",
+    "plugins.deadline_ms",
+    "plugins.max_memory_mib",
+    "log.level",
+];
+
+/// The settings (dotted paths, e.g. `api.listen`) whose values differ between `old` and `new`.
+/// Names only, never values: some are secrets.
+fn changed_settings(old: &Config, new: &Config) -> Vec<String> {
+    fn walk(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        use serde_json::Value;
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let child = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(
+                        &child,
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                        out,
+                    );
+                }
+            }
+            (a, b) if a != b => out.push(path.to_string()),
+            _ => {}
+        }
+    }
+    let (Ok(a), Ok(b)) = (serde_json::to_value(old), serde_json::to_value(new)) else {
+        // Plain data always serialises; if it ever did not, claim everything changed rather
+        // than nothing.
+        return vec!["(the whole configuration)".into()];
+    };
+    let mut out = Vec::new();
+    walk("", &a, &b, &mut out);
+    out
 }
 
 /// What [`Service::seed_demo`] made.

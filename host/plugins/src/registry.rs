@@ -41,7 +41,6 @@ impl Default for Fallback {
 
 /// Why a registry operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum RegistryError {
     /// No such plugin version has been loaded for the tenant.
     #[error("plugin {name} version {version} is not loaded for tenant {tenant}")]

@@ -209,6 +209,12 @@ impl From<StoreError> for ApiError {
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
-        ApiError::Internal(format!("plugin registry: {e}"))
+        match e {
+            // The store has it, but this host's registry not (removed meanwhile): as gone.
+            RegistryError::UnknownVersion { .. } => ApiError::NotFound("plugin version"),
+            RegistryError::NothingToRollBack { .. } | RegistryError::Active { .. } => {
+                ApiError::Unprocessable(e.to_string())
+            }
+        }
     }
 }

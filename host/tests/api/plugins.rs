@@ -341,6 +341,20 @@ both! {
                 app.get("/v1/tenants/acme", &admin).await.0.as_u16(),
             ];
             assert_eq!(statuses, [200, 429]);
+
+            // Every changed setting that is not live is reported, by its path; log.level is
+            // handed to the binary, which owns the log subscriber.
+            c.api.simulate_queue_ms += 1;
+            c.plugins.max_instances += 1;
+            c.log.level = "debug".into();
+            let done = app.service.reload(&c);
+            assert_eq!(done.needs_restart, ["api.listen", "api.simulate_queue_ms", "plugins.max_instances"], "{done:?}");
+            assert_eq!(done.log_level.as_deref(), Some("debug"));
+            // Fixed settings keep their running values: set back, they need nothing.
+            c.api.listen = app.config.api.listen.clone();
+            let done = app.service.reload(&c);
+            assert_eq!(done.needs_restart, ["api.simulate_queue_ms", "plugins.max_instances"], "{done:?}");
+            assert_eq!(done.log_level, None, "already in force");
             app
         })
         .await;
