@@ -94,6 +94,7 @@ impl Service {
             deadline: config.plugin_deadline(),
             max_memory_bytes: (config.plugins.max_memory_mib as usize) << 20,
             max_instances: config.plugins.max_instances,
+            max_instances_per_tenant: config.plugins.max_instances_per_tenant,
             warm_instances: config.plugins.warm_instances,
             cache_dir: config.cache_dir(),
             ..RuntimeConfig::default()
@@ -106,6 +107,8 @@ impl Service {
                 metrics: false,
                 warm_instances: 0,
                 max_instances: u32::try_from(sim_limits.concurrency).unwrap_or(u32::MAX),
+                // The simulator's slots already bound each tenant's share.
+                max_instances_per_tenant: u32::MAX,
                 ..runtime_config
             },
             kv,

@@ -17,7 +17,7 @@ use crate::model::{
     CallAction, CallEvent, CallInfo, InvalidDecision, IvrAction, IvrEvent, Message, RouteDecision,
     SmsDecision,
 };
-use crate::runtime::{Capability, Function, PluginVersion};
+use crate::runtime::{Capability, Function, PluginVersion, TenantSlot};
 
 /// The longest log line a plugin may write; longer ones are cut.
 const MAX_LOG_LINE: usize = 4096;
@@ -222,6 +222,8 @@ pub struct CallInstance {
     version: Arc<PluginVersion>,
     store: Store<CallState>,
     guests: Guests,
+    /// The tenant's instance slot, given back when the call's instance is dropped.
+    _slot: TenantSlot,
     poisoned: bool,
     last_fuel: Option<u64>,
     last_elapsed: Duration,
@@ -288,6 +290,15 @@ impl PluginVersion {
         self: &Arc<Self>,
         options: InstanceOptions,
     ) -> Result<CallInstance, PluginError> {
+        // Counted against the tenant's cap before anything is made (and counted as an
+        // `overloaded` failure when it is full, like a full pool).
+        let slot = match self.runtime.tenant_slot(&self.id.tenant) {
+            Ok(slot) => slot,
+            Err(e) => {
+                record_failure(self, "instantiate", &e);
+                return Err(e);
+            }
+        };
         let poolable = !options.capture && options.kv.is_none() && self.warm.target > 0;
         let taken = if poolable {
             self.warm.slots().pop()
@@ -305,6 +316,7 @@ impl PluginVersion {
             version: self.clone(),
             store: prepared.store,
             guests: prepared.guests,
+            _slot: slot,
             poisoned: false,
             last_fuel: None,
             last_elapsed: Duration::ZERO,

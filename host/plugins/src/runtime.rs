@@ -13,7 +13,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use crate::bindings::{self, Contract, Exports, Target};
 use crate::cache::ComponentCache;
-use crate::error::{LoadError, RuntimeError};
+use crate::error::{LoadError, PluginError, RuntimeError};
 use crate::instance::{CallState, WarmPool};
 use crate::kv::KvStore;
 
@@ -38,6 +38,11 @@ pub struct RuntimeConfig {
     /// The most plugin instances alive at once on this host (an instance lives for a whole
     /// call). Default 10,000; the pooling allocator reserves address space, not memory, for each.
     pub max_instances: u32,
+    /// The most instances one tenant may have alive at once, so that one tenant's flood of
+    /// calls cannot take every slot of the host from the others. Past it a new call's plugin
+    /// fails with [`PluginError::Overloaded`] (the caller answers `503` with `Retry-After`),
+    /// as when the host's pool is full. Default 2,000, a fifth of the default pool.
+    pub max_instances_per_tenant: u32,
     /// How often the epoch ticker advances. A running guest yields its thread at every tick and
     /// its deadline is checked then, so this is both how long a plugin can hold a thread at a
     /// stretch and the deadline's resolution. Default 1 ms.
@@ -67,6 +72,7 @@ impl Default for RuntimeConfig {
             deadline: Duration::from_millis(100),
             max_memory_bytes: 128 << 20,
             max_instances: 10_000,
+            max_instances_per_tenant: 2_000,
             epoch_tick: Duration::from_millis(1),
             fuel_metering: false,
             warm_instances: 0,
@@ -176,6 +182,37 @@ pub(crate) struct RuntimeInner {
     compiling: Mutex<HashMap<String, Arc<OnceLock<Compiled>>>>,
     /// Components compiled (not read from the cache) since start.
     compiles: AtomicU64,
+    /// Live instances per tenant (see [`RuntimeConfig::max_instances_per_tenant`]); tenants
+    /// with none are not in the map.
+    tenant_instances: Mutex<HashMap<Arc<str>, u32>>,
+}
+
+/// One of a tenant's instance slots, held by a [`crate::CallInstance`] for its life and given
+/// back when it is dropped.
+pub(crate) struct TenantSlot {
+    runtime: Arc<RuntimeInner>,
+    tenant: Arc<str>,
+}
+
+impl Drop for TenantSlot {
+    fn drop(&mut self) {
+        let mut map = self.runtime.tenant_instances();
+        if let Some(n) = map.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+impl RuntimeInner {
+    fn tenant_instances(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, u32>> {
+        // Each update is one increment or decrement: a poisoned lock holds no half-made change.
+        self.tenant_instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A shared compilation's outcome (its only failure is an invalid component).
@@ -291,6 +328,7 @@ impl Runtime {
                 ticker_stop,
                 compiling: Mutex::default(),
                 compiles: AtomicU64::new(0),
+                tenant_instances: Mutex::default(),
             }),
         })
     }
@@ -328,6 +366,32 @@ impl Runtime {
     /// cache, or shared with a load of the same code under way) since it started.
     pub fn compiles(&self) -> u64 {
         self.inner.compiles.load(Ordering::Relaxed)
+    }
+
+    /// Takes one of `tenant`'s instance slots, or says the tenant is at its cap.
+    pub(crate) fn tenant_slot(&self, tenant: &Arc<str>) -> Result<TenantSlot, PluginError> {
+        let cap = self.inner.config.max_instances_per_tenant;
+        let mut map = self.inner.tenant_instances();
+        let live = map.entry(tenant.clone()).or_insert(0);
+        if *live >= cap {
+            return Err(PluginError::Overloaded(format!(
+                "tenant {tenant} has {live} plugin instances alive, its cap"
+            )));
+        }
+        *live += 1;
+        Ok(TenantSlot {
+            runtime: self.inner.clone(),
+            tenant: tenant.clone(),
+        })
+    }
+
+    /// How many instances `tenant` has alive now.
+    pub fn tenant_instances(&self, tenant: &str) -> u32 {
+        self.inner
+            .tenant_instances()
+            .get(tenant)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The `kv` backend the plugins of this runtime see.

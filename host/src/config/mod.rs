@@ -150,6 +150,10 @@ pub struct PluginsConfig {
     pub max_memory_mib: u64,
     /// The most plugin instances alive at once (one per call). Default 10000.
     pub max_instances: u32,
+    /// The most plugin instances one tenant may have alive at once, so one tenant's flood of
+    /// calls cannot take every slot from the others; past it the call is answered 503 with
+    /// Retry-After. Default 2000.
+    pub max_instances_per_tenant: u32,
     /// Fresh instances kept ready per plugin version that carries calls, so a call does not
     /// wait for instantiation. Default 0 (off): it slows Rust plugins down and speeds Python
     /// and JavaScript ones up (BENCHMARKS.md).
@@ -165,6 +169,7 @@ impl Default for PluginsConfig {
             deadline_ms: 100,
             max_memory_mib: 128,
             max_instances: 10_000,
+            max_instances_per_tenant: 2_000,
             warm_instances: 0,
             cache_dir: "wasmswitch-data/cache".into(),
         }
@@ -357,6 +362,9 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&self.plugins.max_instances) {
             bad.push("plugins.max_instances: must be 1-1000000".into());
+        }
+        if !(1..=1_000_000).contains(&self.plugins.max_instances_per_tenant) {
+            bad.push("plugins.max_instances_per_tenant: must be 1-1000000".into());
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             bad.push(format!(

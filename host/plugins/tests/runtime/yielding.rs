@@ -1,6 +1,7 @@
 //! A plugin that computes for its whole deadline hands its thread back at every epoch tick:
-//! it never holds a tokio worker that SIP, RTP or another call's plugin is waiting for. And a
-//! call abandoned while its guest runs leaves nothing behind that can be entered again.
+//! it never holds a tokio worker that SIP, RTP or another call's plugin is waiting for. A call
+//! abandoned while its guest runs leaves nothing behind that can be entered again. And a host
+//! (or a tenant) out of instance slots is overloaded, which is not the plugin's failure.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ fn config(deadline: Duration, max_instances: u32) -> RuntimeConfig {
     RuntimeConfig {
         deadline,
         max_instances,
+        max_instances_per_tenant: max_instances,
         fuel_metering: false,
         cache_dir: Some(super::cache_dir()),
         ..harness::default_config()
@@ -148,4 +150,35 @@ async fn a_host_out_of_instance_slots_answers_503_not_the_tenants_fallback() {
         "{:?}",
         routed.decision.failure
     );
+}
+
+#[tokio::test]
+async fn a_tenant_at_its_instance_cap_is_overloaded_while_others_are_not() {
+    let rt = super::runtime(RuntimeConfig {
+        max_instances_per_tenant: 2,
+        ..config(Duration::from_secs(1), 10)
+    });
+    let a = super::load(&rt, "a", "faulty", 1, FAULTY);
+    let b = super::load(&rt, "b", "faulty", 1, FAULTY);
+
+    let first = a.instantiate(Default::default()).await.unwrap();
+    let second = a.instantiate(Default::default()).await.unwrap();
+    assert_eq!(rt.tenant_instances("a"), 2);
+    let refused = a.instantiate(Default::default()).await.unwrap_err();
+    assert!(
+        matches!(&refused, PluginError::Overloaded(why) if why.contains("tenant a")),
+        "{refused:?}"
+    );
+    // Another tenant is not affected.
+    let other = b.instantiate(Default::default()).await.unwrap();
+    assert_eq!(rt.tenant_instances("b"), 1);
+
+    // A call that ends gives its slot back, whatever became of its instance.
+    drop(first);
+    let mut again = a.instantiate(Default::default()).await.unwrap();
+    assert!(again.route(&call("trap")).await.is_err());
+    drop(again);
+    drop(second);
+    drop(other);
+    assert_eq!((rt.tenant_instances("a"), rt.tenant_instances("b")), (0, 0));
 }
