@@ -92,9 +92,9 @@ pub enum PluginError {
     /// A fresh instance could not be created (its start-up code failed, say).
     #[error("the plugin could not be instantiated: {0}")]
     Instantiate(String),
-    /// Every instance slot of the host is taken: the host is overloaded, which is not the
-    /// plugin's fault. The caller should be told to try again later (SIP `503` with
-    /// `Retry-After`), not given the tenant's fallback.
+    /// No instance slot is free: the host's pool is full, or the tenant has its cap of live
+    /// instances. Not the plugin's fault: the caller should be told to try again later (a
+    /// `503`; the call layer adds `Retry-After`), not given the tenant's fallback.
     #[error("no plugin instance slot is free ({0})")]
     Overloaded(String),
 }

@@ -477,7 +477,13 @@ fn classify(
 
 fn record_failure(version: &PluginVersion, stage: &'static str, err: &PluginError) {
     let id = &version.id;
-    tracing::warn!(plugin = %id, stage, kind = err.kind(), error = %err, "plugin call failed");
+    if let PluginError::Overloaded(_) = err {
+        // Not the plugin's failure, and under a flood one line per refused call would be a
+        // flood of lines: the metric below counts them.
+        tracing::debug!(plugin = %id, stage, error = %err, "no plugin instance slot");
+    } else {
+        tracing::warn!(plugin = %id, stage, kind = err.kind(), error = %err, "plugin call failed");
+    }
     if !version.runtime.inner.config.metrics {
         return;
     }

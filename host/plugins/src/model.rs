@@ -1,6 +1,6 @@
 //! The host's own types for what crosses the plugin boundary.
 //!
-//! They mirror `wit/types.wit` one to one, but belong to the host: the call manager, the API and
+//! They mirror `wit/v0.1.0/types.wit` one to one, but belong to the host: the call manager, the API and
 //! the test harness use these, never the generated bindings, so a new WIT major version changes
 //! one conversion module and nothing else. They (de)serialise as JSON/YAML with the WIT's
 //! kebab-case names: `{"reject": {"code": 404}}`, `"playback-finished"`, `{"dtmf": "5"}`.

@@ -524,6 +524,12 @@ impl Registry {
                 value,
                 failure: None,
             },
+            // Out of instance slots: the sender should retry; a fallback of `deliver` must not
+            // let messages through unchecked because the host is busy.
+            Err(e @ PluginError::Overloaded(_)) => Decided {
+                value: SmsDecision::Reject(SipStatus::new(503, "Service Unavailable")),
+                failure: Some(e),
+            },
             Err(e) => Decided {
                 value: set.fallback.sms.clone(),
                 failure: Some(e),

@@ -40,8 +40,9 @@ pub struct RuntimeConfig {
     pub max_instances: u32,
     /// The most instances one tenant may have alive at once, so that one tenant's flood of
     /// calls cannot take every slot of the host from the others. Past it a new call's plugin
-    /// fails with [`PluginError::Overloaded`] (the caller answers `503` with `Retry-After`),
-    /// as when the host's pool is full. Default 2,000, a fifth of the default pool.
+    /// fails with [`PluginError::Overloaded`] (the registry decides `503`, not the fallback), as
+    /// when the host's pool is full. Default 2,000, a fifth of the default pool; a cap above
+    /// `max_instances` does nothing.
     pub max_instances_per_tenant: u32,
     /// How often the epoch ticker advances. A running guest yields its thread at every tick and
     /// its deadline is checked then, so this is both how long a plugin can hold a thread at a

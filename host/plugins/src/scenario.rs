@@ -20,8 +20,9 @@
 //! A step is one of `route` (a call-info), `call-event`, `ivr` (an IVR event) or `message`, with
 //! the WIT's kebab-case names. `expect` is matched as a subset of the actual answer: every key
 //! given must be there with the same value, lists must have the same length, and keys left out
-//! are not checked. `expect-error: timeout | out-of-memory | trap | bad-return | poisoned`
-//! expects the call to fail that way instead. JSON files work too.
+//! are not checked. `expect-error: timeout | out-of-memory | trap | bad-return | poisoned |
+//! not-exported | instantiate | overloaded` expects the call to fail that way instead. JSON
+//! files work too.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -92,6 +93,7 @@ const EXPECTABLE_ERRORS: &[&str] = &[
     "not-exported",
     "poisoned",
     "instantiate",
+    "overloaded",
 ];
 
 /// One call into the plugin and its expected answer.

@@ -151,8 +151,8 @@ pub struct PluginsConfig {
     /// The most plugin instances alive at once (one per call). Default 10000.
     pub max_instances: u32,
     /// The most plugin instances one tenant may have alive at once, so one tenant's flood of
-    /// calls cannot take every slot from the others; past it the call is answered 503 with
-    /// Retry-After. Default 2000.
+    /// calls cannot take every slot from the others; past it the decision is a 503, not the
+    /// tenant's fallback. Default 2000 (with a smaller max_instances it does nothing).
     pub max_instances_per_tenant: u32,
     /// Fresh instances kept ready per plugin version that carries calls, so a call does not
     /// wait for instantiation. Default 0 (off): it slows Rust plugins down and speeds Python

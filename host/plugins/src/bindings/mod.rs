@@ -60,10 +60,14 @@ impl Contract {
     pub fn of(version: &semver::Version) -> Option<Contract> {
         Contract::SUPPORTED.iter().copied().find(|c| {
             let bound = c.bound_version();
+            if *version == bound {
+                return true;
+            }
             if !version.pre.is_empty() || !bound.pre.is_empty() {
                 return *version == bound;
             }
             match (bound.major, version.major) {
+                // 0.0.x matches only itself (above); 0.y.x matches 0.y.*.
                 (0, 0) => bound.minor == version.minor && bound.minor != 0,
                 (b, v) => b == v,
             }

@@ -21,7 +21,9 @@ fn config(deadline: Duration, max_instances: u32) -> RuntimeConfig {
     RuntimeConfig {
         deadline,
         max_instances,
-        max_instances_per_tenant: max_instances,
+        // Well above the pool: these tests exhaust wasmtime's pool, not the tenant's cap
+        // (which has a test of its own).
+        max_instances_per_tenant: u32::MAX,
         fuel_metering: false,
         cache_dir: Some(super::cache_dir()),
         ..harness::default_config()
@@ -90,7 +92,7 @@ async fn a_call_dropped_while_its_guest_runs_leaves_no_enterable_instance_and_no
     // The one slot is taken while the instance lives.
     assert!(matches!(
         faulty.instantiate(Default::default()).await,
-        Err(PluginError::Overloaded(_))
+        Err(PluginError::Overloaded(why)) if !why.contains("tenant")
     ));
 
     // The caller gives up on the call after 30 ms; the guest is in the middle of its loop.
@@ -131,7 +133,7 @@ async fn a_host_out_of_instance_slots_answers_503_not_the_tenants_fallback() {
     let held = faulty.instantiate(Default::default()).await.unwrap();
     let routed = registry.route("t", &call("+14155550100")).await;
     assert!(
-        matches!(routed.decision.failure, Some(PluginError::Overloaded(_))),
+        matches!(&routed.decision.failure, Some(PluginError::Overloaded(why)) if !why.contains("tenant")),
         "{:?}",
         routed.decision.failure
     );
@@ -181,4 +183,48 @@ async fn a_tenant_at_its_instance_cap_is_overloaded_while_others_are_not() {
     drop(second);
     drop(other);
     assert_eq!((rt.tenant_instances("a"), rt.tenant_instances("b")), (0, 0));
+}
+
+#[tokio::test]
+async fn a_message_when_the_tenant_is_out_of_slots_is_refused_503_not_given_the_fallback() {
+    let rt = super::runtime(RuntimeConfig {
+        max_instances_per_tenant: 1,
+        ..config(Duration::from_secs(1), 10)
+    });
+    let policy = super::load(&rt, "t", "sms", 1, wasmswitch_plugin_artifacts::SMS_POLICY);
+    let registry = wasmswitch_plugins::Registry::new();
+    registry.add(policy.clone());
+    registry.activate("t", "sms", 1).unwrap();
+    // A fallback that would let messages through unchecked.
+    registry.set_fallback(
+        "t",
+        wasmswitch_plugins::Fallback {
+            sms: wasmswitch_plugins::model::SmsDecision::Deliver,
+            ..Default::default()
+        },
+    );
+    let held = policy.instantiate(Default::default()).await.unwrap();
+    let msg = wasmswitch_plugins::model::Message {
+        id: "m1".into(),
+        tenant: "t".into(),
+        from: "+14155550100".into(),
+        to: "+14155550111".into(),
+        body: "hi".into(),
+        received_at: 0,
+    };
+    let decided = registry.message("t", &msg).await;
+    assert!(
+        matches!(decided.failure, Some(PluginError::Overloaded(_))),
+        "{:?}",
+        decided.failure
+    );
+    assert_eq!(
+        decided.value,
+        wasmswitch_plugins::model::SmsDecision::Reject(wasmswitch_plugins::model::SipStatus::new(
+            503,
+            "Service Unavailable"
+        ))
+    );
+    drop(held);
+    assert!(registry.message("t", &msg).await.failure.is_none());
 }
