@@ -486,5 +486,20 @@ mod tests {
         assert!(e.contains("exactly one"), "{e}");
         let e = Scenario::parse("cases:\n  - name: x\n    stepz: []\n", false).unwrap_err();
         assert!(e.contains("stepz"), "{e}");
+        // An expect-error that names no failure the harness reports could never match.
+        let e = Scenario::parse(
+            "cases:\n  - name: x\n    steps:\n      - route: {}\n        expect-error: crash\n",
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("expect-error \"crash\" is not one of timeout"),
+            "{e}"
+        );
+        let ok = Scenario::parse(
+            "cases:\n  - name: x\n    steps:\n      - route: {}\n        expect-error: out_of_memory\n",
+            false,
+        );
+        assert!(ok.is_ok(), "{ok:?}");
     }
 }
