@@ -215,8 +215,6 @@ impl Service {
     pub fn reload(&self, new: &Config) -> Reloaded {
         let mut current = self.config.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Reloaded::default();
-        let changed = changed_settings(&current, new);
-        let live = |prefix: &str| changed.iter().any(|c| c.starts_with(prefix));
         let mut next = current.clone();
         if current.rate_limits() != new.rate_limits() {
             self.state.auth.set_rate_limits(new.rate_limits());
@@ -233,8 +231,8 @@ impl Service {
             next.api.auth_failures_per_minute = new_api.auth_failures_per_minute;
             next.api.auth_failure_burst = new_api.auth_failure_burst;
         }
-        if live("plugins.deadline_ms") || live("plugins.max_memory_mib") {
-            let new_p = &new.plugins;
+        let (old_p, new_p) = (&current.plugins, &new.plugins);
+        if (old_p.deadline_ms, old_p.max_memory_mib) != (new_p.deadline_ms, new_p.max_memory_mib) {
             let limits = Limits {
                 deadline: new.plugin_deadline(),
                 max_memory_bytes: (new_p.max_memory_mib as usize) << 20,
@@ -256,12 +254,12 @@ impl Service {
                 Err(e) => out.refused.push(format!("plugins.max_memory_mib: {e}")),
             }
         }
-        if live("log.level") {
+        if new.log.level != current.log.level {
             out.applied.push(format!("log.level = {:?}", new.log.level));
             out.log_level = Some(new.log.level.clone());
             next.log.level = new.log.level.clone();
         }
-        out.needs_restart = changed
+        out.needs_restart = changed_settings(&current, new)
             .into_iter()
             .filter(|c| !LIVE_SETTINGS.contains(&c.as_str()))
             .collect();

@@ -100,7 +100,20 @@ pub enum PluginError {
 }
 
 impl PluginError {
-    /// A short, stable label for metrics and logs.
+    /// Every [`PluginError::kind`], for whoever names one ahead of time (a scenario's
+    /// `expect-error`).
+    pub const KINDS: &[&str] = &[
+        "timeout",
+        "out_of_memory",
+        "trap",
+        "bad_return",
+        "not_exported",
+        "poisoned",
+        "instantiate",
+        "overloaded",
+    ];
+
+    /// A short, stable label for metrics and logs (one of [`PluginError::KINDS`]).
     pub fn kind(&self) -> &'static str {
         match self {
             PluginError::Timeout { .. } => "timeout",
@@ -128,4 +141,27 @@ pub enum RuntimeError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_listed() {
+        let all = [
+            PluginError::Timeout {
+                deadline: Duration::ZERO,
+            },
+            PluginError::OutOfMemory { limit: 0 },
+            PluginError::Trap(String::new()),
+            PluginError::BadReturn(String::new()),
+            PluginError::NotExported(Capability::Routing),
+            PluginError::Poisoned,
+            PluginError::Instantiate(String::new()),
+            PluginError::Overloaded(String::new()),
+        ];
+        let kinds: Vec<_> = all.iter().map(PluginError::kind).collect();
+        assert_eq!(kinds, PluginError::KINDS);
+    }
 }

@@ -197,7 +197,7 @@ pub(crate) struct TenantSlot {
 
 impl Drop for TenantSlot {
     fn drop(&mut self) {
-        let mut map = self.runtime.tenant_instances();
+        let mut map = self.runtime.tenant_counts();
         if let Some(n) = map.get_mut(&self.tenant) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -208,7 +208,7 @@ impl Drop for TenantSlot {
 }
 
 impl RuntimeInner {
-    fn tenant_instances(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, u32>> {
+    fn tenant_counts(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, u32>> {
         // Each update is one increment or decrement: a poisoned lock holds no half-made change.
         self.tenant_instances
             .lock()
@@ -372,7 +372,7 @@ impl Runtime {
     /// Takes one of `tenant`'s instance slots, or says the tenant is at its cap.
     pub(crate) fn tenant_slot(&self, tenant: &Arc<str>) -> Result<TenantSlot, PluginError> {
         let cap = self.inner.config.max_instances_per_tenant;
-        let mut map = self.inner.tenant_instances();
+        let mut map = self.inner.tenant_counts();
         let live = map.entry(tenant.clone()).or_insert(0);
         if *live >= cap {
             return Err(PluginError::Overloaded(format!(
@@ -388,11 +388,7 @@ impl Runtime {
 
     /// How many instances `tenant` has alive now.
     pub fn tenant_instances(&self, tenant: &str) -> u32 {
-        self.inner
-            .tenant_instances()
-            .get(tenant)
-            .copied()
-            .unwrap_or(0)
+        self.inner.tenant_counts().get(tenant).copied().unwrap_or(0)
     }
 
     /// The `kv` backend the plugins of this runtime see.

@@ -84,18 +84,6 @@ pub enum Input {
     Message(Message),
 }
 
-/// The plugin errors a step can expect, as [`crate::PluginError::kind`] names them (with `-`).
-const EXPECTABLE_ERRORS: &[&str] = &[
-    "timeout",
-    "out-of-memory",
-    "trap",
-    "bad-return",
-    "not-exported",
-    "poisoned",
-    "instantiate",
-    "overloaded",
-];
-
 /// One call into the plugin and its expected answer.
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -113,13 +101,15 @@ impl<'de> Deserialize<'de> for Step {
         let expect = map.remove("expect");
         let expect_error = match map.remove("expect-error") {
             None => None,
-            Some(Value::String(s)) if EXPECTABLE_ERRORS.contains(&s.replace('_', "-").as_str()) => {
+            Some(Value::String(s))
+                if crate::PluginError::KINDS.contains(&s.replace('-', "_").as_str()) =>
+            {
                 Some(s)
             }
             Some(Value::String(s)) => {
                 return Err(D::Error::custom(format!(
                     "expect-error {s:?} is not one of {}",
-                    EXPECTABLE_ERRORS.join(", ")
+                    crate::PluginError::KINDS.join(", ").replace('_', "-")
                 )));
             }
             Some(other) => {
