@@ -14,6 +14,7 @@ const RUST: &[&str] = &[
     "sms-policy",
     "dtmf-transfer",
     "faulty",
+    "tour",
 ];
 const SCRIPTED: &[&str] = &["ivr-menu-py", "ivr-menu-js"];
 

@@ -16,12 +16,20 @@
 //!   printed beside it.
 //! - `load/{compile,cached}/rust-router`: compiling a component vs loading it from the cache; the
 //!   Python and JavaScript components are timed once each (a cold compile takes seconds).
+//! - `event/fresh-instance+first/{rust-router-0.1,rust-ivr-0.1,tour-0.2}`: a new call's cost on
+//!   the 0.2 event model the calls layer uses: a fresh instance and its first event (`incoming`,
+//!   or `handed-over` for the IVR), through the 0.1 adapter for the 0.1 examples and directly
+//!   for the 0.2 tour.
+//!
+//! `route` and `ivr` call contract 0.1's own functions, as they did before 0.2 existed, so their
+//! figures compare with earlier runs; `event` is the path calls take now.
 
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use wasmswitch_plugin_artifacts as artifacts;
-use wasmswitch_plugins::model::{IvrEvent, IvrStarted};
+use wasmswitch_plugins::model::v0_1::{IvrEvent, IvrStarted};
+use wasmswitch_plugins::model::{CallEvent, HandOver};
 use wasmswitch_plugins::{LoadSource, PluginId, Runtime, RuntimeConfig};
 
 mod setup;
@@ -60,7 +68,7 @@ fn route(c: &mut Criterion) {
                         .instantiate(Default::default())
                         .await
                         .expect("instance");
-                    std::hint::black_box(i.route(&call).await.expect("route"));
+                    std::hint::black_box(i.route_v0_1(&call).await.expect("route"));
                 }
                 t.elapsed()
             })
@@ -77,7 +85,7 @@ fn route(c: &mut Criterion) {
                 .instantiate(Default::default())
                 .await
                 .expect("instance");
-            std::hint::black_box(i.route(&call).await.expect("route"));
+            std::hint::black_box(i.route_v0_1(&call).await.expect("route"));
             samples.push(t.elapsed());
         }
     });
@@ -147,10 +155,10 @@ fn paced_latency(
                 .expect("instance");
             match op {
                 Op::Route => {
-                    std::hint::black_box(i.route(&call).await.expect("route"));
+                    std::hint::black_box(i.route_v0_1(&call).await.expect("route"));
                 }
                 Op::IvrStarted => {
-                    std::hint::black_box(i.on_ivr_event(&started).await.expect("started"));
+                    std::hint::black_box(i.on_ivr_event_v0_1(&started).await.expect("started"));
                 }
             }
             samples.push(t.elapsed());
@@ -217,7 +225,7 @@ fn ivr(c: &mut Criterion) {
             .block_on(plugin.instantiate(Default::default()))
             .expect("instance");
         tokio
-            .block_on(warm.on_ivr_event(&started))
+            .block_on(warm.on_ivr_event_v0_1(&started))
             .expect("started");
         println!(
             "ivr/{lang}: component {} bytes, linear memory per instance {} KiB",
@@ -230,7 +238,10 @@ fn ivr(c: &mut Criterion) {
                     let t = Instant::now();
                     for _ in 0..iters {
                         // `timeout` replays the menu (or says goodbye): a two-action answer.
-                        let a = warm.on_ivr_event(&IvrEvent::Timeout).await.expect("event");
+                        let a = warm
+                            .on_ivr_event_v0_1(&IvrEvent::Timeout)
+                            .await
+                            .expect("event");
                         std::hint::black_box(a);
                     }
                     t.elapsed()
@@ -246,7 +257,7 @@ fn ivr(c: &mut Criterion) {
                             .instantiate(Default::default())
                             .await
                             .expect("instance");
-                        std::hint::black_box(i.on_ivr_event(&started).await.expect("started"));
+                        std::hint::black_box(i.on_ivr_event_v0_1(&started).await.expect("started"));
                     }
                     t.elapsed()
                 })
@@ -309,5 +320,51 @@ fn load_times(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, route, paced, ivr, load_times);
+/// A fresh instance and its first event, on the 0.2 model.
+fn first_event(c: &mut Criterion) {
+    let rt = runtime(None);
+    let tokio = tokio();
+    let call = call();
+    let incoming = CallEvent::Incoming(wasmswitch_plugins::model::CallInfo {
+        call_id: call.call_id.clone(),
+        tenant: call.tenant.clone(),
+        from: call.from.clone(),
+        to: call.to.clone(),
+        source_address: call.source_address.clone(),
+        received_at: call.received_at,
+        ..Default::default()
+    });
+    // The tour's sales line: a dial of two groups with a caller ID, the largest first answer.
+    let mut sales = incoming.clone();
+    if let CallEvent::Incoming(c) = &mut sales {
+        c.to = "+18005550100".into();
+    }
+    let handed_over = CallEvent::HandedOver(HandOver::default());
+    let mut g = c.benchmark_group("event");
+    for (name, path, event) in [
+        ("rust-router-0.1", artifacts::ROUTER, &incoming),
+        ("rust-ivr-0.1", artifacts::IVR_MENU, &handed_over),
+        ("tour-0.2", artifacts::TOUR, &sales),
+    ] {
+        let plugin = load(&rt, path);
+        g.bench_function(format!("fresh-instance+first/{name}"), |b| {
+            b.iter_custom(|iters| {
+                tokio.block_on(async {
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        let mut i = plugin
+                            .instantiate(Default::default())
+                            .await
+                            .expect("instance");
+                        std::hint::black_box(i.on_event(event).await.expect("first event"));
+                    }
+                    t.elapsed()
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, route, paced, ivr, load_times, first_event);
 criterion_main!(benches);

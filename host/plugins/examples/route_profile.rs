@@ -44,7 +44,7 @@ fn main() {
                 .instantiate(Default::default())
                 .await
                 .expect("instance");
-            std::hint::black_box(i.route(&call).await.expect("route"));
+            std::hint::black_box(i.route_v0_1(&call).await.expect("route"));
             if n >= 1000 {
                 samples.push(t.elapsed());
             }

@@ -24,7 +24,7 @@ pub enum LoadError {
     Invalid(String),
     /// The component exports none of the plugin interfaces.
     #[error(
-        "the component exports no wasmswitch plugin interface (wasmswitch:plugin/call-routing, ivr-flow or message-policy); it exports: [{}]. Was it built for a wasmswitch:plugin world?",
+        "the component exports no wasmswitch plugin interface (wasmswitch:plugin/call-handler or message-policy; for contract 0.1 call-routing, ivr-flow or message-policy); it exports: [{}]. Was it built for a wasmswitch:plugin world?",
         .found.join(", ")
     )]
     NoPluginExport { found: Vec<String> },
@@ -40,7 +40,7 @@ pub enum LoadError {
     },
     /// The component was built against a contract version this host does not support.
     #[error(
-        "the component was built against wasmswitch:plugin@{found}, which this host does not support; it supports {supported} (any {supported}.x). Rebuild it against a supported version"
+        "the component was built against wasmswitch:plugin@{found}, which this host does not support; it supports {supported} (each with its later patch releases, e.g. 0.2.x). Rebuild it against a supported version"
     )]
     UnsupportedContract { found: String, supported: String },
     /// The component imports something the host does not provide.
@@ -83,9 +83,10 @@ pub enum PluginError {
     /// The guest returned a decision the host cannot act on.
     #[error("the plugin returned a decision the switch cannot act on: {0}")]
     BadReturn(String),
-    /// The plugin does not export the interface this call needs.
-    #[error("the plugin does not export wasmswitch:plugin/{}", .0.interface())]
-    NotExported(Capability),
+    /// The plugin does not export the interface this call needs (named without its version,
+    /// e.g. `call-handler`).
+    #[error("the plugin does not export wasmswitch:plugin/{0}")]
+    NotExported(&'static str),
     /// An earlier call on this instance failed, so it cannot be entered again.
     #[error("the plugin instance failed earlier in this call and cannot be used again")]
     Poisoned,
@@ -156,7 +157,7 @@ mod tests {
             PluginError::OutOfMemory { limit: 0 },
             PluginError::Trap(String::new()),
             PluginError::BadReturn(String::new()),
-            PluginError::NotExported(Capability::Routing),
+            PluginError::NotExported("call-handler"),
             PluginError::Poisoned,
             PluginError::Instantiate(String::new()),
             PluginError::Overloaded(String::new()),

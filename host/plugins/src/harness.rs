@@ -1,21 +1,23 @@
-//! Drive a plugin component from a test, with no phone network: route calls, feed IVR events and
-//! messages, preload and inspect `kv`, read the log lines, counters and fuel of each call.
+//! Drive a plugin component from a test, with no phone network: send a call its events,
+//! messages and delivery reports, preload and inspect `kv`, read the log lines, counters and fuel
+//! of each call.
 //!
-//! Works for a component written in any language. The SDK's `wasmswitch-harness` crate re-exports
-//! this module for plugin authors; `wasmswitch plugin test` runs [`scenario`](crate::scenario)
-//! files with it.
+//! Works for a component written in any language, and of any supported contract version. The
+//! SDK's `wasmswitch-harness` crate re-exports this module for plugin authors; `wasmswitch
+//! plugin test` runs [`scenario`](crate::scenario) files with it.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use wasmswitch_plugins::harness::Harness;
-//! use wasmswitch_plugins::model::{CallInfo, RouteDecision};
+//! use wasmswitch_plugins::model::{Action, CallEvent, CallInfo};
 //!
 //! let harness = Harness::load("target/wasm32-wasip2/release/router.wasm")?;
 //! harness.kv_set("routes/+44", "uk-trunk").await;
 //! let mut call = harness.call().await?;
-//! let decision = call.route(&CallInfo { to: "+442071234567".into(), ..Default::default() }).await?;
-//! assert!(matches!(decision, RouteDecision::Forward(_)));
-//! println!("route used {:?} fuel", call.last_fuel());
+//! let call_info = CallInfo { to: "+442071234567".into(), ..Default::default() };
+//! let answer = call.on_event(&CallEvent::Incoming(call_info)).await?;
+//! assert!(matches!(answer.actions[0], Action::Dial(_)));
+//! println!("incoming used {:?} fuel", call.last_fuel());
 //! # Ok(()) }
 //! ```
 

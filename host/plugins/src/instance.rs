@@ -10,14 +10,30 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::Guests;
+use crate::bindings::{AdapterV0_1, Contract, Guests};
 use crate::error::PluginError;
 use crate::kv::KvStore;
-use crate::model::{
-    CallAction, CallEvent, CallInfo, InvalidDecision, IvrAction, IvrEvent, Message, RouteDecision,
-    SmsDecision,
-};
+use crate::model::{Action, CallEvent, DeliveryReport, Invalid, Message, SmsDecision, v0_1};
 use crate::runtime::{Capability, Function, PluginVersion, TenantSlot};
+
+/// A call handler's answer to one event ([`CallInstance::on_event`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// The actions to carry out, in order: all of them, or those before `invalid`.
+    pub actions: Vec<Action>,
+    /// The first action that breaks the contract's rules, and why; the calls layer fails it
+    /// with `action-failed` (`invalid`) after running `actions`, and drops the rest.
+    pub invalid: Option<(Action, Invalid)>,
+}
+
+impl Answer {
+    fn all(actions: Vec<Action>) -> Self {
+        Answer {
+            actions,
+            invalid: None,
+        }
+    }
+}
 
 /// The longest log line a plugin may write; longer ones are cut.
 const MAX_LOG_LINE: usize = 4096;
@@ -121,6 +137,8 @@ pub struct CallState {
     metrics: bool,
     /// When the guest call now running must stop (see [`arm`]).
     run_until: Instant,
+    /// For a 0.1 component, what the adapter onto the 0.2 model remembers between events.
+    pub(crate) v0_1: AdapterV0_1,
 }
 
 #[derive(Debug, Default)]
@@ -381,6 +399,7 @@ impl PluginVersion {
             captured: options.capture.then(Captured::default),
             metrics: rt.config.metrics,
             run_until: Instant::now(),
+            v0_1: AdapterV0_1::default(),
         };
         let mut store = Store::new(&rt.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -469,6 +488,10 @@ fn classify(
     if store.data().limiter.hit {
         return PluginError::OutOfMemory { limit: max_memory };
     }
+    // The 0.1 adapter checks 0.1 answers with 0.1's rules as it translates them.
+    if let Some(Invalid(why)) = e.downcast_ref::<Invalid>() {
+        return PluginError::BadReturn(why.clone());
+    }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) | Some(Trap::OutOfFuel) => PluginError::Timeout { deadline },
         _ => PluginError::Trap(format!("{e:#}")),
@@ -552,42 +575,37 @@ impl CallInstance {
             .unwrap_or_default()
     }
 
-    /// Asks the router what to do with a new call.
-    pub async fn route(&mut self, call: &CallInfo) -> Result<RouteDecision, PluginError> {
-        let guests = self.guests(Capability::Routing)?;
-        let out = self
-            .run(Function::Route, async |store| {
-                guests.route(store, call).await
-            })
-            .await?;
-        self.checked(Function::Route, out, RouteDecision::validate)
-    }
-
-    /// Tells the router about an event on a call it bridged.
-    pub async fn on_call_event(
-        &mut self,
-        event: &CallEvent,
-    ) -> Result<Vec<CallAction>, PluginError> {
-        let guests = self.guests(Capability::Routing)?;
-        let out = self
-            .run(Function::OnCallEvent, async |store| {
-                guests.on_call_event(store, event).await
-            })
-            .await?;
-        self.checked(Function::OnCallEvent, out, |a| {
-            a.iter().try_for_each(CallAction::validate)
-        })
-    }
-
-    /// Feeds an IVR event and returns the actions to carry out.
-    pub async fn on_ivr_event(&mut self, event: &IvrEvent) -> Result<Vec<IvrAction>, PluginError> {
-        let guests = self.guests(Capability::Ivr)?;
-        let out = self
+    /// Tells the call handler about an event of its call and returns what it answered.
+    ///
+    /// The answer to the instance's first event (`incoming`, `handed-over`) is checked whole:
+    /// an invalid action in it fails the plugin ([`PluginError::BadReturn`], the tenant's
+    /// fallback). In the answer to a later event the actions before the first invalid one are
+    /// kept, and that one is returned in [`Answer::invalid`] for the calls layer to fail with
+    /// `action-failed` (`invalid`) when it reaches it. 0.1 plugins are checked by 0.1's rules
+    /// as before: anything invalid fails the plugin.
+    pub async fn on_event(&mut self, event: &CallEvent) -> Result<Answer, PluginError> {
+        let guests = self.guests(Capability::Calls)?;
+        let mut actions = self
             .run(Function::OnEvent, async |store| {
-                guests.on_ivr_event(store, event).await
+                guests.on_event(store, event).await
             })
             .await?;
-        self.checked(Function::OnEvent, out, |a| IvrAction::validate_all(a))
+        if self.version.target.contract == Contract::V0_1 {
+            return self.checked(Function::OnEvent, Answer::all(actions), |_| Ok(()));
+        }
+        let invalid = match Action::check_answer(&actions) {
+            Ok(()) => None,
+            Err((_, why)) if event.is_first() => {
+                return self.checked(Function::OnEvent, Answer::all(actions), |_| Err(why));
+            }
+            Err((at, why)) => {
+                let action = actions.swap_remove(at);
+                actions.truncate(at);
+                tracing::debug!(plugin = %self.version.id, action = action.name(), %why, "invalid action");
+                Some((action, why))
+            }
+        };
+        self.checked(Function::OnEvent, Answer { actions, invalid }, |_| Ok(()))
     }
 
     /// Asks the messaging policy about one message.
@@ -598,7 +616,88 @@ impl CallInstance {
                 guests.on_message(store, msg).await
             })
             .await?;
-        self.checked(Function::OnMessage, out, SmsDecision::validate)
+        if self.version.target.contract == Contract::V0_1 {
+            // Checked by 0.1's rules in the adapter, as it always was.
+            return self.checked(Function::OnMessage, out, |_| Ok(()));
+        }
+        self.checked(Function::OnMessage, out, SmsDecision::check)
+    }
+
+    /// Tells the messaging policy how a message it let through turned out (nothing for a 0.1
+    /// policy, which has no such function).
+    pub async fn on_delivery(&mut self, report: &DeliveryReport) -> Result<(), PluginError> {
+        let guests = self.guests(Capability::Messaging)?;
+        self.run(Function::OnDelivery, async |store| {
+            guests.on_delivery(store, report).await
+        })
+        .await?;
+        self.checked(Function::OnDelivery, (), |_| Ok(()))
+    }
+
+    // ---- contract 0.1's own functions ------------------------------------------------------
+    //
+    // A 0.1 plugin, asked in 0.1's vocabulary and answering in it, checked by 0.1's rules: what
+    // 0.1 scenario files and the simulate endpoint's `call` and `ivr` requests use, so their
+    // results stay what they were. Other components fail with `NotExported`.
+
+    /// 0.1 `call-routing.route`.
+    pub async fn route_v0_1(
+        &mut self,
+        call: &v0_1::CallInfo,
+    ) -> Result<v0_1::RouteDecision, PluginError> {
+        let guests = self.guests_v0_1("call-routing")?;
+        let out = self
+            .run(Function::Route, async |store| {
+                guests.route_v0_1(store, call).await
+            })
+            .await?;
+        self.checked(Function::Route, out, v0_1::RouteDecision::validate)
+    }
+
+    /// 0.1 `call-routing.on-call-event`.
+    pub async fn on_call_event_v0_1(
+        &mut self,
+        event: &v0_1::CallEvent,
+    ) -> Result<Vec<v0_1::CallAction>, PluginError> {
+        let guests = self.guests_v0_1("call-routing")?;
+        let out = self
+            .run(Function::OnCallEvent, async |store| {
+                guests.on_call_event_v0_1(store, event).await
+            })
+            .await?;
+        self.checked(Function::OnCallEvent, out, |a| {
+            a.iter().try_for_each(v0_1::CallAction::validate)
+        })
+    }
+
+    /// 0.1 `ivr-flow.on-event`.
+    pub async fn on_ivr_event_v0_1(
+        &mut self,
+        event: &v0_1::IvrEvent,
+    ) -> Result<Vec<v0_1::IvrAction>, PluginError> {
+        let guests = self.guests_v0_1("ivr-flow")?;
+        let out = self
+            .run(Function::OnIvrEvent, async |store| {
+                guests.on_ivr_event_v0_1(store, event).await
+            })
+            .await?;
+        self.checked(Function::OnIvrEvent, out, |a| {
+            v0_1::IvrAction::validate_all(a)
+        })
+    }
+
+    /// 0.1 `message-policy.on-message`.
+    pub async fn on_message_v0_1(
+        &mut self,
+        msg: &v0_1::Message,
+    ) -> Result<v0_1::SmsDecision, PluginError> {
+        let guests = self.guests_v0_1("message-policy")?;
+        let out = self
+            .run(Function::OnMessage, async |store| {
+                guests.on_message_v0_1(store, msg).await
+            })
+            .await?;
+        self.checked(Function::OnMessage, out, v0_1::SmsDecision::validate)
     }
 
     /// The instance's exports, if it may be entered and has `capability`.
@@ -607,7 +706,21 @@ impl CallInstance {
             return Err(PluginError::Poisoned);
         }
         if !self.guests.has(capability) {
-            return Err(PluginError::NotExported(capability));
+            return Err(PluginError::NotExported(
+                self.version.target.contract.interface(capability),
+            ));
+        }
+        Ok(self.guests.clone())
+    }
+
+    /// The instance's exports, if it may be entered and is a 0.1 component exporting
+    /// `interface`.
+    fn guests_v0_1(&self, interface: &'static str) -> Result<Guests, PluginError> {
+        if self.poisoned {
+            return Err(PluginError::Poisoned);
+        }
+        if !self.guests.exports_v0_1(interface) {
+            return Err(PluginError::NotExported(interface));
         }
         Ok(self.guests.clone())
     }
@@ -659,14 +772,14 @@ impl CallInstance {
         &mut self,
         what: Function,
         value: T,
-        validate: impl FnOnce(&T) -> Result<(), InvalidDecision>,
+        validate: impl FnOnce(&T) -> Result<(), Invalid>,
     ) -> Result<T, PluginError> {
         match validate(&value) {
             Ok(()) => {
                 self.version.metrics.calls[what as usize].increment(1);
                 Ok(value)
             }
-            Err(InvalidDecision(why)) => {
+            Err(Invalid(why)) => {
                 // The instance itself is fine, but a plugin that answers nonsense once is not to
                 // be trusted for the rest of the call.
                 self.poisoned = true;

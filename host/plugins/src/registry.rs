@@ -12,18 +12,20 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::error::PluginError;
-use crate::instance::{CallInstance, InstanceOptions};
-use crate::model::{CallInfo, IvrAction, IvrEvent, Message, RouteDecision, SipStatus, SmsDecision};
+use crate::instance::InstanceOptions;
+use crate::model::{Action, AnswerState, DeliveryReport, Message, SipStatus, SmsDecision};
 use crate::runtime::{Capability, PluginId, PluginVersion};
+use crate::session::Session;
 
 /// What the switch does for a tenant when its plugin fails (trap, timeout, out of memory, bad
 /// return) or when it has none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fallback {
-    /// For a new call. Default: reject with 503 Service Unavailable.
-    pub route: RouteDecision,
-    /// For an IVR event. Default: hang up.
-    pub ivr: Vec<IvrAction>,
+    /// For a call not yet answered (or in early media). Default: reject with 503 Service
+    /// Unavailable.
+    pub unanswered: Vec<Action>,
+    /// For an answered call. Default: hang up.
+    pub answered: Vec<Action>,
     /// For a message. Default: reject with 503, so the sender can retry and nothing is sent
     /// against a policy that could not run.
     pub sms: SmsDecision,
@@ -32,9 +34,19 @@ pub struct Fallback {
 impl Default for Fallback {
     fn default() -> Self {
         Self {
-            route: RouteDecision::Reject(SipStatus::new(503, "Service Unavailable")),
-            ivr: vec![IvrAction::Hangup(None)],
+            unanswered: vec![Action::Reject(SipStatus::new(503, "Service Unavailable"))],
+            answered: vec![Action::Hangup(None)],
             sms: SmsDecision::Reject(SipStatus::new(503, "Service Unavailable")),
+        }
+    }
+}
+
+impl Fallback {
+    /// The actions for a call in `state` whose plugin failed.
+    pub fn for_call(&self, state: AnswerState) -> Vec<Action> {
+        match state {
+            AnswerState::Answered => self.answered.clone(),
+            AnswerState::Unanswered | AnswerState::EarlyMedia => self.unanswered.clone(),
         }
     }
 }
@@ -67,12 +79,42 @@ pub struct TenantPlugins {
 
 impl TenantPlugins {
     /// The active plugin that provides `capability`: the one named after the capability's world
-    /// ("router", "ivr", "messaging") if it has it, else the first by name that has it.
+    /// ("router", "messaging") if it has it, else the first by name that has it.
     pub fn find(&self, capability: Capability) -> Option<&Arc<PluginVersion>> {
         self.active
             .get(capability.world())
             .filter(|p| p.has(capability))
             .or_else(|| self.active.values().find(|p| p.has(capability)))
+    }
+
+    /// The plugin a new call reaches first: the one named `router` if it takes calls, else the
+    /// first by name whose world is a router's (a 0.2 call handler, a 0.1 `call-routing`
+    /// plugin, a `switch`), else the first that takes calls at all (a 0.1 IVR alone).
+    pub fn entry(&self) -> Option<&Arc<PluginVersion>> {
+        let calls = |p: &&Arc<PluginVersion>| p.has(Capability::Calls);
+        self.active
+            .get("router")
+            .filter(calls)
+            .or_else(|| {
+                self.active
+                    .values()
+                    .find(|p| calls(p) && p.in_world("router"))
+            })
+            .or_else(|| self.active.values().find(calls))
+    }
+
+    /// The tenant's IVR as contract 0.1 chose it, for a 0.1 `run-ivr` without a plugin name:
+    /// the plugin named `ivr` if a call can be handed to it, else the first by name whose world
+    /// is an IVR's (`ivr`, `switch`).
+    pub fn ivr_v0_1(&self) -> Option<&Arc<PluginVersion>> {
+        self.active
+            .get("ivr")
+            .filter(|p| p.takes_hand_over())
+            .or_else(|| {
+                self.active
+                    .values()
+                    .find(|p| p.takes_hand_over() && p.in_world("ivr"))
+            })
     }
 }
 
@@ -169,14 +211,6 @@ pub struct Decided<T> {
     pub value: T,
     /// `None` when the plugin answered; the error when the fallback was used.
     pub failure: Option<PluginError>,
-}
-
-/// A routed call: the decision and the instance that made it, to be kept for the call's life
-/// (in-call events go to it).
-#[derive(Debug)]
-pub struct RoutedCall {
-    pub decision: Decided<RouteDecision>,
-    pub instance: Option<CallInstance>,
 }
 
 impl Registry {
@@ -421,86 +455,10 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    /// Routes a new call with the tenant's router; any failure of the plugin yields the
-    /// tenant's fallback. A host out of instance slots answers `503` (the failure says
-    /// [`PluginError::Overloaded`], so the caller can add `Retry-After`).
-    pub async fn route(&self, tenant: &str, call: &CallInfo) -> RoutedCall {
-        let set = self.snapshot(tenant).unwrap_or_default();
-        let Some(plugin) = set.find(Capability::Routing) else {
-            return RoutedCall {
-                decision: Decided {
-                    value: set.fallback.route.clone(),
-                    failure: Some(PluginError::NotExported(Capability::Routing)),
-                },
-                instance: None,
-            };
-        };
-        let attempt = async {
-            let mut instance = plugin.instantiate(InstanceOptions::default()).await?;
-            let decision = instance.route(call).await;
-            Ok::<_, PluginError>((instance, decision))
-        };
-        match attempt.await {
-            Ok((instance, Ok(value))) => RoutedCall {
-                decision: Decided {
-                    value,
-                    failure: None,
-                },
-                instance: Some(instance),
-            },
-            // The host is out of instance slots: the caller should try again, and the
-            // tenant's fallback (which may forward the call elsewhere) is not for this.
-            Err(e @ PluginError::Overloaded(_)) => RoutedCall {
-                decision: Decided {
-                    value: RouteDecision::Reject(SipStatus::new(503, "Service Unavailable")),
-                    failure: Some(e),
-                },
-                instance: None,
-            },
-            Ok((_, Err(e))) | Err(e) => RoutedCall {
-                decision: Decided {
-                    value: set.fallback.route.clone(),
-                    failure: Some(e),
-                },
-                instance: None,
-            },
-        }
-    }
-
-    /// Starts an IVR instance of the named plugin (or the tenant's IVR when `plugin` is empty).
-    pub async fn start_ivr(&self, tenant: &str, plugin: &str) -> Result<CallInstance, PluginError> {
-        let set = self.snapshot(tenant).unwrap_or_default();
-        let version = if plugin.is_empty() {
-            set.find(Capability::Ivr)
-        } else {
-            set.active.get(plugin).filter(|p| p.has(Capability::Ivr))
-        }
-        .ok_or(PluginError::NotExported(Capability::Ivr))?;
-        version.instantiate(InstanceOptions::default()).await
-    }
-
-    /// Feeds an IVR event to a running IVR instance; a failure yields the tenant's fallback
-    /// actions.
-    pub async fn ivr_event(
-        &self,
-        instance: &mut CallInstance,
-        event: &IvrEvent,
-    ) -> Decided<Vec<IvrAction>> {
-        match instance.on_ivr_event(event).await {
-            Ok(value) => Decided {
-                value,
-                failure: None,
-            },
-            Err(e) => Decided {
-                value: self
-                    .snapshot(&instance.version().id.tenant)
-                    .unwrap_or_default()
-                    .fallback
-                    .ivr
-                    .clone(),
-                failure: Some(e),
-            },
-        }
+    /// The plugin side of a new call: a [`Session`] pinned to the tenant's plugins active now.
+    /// Start it with [`Session::incoming`].
+    pub fn start_call(&self, tenant: &str) -> Session {
+        Session::new(self.snapshot(tenant).unwrap_or_default())
     }
 
     /// Runs the tenant's messaging policy on one message (a fresh instance per message).
@@ -535,5 +493,17 @@ impl Registry {
                 failure: Some(e),
             },
         }
+    }
+
+    /// Tells the tenant's messaging policy (the one active now, on a fresh instance) how a
+    /// message it let through turned out. A failure is only reported: there is nothing to
+    /// decide.
+    pub async fn delivery(&self, tenant: &str, report: &DeliveryReport) -> Option<PluginError> {
+        let plugin = self.snapshot(tenant)?.find(Capability::Messaging)?.clone();
+        let result = match plugin.instantiate(InstanceOptions::default()).await {
+            Ok(mut instance) => instance.on_delivery(report).await,
+            Err(e) => Err(e),
+        };
+        result.err()
     }
 }

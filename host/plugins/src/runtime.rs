@@ -86,47 +86,47 @@ impl Default for RuntimeConfig {
 /// What a plugin can do, read from the interfaces its component exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Capability {
-    /// Exports `call-routing` (world `router`).
-    Routing,
-    /// Exports `ivr-flow` (world `ivr`).
-    Ivr,
-    /// Exports `message-policy` (world `messaging`).
+    /// Takes calls: exports `call-handler` (0.2; worlds `router`, `ivr`), or `call-routing` or
+    /// `ivr-flow` (0.1).
+    Calls,
+    /// Decides messages: exports `message-policy` (world `messaging`).
     Messaging,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 3] = [Capability::Routing, Capability::Ivr, Capability::Messaging];
+    pub const ALL: [Capability; 2] = [Capability::Calls, Capability::Messaging];
 
-    /// The interface that gives this capability in the newest contract (e.g. `call-routing`).
+    /// The interface that gives this capability in the newest contract (e.g. `call-handler`).
     pub fn interface(self) -> &'static str {
-        let newest = Contract::SUPPORTED[Contract::SUPPORTED.len() - 1];
-        newest.interface(self)
+        Contract::NEWEST.interface(self)
     }
 
-    /// The WIT world that has just this export.
+    /// The name of the world that has just this export (`router`, `messaging`).
     pub fn world(self) -> &'static str {
         match self {
-            Capability::Routing => "router",
-            Capability::Ivr => "ivr",
+            Capability::Calls => "router",
             Capability::Messaging => "messaging",
         }
     }
 
     /// The capabilities of a stored world name ([`PluginVersion::world`]): one world, or
-    /// several joined with `+`. Unknown parts count for nothing.
+    /// several joined with `+` (as 0.1 plugins' are). Unknown parts count for nothing.
     pub fn parse_worlds(worlds: &str) -> Vec<Capability> {
-        worlds
+        let mut caps: Vec<Capability> = worlds
             .split('+')
             .filter_map(Capability::parse_world)
             .flatten()
-            .collect()
+            .collect();
+        caps.sort();
+        caps.dedup();
+        caps
     }
 
-    /// Parses a world name as a set of capabilities (`switch` is all three).
+    /// Parses a world name as a set of capabilities: `router` and `ivr` take calls, `messaging`
+    /// decides messages, `switch` does both.
     pub fn parse_world(world: &str) -> Option<Vec<Capability>> {
         match world {
-            "router" => Some(vec![Capability::Routing]),
-            "ivr" => Some(vec![Capability::Ivr]),
+            "router" | "ivr" => Some(vec![Capability::Calls]),
             "messaging" => Some(vec![Capability::Messaging]),
             "switch" => Some(Capability::ALL.to_vec()),
             _ => None,
@@ -436,8 +436,8 @@ impl Runtime {
         let (component, source) = self.compile(&sha256, bytes)?;
 
         let found = exported_interfaces(&self.inner.engine, &component);
-        let (target, capabilities) = bindings::detect(&found)?;
-        if let Some(&missing) = expect.iter().find(|c| !capabilities.contains(c)) {
+        let detected = bindings::detect(&found)?;
+        if let Some(&missing) = expect.iter().find(|c| !detected.capabilities.contains(c)) {
             return Err(LoadError::WrongWorld {
                 expected: missing,
                 found,
@@ -449,11 +449,17 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
-        let exports = Exports::new(target.contract, &pre, &capabilities)
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let exports =
+            Exports::new(&detected, &pre).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let bindings::Detected {
+            target,
+            capabilities,
+            world,
+            roles,
+        } = detected;
 
         tracing::info!(
-            plugin = %id, sha256 = %sha256, size = bytes.len(), contract = %target, ?capabilities, ?source,
+            plugin = %id, sha256 = %sha256, size = bytes.len(), contract = %target, world, ?source,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "plugin loaded"
         );
@@ -465,7 +471,9 @@ impl Runtime {
             sha256,
             size: bytes.len(),
             capabilities,
+            world,
             target,
+            roles,
             source,
             runtime: self.clone(),
             pre,
@@ -568,10 +576,14 @@ pub struct PluginVersion {
     pub sha256: String,
     /// Size of the component in bytes.
     pub size: usize,
-    /// What the component exports, in a stable order.
+    /// What the component can do, in a stable order.
     pub capabilities: Vec<Capability>,
+    /// The world its exports make (see [`PluginVersion::world`]).
+    world: String,
     /// The contract version the component was built against (from its exports).
     pub target: Target,
+    /// For a 0.1 component, which of 0.1's interfaces it exports.
+    pub(crate) roles: bindings::Roles,
     /// Whether this load compiled or came from the cache.
     pub source: LoadSource,
     pub(crate) runtime: Runtime,
@@ -585,27 +597,36 @@ pub struct PluginVersion {
 /// [`VersionMetrics`]'s arrays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Function {
-    Route = 0,
-    OnCallEvent = 1,
-    OnEvent = 2,
-    OnMessage = 3,
+    /// `call-handler.on-event` (0.2), or the 0.1 functions behind the adapter.
+    OnEvent = 0,
+    OnMessage = 1,
+    OnDelivery = 2,
+    /// 0.1's own functions, called directly (0.1 scenarios, simulate).
+    Route = 3,
+    OnCallEvent = 4,
+    OnIvrEvent = 5,
 }
 
 impl Function {
-    const ALL: [Function; 4] = [
-        Function::Route,
-        Function::OnCallEvent,
+    const ALL: [Function; 6] = [
         Function::OnEvent,
         Function::OnMessage,
+        Function::OnDelivery,
+        Function::Route,
+        Function::OnCallEvent,
+        Function::OnIvrEvent,
     ];
 
-    /// The label, as the guest function is named in the 0.1 contract.
+    /// The label, as the guest function is named in the contract (0.1's IVR function, also
+    /// `on-event` there, is `ivr-on-event`).
     pub(crate) fn name(self) -> &'static str {
         match self {
-            Function::Route => "route",
-            Function::OnCallEvent => "on-call-event",
             Function::OnEvent => "on-event",
             Function::OnMessage => "on-message",
+            Function::OnDelivery => "on-delivery",
+            Function::Route => "route",
+            Function::OnCallEvent => "on-call-event",
+            Function::OnIvrEvent => "ivr-on-event",
         }
     }
 }
@@ -615,9 +636,9 @@ impl Function {
 #[derive(Clone)]
 pub(crate) struct VersionMetrics {
     /// `wasmswitch_plugin_calls_total` per [`Function`].
-    pub(crate) calls: [metrics::Counter; 4],
+    pub(crate) calls: [metrics::Counter; 6],
     /// `wasmswitch_plugin_call_seconds` per function.
-    pub(crate) seconds: [metrics::Histogram; 4],
+    pub(crate) seconds: [metrics::Histogram; 6],
 }
 
 impl VersionMetrics {
@@ -661,7 +682,9 @@ impl PluginVersion {
             sha256: self.sha256.clone(),
             size: self.size,
             capabilities: self.capabilities.clone(),
+            world: self.world.clone(),
             target: self.target.clone(),
+            roles: self.roles,
             source: self.source,
             runtime: self.runtime.clone(),
             pre: self.pre.clone(),
@@ -677,17 +700,24 @@ impl PluginVersion {
         })
     }
 
-    /// The world name for what the component exports: `router`, `ivr`, `messaging`, `switch`,
-    /// or the exports joined with `+` for a component of its own world.
-    pub fn world(&self) -> String {
-        if self.capabilities.len() == Capability::ALL.len() {
-            return "switch".into();
+    /// The world its exports make: `router`, `ivr`, `messaging`, `switch`, or, for a 0.1
+    /// component of its own world, 0.1's worlds joined with `+` (`router+messaging`). In 0.2
+    /// `router` and `ivr` export the same interface: a 0.2 call handler is a `router`.
+    pub fn world(&self) -> &str {
+        &self.world
+    }
+
+    /// Whether its world is `world` or includes it (`switch` includes every world).
+    pub fn in_world(&self, world: &str) -> bool {
+        self.world.split('+').any(|w| w == world || w == "switch")
+    }
+
+    /// Whether a call can be handed to it: a 0.2 call handler, or a 0.1 IVR (`ivr-flow`).
+    pub fn takes_hand_over(&self) -> bool {
+        match self.target.contract {
+            Contract::V0_1 => self.roles.ivr,
+            _ => self.has(Capability::Calls),
         }
-        self.capabilities
-            .iter()
-            .map(|c| c.world())
-            .collect::<Vec<_>>()
-            .join("+")
     }
 }
 
@@ -723,17 +753,17 @@ mod tests {
 
     #[test]
     fn worlds_parse_to_capabilities() {
-        assert_eq!(Capability::parse_world("switch").unwrap().len(), 3);
+        assert_eq!(Capability::parse_world("switch").unwrap().len(), 2);
         assert_eq!(
             Capability::parse_world("ivr").unwrap(),
-            vec![Capability::Ivr]
+            vec![Capability::Calls]
         );
         assert!(Capability::parse_world("nope").is_none());
         assert_eq!(
-            Capability::parse_worlds("router+messaging"),
-            vec![Capability::Routing, Capability::Messaging]
+            Capability::parse_worlds("router+ivr+messaging"),
+            vec![Capability::Calls, Capability::Messaging]
         );
-        assert_eq!(Capability::parse_worlds("switch").len(), 3);
+        assert_eq!(Capability::parse_worlds("switch").len(), 2);
         assert!(Capability::parse_worlds("nope+").is_empty());
     }
 }

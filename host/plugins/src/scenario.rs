@@ -8,19 +8,25 @@
 //!   - name: UK numbers go to the UK trunk
 //!     kv: {}                           # more keys for this case only
 //!     steps:                           # one call (one instance) per case
-//!       - route: {from: "+14155550100", to: "+442071234567"}
-//!         expect: {forward: {trunk: uk-trunk}}
-//!       - call-event: {dtmf: {digit: "*"}}
+//!       - event: {incoming: {from: "+14155550100", to: "+442071234567"}}
+//!         expect: [{dial: {groups: [{targets: [{trunk: uk-trunk}]}]}}]
+//!       - event: {dtmf: {leg: 1, digit: "*"}}
 //!         expect: []
 //!     expect-kv: {seen/+14155550100: "1", gone: null}
 //!     expect-counters: {routed: 1}
 //!     expect-logs: ["routing +442071234567"]
 //! ```
 //!
-//! A step is one of `route` (a call-info), `call-event`, `ivr` (an IVR event) or `message`, with
-//! the WIT's kebab-case names. `expect` is matched as a subset of the actual answer: every key
-//! given must be there with the same value, lists must have the same length, and keys left out
-//! are not checked. `expect-error: timeout | out-of-memory | trap | bad-return | poisoned |
+//! A step is one of `event` (a call event; the answer is the list of actions), `message` (an
+//! SMS; the answer is the decision) or `delivery` (a delivery report; no answer), in the model's
+//! JSON form ([`crate::model`]). Contract 0.1 plugins run these through the host's adapter, as
+//! on a real call; 0.1 scenario files use 0.1's own steps instead, `route` (a 0.1 call-info),
+//! `call-event` and `ivr` (0.1 events), which only 0.1 plugins answer.
+//!
+//! `expect` is matched as a subset of the actual answer: every key given must be there with the
+//! same value, lists must have the same length, and keys left out are not checked. An action in
+//! the answer that breaks the contract's rules fails the step (the switch would fail it with
+//! `action-failed`). `expect-error: timeout | out-of-memory | trap | bad-return | poisoned |
 //! not-exported | instantiate | overloaded` expects the call to fail that way instead. JSON
 //! files work too.
 
@@ -33,7 +39,7 @@ use serde_json::Value;
 
 use crate::harness::{Harness, TENANT};
 use crate::instance::CallInstance;
-use crate::model::{CallEvent, CallInfo, IvrEvent, Message};
+use crate::model::{self, CallEvent, DeliveryReport, Message, v0_1};
 
 /// A scenario file could not be read or understood.
 #[derive(Debug, thiserror::Error)]
@@ -78,10 +84,18 @@ pub struct Case {
 /// What a step sends to the plugin.
 #[derive(Debug, Clone)]
 pub enum Input {
-    Route(CallInfo),
-    CallEvent(CallEvent),
-    Ivr(IvrEvent),
+    /// A call event (`call-handler.on-event`).
+    Event(CallEvent),
+    /// An SMS (`message-policy.on-message`).
     Message(Message),
+    /// A delivery report (`message-policy.on-delivery`).
+    Delivery(DeliveryReport),
+    /// Contract 0.1: `call-routing.route`.
+    Route(v0_1::CallInfo),
+    /// Contract 0.1: `call-routing.on-call-event`.
+    CallEvent(v0_1::CallEvent),
+    /// Contract 0.1: `ivr-flow.on-event`.
+    Ivr(v0_1::IvrEvent),
 }
 
 /// One call into the plugin and its expected answer.
@@ -121,7 +135,7 @@ impl<'de> Deserialize<'de> for Step {
         if map.len() != 1 {
             let keys: Vec<_> = map.keys().cloned().collect();
             return Err(D::Error::custom(format!(
-                "a step needs exactly one of route, call-event, ivr, message (besides expect and expect-error); found {keys:?}"
+                "a step needs exactly one of event, message, delivery (or 0.1's route, call-event, ivr), besides expect and expect-error; found {keys:?}"
             )));
         }
         let Some((kind, body)) = map.into_iter().next() else {
@@ -130,6 +144,10 @@ impl<'de> Deserialize<'de> for Step {
         let parse =
             |what: &str, e: serde_json::Error| D::Error::custom(format!("bad {what} in step: {e}"));
         let input = match kind.as_str() {
+            "event" => Input::Event(serde_json::from_value(body).map_err(|e| parse("event", e))?),
+            "delivery" => {
+                Input::Delivery(serde_json::from_value(body).map_err(|e| parse("delivery", e))?)
+            }
             "route" => Input::Route(serde_json::from_value(body).map_err(|e| parse("route", e))?),
             "call-event" => {
                 Input::CallEvent(serde_json::from_value(body).map_err(|e| parse("call-event", e))?)
@@ -140,7 +158,7 @@ impl<'de> Deserialize<'de> for Step {
             }
             other => {
                 return Err(D::Error::custom(format!(
-                    "unknown step kind {other:?}: use route, call-event, ivr or message"
+                    "unknown step kind {other:?}: use event, message or delivery (or 0.1's route, call-event, ivr)"
                 )));
             }
         };
@@ -271,25 +289,25 @@ async fn run_step(instance: &mut CallInstance, input: &Input) -> Result<Value, S
     let as_json =
         |v: Result<Value, serde_json::Error>| v.map_err(|e| StepError::Harness(e.to_string()));
     match input {
-        Input::Route(call) => {
-            let call = with_call_defaults(call.clone());
-            let d = instance.route(&call).await?;
-            as_json(serde_json::to_value(d))
-        }
-        Input::CallEvent(e) => {
-            let a = instance.on_call_event(e).await?;
-            as_json(serde_json::to_value(a))
-        }
-        Input::Ivr(e) => {
+        Input::Event(e) => {
             let e = match e.clone() {
-                IvrEvent::Started(mut s) => {
-                    s.call = with_call_defaults(s.call);
-                    IvrEvent::Started(s)
+                CallEvent::Incoming(call) => CallEvent::Incoming(with_call_defaults(call)),
+                CallEvent::HandedOver(mut h) => {
+                    h.call = with_call_defaults(h.call);
+                    CallEvent::HandedOver(h)
                 }
                 other => other,
             };
-            let a = instance.on_ivr_event(&e).await?;
-            as_json(serde_json::to_value(a))
+            let answer = instance.on_event(&e).await?;
+            if let Some((action, why)) = answer.invalid {
+                return Err(StepError::Harness(format!(
+                    "action {} of the answer ({}) is invalid: {why}; the switch would run the {} before it and answer action-failed (invalid)",
+                    answer.actions.len() + 1,
+                    action.name(),
+                    answer.actions.len()
+                )));
+            }
+            as_json(serde_json::to_value(answer.actions))
         }
         Input::Message(m) => {
             let mut m = m.clone();
@@ -302,20 +320,66 @@ async fn run_step(instance: &mut CallInstance, input: &Input) -> Result<Value, S
             let d = instance.on_message(&m).await?;
             as_json(serde_json::to_value(d))
         }
+        Input::Delivery(r) => {
+            let mut r = r.clone();
+            if r.tenant.is_empty() {
+                r.tenant = TENANT.into();
+            }
+            instance.on_delivery(&r).await?;
+            Ok(Value::Null)
+        }
+        Input::Route(call) => {
+            let call = with_call_defaults_v0_1(call.clone());
+            let d = instance.route_v0_1(&call).await?;
+            as_json(serde_json::to_value(d))
+        }
+        Input::CallEvent(e) => {
+            let a = instance.on_call_event_v0_1(e).await?;
+            as_json(serde_json::to_value(a))
+        }
+        Input::Ivr(e) => {
+            let e = match e.clone() {
+                v0_1::IvrEvent::Started(mut s) => {
+                    s.call = with_call_defaults_v0_1(s.call);
+                    v0_1::IvrEvent::Started(s)
+                }
+                other => other,
+            };
+            let a = instance.on_ivr_event_v0_1(&e).await?;
+            as_json(serde_json::to_value(a))
+        }
     }
 }
 
-fn with_call_defaults(mut call: CallInfo) -> CallInfo {
-    if call.call_id.is_empty() {
-        call.call_id = "test-call".into();
-    }
-    if call.tenant.is_empty() {
-        call.tenant = TENANT.into();
-    }
-    if call.source_address.is_empty() {
-        call.source_address = "127.0.0.1:5060".into();
-    }
+fn with_call_defaults(mut call: model::CallInfo) -> model::CallInfo {
+    fill_call(
+        &mut call.call_id,
+        &mut call.tenant,
+        &mut call.source_address,
+    );
     call
+}
+
+fn with_call_defaults_v0_1(mut call: v0_1::CallInfo) -> v0_1::CallInfo {
+    fill_call(
+        &mut call.call_id,
+        &mut call.tenant,
+        &mut call.source_address,
+    );
+    call
+}
+
+/// What a scenario leaves out of a call's info: a Call-ID, the harness's tenant, an address.
+fn fill_call(call_id: &mut String, tenant: &mut String, source_address: &mut String) {
+    for (field, default) in [
+        (call_id, "test-call"),
+        (tenant, TENANT),
+        (source_address, "127.0.0.1:5060"),
+    ] {
+        if field.is_empty() {
+            *field = default.into();
+        }
+    }
 }
 
 fn check_step(step: &Step, outcome: Result<Value, StepError>) -> Option<String> {
@@ -463,8 +527,18 @@ mod tests {
         .unwrap();
         assert!(matches!(
             s.cases[0].steps[0].input,
-            Input::Ivr(IvrEvent::Timeout)
+            Input::Ivr(v0_1::IvrEvent::Timeout)
         ));
+        let s = Scenario::parse(
+            "cases:\n  - name: x\n    steps:\n      - event: {gather-completed: {digits: '1', ended-by: max-digits}}\n      - delivery: {id: m, to: '+1', status: {delivered: 200}}\n",
+            false,
+        )
+        .unwrap();
+        assert!(matches!(
+            s.cases[0].steps[0].input,
+            Input::Event(CallEvent::GatherCompleted(_))
+        ));
+        assert!(matches!(s.cases[0].steps[1].input, Input::Delivery(_)));
         let e = Scenario::parse("cases:\n  - name: x\n    steps:\n      - dial: {}\n", false)
             .unwrap_err();
         assert!(e.contains("unknown step kind \"dial\""), "{e}");

@@ -140,7 +140,7 @@ impl AppState {
                 tenant_id: tenant,
                 name,
                 sha256: &loaded.sha256,
-                world: &world,
+                world,
                 contract: &contract,
                 uploaded_by: &who.subject,
                 wasm: &bytes,

@@ -1,6 +1,7 @@
-//! `POST /v1/tenants/{tenant}/simulate`: runs a tenant's plugin on a described call, IVR
-//! session or message and shows what it decided, what it logged and the fuel it used — before
-//! any phone rings.
+//! `POST /v1/tenants/{tenant}/simulate`: runs a tenant's plugin on a described call (its
+//! events, in order), message or delivery report and shows what it decided, what it logged and
+//! the fuel it used — before any phone rings. Contract 0.1 plugins also answer 0.1's own
+//! requests (`call`, `ivr`) exactly as they did when 0.1 was current.
 //!
 //! Simulations run on a second runtime with fuel metering (fuel is an engine-wide setting, and
 //! production calls run without it), with the same deadline and memory cap as calls, on
@@ -23,17 +24,21 @@ use super::extract::{Json, Path};
 use super::simulator::OnRuntime;
 use super::tenants::TenantPath;
 use super::{ApiError, AppState, Reply};
-use crate::plugins::model::{CallInfo, IvrAction, IvrEvent, Message, RouteDecision, SmsDecision};
+use crate::plugins::model::v0_1::{CallInfo, IvrAction, IvrEvent, RouteDecision};
+use crate::plugins::model::{
+    Action, AnswerState, CallEvent, DeliveryReport, Invalid, Message, SmsDecision,
+};
 use crate::plugins::{
-    CallInstance, Capability, InstanceOptions, KvStore, LogLine, OverlayKv, PluginError, PluginId,
-    PluginVersion,
+    CallInstance, Capability, Contract, InstanceOptions, KvStore, LogLine, OverlayKv, PluginError,
+    PluginId, PluginVersion,
 };
 use crate::store::PluginRecord;
 
-/// The most IVR events one simulation may feed.
+/// The most events one simulation may feed.
 const MAX_EVENTS: usize = 100;
 
-/// What to simulate: exactly one of `call`, `ivr` or `message`.
+/// What to simulate: exactly one of `events`, `message`, `delivery`, or for a contract 0.1
+/// plugin `call` or `ivr`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimulateRequest {
@@ -43,17 +48,24 @@ pub struct SimulateRequest {
     /// The version to run (any stored one). Default: the active version.
     #[serde(default)]
     pub version: Option<i64>,
-    /// A new call to route (WIT `call-info`, kebab-case fields), e.g.
-    /// `{"from": "+442071234567", "to": "+14155550100"}`.
+    /// A call's events (WIT `call-event`, kebab-case names), fed in order to one instance as
+    /// one call would, e.g. `[{"incoming": {"from": "+442071234567", "to": "+14155550100"}},
+    /// {"dtmf": {"leg": 1, "digit": "5"}}]`. The tenant's first plugin for calls by default.
     #[serde(default)]
-    pub call: Option<CallInfo>,
-    /// IVR events to feed in order to one instance, e.g.
-    /// `[{"started": {"call": {...}}}, {"dtmf": "1"}, "timeout"]`.
-    #[serde(default)]
-    pub ivr: Option<Vec<IvrEvent>>,
+    pub events: Option<Vec<CallEvent>>,
     /// An SMS to police (WIT `message`).
     #[serde(default)]
     pub message: Option<Message>,
+    /// A delivery report for the messaging policy (WIT `delivery-report`).
+    #[serde(default)]
+    pub delivery: Option<DeliveryReport>,
+    /// Contract 0.1 only: a new call to route (0.1 `call-info`), answered by `route`.
+    #[serde(default)]
+    pub call: Option<CallInfo>,
+    /// Contract 0.1 only: IVR events (0.1 `ivr-event`) to feed in order to one instance, e.g.
+    /// `[{"started": {"call": {...}}}, {"dtmf": "1"}, "timeout"]`.
+    #[serde(default)]
+    pub ivr: Option<Vec<IvrEvent>>,
     /// Extra `kv` entries (UTF-8 values) the plugin sees in this simulation only.
     #[serde(default)]
     pub kv: BTreeMap<String, String>,
@@ -62,7 +74,8 @@ pub struct SimulateRequest {
 /// One call into the plugin.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SimStep {
-    /// `route`, `on-event` or `on-message`.
+    /// `on-event`, `on-message` or `on-delivery` (for 0.1's own requests, `route` or
+    /// `on-event`).
     pub function: &'static str,
     /// What the switch would act on: the plugin's answer, or the tenant's fallback if it
     /// failed; null if the plugin could not be instantiated.
@@ -72,18 +85,38 @@ pub struct SimStep {
     pub elapsed_us: u64,
     /// Why the plugin failed, if it did (then `output` is the fallback).
     pub error: Option<SimError>,
+    /// An action of the answer that breaks the contract's rules: the switch would carry out the
+    /// actions before it (`output`), then tell the plugin `action-failed` (`invalid`). Absent
+    /// when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<SimInvalid>,
+}
+
+/// An invalid action in an answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SimInvalid {
+    pub action: Action,
+    pub reason: String,
 }
 
 /// A plugin's answer, by the function called.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum SimOutput {
-    /// `route`: what to do with the call (WIT `route-decision`).
-    Route(RouteDecision),
-    /// `on-event`: the IVR's actions, in order (WIT `list<ivr-action>`).
-    Ivr(Vec<IvrAction>),
+    /// `on-event`: the actions, in order (WIT `list<action>`).
+    Actions(Vec<Action>),
     /// `on-message`: what to do with the SMS (WIT `sms-decision`).
     Message(SmsDecision),
+    /// Contract 0.1 `route`: what to do with the call (0.1 `route-decision`).
+    Route(RouteDecision),
+    /// Contract 0.1 `on-event`: the IVR's actions, in order (0.1 `list<ivr-action>`).
+    Ivr(Vec<IvrAction>),
+}
+
+impl From<Vec<Action>> for SimOutput {
+    fn from(a: Vec<Action>) -> Self {
+        SimOutput::Actions(a)
+    }
 }
 
 impl From<RouteDecision> for SimOutput {
@@ -153,27 +186,32 @@ pub async fn simulate(
 ) -> Reply<SimulateResult> {
     who.read(&p.tenant)?;
     let tenant = p.tenant.as_str();
-    let inputs = [req.call.is_some(), req.ivr.is_some(), req.message.is_some()];
-    if inputs.iter().filter(|x| **x).count() != 1 {
+    let given = [
+        req.events.is_some(),
+        req.message.is_some(),
+        req.delivery.is_some(),
+        req.call.is_some(),
+        req.ivr.is_some(),
+    ];
+    if given.iter().filter(|x| **x).count() != 1 {
         return Err(ApiError::Unprocessable(
-            "give exactly one of call, ivr or message".into(),
+            "give exactly one of events, message, delivery (or, for a contract 0.1 plugin, call or ivr)".into(),
         ));
     }
-    let needs = if req.call.is_some() {
-        Capability::Routing
-    } else if req.ivr.is_some() {
-        Capability::Ivr
-    } else {
+    let needs = if req.message.is_some() || req.delivery.is_some() {
         Capability::Messaging
+    } else {
+        Capability::Calls
     };
-    if req
-        .ivr
-        .as_ref()
-        .is_some_and(|e| e.is_empty() || e.len() > MAX_EVENTS)
-    {
-        return Err(ApiError::Unprocessable(format!(
-            "ivr takes 1 to {MAX_EVENTS} events"
-        )));
+    for (what, events) in [
+        ("events", req.events.as_ref().map(Vec::len)),
+        ("ivr", req.ivr.as_ref().map(Vec::len)),
+    ] {
+        if events.is_some_and(|n| n == 0 || n > MAX_EVENTS) {
+            return Err(ApiError::Unprocessable(format!(
+                "{what} takes 1 to {MAX_EVENTS} events"
+            )));
+        }
     }
     let uid = state.store.tenant(tenant).await?.uid;
     let record = pick_version(&state, tenant, &req, needs).await?;
@@ -183,7 +221,13 @@ pub async fn simulate(
     if !plugin.has(needs) {
         return Err(ApiError::Unprocessable(format!(
             "plugin {name}@{version} does not export wasmswitch:plugin/{}",
-            needs.interface()
+            plugin.target.contract.interface(needs)
+        )));
+    }
+    if (req.call.is_some() || req.ivr.is_some()) && plugin.target.contract != Contract::V0_1 {
+        return Err(ApiError::Unprocessable(format!(
+            "call and ivr are contract 0.1's requests, and plugin {name}@{version} targets {}: send its events instead",
+            plugin.target
         )));
     }
 
@@ -210,9 +254,17 @@ pub async fn simulate(
         plugin,
         overlay: overlay.clone(),
         fallback,
-        call: req.call,
-        ivr: req.ivr,
-        message: req.message,
+        input: if let Some(events) = req.events {
+            Input::Events(events)
+        } else if let Some(message) = req.message {
+            Input::Message(message)
+        } else if let Some(report) = req.delivery {
+            Input::Delivery(report)
+        } else if let Some(call) = req.call {
+            Input::Route(call)
+        } else {
+            Input::Ivr(req.ivr.unwrap_or_default())
+        },
     };
     let (steps, logs, counters) = state.simulator.run(slot, run.go()).await?;
 
@@ -238,15 +290,22 @@ pub async fn simulate(
     }))
 }
 
+/// What a simulation feeds the plugin.
+enum Input {
+    Events(Vec<CallEvent>),
+    Message(Message),
+    Delivery(DeliveryReport),
+    Route(CallInfo),
+    Ivr(Vec<IvrEvent>),
+}
+
 /// One simulation's work, moved to the simulation threads.
 struct Run {
     tenant: String,
     plugin: Arc<PluginVersion>,
     overlay: Arc<OverlayKv>,
     fallback: crate::plugins::Fallback,
-    call: Option<CallInfo>,
-    ivr: Option<Vec<IvrEvent>>,
-    message: Option<Message>,
+    input: Input,
 }
 
 impl Run {
@@ -266,29 +325,106 @@ impl Run {
                     fuel: None,
                     elapsed_us: started.elapsed().as_micros() as u64,
                     error: Some(sim_error(&e)),
+                    invalid: None,
                 });
                 return (steps, Vec::new(), BTreeMap::new());
             }
         };
-        if let Some(mut call) = self.call {
-            call.tenant = self.tenant;
-            let r = instance.route(&call).await;
-            steps.push(step("route", &instance, r, &self.fallback.route));
-        } else if let Some(events) = self.ivr {
-            for event in &events {
-                let r = instance.on_ivr_event(event).await;
-                let failed = r.is_err();
-                steps.push(step("on-event", &instance, r, &self.fallback.ivr));
-                if failed {
-                    break;
+        match self.input {
+            Input::Events(events) => {
+                // The caller's answer state as the calls layer would track it, for the
+                // fallback a failure would get.
+                let mut state = AnswerState::Unanswered;
+                for mut event in events {
+                    match &mut event {
+                        CallEvent::Incoming(call) => call.tenant = self.tenant.clone(),
+                        CallEvent::HandedOver(h) => {
+                            h.call.tenant = self.tenant.clone();
+                            state = h.state;
+                        }
+                        _ => {}
+                    }
+                    let r = instance.on_event(&event).await;
+                    let failed = r.is_err();
+                    let (answer, invalid) = match r {
+                        Ok(a) => (Ok(a.actions), a.invalid),
+                        Err(e) => (Err(e), None),
+                    };
+                    if let Ok(actions) = &answer {
+                        for a in actions {
+                            state = match a {
+                                Action::Answer => AnswerState::Answered,
+                                Action::PreAnswer if state == AnswerState::Unanswered => {
+                                    AnswerState::EarlyMedia
+                                }
+                                _ => state,
+                            };
+                        }
+                    }
+                    let mut s = step(
+                        "on-event",
+                        &instance,
+                        answer,
+                        &self.fallback.for_call(state),
+                    );
+                    s.invalid =
+                        invalid.map(|(action, Invalid(reason))| SimInvalid { action, reason });
+                    steps.push(s);
+                    if failed {
+                        break;
+                    }
                 }
             }
-        } else if let Some(mut msg) = self.message {
-            msg.tenant = self.tenant;
-            let r = instance.on_message(&msg).await;
-            steps.push(step("on-message", &instance, r, &self.fallback.sms));
+            Input::Message(mut msg) => {
+                msg.tenant = self.tenant;
+                let r = instance.on_message(&msg).await;
+                steps.push(step("on-message", &instance, r, &self.fallback.sms));
+            }
+            Input::Delivery(mut report) => {
+                report.tenant = self.tenant;
+                let r = instance.on_delivery(&report).await;
+                let mut s = step(
+                    "on-delivery",
+                    &instance,
+                    r.map(|()| Vec::<Action>::new()),
+                    &Vec::new(),
+                );
+                s.output = None;
+                steps.push(s);
+            }
+            Input::Route(mut call) => {
+                call.tenant = self.tenant;
+                let r = instance.route_v0_1(&call).await;
+                let fallback = route_fallback_v0_1(&self.fallback);
+                steps.push(step("route", &instance, r, &fallback));
+            }
+            Input::Ivr(events) => {
+                let fallback = vec![IvrAction::Hangup(None)];
+                for event in &events {
+                    let r = instance.on_ivr_event_v0_1(event).await;
+                    let failed = r.is_err();
+                    steps.push(step("on-event", &instance, r, &fallback));
+                    if failed {
+                        break;
+                    }
+                }
+            }
         }
         (steps, instance.logs().to_vec(), instance.counters())
+    }
+}
+
+/// What a 0.1 `route` that failed was answered with, from the tenant's fallback for an
+/// unanswered call: its `reject`, if it starts with one, else 503 (0.1's only way to say "not
+/// this call").
+fn route_fallback_v0_1(fallback: &crate::plugins::Fallback) -> RouteDecision {
+    use crate::plugins::model::v0_1::SipStatus as SipStatusV0_1;
+    match fallback.unanswered.first() {
+        Some(Action::Reject(s)) => RouteDecision::Reject(SipStatusV0_1 {
+            code: s.code,
+            reason: s.reason.clone(),
+        }),
+        _ => RouteDecision::Reject(SipStatusV0_1::new(503, "Service Unavailable")),
     }
 }
 
@@ -308,6 +444,7 @@ fn step<T: Into<SimOutput> + Clone>(
         fuel: i.last_fuel(),
         elapsed_us: i.last_elapsed().as_micros() as u64,
         error,
+        invalid: None,
     }
 }
 
@@ -332,11 +469,26 @@ async fn pick_version(
         (None, None) => {
             // The same choice a call makes (`TenantPlugins::find`), from the store's record.
             let mut active = state.store.active_plugins(tenant).await?;
+            // As a call (`TenantPlugins::entry`), a 0.1 IVR (`ivr_v0_1`) or a message
+            // (`find`) chooses: by name, then by world, then (not for an IVR) anything that
+            // can.
+            let world = if req.ivr.is_some() {
+                "ivr"
+            } else {
+                needs.world()
+            };
             let has = |r: &PluginRecord| Capability::parse_worlds(&r.world).contains(&needs);
+            let in_world =
+                |r: &PluginRecord| r.world.split('+').any(|w| w == world || w == "switch");
             let found = active
                 .iter()
-                .position(|r| r.name == needs.world() && has(r))
-                .or_else(|| active.iter().position(has));
+                .position(|r| r.name == world && has(r))
+                .or_else(|| active.iter().position(|r| has(r) && in_world(r)))
+                .or_else(|| {
+                    (req.ivr.is_none())
+                        .then(|| active.iter().position(has))
+                        .flatten()
+                });
             match found {
                 Some(i) => Ok(active.swap_remove(i)),
                 None => Err(ApiError::Unprocessable(format!(

@@ -3,13 +3,14 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use wasmswitch::plugins::model::{CallInfo, RouteDecision};
+use wasmswitch::plugins::model::{Action, CallInfo};
 use wasmswitch_plugin_artifacts as artifacts;
 
 use crate::both;
 use crate::util::{App, assert_problem, config, one_shot_client, wasm, with_app};
 
-async fn route(app: &App, tenant: &str, to: &str) -> RouteDecision {
+/// What a new call to `to` gets from the tenant's plugins (or fallback) now.
+async fn route(app: &App, tenant: &str, to: &str) -> Vec<Action> {
     let call = CallInfo {
         call_id: "c1".into(),
         tenant: tenant.into(),
@@ -18,13 +19,8 @@ async fn route(app: &App, tenant: &str, to: &str) -> RouteDecision {
         source_address: "127.0.0.1:5060".into(),
         ..Default::default()
     };
-    app.service
-        .state
-        .registry
-        .route(tenant, &call)
-        .await
-        .decision
-        .value
+    let mut session = app.service.state.registry.start_call(tenant);
+    session.incoming(&call).await.value.actions
 }
 
 both! {
@@ -32,7 +28,7 @@ both! {
         with_app(db, |app: App| async move {
             let admin = app.tenant("acme").await;
             // Nothing active yet: the fallback (503).
-            assert!(matches!(route(&app, "acme", "+14155550100").await, RouteDecision::Reject(s) if s.code == 503));
+            assert!(matches!(&route(&app, "acme", "+14155550100").await[..], [Action::Reject(s)] if s.code == 503));
 
             let (s, v1) = app.upload("acme", "router", &admin, wasm(artifacts::ROUTER), "?world=router&activate=true").await;
             assert_eq!(s, StatusCode::CREATED, "{v1}");
@@ -40,7 +36,7 @@ both! {
             assert_eq!(v1["sha256"].as_str().unwrap().len(), 64);
             // The example router reads its table from kv; without one it rejects with 404.
             let first = route(&app, "acme", "+14155550100").await;
-            assert!(!matches!(&first, RouteDecision::Reject(s) if s.code == 503), "v1 decides: {first:?}");
+            assert!(!matches!(&first[..], [Action::Reject(s)] if s.code == 503), "v1 decides: {first:?}");
 
             // Version 2 is a different router (the faulty test plugin rejects with 486).
             let (s, v2) = app.upload("acme", "router", &admin, wasm(artifacts::FAULTY), "").await;
@@ -51,7 +47,7 @@ both! {
             let (s, act) = app.post("/v1/tenants/acme/plugins/router/versions/2/activate", &admin, json!(null)).await;
             assert_eq!(s, StatusCode::OK, "{act}");
             assert_eq!((act["version"].as_i64(), act["previous"].as_i64()), (Some(2), Some(1)));
-            assert!(matches!(route(&app, "acme", "+14155550100").await, RouteDecision::Reject(s) if s.code == 486));
+            assert!(matches!(&route(&app, "acme", "+14155550100").await[..], [Action::Reject(s)] if s.code == 486));
 
             let (s, back) = app.post("/v1/tenants/acme/plugins/router/rollback", &admin, json!(null)).await;
             assert_eq!(s, StatusCode::OK, "{back}");
@@ -253,7 +249,7 @@ both! {
             from: "+15550001".into(),
             to: "+15550100".into(),
             body: "STOP".into(),
-            received_at: 0,
+            ..Default::default()
         };
         app.service.state.registry.message("acme", &msg).await;
         let kv_before = app.service.state.store.kv_entries("acme").await.unwrap();
@@ -268,7 +264,7 @@ both! {
         let (_, versions) = app.get("/v1/tenants/acme/plugins/router", &admin).await;
         assert_eq!(versions.as_array().unwrap().len(), 2);
         // The active version is loaded at start-up: version 2 (the faulty router, 486).
-        assert!(matches!(route(&app, "acme", "+14155550100").await, RouteDecision::Reject(s) if s.code == 486));
+        assert!(matches!(&route(&app, "acme", "+14155550100").await[..], [Action::Reject(s)] if s.code == 486));
         assert_eq!(app.service.state.store.kv_entries("acme").await.unwrap(), kv_before);
         let kv = app.service.state.runtime.kv().clone();
         assert!(!kv.list_keys("acme", "", 10).await.unwrap().is_empty());
@@ -289,7 +285,7 @@ both! {
         a.upload("acme", "router", &admin, wasm(artifacts::FAULTY), "?activate=true").await;
         let started = std::time::Instant::now();
         loop {
-            if matches!(route(&b, "acme", "+1").await, RouteDecision::Reject(s) if s.code == 486) {
+            if matches!(&route(&b, "acme", "+1").await[..], [Action::Reject(s)] if s.code == 486) {
                 break;
             }
             // The sync loop runs every 500 ms; the time it takes is measured by the API bench

@@ -145,9 +145,9 @@ both! {
             let (s, _) = app.upload("counted", "router", &counted, crate::util::wasm(wasmswitch_plugin_artifacts::FAULTY), "?activate=true").await;
             assert_eq!(s, StatusCode::CREATED);
             let call = wasmswitch::plugins::model::CallInfo { to: "trap".into(), ..Default::default() };
-            app.service.state.registry.route("counted", &call).await;
+            app.service.state.registry.start_call("counted").incoming(&call).await;
             let call = wasmswitch::plugins::model::CallInfo { to: "+1".into(), ..Default::default() };
-            app.service.state.registry.route("counted", &call).await;
+            app.service.state.registry.start_call("counted").incoming(&call).await;
             let simulated = app.tenant("simulated").await;
             app.upload("simulated", "router", &simulated, crate::util::wasm(wasmswitch_plugin_artifacts::FAULTY), "?activate=true").await;
             let (s, _) = app.post("/v1/tenants/simulated/simulate", &simulated, json!({"call": {"to": "+1"}})).await;
@@ -174,8 +174,9 @@ both! {
             assert!(doc["paths"]["/v1/tenants/{tenant}/simulate"]["post"].is_object());
             // Simulate's inputs and outputs are typed from the plugin model, not free-form.
             let schemas = &doc["components"]["schemas"];
-            for name in ["CallInfo", "IvrEvent", "Message", "RouteDecision", "IvrAction", "SmsDecision", "SimOutput"] {
-                assert!(schemas[name].is_object(), "no schema for {name}");
+            // 0.2's model, and 0.1's (for its own requests) under names of their own.
+            for name in ["CallInfo", "CallEvent", "Action", "Message", "SmsDecision", "DeliveryReport", "SimOutput", "v0_1.CallInfo", "v0_1.IvrEvent", "v0_1.RouteDecision", "v0_1.IvrAction"] {
+                assert!(schemas[name].is_object(), "no schema for {name}: {:?}", schemas.as_object().map(|o| o.keys().collect::<Vec<_>>()));
             }
             // Client generators need every operation id to be unique.
             let mut ids = std::collections::BTreeSet::new();
@@ -186,8 +187,9 @@ both! {
                 }
             }
             let request = &schemas["SimulateRequest"]["properties"];
-            assert_eq!(request["call"]["oneOf"][0]["$ref"], "#/components/schemas/CallInfo");
-            assert_eq!(request["ivr"]["items"]["$ref"], "#/components/schemas/IvrEvent");
+            assert_eq!(request["events"]["items"]["$ref"], "#/components/schemas/CallEvent");
+            assert_eq!(request["call"]["oneOf"][0]["$ref"], "#/components/schemas/v0_1.CallInfo");
+            assert_eq!(request["ivr"]["items"]["$ref"], "#/components/schemas/v0_1.IvrEvent");
             assert_problem(&app.call(Method::GET, "/v1/nothing-here", None, None).await, 404, "not-found");
             app
         })

@@ -1,7 +1,7 @@
 //! Test wasmswitch plugins without a phone network.
 //!
 //! Load any plugin component (Rust, Python, JavaScript, ...) with in-memory host imports, then
-//! drive it: route a call, feed IVR events, send a message, and assert on what it decides.
+//! drive it: send a call its events, send a message, and assert on what it decides.
 //! Every call reports the fuel it used; `kv` can be preloaded and inspected; log lines and
 //! counters are captured.
 //!
@@ -12,11 +12,11 @@
 //! async fn menu_greets() {
 //!     let h = Harness::load("target/wasm32-wasip2/release/ivr_menu.wasm").unwrap();
 //!     let mut call = h.call().await.unwrap();
-//!     let actions = call
-//!         .on_ivr_event(&IvrEvent::Started(IvrStarted::default()))
+//!     let answer = call
+//!         .on_event(&CallEvent::HandedOver(HandOver::default()))
 //!         .await
 //!         .unwrap();
-//!     assert!(matches!(actions[0], IvrAction::Play(_)));
+//!     assert!(matches!(answer.actions[0], Action::Answer));
 //!     assert!(call.last_fuel().unwrap() > 0);
 //! }
 //! ```
@@ -27,5 +27,5 @@ pub use wasmswitch_plugins::harness::{Harness, HarnessError, TENANT, default_con
 pub use wasmswitch_plugins::model;
 pub use wasmswitch_plugins::scenario;
 pub use wasmswitch_plugins::{
-    CallInstance, Capability, LogLevel, LogLine, PluginError, RuntimeConfig,
+    Answer, CallInstance, Capability, Contract, LogLevel, LogLine, PluginError, RuntimeConfig,
 };

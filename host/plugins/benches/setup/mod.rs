@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use wasmswitch_plugins::model::CallInfo;
+use wasmswitch_plugins::model::v0_1::CallInfo;
 use wasmswitch_plugins::{KvStore, MemoryKv, PluginId, PluginVersion, Runtime, RuntimeConfig};
 
 /// A current-thread tokio runtime.

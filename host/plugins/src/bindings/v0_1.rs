@@ -1,14 +1,17 @@
-//! Contract 0.1 (`wit/v0.1.0`): its generated bindings, the host's imports for it, and the
-//! conversions between its types and the host's model. Frozen: 0.1 plugins must keep loading
-//! and behaving exactly as they did when 0.1 was current (the tests run frozen builds of the
-//! 0.1 example plugins, `plugins/fixtures/v0.1.0`).
+//! Contract 0.1 (`wit/v0.1.0`): its generated bindings, the host's imports for it, the
+//! conversions between its types and its own vocabulary ([`crate::model::v0_1`]), and the
+//! adapter that runs a 0.1 plugin on the 0.2 event model ([`Adapter`]). Frozen: 0.1 plugins must
+//! keep loading and behaving exactly as they did when 0.1 was current (the tests run frozen
+//! builds of the 0.1 example plugins, `plugins/fixtures/v0.1.0`).
+
+use std::collections::VecDeque;
 
 use wasmtime::Store;
 use wasmtime::component::{HasSelf, Instance, InstancePre, Linker};
 
+use crate::LogLevel;
 use crate::instance::CallState;
-use crate::kv::KvError;
-use crate::model;
+use crate::model::{self, Invalid, v0_1 as v01};
 use crate::runtime::Capability;
 
 mod generated {
@@ -26,21 +29,66 @@ use generated::exports::wasmswitch::plugin::{call_routing, ivr_flow, message_pol
 use generated::wasmswitch::plugin::types as wit;
 use generated::wasmswitch::plugin::{kv as wit_kv, log as wit_log, metrics as wit_metrics};
 
-/// The capability each exported interface gives.
-pub(super) fn capability(interface: &str) -> Option<Capability> {
-    match interface {
-        "call-routing" => Some(Capability::Routing),
-        "ivr-flow" => Some(Capability::Ivr),
-        "message-policy" => Some(Capability::Messaging),
-        _ => None,
+/// What a 0.1 component exports: any of its three interfaces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Roles {
+    /// `call-routing`: it can route a new call.
+    pub(crate) routing: bool,
+    /// `ivr-flow`: it can run an IVR.
+    pub(crate) ivr: bool,
+    /// `message-policy`.
+    pub(crate) messaging: bool,
+}
+
+impl Roles {
+    /// Reads the roles from the (unversioned) interface names a component exports; names 0.1
+    /// does not have are ignored.
+    pub(super) fn of(interfaces: &[&str]) -> Roles {
+        Roles {
+            routing: interfaces.contains(&"call-routing"),
+            ivr: interfaces.contains(&"ivr-flow"),
+            messaging: interfaces.contains(&"message-policy"),
+        }
+    }
+
+    pub(super) fn capabilities(self) -> Vec<Capability> {
+        let mut caps = Vec::new();
+        if self.routing || self.ivr {
+            caps.push(Capability::Calls);
+        }
+        if self.messaging {
+            caps.push(Capability::Messaging);
+        }
+        caps
+    }
+
+    /// The world the exports make: `router`, `ivr`, `messaging`, `switch`, or the worlds joined
+    /// with `+` for a component of its own world (as 0.1 named them).
+    pub(super) fn world(self) -> String {
+        if self.routing && self.ivr && self.messaging {
+            return "switch".into();
+        }
+        [
+            (self.routing, "router"),
+            (self.ivr, "ivr"),
+            (self.messaging, "messaging"),
+        ]
+        .into_iter()
+        .filter_map(|(has, world)| has.then_some(world))
+        .collect::<Vec<_>>()
+        .join("+")
     }
 }
 
-/// The interface that gives a capability.
+/// Whether 0.1 has an interface of this name.
+pub(super) fn knows(interface: &str) -> bool {
+    matches!(interface, "call-routing" | "ivr-flow" | "message-policy")
+}
+
+/// The interface that gives a capability (for calls, the one a new call reaches first).
 pub(super) fn interface(capability: Capability) -> &'static str {
     match capability {
-        Capability::Routing => "call-routing",
-        Capability::Ivr => "ivr-flow",
+        Capability::Calls => "call-routing",
         Capability::Messaging => "message-policy",
     }
 }
@@ -51,67 +99,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
 
 // ---- host imports --------------------------------------------------------------------------
 
-impl wit_log::Host for CallState {
-    fn log(&mut self, level: wit_log::Level, message: String) {
-        let level = match level {
-            wit_log::Level::Trace => crate::LogLevel::Trace,
-            wit_log::Level::Debug => crate::LogLevel::Debug,
-            wit_log::Level::Info => crate::LogLevel::Info,
-            wit_log::Level::Warn => crate::LogLevel::Warn,
-            wit_log::Level::Error => crate::LogLevel::Error,
-        };
-        self.guest_log(level, message);
-    }
-}
-
-impl wit_metrics::Host for CallState {
-    fn counter_add(&mut self, name: String, delta: u64) {
-        self.guest_counter_add(name, delta);
-    }
-}
-
-fn kv_error(e: KvError) -> wit_kv::Error {
-    match e {
-        KvError::TooLarge => wit_kv::Error::TooLarge,
-        KvError::Unavailable(why) => wit_kv::Error::Unavailable(why),
-    }
-}
-
-impl wit_kv::Host for CallState {
-    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, wit_kv::Error> {
-        self.guest_kv()
-            .get(self.tenant(), &key)
-            .await
-            .map_err(kv_error)
-    }
-
-    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), wit_kv::Error> {
-        self.guest_kv()
-            .set(self.tenant(), &key, &value)
-            .await
-            .map_err(kv_error)
-    }
-
-    async fn delete(&mut self, key: String) -> Result<(), wit_kv::Error> {
-        self.guest_kv()
-            .delete(self.tenant(), &key)
-            .await
-            .map_err(kv_error)
-    }
-
-    async fn list_keys(
-        &mut self,
-        prefix: String,
-        limit: u32,
-    ) -> Result<Vec<String>, wit_kv::Error> {
-        self.guest_kv()
-            .list_keys(self.tenant(), &prefix, limit)
-            .await
-            .map_err(kv_error)
-    }
-}
-
-impl wit::Host for CallState {}
+host_imports!();
 
 // ---- exports -------------------------------------------------------------------------------
 
@@ -124,19 +112,18 @@ pub(crate) struct Exports {
 }
 
 impl Exports {
-    pub(super) fn new(
-        pre: &InstancePre<CallState>,
-        capabilities: &[Capability],
-    ) -> wasmtime::Result<Self> {
-        let has = |c| capabilities.contains(&c);
+    pub(super) fn new(pre: &InstancePre<CallState>, roles: Roles) -> wasmtime::Result<Self> {
         Ok(Self {
-            routing: has(Capability::Routing)
+            routing: roles
+                .routing
                 .then(|| call_routing::GuestIndices::new(pre))
                 .transpose()?,
-            ivr: has(Capability::Ivr)
+            ivr: roles
+                .ivr
                 .then(|| ivr_flow::GuestIndices::new(pre))
                 .transpose()?,
-            messaging: has(Capability::Messaging)
+            messaging: roles
+                .messaging
                 .then(|| message_policy::GuestIndices::new(pre))
                 .transpose()?,
         })
@@ -175,41 +162,58 @@ pub(crate) struct Guests {
     messaging: Option<message_policy::Guest>,
 }
 
-/// The export a capability needs; the caller checks [`Guests::has`] first.
-fn missing(capability: Capability) -> wasmtime::Error {
-    wasmtime::format_err!("the component does not export {}", interface(capability))
+/// The error for a 0.1 function the component does not export.
+fn missing(interface: &str) -> wasmtime::Error {
+    wasmtime::format_err!("the component does not export {interface}")
+}
+
+/// A 0.1 answer the host cannot act on: a bad return, as it always was for 0.1.
+fn invalid(e: Invalid) -> wasmtime::Error {
+    wasmtime::Error::new(e)
 }
 
 impl Guests {
     pub(super) fn has(&self, capability: Capability) -> bool {
         match capability {
-            Capability::Routing => self.routing.is_some(),
-            Capability::Ivr => self.ivr.is_some(),
+            Capability::Calls => self.routing.is_some() || self.ivr.is_some(),
             Capability::Messaging => self.messaging.is_some(),
         }
     }
 
+    /// Whether the 0.1 function of this name is exported (`route`, `on-call-event` ->
+    /// call-routing; `on-event` -> ivr-flow; `on-message` -> message-policy).
+    pub(super) fn exports(&self, interface: &str) -> bool {
+        match interface {
+            "call-routing" => self.routing.is_some(),
+            "ivr-flow" => self.ivr.is_some(),
+            "message-policy" => self.messaging.is_some(),
+            _ => false,
+        }
+    }
+
+    // -- 0.1's own functions, in its own vocabulary (0.1 scenarios, simulate) --
+
     pub(super) async fn route(
         &self,
         store: &mut Store<CallState>,
-        call: &model::CallInfo,
-    ) -> wasmtime::Result<model::RouteDecision> {
+        call: &v01::CallInfo,
+    ) -> wasmtime::Result<v01::RouteDecision> {
         let guest = self
             .routing
             .as_ref()
-            .ok_or_else(|| missing(Capability::Routing))?;
+            .ok_or_else(|| missing("call-routing"))?;
         Ok(guest.call_route(store, &call.into()).await?.into())
     }
 
     pub(super) async fn on_call_event(
         &self,
         store: &mut Store<CallState>,
-        event: &model::CallEvent,
-    ) -> wasmtime::Result<Vec<model::CallAction>> {
+        event: &v01::CallEvent,
+    ) -> wasmtime::Result<Vec<v01::CallAction>> {
         let guest = self
             .routing
             .as_ref()
-            .ok_or_else(|| missing(Capability::Routing))?;
+            .ok_or_else(|| missing("call-routing"))?;
         let out = guest.call_on_call_event(store, &event.into()).await?;
         Ok(out.into_iter().map(Into::into).collect())
     }
@@ -217,40 +221,630 @@ impl Guests {
     pub(super) async fn on_ivr_event(
         &self,
         store: &mut Store<CallState>,
-        event: &model::IvrEvent,
-    ) -> wasmtime::Result<Vec<model::IvrAction>> {
-        let guest = self.ivr.as_ref().ok_or_else(|| missing(Capability::Ivr))?;
+        event: &v01::IvrEvent,
+    ) -> wasmtime::Result<Vec<v01::IvrAction>> {
+        let guest = self.ivr.as_ref().ok_or_else(|| missing("ivr-flow"))?;
         let out = guest.call_on_event(store, &event.into()).await?;
         Ok(out.into_iter().map(Into::into).collect())
     }
 
+    pub(super) async fn on_message_v0_1(
+        &self,
+        store: &mut Store<CallState>,
+        msg: &v01::Message,
+    ) -> wasmtime::Result<v01::SmsDecision> {
+        let guest = self
+            .messaging
+            .as_ref()
+            .ok_or_else(|| missing("message-policy"))?;
+        Ok(guest.call_on_message(store, &msg.into()).await?.into())
+    }
+
+    // -- the 0.2 model, through the adapter --
+
+    /// A 0.2 call event for a 0.1 component: see [`Adapter`].
+    pub(super) async fn on_event(
+        &self,
+        store: &mut Store<CallState>,
+        event: &model::CallEvent,
+    ) -> wasmtime::Result<Vec<model::Action>> {
+        // The adapter's state lives in the store so it survives between events; taken out for
+        // the call (an instance dropped half-way is poisoned and never entered again).
+        let mut adapter = std::mem::take(&mut store.data_mut().v0_1);
+        let out = adapter.on_event(self, store, event).await;
+        store.data_mut().v0_1 = adapter;
+        out
+    }
+
+    /// A 0.2 message for a 0.1 policy: the SIP headers are dropped (0.1 has none), and the
+    /// decision has the same shape in both.
     pub(super) async fn on_message(
         &self,
         store: &mut Store<CallState>,
         msg: &model::Message,
     ) -> wasmtime::Result<model::SmsDecision> {
-        let guest = self
-            .messaging
-            .as_ref()
-            .ok_or_else(|| missing(Capability::Messaging))?;
-        Ok(guest.call_on_message(store, &msg.into()).await?.into())
+        let msg = v01::Message {
+            id: msg.id.clone(),
+            tenant: msg.tenant.clone(),
+            from: msg.from.clone(),
+            to: msg.to.clone(),
+            body: msg.body.clone(),
+            received_at: msg.received_at,
+        };
+        let decision = self.on_message_v0_1(store, &msg).await?;
+        decision.validate().map_err(invalid)?;
+        Ok(match decision {
+            v01::SmsDecision::Deliver => model::SmsDecision::Deliver,
+            v01::SmsDecision::Rewrite(r) => model::SmsDecision::Rewrite(model::Rewrite {
+                from: r.from,
+                to: r.to,
+                body: r.body,
+            }),
+            v01::SmsDecision::Reply(t) => model::SmsDecision::Reply(t),
+            v01::SmsDecision::Reject(s) => model::SmsDecision::Reject(status(s)),
+        })
+    }
+}
+
+// ---- the adapter: 0.1 plugins on the 0.2 event model ---------------------------------------
+
+/// Runs a 0.1 component as a 0.2 `call-handler`, as `docs/contract-0.2.md` ("0.1 -> 0.2")
+/// describes construct by construct:
+///
+/// - `incoming` goes to `call-routing.route` (or, for a component with only `ivr-flow`, starts
+///   the IVR), and the decision becomes actions: `forward` a `dial`, `reject` a `reject`,
+///   `run-ivr` a `hand-off` (or the same instance's IVR, for a `switch` component),
+///   `connect-ai` an `answer` and `connect-agent`. `handed-over` starts the IVR.
+/// - A router hears what 0.1's `on-call-event` told (answered, DTMF, hangup) after a forward.
+/// - An IVR hears what 0.1's `ivr-flow` told, and only the outcome of the *last* media action of
+///   each answer (0.1: "the flow hears only the outcome of the last one"); the adapter answers
+///   the others itself. 0.1 IVRs expect an answered call, so the adapter answers first.
+/// - Values 0.1 did not bound (timeouts, repeats, silences) are clamped into 0.2's ranges, with
+///   a warning in the plugin's log.
+///
+/// Every 0.1 answer is checked with 0.1's own rules first: what 0.1 refused is still refused
+/// (a bad return).
+#[derive(Debug, Default)]
+pub(crate) struct Adapter {
+    role: Role,
+    /// The outbound leg bridged to the caller: 0.1's `hold` means "the other side".
+    bridged: Option<model::LegId>,
+    /// The media actions of the IVR's last answer that have not ended yet, in order.
+    waiting: VecDeque<Media>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// No first event yet.
+    #[default]
+    None,
+    /// Routed the call; `forwarded` once it answered with `forward`.
+    Router { forwarded: bool },
+    /// Running `ivr-flow`.
+    Ivr,
+}
+
+/// A media action of a 0.1 IVR answer, to match its 0.2 outcome event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Media {
+    Play,
+    Gather,
+    Dial { returns: bool },
+    Record(String),
+}
+
+impl Adapter {
+    async fn on_event(
+        &mut self,
+        guests: &Guests,
+        store: &mut Store<CallState>,
+        event: &model::CallEvent,
+    ) -> wasmtime::Result<Vec<model::Action>> {
+        use model::CallEvent as E;
+        match (self.role, event) {
+            (_, E::Incoming(call)) if guests.routing.is_some() => {
+                self.role = Role::Router { forwarded: false };
+                let decision = guests.route(store, &call_info(call)).await?;
+                decision.validate().map_err(invalid)?;
+                self.routed(guests, store, call, decision).await
+            }
+            (_, E::Incoming(call)) => {
+                let started = v01::IvrStarted {
+                    call: call_info(call),
+                    variables: Default::default(),
+                };
+                let mut out = vec![model::Action::Answer];
+                out.extend(self.start_ivr(guests, store, started).await?);
+                Ok(out)
+            }
+            (_, E::HandedOver(h)) => {
+                let started = v01::IvrStarted {
+                    call: call_info(&h.call),
+                    variables: h
+                        .variables
+                        .iter()
+                        .map(|v| (v.name.clone(), v.value.clone()))
+                        .collect(),
+                };
+                let mut out = Vec::new();
+                if h.state != model::AnswerState::Answered {
+                    out.push(model::Action::Answer);
+                }
+                out.extend(self.start_ivr(guests, store, started).await?);
+                Ok(out)
+            }
+            (Role::Router { forwarded }, event) => {
+                self.router_event(guests, store, forwarded, event).await
+            }
+            (Role::Ivr, event) => self.ivr_event(guests, store, event).await,
+            // Events before the first: nothing to tell a 0.1 plugin.
+            (Role::None, _) => Ok(Vec::new()),
+        }
+    }
+
+    /// Turns a 0.1 route decision into actions.
+    async fn routed(
+        &mut self,
+        guests: &Guests,
+        store: &mut Store<CallState>,
+        call: &model::CallInfo,
+        decision: v01::RouteDecision,
+    ) -> wasmtime::Result<Vec<model::Action>> {
+        Ok(match decision {
+            v01::RouteDecision::Forward(f) => {
+                self.role = Role::Router { forwarded: true };
+                vec![model::Action::Dial(dial(f))]
+            }
+            v01::RouteDecision::Reject(s) => vec![model::Action::Reject(status(s))],
+            v01::RouteDecision::ConnectAi(a) => {
+                vec![model::Action::Answer, model::Action::ConnectAgent(agent(a))]
+            }
+            // 0.1: an empty name is "this component", when it runs IVRs too: the same instance
+            // goes on as the IVR (0.2 has one instance per call).
+            v01::RouteDecision::RunIvr(start)
+                if start.plugin.is_empty() && guests.ivr.is_some() =>
+            {
+                let mut out = vec![model::Action::Answer];
+                out.extend(start.variables.iter().map(|(k, v)| {
+                    model::Action::SetVariable(model::Variable {
+                        name: k.clone(),
+                        value: v.clone(),
+                    })
+                }));
+                let started = v01::IvrStarted {
+                    call: call_info(call),
+                    variables: start.variables,
+                };
+                out.extend(self.start_ivr(guests, store, started).await?);
+                out
+            }
+            // A named plugin, or (empty, from a component without an IVR) the tenant's IVR as
+            // 0.1 chose it: the session resolves the empty name.
+            v01::RouteDecision::RunIvr(start) => vec![
+                model::Action::Answer,
+                model::Action::HandOff(model::HandOff {
+                    plugin: start.plugin,
+                    variables: start
+                        .variables
+                        .into_iter()
+                        .map(|(name, value)| model::Variable { name, value })
+                        .collect(),
+                }),
+            ],
+        })
+    }
+
+    async fn start_ivr(
+        &mut self,
+        guests: &Guests,
+        store: &mut Store<CallState>,
+        started: v01::IvrStarted,
+    ) -> wasmtime::Result<Vec<model::Action>> {
+        self.role = Role::Ivr;
+        self.waiting.clear();
+        self.ivr(guests, store, v01::IvrEvent::Started(started))
+            .await
+    }
+
+    /// What a 0.1 router hears during a call: after a `forward`, the answer, DTMF and hangup.
+    async fn router_event(
+        &mut self,
+        guests: &Guests,
+        store: &mut Store<CallState>,
+        forwarded: bool,
+        event: &model::CallEvent,
+    ) -> wasmtime::Result<Vec<model::Action>> {
+        use model::CallEvent as E;
+        let told = match event {
+            E::LegAnswered(leg) => {
+                self.bridged = Some(leg.id);
+                v01::CallEvent::Answered(leg.target.clone())
+            }
+            E::LegEnded(r) => {
+                if self.bridged == Some(r.leg.id) {
+                    self.bridged = None;
+                }
+                return Ok(Vec::new());
+            }
+            E::Dtmf(d) => v01::CallEvent::Dtmf(v01::DtmfPress {
+                digit: d.digit,
+                caller: d.leg == model::CALLER,
+            }),
+            E::Hangup(h) => v01::CallEvent::Hangup(v01::HangupInfo {
+                by_caller: h.ended_by == model::CallEnd::Caller,
+                // 0.1: "the SIP status or cause that ended the call (e.g. 487, 200 for BYE)".
+                status: h
+                    .status
+                    .as_ref()
+                    .map(|s| s.code)
+                    .or((h.duration_ms > 0).then_some(200)),
+            }),
+            // No 0.1 event: leg progress, the dial's end (an unanswered dial goes idle and
+            // falls back, as 0.1's forward did), transfer requests (refused), redirects (not
+            // followed), failed actions.
+            _ => return Ok(Vec::new()),
+        };
+        if !forwarded {
+            return Ok(Vec::new());
+        }
+        let hangup = matches!(event, E::Hangup(_));
+        let actions = guests.on_call_event(store, &told).await?;
+        actions
+            .iter()
+            .try_for_each(v01::CallAction::validate)
+            .map_err(invalid)?;
+        if hangup {
+            // The last event: what it returns is ignored, in 0.1 as in 0.2.
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for a in actions {
+            match a {
+                v01::CallAction::Transfer(t) => {
+                    out.push(model::Action::Transfer(model::Transfer {
+                        target: transfer_target(t),
+                        mode: model::TransferMode::Blind,
+                        tag: None,
+                    }))
+                }
+                v01::CallAction::Hold(music) => match self.bridged {
+                    Some(leg) => out.push(model::Action::Hold(model::Hold { leg, music })),
+                    None => warn(store, "hold dropped: no leg is bridged to the caller"),
+                },
+                v01::CallAction::Unhold => match self.bridged {
+                    Some(leg) => out.push(model::Action::Unhold(leg)),
+                    None => warn(store, "unhold dropped: no leg is bridged to the caller"),
+                },
+                v01::CallAction::StartRecording(name) => {
+                    out.push(model::Action::StartRecording(model::CallRecording {
+                        name,
+                        max_duration_ms: None,
+                    }))
+                }
+                v01::CallAction::Hangup(code) => {
+                    out.push(model::Action::Hangup(code.map(model::SipStatus::code)))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// What a 0.1 IVR hears: the caller's DTMF, the outcome of the last media action of its
+    /// answer, and the hangup.
+    async fn ivr_event(
+        &mut self,
+        guests: &Guests,
+        store: &mut Store<CallState>,
+        event: &model::CallEvent,
+    ) -> wasmtime::Result<Vec<model::Action>> {
+        use model::CallEvent as E;
+        let told = match event {
+            E::Dtmf(d) if d.leg == model::CALLER => v01::IvrEvent::Dtmf(d.digit),
+            E::PlaybackFinished(p) => {
+                if let Some(digit) = p.barged_in {
+                    // 0.1: "a digit during a barge-in play ends the list early and arrives as
+                    // dtmf".
+                    self.waiting.clear();
+                    v01::IvrEvent::Dtmf(digit)
+                } else if self.ended(&Media::Play) {
+                    v01::IvrEvent::PlaybackFinished
+                } else {
+                    return Ok(Vec::new());
+                }
+            }
+            E::GatherCompleted(g) if self.ended(&Media::Gather) => {
+                match (g.digits.is_empty(), g.ended_by) {
+                    (true, model::GatherEnd::Timeout) => v01::IvrEvent::Timeout,
+                    (_, ended_by) => v01::IvrEvent::DigitsCollected(v01::Digits {
+                        digits: g.digits.clone(),
+                        terminated: matches!(ended_by, model::GatherEnd::Terminator(_)),
+                    }),
+                }
+            }
+            E::DialCompleted(r) => {
+                let Some(Media::Dial { returns }) = self.waiting.front().cloned() else {
+                    return Ok(Vec::new());
+                };
+                self.waiting.pop_front();
+                if !returns {
+                    // 0.1: without return-on-failure the call ends with the dial.
+                    self.waiting.clear();
+                    return Ok(vec![model::Action::Hangup(None)]);
+                }
+                if !self.waiting.is_empty() {
+                    return Ok(Vec::new());
+                }
+                v01::IvrEvent::DialCompleted(match r.outcome {
+                    model::DialOutcome::Answered => v01::DialOutcome::Completed,
+                    model::DialOutcome::Busy => v01::DialOutcome::Busy,
+                    model::DialOutcome::NoAnswer => v01::DialOutcome::NoAnswer,
+                    model::DialOutcome::Failed => v01::DialOutcome::Failed,
+                })
+            }
+            E::RecordingCompleted(r) if self.ended(&Media::Record(r.name.clone())) => {
+                v01::IvrEvent::RecordingCompleted(v01::RecordingResult {
+                    name: r.name.clone(),
+                    duration_ms: r.duration_ms,
+                })
+            }
+            E::Hangup(_) => {
+                self.ivr(guests, store, v01::IvrEvent::Hangup).await?;
+                return Ok(Vec::new());
+            }
+            _ => return Ok(Vec::new()),
+        };
+        self.ivr(guests, store, told).await
+    }
+
+    /// Whether the outcome of `media` ends the last waiting media action: the 0.1 flow hears
+    /// only that one. An outcome of anything else is not the flow's.
+    fn ended(&mut self, media: &Media) -> bool {
+        if self.waiting.front() != Some(media) {
+            return false;
+        }
+        self.waiting.pop_front();
+        self.waiting.is_empty()
+    }
+
+    /// Calls `ivr-flow.on-event`, checks the answer with 0.1's rules, and turns it into 0.2
+    /// actions, remembering the media actions whose outcomes are to come.
+    async fn ivr(
+        &mut self,
+        guests: &Guests,
+        store: &mut Store<CallState>,
+        event: v01::IvrEvent,
+    ) -> wasmtime::Result<Vec<model::Action>> {
+        let actions = guests.on_ivr_event(store, &event).await?;
+        v01::IvrAction::validate_all(&actions).map_err(invalid)?;
+        let mut out = Vec::new();
+        let mut media = VecDeque::new();
+        for a in actions {
+            // Whether the 0.1 flow ends with this action ("the IVR ends", the call ends).
+            let mut last = false;
+            match a {
+                v01::IvrAction::Play(p) => {
+                    media.push_back(Media::Play);
+                    out.push(model::Action::Play(model::Play {
+                        audio: audio(store, p.audio),
+                        repeat: Some(clamp(store, "play repeat", p.repeat, 0, 100)),
+                        barge_in: Some(p.barge_in),
+                        tag: None,
+                    }));
+                }
+                v01::IvrAction::Gather(g) => {
+                    media.push_back(Media::Gather);
+                    out.push(model::Action::Gather(model::Gather {
+                        prompts: g.prompt.map(|p| audio(store, p)).into_iter().collect(),
+                        max_digits: Some(g.max_digits),
+                        terminators: Some(g.terminator.map(String::from).unwrap_or_default()),
+                        timeout_ms: Some(clamp(
+                            store,
+                            "gather timeout-ms",
+                            g.timeout_ms,
+                            1_000,
+                            60_000,
+                        )),
+                        inter_digit_timeout_ms: Some(clamp(
+                            store,
+                            "gather inter-digit-timeout-ms",
+                            g.inter_digit_timeout_ms,
+                            1_000,
+                            60_000,
+                        )),
+                        tag: None,
+                    }));
+                }
+                v01::IvrAction::Dial(d) => {
+                    media.push_back(Media::Dial {
+                        returns: d.return_on_failure,
+                    });
+                    last = !d.return_on_failure;
+                    out.push(model::Action::Dial(dial(d.target)));
+                }
+                v01::IvrAction::Transfer(t) => {
+                    last = true;
+                    out.push(model::Action::Transfer(model::Transfer {
+                        target: transfer_target(t),
+                        mode: model::TransferMode::Blind,
+                        tag: None,
+                    }));
+                }
+                // The caller alone has no bridge to hold: music, until the next media action
+                // replaces it.
+                v01::IvrAction::Hold(music) => out.push(model::Action::Play(model::Play {
+                    audio: model::Audio::Music(music),
+                    repeat: None,
+                    barge_in: None,
+                    tag: None,
+                })),
+                v01::IvrAction::Unhold => {}
+                v01::IvrAction::Conference(c) => {
+                    last = true;
+                    out.push(model::Action::Conference(model::Conference {
+                        room: c.room,
+                        muted: Some(c.muted),
+                        end_on_exit: Some(c.end_on_exit),
+                    }));
+                }
+                v01::IvrAction::Record(r) => {
+                    media.push_back(Media::Record(r.name.clone()));
+                    out.push(model::Action::Record(model::Recording {
+                        max_duration_ms: Some(clamp(
+                            store,
+                            "record max-duration-ms",
+                            r.max_duration_ms,
+                            1_000,
+                            3_600_000,
+                        )),
+                        name: r.name,
+                        terminators: Some(r.terminator.map(String::from).unwrap_or_default()),
+                        beep: Some(r.beep),
+                    }));
+                }
+                v01::IvrAction::ConnectAi(a) => {
+                    last = true;
+                    out.push(model::Action::ConnectAgent(agent(a)));
+                }
+                v01::IvrAction::SetVariable(name, value) => {
+                    out.push(model::Action::SetVariable(model::Variable { name, value }))
+                }
+                v01::IvrAction::Hangup(code) => {
+                    last = true;
+                    out.push(model::Action::Hangup(code.map(model::SipStatus::code)));
+                }
+            }
+            if last {
+                break;
+            }
+        }
+        // 0.2's rule: an answer with a media action replaces what was waiting.
+        if out.iter().any(model::Action::is_media) {
+            self.waiting = media;
+        }
+        Ok(out)
+    }
+}
+
+fn warn(store: &mut Store<CallState>, message: &str) {
+    store
+        .data_mut()
+        .guest_log(LogLevel::Warn, format!("wasmswitch 0.1 adapter: {message}"));
+}
+
+/// Brings a value 0.1 did not bound into 0.2's range, saying so in the plugin's log.
+fn clamp(store: &mut Store<CallState>, field: &str, value: u32, lo: u32, hi: u32) -> u32 {
+    let clamped = value.clamp(lo, hi);
+    if clamped != value {
+        warn(
+            store,
+            &format!("{field} {value} is outside {lo}-{hi}; {clamped} is used"),
+        );
+    }
+    clamped
+}
+
+fn call_info(c: &model::CallInfo) -> v01::CallInfo {
+    v01::CallInfo {
+        call_id: c.call_id.clone(),
+        tenant: c.tenant.clone(),
+        from: c.from.clone(),
+        to: c.to.clone(),
+        display_name: c.display_name.clone(),
+        source_address: c.source_address.clone(),
+        trunk: c.trunk.clone(),
+        headers: c
+            .headers
+            .iter()
+            .map(|h| v01::Header {
+                name: h.name.clone(),
+                value: h.value.clone(),
+            })
+            .collect(),
+        received_at: c.received_at,
+    }
+}
+
+fn status(s: v01::SipStatus) -> model::SipStatus {
+    model::SipStatus {
+        code: s.code,
+        reason: s.reason,
+    }
+}
+
+fn dial(f: v01::Forward) -> model::Dial {
+    model::Dial {
+        groups: vec![model::RingGroup {
+            strategy: match f.strategy {
+                v01::RingStrategy::Sequential => model::RingStrategy::Sequential,
+                v01::RingStrategy::Simultaneous => model::RingStrategy::Simultaneous,
+            },
+            targets: f
+                .targets
+                .into_iter()
+                .map(|target| model::DialTarget {
+                    target,
+                    trunk: f.trunk.clone(),
+                    headers: Vec::new(),
+                    timeout_ms: Some(f.timeout_ms),
+                })
+                .collect(),
+        }],
+        timeout_ms: None,
+        caller_id: f.caller_id.map(|number| model::CallerId {
+            number: Some(number),
+            ..Default::default()
+        }),
+        ringback: None,
+        tag: None,
+    }
+}
+
+fn transfer_target(t: v01::Transfer) -> model::DialTarget {
+    model::DialTarget {
+        target: t.target,
+        trunk: t.trunk,
+        headers: Vec::new(),
+        timeout_ms: None,
+    }
+}
+
+/// 0.1 named the agent by URL; the switch connects only to a configured agent with that URL
+/// (see [`model::Agent`]). The parameters, strings in 0.1, become a JSON object.
+fn agent(a: v01::AiAgent) -> model::Agent {
+    let params: serde_json::Map<String, serde_json::Value> = a
+        .parameters
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    model::Agent {
+        name: a.url,
+        parameters: Some(serde_json::Value::Object(params).to_string()),
+    }
+}
+
+fn audio(store: &mut Store<CallState>, a: v01::Audio) -> model::Audio {
+    match a {
+        v01::Audio::Prompt(p) => model::Audio::Prompt(p),
+        v01::Audio::Say(s) => model::Audio::Say(s),
+        v01::Audio::Tones(t) => model::Audio::Tones(t),
+        v01::Audio::Silence(ms) => model::Audio::Silence(clamp(store, "silence", ms, 1, 60_000)),
     }
 }
 
 // ---- conversions ---------------------------------------------------------------------------
 
-fn vars_in(v: &model::Variables) -> Vec<(String, String)> {
+fn vars_in(v: &v01::Variables) -> Vec<(String, String)> {
     v.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-fn vars_out(v: Vec<(String, String)>) -> model::Variables {
+fn vars_out(v: Vec<(String, String)>) -> v01::Variables {
     v.into_iter().collect()
 }
 
 // ---- host -> guest -------------------------------------------------------------------------
 
-impl From<&model::CallInfo> for wit::CallInfo {
-    fn from(c: &model::CallInfo) -> Self {
+impl From<&v01::CallInfo> for wit::CallInfo {
+    fn from(c: &v01::CallInfo) -> Self {
         wit::CallInfo {
             call_id: c.call_id.clone(),
             tenant: c.tenant.clone(),
@@ -272,15 +866,15 @@ impl From<&model::CallInfo> for wit::CallInfo {
     }
 }
 
-impl From<&model::CallEvent> for wit::CallEvent {
-    fn from(e: &model::CallEvent) -> Self {
+impl From<&v01::CallEvent> for wit::CallEvent {
+    fn from(e: &v01::CallEvent) -> Self {
         match e {
-            model::CallEvent::Answered(uri) => wit::CallEvent::Answered(uri.clone()),
-            model::CallEvent::Dtmf(p) => wit::CallEvent::Dtmf(wit::DtmfPress {
+            v01::CallEvent::Answered(uri) => wit::CallEvent::Answered(uri.clone()),
+            v01::CallEvent::Dtmf(p) => wit::CallEvent::Dtmf(wit::DtmfPress {
                 digit: p.digit,
                 caller: p.caller,
             }),
-            model::CallEvent::Hangup(h) => wit::CallEvent::Hangup(wit::HangupInfo {
+            v01::CallEvent::Hangup(h) => wit::CallEvent::Hangup(wit::HangupInfo {
                 by_caller: h.by_caller,
                 status: h.status,
             }),
@@ -288,39 +882,39 @@ impl From<&model::CallEvent> for wit::CallEvent {
     }
 }
 
-impl From<&model::IvrEvent> for wit::IvrEvent {
-    fn from(e: &model::IvrEvent) -> Self {
+impl From<&v01::IvrEvent> for wit::IvrEvent {
+    fn from(e: &v01::IvrEvent) -> Self {
         match e {
-            model::IvrEvent::Started(s) => wit::IvrEvent::Started(wit::IvrStarted {
+            v01::IvrEvent::Started(s) => wit::IvrEvent::Started(wit::IvrStarted {
                 call: (&s.call).into(),
                 variables: vars_in(&s.variables),
             }),
-            model::IvrEvent::Dtmf(d) => wit::IvrEvent::Dtmf(*d),
-            model::IvrEvent::DigitsCollected(d) => wit::IvrEvent::DigitsCollected(wit::Digits {
+            v01::IvrEvent::Dtmf(d) => wit::IvrEvent::Dtmf(*d),
+            v01::IvrEvent::DigitsCollected(d) => wit::IvrEvent::DigitsCollected(wit::Digits {
                 digits: d.digits.clone(),
                 terminated: d.terminated,
             }),
-            model::IvrEvent::Timeout => wit::IvrEvent::Timeout,
-            model::IvrEvent::PlaybackFinished => wit::IvrEvent::PlaybackFinished,
-            model::IvrEvent::DialCompleted(o) => wit::IvrEvent::DialCompleted(match o {
-                model::DialOutcome::Completed => wit::DialOutcome::Completed,
-                model::DialOutcome::Busy => wit::DialOutcome::Busy,
-                model::DialOutcome::NoAnswer => wit::DialOutcome::NoAnswer,
-                model::DialOutcome::Failed => wit::DialOutcome::Failed,
+            v01::IvrEvent::Timeout => wit::IvrEvent::Timeout,
+            v01::IvrEvent::PlaybackFinished => wit::IvrEvent::PlaybackFinished,
+            v01::IvrEvent::DialCompleted(o) => wit::IvrEvent::DialCompleted(match o {
+                v01::DialOutcome::Completed => wit::DialOutcome::Completed,
+                v01::DialOutcome::Busy => wit::DialOutcome::Busy,
+                v01::DialOutcome::NoAnswer => wit::DialOutcome::NoAnswer,
+                v01::DialOutcome::Failed => wit::DialOutcome::Failed,
             }),
-            model::IvrEvent::RecordingCompleted(r) => {
+            v01::IvrEvent::RecordingCompleted(r) => {
                 wit::IvrEvent::RecordingCompleted(wit::RecordingResult {
                     name: r.name.clone(),
                     duration_ms: r.duration_ms,
                 })
             }
-            model::IvrEvent::Hangup => wit::IvrEvent::Hangup,
+            v01::IvrEvent::Hangup => wit::IvrEvent::Hangup,
         }
     }
 }
 
-impl From<&model::Message> for wit::Message {
-    fn from(m: &model::Message) -> Self {
+impl From<&v01::Message> for wit::Message {
+    fn from(m: &v01::Message) -> Self {
         wit::Message {
             id: m.id.clone(),
             tenant: m.tenant.clone(),
@@ -334,136 +928,136 @@ impl From<&model::Message> for wit::Message {
 
 // ---- guest -> host -------------------------------------------------------------------------
 
-impl From<wit::SipStatus> for model::SipStatus {
+impl From<wit::SipStatus> for v01::SipStatus {
     fn from(s: wit::SipStatus) -> Self {
-        model::SipStatus {
+        v01::SipStatus {
             code: s.code,
             reason: s.reason,
         }
     }
 }
 
-impl From<wit::Forward> for model::Forward {
+impl From<wit::Forward> for v01::Forward {
     fn from(f: wit::Forward) -> Self {
-        model::Forward {
+        v01::Forward {
             targets: f.targets,
             trunk: f.trunk,
             timeout_ms: f.timeout_ms,
             strategy: match f.strategy {
-                wit::RingStrategy::Sequential => model::RingStrategy::Sequential,
-                wit::RingStrategy::Simultaneous => model::RingStrategy::Simultaneous,
+                wit::RingStrategy::Sequential => v01::RingStrategy::Sequential,
+                wit::RingStrategy::Simultaneous => v01::RingStrategy::Simultaneous,
             },
             caller_id: f.caller_id,
         }
     }
 }
 
-impl From<wit::AiAgent> for model::AiAgent {
+impl From<wit::AiAgent> for v01::AiAgent {
     fn from(a: wit::AiAgent) -> Self {
-        model::AiAgent {
+        v01::AiAgent {
             url: a.url,
             parameters: vars_out(a.parameters),
         }
     }
 }
 
-impl From<wit::Transfer> for model::Transfer {
+impl From<wit::Transfer> for v01::Transfer {
     fn from(t: wit::Transfer) -> Self {
-        model::Transfer {
+        v01::Transfer {
             target: t.target,
             trunk: t.trunk,
         }
     }
 }
 
-impl From<wit::RouteDecision> for model::RouteDecision {
+impl From<wit::RouteDecision> for v01::RouteDecision {
     fn from(d: wit::RouteDecision) -> Self {
         match d {
-            wit::RouteDecision::Forward(f) => model::RouteDecision::Forward(f.into()),
-            wit::RouteDecision::Reject(s) => model::RouteDecision::Reject(s.into()),
-            wit::RouteDecision::RunIvr(s) => model::RouteDecision::RunIvr(model::IvrStart {
+            wit::RouteDecision::Forward(f) => v01::RouteDecision::Forward(f.into()),
+            wit::RouteDecision::Reject(s) => v01::RouteDecision::Reject(s.into()),
+            wit::RouteDecision::RunIvr(s) => v01::RouteDecision::RunIvr(v01::IvrStart {
                 plugin: s.plugin,
                 variables: vars_out(s.variables),
             }),
-            wit::RouteDecision::ConnectAi(a) => model::RouteDecision::ConnectAi(a.into()),
+            wit::RouteDecision::ConnectAi(a) => v01::RouteDecision::ConnectAi(a.into()),
         }
     }
 }
 
-impl From<wit::CallAction> for model::CallAction {
+impl From<wit::CallAction> for v01::CallAction {
     fn from(a: wit::CallAction) -> Self {
         match a {
-            wit::CallAction::Transfer(t) => model::CallAction::Transfer(t.into()),
-            wit::CallAction::Hold(m) => model::CallAction::Hold(m),
-            wit::CallAction::Unhold => model::CallAction::Unhold,
-            wit::CallAction::StartRecording(n) => model::CallAction::StartRecording(n),
-            wit::CallAction::Hangup(s) => model::CallAction::Hangup(s),
+            wit::CallAction::Transfer(t) => v01::CallAction::Transfer(t.into()),
+            wit::CallAction::Hold(m) => v01::CallAction::Hold(m),
+            wit::CallAction::Unhold => v01::CallAction::Unhold,
+            wit::CallAction::StartRecording(n) => v01::CallAction::StartRecording(n),
+            wit::CallAction::Hangup(s) => v01::CallAction::Hangup(s),
         }
     }
 }
 
-impl From<wit::Audio> for model::Audio {
+impl From<wit::Audio> for v01::Audio {
     fn from(a: wit::Audio) -> Self {
         match a {
-            wit::Audio::Prompt(p) => model::Audio::Prompt(p),
-            wit::Audio::Say(s) => model::Audio::Say(s),
-            wit::Audio::Tones(t) => model::Audio::Tones(t),
-            wit::Audio::Silence(ms) => model::Audio::Silence(ms),
+            wit::Audio::Prompt(p) => v01::Audio::Prompt(p),
+            wit::Audio::Say(s) => v01::Audio::Say(s),
+            wit::Audio::Tones(t) => v01::Audio::Tones(t),
+            wit::Audio::Silence(ms) => v01::Audio::Silence(ms),
         }
     }
 }
 
-impl From<wit::IvrAction> for model::IvrAction {
+impl From<wit::IvrAction> for v01::IvrAction {
     fn from(a: wit::IvrAction) -> Self {
         match a {
-            wit::IvrAction::Play(p) => model::IvrAction::Play(model::Play {
+            wit::IvrAction::Play(p) => v01::IvrAction::Play(v01::Play {
                 audio: p.audio.into(),
                 repeat: p.repeat,
                 barge_in: p.barge_in,
             }),
-            wit::IvrAction::Gather(g) => model::IvrAction::Gather(model::Gather {
+            wit::IvrAction::Gather(g) => v01::IvrAction::Gather(v01::Gather {
                 prompt: g.prompt.map(Into::into),
                 max_digits: g.max_digits,
                 terminator: g.terminator,
                 timeout_ms: g.timeout_ms,
                 inter_digit_timeout_ms: g.inter_digit_timeout_ms,
             }),
-            wit::IvrAction::Dial(d) => model::IvrAction::Dial(model::Dial {
+            wit::IvrAction::Dial(d) => v01::IvrAction::Dial(v01::Dial {
                 target: d.target.into(),
                 return_on_failure: d.return_on_failure,
             }),
-            wit::IvrAction::Transfer(t) => model::IvrAction::Transfer(t.into()),
-            wit::IvrAction::Hold(m) => model::IvrAction::Hold(m),
-            wit::IvrAction::Unhold => model::IvrAction::Unhold,
-            wit::IvrAction::Conference(c) => model::IvrAction::Conference(model::Conference {
+            wit::IvrAction::Transfer(t) => v01::IvrAction::Transfer(t.into()),
+            wit::IvrAction::Hold(m) => v01::IvrAction::Hold(m),
+            wit::IvrAction::Unhold => v01::IvrAction::Unhold,
+            wit::IvrAction::Conference(c) => v01::IvrAction::Conference(v01::Conference {
                 room: c.room,
                 muted: c.muted,
                 end_on_exit: c.end_on_exit,
             }),
-            wit::IvrAction::Record(r) => model::IvrAction::Record(model::Recording {
+            wit::IvrAction::Record(r) => v01::IvrAction::Record(v01::Recording {
                 name: r.name,
                 max_duration_ms: r.max_duration_ms,
                 terminator: r.terminator,
                 beep: r.beep,
             }),
-            wit::IvrAction::ConnectAi(a) => model::IvrAction::ConnectAi(a.into()),
-            wit::IvrAction::SetVariable((k, v)) => model::IvrAction::SetVariable(k, v),
-            wit::IvrAction::Hangup(s) => model::IvrAction::Hangup(s),
+            wit::IvrAction::ConnectAi(a) => v01::IvrAction::ConnectAi(a.into()),
+            wit::IvrAction::SetVariable((k, v)) => v01::IvrAction::SetVariable(k, v),
+            wit::IvrAction::Hangup(s) => v01::IvrAction::Hangup(s),
         }
     }
 }
 
-impl From<wit::SmsDecision> for model::SmsDecision {
+impl From<wit::SmsDecision> for v01::SmsDecision {
     fn from(d: wit::SmsDecision) -> Self {
         match d {
-            wit::SmsDecision::Deliver => model::SmsDecision::Deliver,
-            wit::SmsDecision::Rewrite(r) => model::SmsDecision::Rewrite(model::Rewrite {
+            wit::SmsDecision::Deliver => v01::SmsDecision::Deliver,
+            wit::SmsDecision::Rewrite(r) => v01::SmsDecision::Rewrite(v01::Rewrite {
                 from: r.from,
                 to: r.to,
                 body: r.body,
             }),
-            wit::SmsDecision::Reply(t) => model::SmsDecision::Reply(t),
-            wit::SmsDecision::Reject(s) => model::SmsDecision::Reject(s.into()),
+            wit::SmsDecision::Reply(t) => v01::SmsDecision::Reply(t),
+            wit::SmsDecision::Reject(s) => v01::SmsDecision::Reject(s.into()),
         }
     }
 }

@@ -4,6 +4,10 @@
 //! the harness of that time could not match `expect-error`, but the plugin failed the same way). A plugin built against a
 //! later compatible 0.1.x loads; one built against a contract the host does not know is refused
 //! with the versions it supports.
+//!
+//! On calls the 0.1 plugins run through the adapter onto the 0.2 event model: the frozen builds
+//! are driven here with 0.2 events, as the calls layer will drive them, and must decide what
+//! they decided in 0.1 (`docs/contract-0.2.md`, "0.1 -> 0.2").
 
 use wasmswitch_plugin_artifacts::frozen;
 use wasmswitch_plugins::harness::{self, Harness, HarnessError};
@@ -62,7 +66,7 @@ fn a_plugin_built_against_an_unknown_contract_is_refused_with_the_supported_vers
         other => panic!("expected UnsupportedContract, got {other:?}"),
     }
     assert!(
-        message.contains("0.9.0") && message.contains("supports 0.1"),
+        message.contains("0.9.0") && message.contains("supports 0.1, 0.2"),
         "{message}"
     );
 }
@@ -90,4 +94,161 @@ fn the_frozen_files_are_the_ones_recorded() {
         checked, frozen,
         "every frozen plugin has exactly one recorded sum"
     );
+}
+
+/// Runs 0.2 scenario text on a frozen 0.1 plugin, through the adapter.
+async fn adapted(plugin: &str, scenario: &str) {
+    let h = harness_of(&frozen::component("0.1.0", plugin))
+        .unwrap_or_else(|e| panic!("load {plugin}: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{plugin}-adapted.yaml"));
+    std::fs::write(&path, scenario).unwrap();
+    super::assert_passes(&h, &path, &format!("the frozen 0.1.0 {plugin}, adapted")).await;
+}
+
+#[tokio::test]
+async fn a_0_1_router_decides_a_0_2_call_as_it_routed() {
+    adapted(
+        "router",
+        r##"
+kv:
+  routes: |
+    +1800     08-18  us-daytime
+    +1        *      us-trunk
+cases:
+  - name: forward becomes a dial of one group, each target with the trunk and timeout
+    steps:
+      - event: {incoming: {from: "+442071234567", to: "+18005550100", received-at: 36000000}}
+        expect:
+          - dial:
+              groups: [{strategy: sequential, targets: [{target: "+18005550100", trunk: us-daytime, headers: [], timeout-ms: 30000}]}]
+              timeout-ms: null
+              caller-id: null
+              ringback: null
+              tag: null
+      - event: {leg-ringing: {id: 1, target: "+18005550100"}}
+        expect: []
+      - event: {leg-answered: {id: 1, target: "+18005550100"}}
+        expect: []
+      - event: {dtmf: {leg: 0, digit: "5"}}
+        expect: []
+      - event: {hangup: {ended-by: caller, duration-ms: 5000}}
+        expect: []
+  - name: reject stays a reject
+    steps:
+      - event: {incoming: {to: "+999"}}
+        expect: [{reject: {code: 404}}]
+"##,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_0_1_dtmf_handler_hears_the_callees_digits_after_its_forward() {
+    adapted(
+        "dtmf-transfer",
+        r##"
+kv:
+  ext/200: "sip:reception@pbx.example.com"
+cases:
+  - name: "*9 200 # from the bridged leg is a blind transfer"
+    steps:
+      - event: {incoming: {to: "+14155550100"}}
+        expect: [{dial: {groups: [{targets: [{target: "+14155550100", trunk: default}]}]}}]
+      - event: {leg-answered: {id: 1, target: "+14155550100"}}
+        expect: []
+      - event: {dtmf: {leg: 1, digit: "*"}}
+      - event: {dtmf: {leg: 1, digit: "9"}}
+      - event: {dtmf: {leg: 1, digit: "2"}}
+      - event: {dtmf: {leg: 1, digit: "0"}}
+      - event: {dtmf: {leg: 1, digit: "0"}}
+        expect: []
+      - event: {dtmf: {leg: 1, digit: "#"}}
+        expect:
+          - transfer: {target: {target: "sip:reception@pbx.example.com", trunk: null, headers: [], timeout-ms: null}, mode: blind, tag: null}
+    expect-counters: {dtmf_transfer: 1}
+  - name: the caller's digits are the caller's (leg 0)
+    steps:
+      - event: {incoming: {to: "200"}}
+      - event: {dtmf: {leg: 0, digit: "*"}}
+      - event: {dtmf: {leg: 0, digit: "9"}}
+      - event: {dtmf: {leg: 0, digit: "1"}}
+      - event: {dtmf: {leg: 0, digit: "#"}}
+        expect: []
+"##,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_0_1_ivr_hears_only_the_last_outcome_and_is_answered_for() {
+    adapted(
+        "ivr-menu",
+        r##"
+kv:
+  ivr/sales: "sip:sales@example.com"
+cases:
+  - name: handed over unanswered, the call is answered first; gather defaults are explicit
+    steps:
+      - event: {handed-over: {call: {call-id: c1}, from-plugin: router, state: unanswered}}
+        expect:
+          - answer
+          - play: {audio: {prompt: welcome}, repeat: 1, barge-in: false, tag: null}
+          - gather: {prompts: [{prompt: main-menu}], max-digits: 1, terminators: "", timeout-ms: 5000, inter-digit-timeout-ms: 3000, tag: null}
+    expect-counters: {ivr_started: 1}
+    expect-logs: ["ivr-menu started for call c1"]
+  - name: the greeting's end is not the flow's; the gather's is, and busy returns to the menu
+    steps:
+      - event: {handed-over: {state: answered}}
+        expect: [{play: {}}, {gather: {}}]
+      - event: {playback-finished: {}}
+        expect: []
+      - event: {gather-completed: {digits: "1", ended-by: max-digits}}
+        expect:
+          - set-variable: {name: menu-choice, value: sales}
+          - dial: {groups: [{strategy: sequential, targets: [{target: "sip:sales@example.com", timeout-ms: 30000}]}]}
+      - event: {leg-ended: {leg: {id: 1, target: "sip:sales@example.com"}, status: {code: 486}, end: rejected}}
+        expect: []
+      - event: {dial-completed: {outcome: busy, legs: [{leg: {id: 1, target: "sip:sales@example.com"}, status: {code: 486}, end: rejected}]}}
+        expect: [{play: {audio: {prompt: sales-unavailable}}}, {gather: {}}]
+      - event: {hangup: {ended-by: caller}}
+        expect: []
+  - name: a gather that timed out with no digit is 0.1's timeout
+    steps:
+      - event: {handed-over: {state: answered}}
+      - event: {playback-finished: {}}
+      - event: {gather-completed: {digits: "", ended-by: timeout}}
+        expect: [{play: {audio: {prompt: no-input}}}, {gather: {}}]
+  - name: the caller's digit outside a gather is 0.1's dtmf; another leg's is not told
+    steps:
+      - event: {handed-over: {state: answered}}
+      - event: {dtmf: {leg: 0, digit: "5"}}
+        expect: []
+      - event: {dtmf: {leg: 1, digit: "5"}}
+        expect: []
+  - name: a 0.1 IVR may be a number's first plugin
+    steps:
+      - event: {incoming: {call-id: c9}}
+        expect: [answer, {play: {}}, {gather: {}}]
+    expect-logs: ["ivr-menu started for call c9"]
+"##,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_0_1_policy_decides_0_2_messages_and_ignores_reports() {
+    adapted(
+        "sms-policy",
+        r##"
+cases:
+  - name: a message with SIP headers (0.1 has none) is decided as before
+    steps:
+      - message: {from: "+14155550100", to: "+18005550000", body: "STOP", headers: [{name: X-Carrier, value: a}]}
+        expect: {reply: "You have been unsubscribed. Reply START to resubscribe."}
+      - delivery: {id: m1, to: "+14155550100", status: {delivered: 200}}
+    expect-kv: {optout/+14155550100: "1"}
+"##,
+    )
+    .await;
 }

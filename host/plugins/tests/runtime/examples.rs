@@ -1,7 +1,9 @@
 //! Every example plugin passes its scenarios; the three IVR builds pass the same one.
 
 use wasmswitch_plugin_artifacts as artifacts;
-use wasmswitch_plugins::model::{CallInfo, IvrAction, IvrEvent, IvrStarted};
+use wasmswitch_plugins::model::{
+    Action, CallEvent, CallInfo, GatherEnd, GatherResult, HandOver, PlaybackResult,
+};
 use wasmswitch_plugins::scenario::Scenario;
 
 async fn passes(plugin: &str, scenario: &str) {
@@ -59,6 +61,12 @@ mod plugin_tests {
     pub async fn FAULTY() {
         passes(artifacts::FAULTY, "faulty").await;
     }
+
+    /// Every action and every event of contract 0.2, both ways through the bindings.
+    #[tokio::test]
+    pub async fn TOUR() {
+        passes(artifacts::TOUR, "tour").await;
+    }
 }
 
 /// An `expect-error` that names another failure than the one that happened fails the case.
@@ -99,32 +107,35 @@ async fn harness_api_drives_an_ivr_and_reads_kv_logs_and_fuel() {
     let h = super::harness(artifacts::IVR_MENU);
     h.kv_set("ivr/support", "sip:helpdesk@example.com").await;
     let mut call = h.call().await.unwrap();
-    let started = IvrEvent::Started(IvrStarted {
+    let handed_over = CallEvent::HandedOver(HandOver {
         call: CallInfo {
             call_id: "x1".into(),
             ..Default::default()
         },
         ..Default::default()
     });
-    let actions = call.on_ivr_event(&started).await.unwrap();
-    assert_eq!(actions.len(), 2);
+    // A 0.1 IVR, through the adapter: the call is answered for it, then its play and gather.
+    let actions = call.on_event(&handed_over).await.unwrap().actions;
+    assert_eq!(actions.len(), 3, "{actions:?}");
+    assert_eq!(actions[0], Action::Answer);
     let fuel = call
         .last_fuel()
         .expect("fuel metering is on in the harness");
     assert!(fuel > 100, "fuel {fuel}");
     assert_eq!(call.logs()[0].message, "ivr-menu started for call x1");
     assert_eq!(call.counters().get("ivr_started"), Some(&1));
-    let actions = call
-        .on_ivr_event(&IvrEvent::DigitsCollected(
-            wasmswitch_plugins::model::Digits {
-                digits: "2".into(),
-                terminated: false,
-            },
-        ))
-        .await
-        .unwrap();
+    // The greeting ends: not the last media action of the answer, so the 0.1 flow is not
+    // asked (its fuel stays untouched).
+    let played = CallEvent::PlaybackFinished(PlaybackResult::default());
+    assert!(call.on_event(&played).await.unwrap().actions.is_empty());
+    let gathered = CallEvent::GatherCompleted(GatherResult {
+        tag: None,
+        digits: "2".into(),
+        ended_by: GatherEnd::MaxDigits,
+    });
+    let actions = call.on_event(&gathered).await.unwrap().actions;
     assert!(
-        matches!(&actions[1], IvrAction::Transfer(t) if t.target == "sip:helpdesk@example.com"),
+        matches!(&actions[1], Action::Transfer(t) if t.target.target == "sip:helpdesk@example.com"),
         "{actions:?}"
     );
 }
@@ -139,7 +150,12 @@ async fn plugins_write_to_kv_and_it_is_inspectable() {
         body: "STOP".into(),
         ..Default::default()
     };
-    call.on_message(&msg).await.unwrap();
+    assert_eq!(
+        call.on_message(&msg).await.unwrap(),
+        wasmswitch_plugins::model::SmsDecision::Reply(
+            "You have been unsubscribed. Reply START to resubscribe.".into()
+        )
+    );
     let kv = h.kv_snapshot();
     assert_eq!(
         kv.get("optout/+14155550100").map(Vec::as_slice),

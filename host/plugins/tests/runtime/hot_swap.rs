@@ -8,18 +8,18 @@ use std::time::Duration;
 use tokio::sync::Barrier;
 use wasmswitch_plugin_artifacts::{DTMF_TRANSFER, ROUTER};
 use wasmswitch_plugins::harness;
-use wasmswitch_plugins::model::{CallEvent, CallInfo, HangupInfo, RouteDecision};
+use wasmswitch_plugins::model::{Action, AnswerState, CallEnd, CallEvent, CallInfo, HangupInfo};
 use wasmswitch_plugins::{KvStore, MemoryKv, Registry, Runtime, RuntimeConfig};
 
 const SESSIONS: usize = 1_000;
 
 /// Version 1 (the prefix router) sends +1 numbers to "us-trunk"; version 2 (the DTMF-transfer
-/// router) sends everything to "default". The decision tells which version answered.
-fn version_of(decision: &RouteDecision) -> u32 {
-    match decision {
-        RouteDecision::Forward(f) if f.trunk.as_deref() == Some("us-trunk") => 1,
-        RouteDecision::Forward(f) if f.trunk.as_deref() == Some("default") => 2,
-        other => panic!("unexpected decision {other:?}"),
+/// router) sends everything to "default". The dial tells which version answered.
+fn version_of(actions: &[Action]) -> u32 {
+    match super::trunk_of(actions) {
+        Some("us-trunk") => 1,
+        Some("default") => 2,
+        other => panic!("unexpected trunk {other:?} in {actions:?}"),
     }
 }
 
@@ -35,27 +35,43 @@ async fn session(
         to: format!("+1415555{n:04}"),
         ..Default::default()
     };
-    let routed = registry.route("acme", &call).await;
-    assert!(
-        routed.decision.failure.is_none(),
-        "call {n}: {:?}",
-        routed.decision.failure
-    );
-    let mut instance = routed.instance.expect("a routed call keeps its instance");
-    let answered_by = version_of(&routed.decision.value);
-    assert_eq!(answered_by, instance.version().id.version, "call {n}");
+    let mut session = registry.start_call("acme");
+    let routed = session.incoming(&call).await;
+    assert!(routed.failure.is_none(), "call {n}: {:?}", routed.failure);
+    let answered_by = version_of(&routed.value.actions);
+    let plugin = session
+        .plugin()
+        .expect("a routed call keeps its instance")
+        .clone();
+    assert_eq!(answered_by, plugin.id.version, "call {n}");
     if let Some(gate) = routed_gate {
         gate.wait().await;
     }
-    // Stay up until every call is up, across the swap.
+    // Stay up until every call is up, across the swap; then the call's later events still
+    // reach the instance it started with.
     hold.wait().await;
+    let late = CallEvent::Dtmf(wasmswitch_plugins::model::DtmfPress { leg: 1, digit: '5' });
+    let answer = session.on_event(&late, AnswerState::Answered).await;
+    assert!(answer.failure.is_none(), "call {n}: {:?}", answer.failure);
+    let ended_on = session.plugin().expect("still handled").id.version;
     let hangup = CallEvent::Hangup(HangupInfo {
-        by_caller: true,
-        status: Some(200),
+        ended_by: CallEnd::Caller,
+        status: None,
+        duration_ms: 1_000,
+        legs: Vec::new(),
+        recordings: Vec::new(),
     });
-    let actions = instance.on_call_event(&hangup).await;
-    assert_eq!(actions, Ok(vec![]), "call {n} failed at its end");
-    (answered_by, instance.version().id.version)
+    let end = session.on_event(&hangup, AnswerState::Answered).await;
+    assert!(
+        end.failure.is_none(),
+        "call {n} failed at its end: {:?}",
+        end.failure
+    );
+    assert!(
+        !session.is_active(),
+        "the session lets its instance go at the hangup"
+    );
+    (answered_by, ended_on)
 }
 
 /// Waits for a barrier with a bound: a session that failed never reaches it, and the test must
@@ -133,9 +149,7 @@ async fn a_swap_under_a_thousand_live_calls_keeps_each_on_its_version() {
         to: "+14155550100".into(),
         ..Default::default()
     };
-    assert_eq!(
-        version_of(&registry.route("acme", &call).await.decision.value),
-        1
-    );
+    let answer = registry.start_call("acme").incoming(&call).await;
+    assert_eq!(version_of(&answer.value.actions), 1);
     assert_eq!(registry.versions("acme", "router"), (vec![1, 2], Some(1)));
 }

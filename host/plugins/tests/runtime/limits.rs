@@ -5,8 +5,10 @@ use std::time::{Duration, Instant};
 
 use wasmswitch_plugin_artifacts::FAULTY;
 use wasmswitch_plugins::harness;
-use wasmswitch_plugins::model::{CallEvent, CallInfo, DtmfPress, RouteDecision, SipStatus};
+use wasmswitch_plugins::model::{self, Action, CallInfo, SipStatus, v0_1};
 use wasmswitch_plugins::{Fallback, PluginError, Registry, RuntimeConfig};
+
+use super::incoming;
 
 fn call(to: &str) -> CallInfo {
     CallInfo {
@@ -57,12 +59,12 @@ async fn an_endless_loop_is_stopped_at_its_deadline() {
     let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
     let mut instance = plugin.instantiate(Default::default()).await.unwrap();
     let started = Instant::now();
-    let err = instance.route(&call("loop")).await.unwrap_err();
+    let err = instance.on_event(&incoming("loop")).await.unwrap_err();
     assert_timed_out(err, started.elapsed(), 50, 45..500);
     // The instance cannot be entered again.
     assert!(instance.is_poisoned());
     assert_eq!(
-        instance.route(&call("ok")).await.unwrap_err(),
+        instance.on_event(&incoming("ok")).await.unwrap_err(),
         PluginError::Poisoned
     );
 }
@@ -72,12 +74,18 @@ async fn a_loop_in_an_in_call_event_is_stopped_too() {
     let rt = super::runtime(config(30, 64 << 20));
     let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
     let mut instance = plugin.instantiate(Default::default()).await.unwrap();
-    assert!(instance.route(&call("ok")).await.is_ok());
-    let press = CallEvent::Dtmf(DtmfPress {
+    // 0.1's own functions: through the adapter a router hears DTMF only after a forward, and
+    // this one rejects.
+    let ok = v0_1::CallInfo {
+        to: "ok".into(),
+        ..Default::default()
+    };
+    assert!(instance.route_v0_1(&ok).await.is_ok());
+    let press = v0_1::CallEvent::Dtmf(v0_1::DtmfPress {
         digit: '1',
         caller: true,
     });
-    let err = instance.on_call_event(&press).await.unwrap_err();
+    let err = instance.on_call_event_v0_1(&press).await.unwrap_err();
     assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
 }
 
@@ -87,7 +95,7 @@ async fn unbounded_allocation_hits_the_memory_cap() {
     let rt = super::runtime(config(2_000, cap));
     let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
     let mut instance = plugin.instantiate(Default::default()).await.unwrap();
-    let err = instance.route(&call("oom")).await.unwrap_err();
+    let err = instance.on_event(&incoming("oom")).await.unwrap_err();
     assert_eq!(err, PluginError::OutOfMemory { limit: cap });
 }
 
@@ -96,7 +104,7 @@ async fn a_trap_is_reported_with_the_guest_message() {
     let rt = super::runtime(config(1_000, 64 << 20));
     let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
     let mut instance = plugin.instantiate(Default::default()).await.unwrap();
-    let err = instance.route(&call("trap")).await.unwrap_err();
+    let err = instance.on_event(&incoming("trap")).await.unwrap_err();
     let PluginError::Trap(msg) = &err else {
         panic!("expected a trap, got {err:?}")
     };
@@ -111,7 +119,7 @@ async fn a_decision_the_switch_cannot_act_on_is_refused() {
     let rt = super::runtime(config(1_000, 64 << 20));
     let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
     let mut instance = plugin.instantiate(Default::default()).await.unwrap();
-    let err = instance.route(&call("bad")).await.unwrap_err();
+    let err = instance.on_event(&incoming("bad")).await.unwrap_err();
     assert!(
         matches!(&err, PluginError::BadReturn(why) if why.contains("SIP status 200")),
         "{err:?}"
@@ -133,52 +141,55 @@ async fn every_failure_yields_the_tenant_fallback_and_later_calls_still_work() {
         ("trap", "trap"),
         ("bad", "bad_return"),
     ] {
-        let routed = registry.route("acme", &call(to)).await;
-        assert_eq!(routed.decision.value, Fallback::default().route, "{to}");
+        let mut session = registry.start_call("acme");
+        let routed = session.incoming(&call(to)).await;
+        assert_eq!(routed.value.actions, Fallback::default().unanswered, "{to}");
         assert_eq!(
-            routed.decision.failure.as_ref().map(PluginError::kind),
+            routed.failure.as_ref().map(PluginError::kind),
             Some(kind),
             "{to}"
         );
-        assert!(routed.instance.is_none());
+        assert!(!session.is_active(), "{to}: the failed instance is dropped");
         // The next call gets a fresh instance and a real answer.
-        let ok = registry.route("acme", &call("ok")).await;
-        assert!(
-            ok.decision.failure.is_none(),
-            "after {to}: {:?}",
-            ok.decision.failure
-        );
+        let ok = registry.start_call("acme").incoming(&call("ok")).await;
+        assert!(ok.failure.is_none(), "after {to}: {:?}", ok.failure);
         assert_eq!(
-            ok.decision.value,
-            RouteDecision::Reject(SipStatus::new(486, "Busy Here"))
+            ok.value.actions,
+            vec![Action::Reject(SipStatus::new(486, "Busy Here"))]
         );
     }
 
     // A tenant-specific fallback replaces the default.
-    let fallback = RouteDecision::Forward(wasmswitch_plugins::model::Forward {
-        targets: vec!["sip:operator@example.com".into()],
-        trunk: None,
-        timeout_ms: 30_000,
-        strategy: Default::default(),
+    let fallback = vec![Action::Dial(model::Dial {
+        groups: vec![model::RingGroup {
+            strategy: model::RingStrategy::Sequential,
+            targets: vec![model::DialTarget::to("sip:operator@example.com")],
+        }],
+        timeout_ms: None,
         caller_id: None,
-    });
+        ringback: None,
+        tag: None,
+    })];
     registry.set_fallback(
         "acme",
         Fallback {
-            route: fallback.clone(),
+            unanswered: fallback.clone(),
             ..Fallback::default()
         },
     );
-    let routed = registry.route("acme", &call("trap")).await;
-    assert_eq!(routed.decision.value, fallback);
+    let routed = registry.start_call("acme").incoming(&call("trap")).await;
+    assert_eq!(routed.value.actions, fallback);
 }
 
 #[tokio::test]
 async fn a_tenant_without_a_router_gets_the_fallback() {
     let registry = Registry::new();
-    let routed = registry.route("nobody", &call("x")).await;
-    assert_eq!(routed.decision.value, Fallback::default().route);
-    assert!(routed.decision.failure.is_some());
+    let routed = registry.start_call("nobody").incoming(&call("x")).await;
+    assert_eq!(routed.value.actions, Fallback::default().unanswered);
+    assert_eq!(
+        routed.failure,
+        Some(PluginError::NotExported("call-handler"))
+    );
 }
 
 /// Memory slots are reused between instances and reset in place (pages the last instance wrote
@@ -188,27 +199,27 @@ async fn a_tenant_without_a_router_gets_the_fallback() {
 async fn every_instance_starts_from_the_components_initial_memory() {
     let rt = super::runtime(config(2_000, 16 << 20));
     let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
-    let reason = |d: RouteDecision| match d {
-        RouteDecision::Reject(SipStatus { reason, .. }) => reason.unwrap_or_default(),
+    let reason = |a: wasmswitch_plugins::Answer| match a.actions.as_slice() {
+        [Action::Reject(SipStatus { reason, .. })] => reason.clone().unwrap_or_default(),
         other => panic!("expected a rejection, got {other:?}"),
     };
     for n in 0..200 {
         let mut instance = plugin.instantiate(Default::default()).await.unwrap();
         assert_eq!(
-            reason(instance.route(&call("state")).await.unwrap()),
+            reason(instance.on_event(&incoming("state")).await.unwrap()),
             "calls=1 stale=0",
             "instance {n}"
         );
         // The same instance keeps its state for the call's life (so the check above can fail).
         assert_eq!(
-            reason(instance.route(&call("state")).await.unwrap()),
+            reason(instance.on_event(&incoming("state")).await.unwrap()),
             "calls=2 stale=0",
             "instance {n}"
         );
         if n % 50 == 0 {
             // Fill memory to the cap: far more dirty pages than are reset in place.
             let mut hog = plugin.instantiate(Default::default()).await.unwrap();
-            let err = hog.route(&call("oom")).await.unwrap_err();
+            let err = hog.on_event(&incoming("oom")).await.unwrap_err();
             assert!(matches!(err, PluginError::OutOfMemory { .. }), "{err:?}");
         }
     }
@@ -247,7 +258,10 @@ async fn a_call_stuck_in_a_host_import_times_out() {
     let plugin = super::load(&rt, "t", "router", 1, wasmswitch_plugin_artifacts::ROUTER);
     let mut instance = plugin.instantiate(Default::default()).await.unwrap();
     let started = Instant::now();
-    let err = instance.route(&call("+14155550100")).await.unwrap_err();
+    let err = instance
+        .on_event(&incoming("+14155550100"))
+        .await
+        .unwrap_err();
     assert_timed_out(err, started.elapsed(), 50, 95..1_000);
     assert!(instance.is_poisoned());
 }

@@ -50,13 +50,13 @@ fn a_component_without_plugin_exports_is_refused() {
 fn a_component_for_the_wrong_world_is_refused() {
     let bytes = std::fs::read(artifacts::SMS_POLICY).unwrap();
     let err = rt()
-        .load_blocking(id(), &bytes, &[Capability::Routing])
+        .load_blocking(id(), &bytes, &[Capability::Calls])
         .unwrap_err();
     assert!(
         matches!(
             err,
             LoadError::WrongWorld {
-                expected: Capability::Routing,
+                expected: Capability::Calls,
                 ..
             }
         ),
@@ -64,7 +64,7 @@ fn a_component_for_the_wrong_world_is_refused() {
     );
     let msg = err.to_string();
     assert!(
-        msg.contains("call-routing") && msg.contains("message-policy"),
+        msg.contains("call-handler") && msg.contains("message-policy"),
         "{msg}"
     );
     // The same bytes load as what they are.
@@ -115,15 +115,17 @@ fn a_corrupt_component_is_invalid() {
 #[test]
 fn capabilities_come_from_the_exports() {
     let rt = rt();
-    for (path, cap) in [
-        (artifacts::ROUTER, Capability::Routing),
-        (artifacts::IVR_MENU, Capability::Ivr),
-        (artifacts::SMS_POLICY, Capability::Messaging),
+    for (path, cap, world) in [
+        (artifacts::ROUTER, Capability::Calls, "router"),
+        (artifacts::IVR_MENU, Capability::Calls, "ivr"),
+        (artifacts::SMS_POLICY, Capability::Messaging, "messaging"),
+        (artifacts::TOUR, Capability::Calls, "switch"),
     ] {
         let p = rt
             .load_blocking(id(), &std::fs::read(path).unwrap(), &[])
             .unwrap();
-        assert_eq!(p.capabilities, vec![cap], "{path}");
+        assert!(p.has(cap), "{path}");
+        assert_eq!(p.world(), world, "{path}");
     }
 }
 

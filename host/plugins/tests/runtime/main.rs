@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod contract_v0_1;
+mod contract_v0_2;
 mod examples;
 mod hot_swap;
 mod limits;
@@ -14,7 +15,33 @@ mod yielding;
 use std::sync::Arc;
 
 use wasmswitch_plugins::harness::{self, Harness};
+use wasmswitch_plugins::model::{Action, CallEvent, CallInfo, Dial};
 use wasmswitch_plugins::{MemoryKv, PluginId, PluginVersion, Runtime, RuntimeConfig};
+
+/// A new call to `to`, as its first event.
+pub fn incoming(to: &str) -> CallEvent {
+    CallEvent::Incoming(CallInfo {
+        call_id: format!("call-{to}"),
+        to: to.into(),
+        ..Default::default()
+    })
+}
+
+/// The dial an answer holds; fails the test if it holds none.
+pub fn dial_of(actions: &[Action]) -> &Dial {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Dial(d) => Some(d),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("expected a dial, got {actions:?}"))
+}
+
+/// The trunk of the first target of the dial an answer holds.
+pub fn trunk_of(actions: &[Action]) -> Option<&str> {
+    dial_of(actions).groups[0].targets[0].trunk.as_deref()
+}
 
 /// A harness whose compiled components are cached under the target dir, so the 18 MB Python
 /// plugin is compiled once per build rather than once per test.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmswitch_plugin_artifacts::{FAULTY, ROUTER};
-use wasmswitch_plugins::model::{CallInfo, RouteDecision};
+use wasmswitch_plugins::model::{Action, CallEvent, CallInfo};
 use wasmswitch_plugins::{InstanceOptions, RuntimeConfig};
 
 use crate::{load, runtime};
@@ -47,10 +47,14 @@ async fn the_pool_fills_after_first_use_and_refills_after_each_take() {
     };
     for c in &mut calls {
         // No routes in kv: the router rejects, from its own fresh state each time.
-        assert!(matches!(
-            c.route(&call).await.unwrap(),
-            RouteDecision::Reject(_)
-        ));
+        let answer = c
+            .on_event(&CallEvent::Incoming(call.clone()))
+            .await
+            .unwrap();
+        assert!(
+            matches!(answer.actions[..], [Action::Reject(_)]),
+            "{answer:?}"
+        );
     }
     // Harness-style instances (capturing logs) are made new and do not touch the pool.
     let _captured = v
@@ -76,7 +80,7 @@ async fn a_warm_instance_that_traps_is_not_reused_and_a_retired_version_is_freed
         to: "trap".into(),
         ..Default::default()
     };
-    assert!(c.route(&trap).await.is_err());
+    assert!(c.on_event(&CallEvent::Incoming(trap)).await.is_err());
     drop(c);
     until("the pool to fill", || v.warm_instances() == 2).await;
     // The next call gets a clean instance that answers normally.
@@ -85,7 +89,11 @@ async fn a_warm_instance_that_traps_is_not_reused_and_a_retired_version_is_freed
         to: "+1".into(),
         ..Default::default()
     };
-    assert!(matches!(next.route(&ok).await.unwrap(), RouteDecision::Reject(s) if s.code == 486));
+    let answer = next.on_event(&CallEvent::Incoming(ok)).await.unwrap();
+    assert!(
+        matches!(&answer.actions[..], [Action::Reject(s)] if s.code == 486),
+        "{answer:?}"
+    );
     drop(next);
     until("the pool to refill", || v.warm_instances() == 2).await;
     // Pooled instances do not point back at their version: dropping the last handle frees it.

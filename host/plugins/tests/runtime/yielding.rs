@@ -6,8 +6,10 @@
 use std::time::{Duration, Instant};
 
 use wasmswitch_plugin_artifacts::{FAULTY, ROUTER};
-use wasmswitch_plugins::model::{CallInfo, RouteDecision};
+use wasmswitch_plugins::model::{Action, CallInfo, SipStatus};
 use wasmswitch_plugins::{PluginError, RuntimeConfig, harness};
+
+use super::incoming;
 
 fn call(to: &str) -> CallInfo {
     CallInfo {
@@ -43,7 +45,7 @@ async fn a_looping_plugin_does_not_hold_the_thread_other_calls_need() {
     let looping = tokio::spawn(async move {
         let mut instance = faulty.instantiate(Default::default()).await.unwrap();
         let began = Instant::now();
-        let err = instance.route(&call("loop")).await.unwrap_err();
+        let err = instance.on_event(&incoming("loop")).await.unwrap_err();
         (err, began.elapsed())
     });
     // Let the loop start.
@@ -53,8 +55,14 @@ async fn a_looping_plugin_does_not_hold_the_thread_other_calls_need() {
     for i in 0..50 {
         let t = Instant::now();
         let mut instance = router.instantiate(Default::default()).await.unwrap();
-        let decision = instance.route(&call(&format!("+4420{i}"))).await.unwrap();
-        assert!(matches!(decision, RouteDecision::Reject(_)), "{decision:?}");
+        let answer = instance
+            .on_event(&incoming(&format!("+4420{i}")))
+            .await
+            .unwrap();
+        assert!(
+            matches!(answer.actions[..], [Action::Reject(_)]),
+            "{answer:?}"
+        );
         slowest = slowest.max(t.elapsed());
     }
     let routed_after = started.elapsed();
@@ -96,20 +104,23 @@ async fn a_call_dropped_while_its_guest_runs_leaves_no_enterable_instance_and_no
     ));
 
     // The caller gives up on the call after 30 ms; the guest is in the middle of its loop.
-    let abandoned =
-        tokio::time::timeout(Duration::from_millis(30), instance.route(&call("loop"))).await;
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(30),
+        instance.on_event(&incoming("loop")),
+    )
+    .await;
     assert!(abandoned.is_err(), "the loop cannot have returned");
     assert!(instance.is_poisoned());
     assert_eq!(
-        instance.route(&call("ok")).await.unwrap_err(),
+        instance.on_event(&incoming("ok")).await.unwrap_err(),
         PluginError::Poisoned
     );
 
     drop(instance);
     let mut fresh = faulty.instantiate(Default::default()).await.unwrap();
     assert_eq!(
-        fresh.route(&call("ok")).await.unwrap(),
-        RouteDecision::Reject(wasmswitch_plugins::model::SipStatus::new(486, "Busy Here"))
+        fresh.on_event(&incoming("ok")).await.unwrap().actions,
+        vec![Action::Reject(SipStatus::new(486, "Busy Here"))]
     );
 }
 
@@ -123,35 +134,30 @@ async fn a_host_out_of_instance_slots_answers_503_not_the_tenants_fallback() {
     registry.set_fallback(
         "t",
         wasmswitch_plugins::Fallback {
-            route: RouteDecision::Reject(wasmswitch_plugins::model::SipStatus::new(
-                480, "Fallback",
-            )),
+            unanswered: vec![Action::Reject(SipStatus::new(480, "Fallback"))],
             ..Default::default()
         },
     );
     // A running call holds the only slot.
     let held = faulty.instantiate(Default::default()).await.unwrap();
-    let routed = registry.route("t", &call("+14155550100")).await;
+    let mut session = registry.start_call("t");
+    let routed = session.incoming(&call("+14155550100")).await;
     assert!(
-        matches!(&routed.decision.failure, Some(PluginError::Overloaded(why)) if !why.contains("tenant")),
+        matches!(&routed.failure, Some(PluginError::Overloaded(why)) if !why.contains("tenant")),
         "{:?}",
-        routed.decision.failure
+        routed.failure
     );
     assert_eq!(
-        routed.decision.value,
-        RouteDecision::Reject(wasmswitch_plugins::model::SipStatus::new(
-            503,
-            "Service Unavailable"
-        ))
+        routed.value.actions,
+        vec![Action::Reject(SipStatus::new(503, "Service Unavailable"))]
     );
     drop(held);
     // With the slot free again the plugin answers (486 from the faulty router).
-    let routed = registry.route("t", &call("+14155550100")).await;
-    assert!(
-        routed.decision.failure.is_none(),
-        "{:?}",
-        routed.decision.failure
-    );
+    let routed = registry
+        .start_call("t")
+        .incoming(&call("+14155550100"))
+        .await;
+    assert!(routed.failure.is_none(), "{:?}", routed.failure);
 }
 
 #[tokio::test]
@@ -178,7 +184,7 @@ async fn a_tenant_at_its_instance_cap_is_overloaded_while_others_are_not() {
     // A call that ends gives its slot back, whatever became of its instance.
     drop(first);
     let mut again = a.instantiate(Default::default()).await.unwrap();
-    assert!(again.route(&call("trap")).await.is_err());
+    assert!(again.on_event(&incoming("trap")).await.is_err());
     drop(again);
     drop(second);
     drop(other);
@@ -210,7 +216,7 @@ async fn a_message_when_the_tenant_is_out_of_slots_is_refused_503_not_given_the_
         from: "+14155550100".into(),
         to: "+14155550111".into(),
         body: "hi".into(),
-        received_at: 0,
+        ..Default::default()
     };
     let decided = registry.message("t", &msg).await;
     assert!(

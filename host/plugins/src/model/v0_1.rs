@@ -1,19 +1,24 @@
-//! The host's own types for what crosses the plugin boundary.
+//! Contract 0.1's vocabulary (`wit/v0.1.0/types.wit`), one to one. Frozen with the contract.
 //!
-//! They mirror `wit/v0.1.0/types.wit` one to one, but belong to the host: the call manager, the API and
-//! the test harness use these, never the generated bindings, so a new WIT major version changes
-//! one conversion module and nothing else. They (de)serialise as JSON/YAML with the WIT's
-//! kebab-case names: `{"reject": {"code": 404}}`, `"playback-finished"`, `{"dtmf": "5"}`.
+//! The calls layer never sees these: it speaks the 0.2 model ([`super`]), and 0.1 plugins reach
+//! it through the adapter in `bindings::v0_1`. They remain for what must keep speaking 0.1
+//! exactly: scenario files written for 0.1 plugins (`route`, `call-event`, `ivr` steps) and the
+//! simulate endpoint's `call` and `ivr` requests, whose answers for a 0.1 plugin are the same as
+//! before 0.2 existed. They (de)serialise as JSON/YAML with the WIT's kebab-case names:
+//! `{"reject": {"code": 404}}`, `"playback-finished"`, `{"dtmf": "5"}`. The checks are 0.1's.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use super::Invalid;
 
 /// Variables passed to an IVR or set by it.
 pub type Variables = BTreeMap<String, String>;
 
 /// One SIP header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = v0_1::Header)]
 pub struct Header {
     pub name: String,
     pub value: String,
@@ -22,6 +27,7 @@ pub struct Header {
 /// What the switch knows about a call (WIT `call-info`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+#[schema(as = v0_1::CallInfo)]
 pub struct CallInfo {
     pub call_id: String,
     pub tenant: String,
@@ -38,6 +44,7 @@ pub struct CallInfo {
 /// A final SIP status (WIT `sip-status`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = v0_1::SipStatus)]
 pub struct SipStatus {
     pub code: u16,
     #[serde(default)]
@@ -56,6 +63,7 @@ impl SipStatus {
 /// WIT `ring-strategy`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schema(as = v0_1::RingStrategy)]
 pub enum RingStrategy {
     #[default]
     Sequential,
@@ -65,6 +73,7 @@ pub enum RingStrategy {
 /// WIT `forward`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[schema(as = v0_1::Forward)]
 pub struct Forward {
     pub targets: Vec<String>,
     #[serde(default)]
@@ -84,6 +93,7 @@ fn default_ring_timeout() -> u32 {
 /// WIT `ai-agent`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = v0_1::AiAgent)]
 pub struct AiAgent {
     pub url: String,
     #[serde(default)]
@@ -94,6 +104,7 @@ pub struct AiAgent {
 /// WIT `ivr-start`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(as = v0_1::IvrStart)]
 pub struct IvrStart {
     pub plugin: String,
     #[schema(value_type = std::collections::HashMap<String, String>)]
@@ -103,6 +114,7 @@ pub struct IvrStart {
 /// What a router decides for a new call (WIT `route-decision`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schema(as = v0_1::RouteDecision)]
 pub enum RouteDecision {
     Forward(Forward),
     Reject(SipStatus),
@@ -113,6 +125,7 @@ pub enum RouteDecision {
 /// WIT `dtmf-press`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = v0_1::DtmfPress)]
 pub struct DtmfPress {
     pub digit: char,
     #[serde(default = "yes")]
@@ -126,6 +139,7 @@ fn yes() -> bool {
 /// WIT `hangup-info`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+#[schema(as = v0_1::HangupInfo)]
 pub struct HangupInfo {
     pub by_caller: bool,
     pub status: Option<u16>,
@@ -134,6 +148,7 @@ pub struct HangupInfo {
 /// Something that happened on a bridged call (WIT `call-event`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schema(as = v0_1::CallEvent)]
 pub enum CallEvent {
     Answered(String),
     Dtmf(DtmfPress),
@@ -143,6 +158,7 @@ pub enum CallEvent {
 /// WIT `transfer`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = v0_1::Transfer)]
 pub struct Transfer {
     pub target: String,
     #[serde(default)]
@@ -152,6 +168,7 @@ pub struct Transfer {
 /// What a router may do during a bridged call (WIT `call-action`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schema(as = v0_1::CallAction)]
 pub enum CallAction {
     Transfer(Transfer),
     Hold(Option<String>),
@@ -163,6 +180,7 @@ pub enum CallAction {
 /// WIT `audio`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schema(as = v0_1::Audio)]
 pub enum Audio {
     Prompt(String),
     Say(String),
@@ -173,6 +191,7 @@ pub enum Audio {
 /// WIT `play`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[schema(as = v0_1::Play)]
 pub struct Play {
     pub audio: Audio,
     #[serde(default = "one")]
@@ -188,6 +207,7 @@ fn one() -> u32 {
 /// WIT `gather`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[schema(as = v0_1::Gather)]
 pub struct Gather {
     #[serde(default)]
     pub prompt: Option<Audio>,
@@ -201,6 +221,7 @@ pub struct Gather {
 /// WIT `dial`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[schema(as = v0_1::Dial)]
 pub struct Dial {
     pub target: Forward,
     #[serde(default)]
@@ -210,6 +231,7 @@ pub struct Dial {
 /// WIT `conference`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[schema(as = v0_1::Conference)]
 pub struct Conference {
     pub room: String,
     #[serde(default)]
@@ -221,6 +243,7 @@ pub struct Conference {
 /// WIT `recording`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[schema(as = v0_1::Recording)]
 pub struct Recording {
     pub name: String,
     pub max_duration_ms: u32,
@@ -233,6 +256,7 @@ pub struct Recording {
 /// An action an IVR asks for (WIT `ivr-action`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schema(as = v0_1::IvrAction)]
 pub enum IvrAction {
     Play(Play),
     Gather(Gather),
@@ -251,6 +275,7 @@ pub enum IvrAction {
 /// WIT `digits`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(as = v0_1::Digits)]
 pub struct Digits {
     pub digits: String,
     pub terminated: bool,
@@ -259,6 +284,7 @@ pub struct Digits {
 /// WIT `dial-outcome`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schema(as = v0_1::DialOutcome)]
 pub enum DialOutcome {
     Completed,
     Busy,
@@ -269,6 +295,7 @@ pub enum DialOutcome {
 /// WIT `recording-result`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[schema(as = v0_1::RecordingResult)]
 pub struct RecordingResult {
     pub name: String,
     pub duration_ms: u32,
@@ -277,6 +304,7 @@ pub struct RecordingResult {
 /// WIT `ivr-started`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(as = v0_1::IvrStarted)]
 pub struct IvrStarted {
     pub call: CallInfo,
     #[schema(value_type = std::collections::HashMap<String, String>)]
@@ -286,6 +314,7 @@ pub struct IvrStarted {
 /// Something that happened in an IVR call (WIT `ivr-event`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schema(as = v0_1::IvrEvent)]
 pub enum IvrEvent {
     Started(IvrStarted),
     Dtmf(char),
@@ -300,6 +329,7 @@ pub enum IvrEvent {
 /// One SMS (WIT `message`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+#[schema(as = v0_1::Message)]
 pub struct Message {
     pub id: String,
     pub tenant: String,
@@ -312,6 +342,7 @@ pub struct Message {
 /// WIT `rewrite`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(as = v0_1::Rewrite)]
 pub struct Rewrite {
     pub from: Option<String>,
     pub to: Option<String>,
@@ -321,17 +352,13 @@ pub struct Rewrite {
 /// What the messaging plugin decides (WIT `sms-decision`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schema(as = v0_1::SmsDecision)]
 pub enum SmsDecision {
     Deliver,
     Rewrite(Rewrite),
     Reply(String),
     Reject(SipStatus),
 }
-
-/// Why the host refuses to act on what a plugin returned.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidDecision(pub String);
 
 /// The longest string the host accepts in a decision (targets, prompt names, bodies, ...).
 pub const MAX_STRING: usize = 4096;
@@ -341,15 +368,11 @@ pub const MAX_ACTIONS: usize = 32;
 pub const MAX_TARGETS: usize = 16;
 const DTMF_DIGITS: &str = "0123456789*#ABCD";
 
-fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), InvalidDecision> {
-    if ok {
-        Ok(())
-    } else {
-        Err(InvalidDecision(what()))
-    }
+fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), Invalid> {
+    if ok { Ok(()) } else { Err(Invalid(what())) }
 }
 
-fn check_str(field: &str, s: &str) -> Result<(), InvalidDecision> {
+fn check_str(field: &str, s: &str) -> Result<(), Invalid> {
     check(s.len() <= MAX_STRING, || {
         format!(
             "{field} is {} bytes, over the limit of {MAX_STRING}",
@@ -358,24 +381,24 @@ fn check_str(field: &str, s: &str) -> Result<(), InvalidDecision> {
     })
 }
 
-fn check_nonempty(field: &str, s: &str) -> Result<(), InvalidDecision> {
+fn check_nonempty(field: &str, s: &str) -> Result<(), Invalid> {
     check(!s.trim().is_empty(), || format!("{field} is empty"))?;
     check_str(field, s)
 }
 
-fn check_status(code: u16) -> Result<(), InvalidDecision> {
+fn check_status(code: u16) -> Result<(), Invalid> {
     check((400..=699).contains(&code), || {
         format!("SIP status {code} is not a final error status (400-699)")
     })
 }
 
-fn check_digit(field: &str, d: char) -> Result<(), InvalidDecision> {
+fn check_digit(field: &str, d: char) -> Result<(), Invalid> {
     check(DTMF_DIGITS.contains(d), || {
         format!("{field} {d:?} is not a DTMF digit (0-9, *, #, A-D)")
     })
 }
 
-fn check_vars(vars: &Variables) -> Result<(), InvalidDecision> {
+fn check_vars(vars: &Variables) -> Result<(), Invalid> {
     for (k, v) in vars {
         check_nonempty("variable name", k)?;
         check_str("variable value", v)?;
@@ -384,7 +407,7 @@ fn check_vars(vars: &Variables) -> Result<(), InvalidDecision> {
 }
 
 impl Forward {
-    fn validate(&self) -> Result<(), InvalidDecision> {
+    fn validate(&self) -> Result<(), Invalid> {
         check(!self.targets.is_empty(), || "forward has no targets".into())?;
         check(self.targets.len() <= MAX_TARGETS, || {
             format!(
@@ -405,7 +428,7 @@ impl Forward {
 }
 
 impl AiAgent {
-    fn validate(&self) -> Result<(), InvalidDecision> {
+    fn validate(&self) -> Result<(), Invalid> {
         check(
             self.url.starts_with("ws://") || self.url.starts_with("wss://"),
             || format!("AI agent URL {:?} is not a ws:// or wss:// URL", self.url),
@@ -416,13 +439,13 @@ impl AiAgent {
 }
 
 impl Transfer {
-    fn validate(&self) -> Result<(), InvalidDecision> {
+    fn validate(&self) -> Result<(), Invalid> {
         check_nonempty("transfer target", &self.target)
     }
 }
 
 impl Audio {
-    fn validate(&self) -> Result<(), InvalidDecision> {
+    fn validate(&self) -> Result<(), Invalid> {
         match self {
             Audio::Prompt(p) => check_nonempty("prompt name", p),
             Audio::Say(s) => check_nonempty("text to say", s),
@@ -439,7 +462,7 @@ impl Audio {
 
 impl RouteDecision {
     /// Checks that the host can act on this decision.
-    pub fn validate(&self) -> Result<(), InvalidDecision> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         match self {
             RouteDecision::Forward(f) => f.validate(),
             RouteDecision::Reject(s) => check_status(s.code),
@@ -454,7 +477,7 @@ impl RouteDecision {
 
 impl CallAction {
     /// Checks that the host can act on this action.
-    pub fn validate(&self) -> Result<(), InvalidDecision> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         match self {
             CallAction::Transfer(t) => t.validate(),
             CallAction::Hold(music) => music
@@ -469,7 +492,7 @@ impl CallAction {
 
 impl IvrAction {
     /// Checks that the host can act on this action.
-    pub fn validate(&self) -> Result<(), InvalidDecision> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         match self {
             IvrAction::Play(p) => p.audio.validate(),
             IvrAction::Gather(g) => {
@@ -515,7 +538,7 @@ impl IvrAction {
     }
 
     /// Checks a whole list returned for one event.
-    pub fn validate_all(actions: &[IvrAction]) -> Result<(), InvalidDecision> {
+    pub fn validate_all(actions: &[IvrAction]) -> Result<(), Invalid> {
         check(actions.len() <= MAX_ACTIONS, || {
             format!(
                 "{} actions returned, over the limit of {MAX_ACTIONS}",
@@ -528,7 +551,7 @@ impl IvrAction {
 
 impl SmsDecision {
     /// Checks that the host can act on this decision.
-    pub fn validate(&self) -> Result<(), InvalidDecision> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         match self {
             SmsDecision::Deliver => Ok(()),
             SmsDecision::Rewrite(r) => {
