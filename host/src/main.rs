@@ -399,12 +399,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "  contract: wasmswitch:plugin@{} (bindings {})",
                 p.target, p.target.contract
             );
-            for c in &p.capabilities {
+            for interface in &p.interfaces {
                 println!(
-                    "  exports: wasmswitch:plugin/{}@{} (world {})",
-                    p.target.contract.interface(*c),
+                    "  exports: wasmswitch:plugin/{interface}@{} (world {})",
                     p.target,
-                    c.world()
+                    p.world()
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -90,6 +90,13 @@ impl Service {
         let first_operator_key = bootstrap_operator(&store, &config).await?;
 
         let kv = Arc::new(SqlKv::new(store.clone()));
+        if config.plugins.max_instances_per_tenant >= config.plugins.max_instances {
+            tracing::warn!(
+                max_instances = config.plugins.max_instances,
+                max_instances_per_tenant = config.plugins.max_instances_per_tenant,
+                "plugins.max_instances_per_tenant is not below plugins.max_instances: one tenant's calls can take every plugin instance slot of this host"
+            );
+        }
         let runtime_config = RuntimeConfig {
             deadline: config.plugin_deadline(),
             max_memory_bytes: (config.plugins.max_memory_mib as usize) << 20,
@@ -207,15 +214,19 @@ impl Service {
         self.state.store.close().await;
     }
 
-    /// Applies the settings of `new` that can change while the host runs ([`LIVE_SETTINGS`]:
-    /// the API's rate limits, the plugins' deadline and memory cap, and `log.level`, which the
-    /// binary applies since it owns the log subscriber). Every other setting that changed is
-    /// reported as needing a restart: the two configurations are compared setting by setting,
-    /// so a setting added to [`Config`] is covered without being listed here.
+    /// Applies the settings of `new` that can change while the host runs (the API's rate limits,
+    /// the plugins' deadline and memory cap, and `log.level`, which the binary applies since it
+    /// owns the log subscriber). Every other setting that changed is reported as needing a
+    /// restart: what is in force after applying is compared with `new` setting by setting, so
+    /// the code below is the only list of live settings, and a setting added to [`Config`] is
+    /// covered without being listed anywhere.
     pub fn reload(&self, new: &Config) -> Reloaded {
         let mut current = self.config.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Reloaded::default();
         let mut next = current.clone();
+        // `next` with the settings this reload tried to apply but could not, which are reported
+        // as refused rather than as needing a restart.
+        let mut tried = None;
         if current.rate_limits() != new.rate_limits() {
             self.state.auth.set_rate_limits(new.rate_limits());
             let new_api = &new.api;
@@ -251,7 +262,13 @@ impl Service {
                     next.plugins.deadline_ms = new_p.deadline_ms;
                     next.plugins.max_memory_mib = new_p.max_memory_mib;
                 }
-                Err(e) => out.refused.push(format!("plugins.max_memory_mib: {e}")),
+                Err(e) => {
+                    out.refused.push(format!("plugins.max_memory_mib: {e}"));
+                    let mut t = next.clone();
+                    t.plugins.deadline_ms = new_p.deadline_ms;
+                    t.plugins.max_memory_mib = new_p.max_memory_mib;
+                    tried = Some(t);
+                }
             }
         }
         if new.log.level != current.log.level {
@@ -259,26 +276,16 @@ impl Service {
             out.log_level = Some(new.log.level.clone());
             next.log.level = new.log.level.clone();
         }
-        out.needs_restart = changed_settings(&current, new)
-            .into_iter()
-            .filter(|c| !LIVE_SETTINGS.contains(&c.as_str()))
-            .collect();
+        if let Some(t) = &mut tried {
+            // Whatever was applied after the refusal counts as in force.
+            t.log.level = next.log.level.clone();
+        }
+        out.needs_restart = changed_settings(tried.as_ref().unwrap_or(&next), new);
         // Remember what is in force: the new live values, the old fixed ones.
         *current = next;
         out
     }
 }
-
-/// The settings [`Service::reload`] applies to a running host; every other one needs a restart.
-pub const LIVE_SETTINGS: &[&str] = &[
-    "api.rate_limit_per_second",
-    "api.rate_limit_burst",
-    "api.auth_failures_per_minute",
-    "api.auth_failure_burst",
-    "plugins.deadline_ms",
-    "plugins.max_memory_mib",
-    "log.level",
-];
 
 /// The settings (dotted paths, e.g. `api.listen`) whose values differ between `old` and `new`.
 /// Names only, never values: some are secrets.

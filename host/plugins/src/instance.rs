@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
@@ -13,7 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::bindings::{AdapterV0_1, Contract, Guests};
 use crate::error::PluginError;
 use crate::kv::KvStore;
-use crate::model::{Action, CallEvent, DeliveryReport, Invalid, Message, SmsDecision, v0_1};
+use crate::model::{self, Action, CallEvent, DeliveryReport, Invalid, Message, SmsDecision, v0_1};
 use crate::runtime::{Capability, Function, PluginVersion, TenantSlot};
 
 /// A call handler's answer to one event ([`CallInstance::on_event`]).
@@ -135,8 +136,9 @@ pub struct CallState {
     captured: Option<Captured>,
     /// Whether plugin counters also go to the host's metrics.
     metrics: bool,
-    /// When the guest call now running must stop (see [`arm`]).
-    run_until: Instant,
+    /// How long the guest call now running may run (see [`arm`]), and how long it has.
+    deadline: Duration,
+    clock: Arc<RunClock>,
     /// For a 0.1 component, what the adapter onto the 0.2 model remembers between events.
     pub(crate) v0_1: AdapterV0_1,
 }
@@ -398,7 +400,8 @@ impl PluginVersion {
             table: ResourceTable::new(),
             captured: options.capture.then(Captured::default),
             metrics: rt.config.metrics,
-            run_until: Instant::now(),
+            deadline: limits.deadline,
+            clock: Arc::new(RunClock::new()),
             v0_1: AdapterV0_1::default(),
         };
         let mut store = Store::new(&rt.engine, state);
@@ -406,8 +409,11 @@ impl PluginVersion {
         // Every epoch tick a running guest hands its thread back to the async runtime, so a
         // plugin that computes for its whole deadline never holds a tokio worker that SIP, RTP
         // or another call's plugin is waiting for; past its deadline it is stopped.
+        // The deadline counts the guest's own running time, not the time it waited for a
+        // thread after yielding: a busy host must not use up a plugin's deadline for it.
         store.epoch_deadline_callback(|ctx| {
-            Ok(if Instant::now() < ctx.data().run_until {
+            let state = ctx.data();
+            Ok(if state.clock.ran() < state.deadline {
                 UpdateDeadline::Yield(1)
             } else {
                 UpdateDeadline::Interrupt
@@ -427,22 +433,28 @@ impl PluginVersion {
                 other => other,
             }
         };
-        let instance =
-            match bounded(limits.deadline * 2, self.pre.instantiate_async(&mut store)).await {
-                Ok(Ok(i)) => i,
-                Ok(Err(e)) => {
-                    let err = fail(e, &store);
-                    record_failure(self, "instantiate", &err);
-                    return Err(err);
-                }
-                Err(_) => {
-                    let err = PluginError::Timeout {
-                        deadline: limits.deadline,
-                    };
-                    record_failure(self, "instantiate", &err);
-                    return Err(err);
-                }
-            };
+        let clock = store.data().clock.clone();
+        let instance = match bounded(
+            limits.deadline * 2,
+            &clock,
+            self.pre.instantiate_async(&mut store),
+        )
+        .await
+        {
+            Ok(Ok(i)) => i,
+            Ok(Err(e)) => {
+                let err = fail(e, &store);
+                record_failure(self, "instantiate", &err);
+                return Err(err);
+            }
+            Err(_) => {
+                let err = PluginError::Timeout {
+                    deadline: limits.deadline,
+                };
+                record_failure(self, "instantiate", &err);
+                return Err(err);
+            }
+        };
         let guests = self
             .exports
             .load(&mut store, &instance)
@@ -451,19 +463,85 @@ impl PluginVersion {
     }
 }
 
-/// Runs `fut` to completion within `limit`. The timer is set only if `fut` has to wait (a `kv`
-/// read from the database, say): most plugin calls finish in their first poll, and setting and
-/// cancelling a timer takes the timer wheel's lock twice. The epoch deadline bounds guest code
-/// either way; this bounds the time spent waiting in host imports.
+/// How long a guest call has run: the time spent inside polls of its future (where the guest
+/// executes), not the time the future waited to be polled again after the guest yielded. Read by
+/// the epoch callback on the thread running the guest, written by [`bounded`] around each poll.
+#[derive(Debug)]
+pub(crate) struct RunClock {
+    origin: Instant,
+    /// When the current poll began, in nanoseconds since `origin`; [`RunClock::IDLE`] between
+    /// polls.
+    poll_began: AtomicU64,
+    /// Nanoseconds run in the call's earlier polls.
+    ran: AtomicU64,
+}
+
+impl RunClock {
+    const IDLE: u64 = u64::MAX;
+
+    fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+            poll_began: AtomicU64::new(Self::IDLE),
+            ran: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Starts a new call at zero.
+    fn reset(&self) {
+        self.ran.store(0, Ordering::Relaxed);
+        self.poll_began.store(Self::IDLE, Ordering::Relaxed);
+    }
+
+    fn enter(&self) {
+        self.poll_began.store(self.now(), Ordering::Relaxed);
+    }
+
+    fn leave(&self) {
+        let began = self.poll_began.swap(Self::IDLE, Ordering::Relaxed);
+        if began != Self::IDLE {
+            let spent = self.now().saturating_sub(began);
+            self.ran.fetch_add(spent, Ordering::Relaxed);
+        }
+    }
+
+    /// The call's running time so far, the current poll included.
+    fn ran(&self) -> Duration {
+        let mut nanos = self.ran.load(Ordering::Relaxed);
+        let began = self.poll_began.load(Ordering::Relaxed);
+        if began != Self::IDLE {
+            nanos = nanos.saturating_add(self.now().saturating_sub(began));
+        }
+        Duration::from_nanos(nanos)
+    }
+}
+
+/// Runs `fut` to completion within `limit` of wall time, timing its polls on `clock`. The timer
+/// is set only if `fut` has to wait (a `kv` read from the database, say): most plugin calls
+/// finish in their first poll, and setting and cancelling a timer takes the timer wheel's lock
+/// twice. The epoch deadline bounds guest code by its running time; this bounds everything,
+/// waits in host imports included.
 async fn bounded<F: Future>(
     limit: Duration,
+    clock: &RunClock,
     fut: F,
 ) -> Result<F::Output, tokio::time::error::Elapsed> {
     let mut fut = std::pin::pin!(fut);
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    let timed = std::future::poll_fn(move |cx| {
+        clock.enter();
+        let out = fut.as_mut().poll(cx);
+        clock.leave();
+        out
+    });
+    let mut timed = std::pin::pin!(timed);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(timed.as_mut().poll(cx))).await;
     match first {
         std::task::Poll::Ready(out) => Ok(out),
-        std::task::Poll::Pending => tokio::time::timeout(limit, fut).await,
+        std::task::Poll::Pending => tokio::time::timeout(limit, timed).await,
     }
 }
 
@@ -471,7 +549,9 @@ async fn bounded<F: Future>(
 /// every epoch tick (yielding each time, see the callback in `prepare`) and interrupted once the
 /// deadline has passed.
 fn arm(store: &mut Store<CallState>, deadline: &Duration, fuel: bool) {
-    store.data_mut().run_until = Instant::now() + *deadline;
+    let state = store.data_mut();
+    state.deadline = *deadline;
+    state.clock.reset();
     store.set_epoch_deadline(1);
     if fuel {
         // Fuel is only enabled together with metering, so this cannot fail.
@@ -591,7 +671,11 @@ impl CallInstance {
             })
             .await?;
         if self.version.target.contract == Contract::V0_1 {
-            return self.checked(Function::OnEvent, Answer::all(actions), |_| Ok(()));
+            // Checked by 0.1's rules as the adapter made it, and here by what the switch
+            // relies on: a failure of the plugin either way, as 0.1 had it.
+            return self.checked(Function::OnEvent, Answer::all(actions), |a| {
+                model::check_from_v0_1(&a.actions)
+            });
         }
         let invalid = match Action::check_answer(&actions) {
             Ok(()) => None,
@@ -599,10 +683,13 @@ impl CallInstance {
                 return self.checked(Function::OnEvent, Answer::all(actions), |_| Err(why));
             }
             Err((at, why)) => {
-                let action = actions.swap_remove(at);
-                actions.truncate(at);
-                tracing::debug!(plugin = %self.version.id, action = action.name(), %why, "invalid action");
-                Some((action, why))
+                // The actions from `at` on are not carried out: the first is failed, the rest
+                // dropped.
+                let action = actions.split_off(at).into_iter().next();
+                if let Some(action) = &action {
+                    tracing::debug!(plugin = %self.version.id, action = action.name(), %why, "invalid action");
+                }
+                action.map(|a| (a, why))
             }
         };
         self.checked(Function::OnEvent, Answer { actions, invalid }, |_| Ok(()))
@@ -750,7 +837,8 @@ impl CallInstance {
         self.poisoned = true;
         // The epoch deadline stops guest code; this timeout also bounds time spent waiting in
         // host imports (a `kv` call to a stalled database).
-        let result = bounded(deadline * 2, call(&mut self.store)).await;
+        let clock = self.store.data().clock.clone();
+        let result = bounded(deadline * 2, &clock, call(&mut self.store)).await;
         self.last_elapsed = started.elapsed();
         self.last_fuel = fuel_before
             .and_then(|before| Some((before, self.store.get_fuel().ok()?)))

@@ -32,6 +32,6 @@ pub use registry::{
     Decided, Fallback, Reconciled, Registry, RegistryError, Stale, TenantPlugins, Wanted,
 };
 pub use runtime::{
-    Capability, Limits, LoadSource, PluginId, PluginVersion, Runtime, RuntimeConfig,
+    Capability, Limits, LoadSource, PluginId, PluginVersion, Runtime, RuntimeConfig, world_includes,
 };
 pub use session::{HandOffRefused, MAX_HAND_OFFS, Session};

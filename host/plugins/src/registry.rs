@@ -1,4 +1,4 @@
-//! Per-tenant plugin sets with hot swap and rollback.
+//! Per-tenant plugin sets with hot swap.
 //!
 //! Readers (every new call) take a lock-free snapshot from an `ArcSwap`; an activation builds a
 //! new snapshot and swaps it in, so it takes effect for the next call at once. Calls already
@@ -61,9 +61,6 @@ pub enum RegistryError {
         name: String,
         version: u32,
     },
-    /// There is no earlier active version to go back to.
-    #[error("plugin {name} of tenant {tenant} has no earlier version to roll back to")]
-    NothingToRollBack { tenant: String, name: String },
     /// The version is active and cannot be removed.
     #[error("plugin {name} version {version} is active; activate another version first")]
     Active { name: String, version: u32 },
@@ -104,28 +101,28 @@ impl TenantPlugins {
     }
 
     /// The tenant's IVR as contract 0.1 chose it, for a 0.1 `run-ivr` without a plugin name:
-    /// the plugin named `ivr` if a call can be handed to it, else the first by name whose world
-    /// is an IVR's (`ivr`, `switch`).
+    /// the plugin named `ivr` if a call can be handed to it, else the first 0.1 plugin by name
+    /// that exports `ivr-flow` (0.2 worlds say nothing of being an IVR).
     pub fn ivr_v0_1(&self) -> Option<&Arc<PluginVersion>> {
         self.active
             .get("ivr")
             .filter(|p| p.takes_hand_over())
-            .or_else(|| {
-                self.active
-                    .values()
-                    .find(|p| p.takes_hand_over() && p.in_world("ivr"))
-            })
+            .or_else(|| self.active.values().find(|p| p.roles.ivr))
     }
 }
 
-/// How many earlier active versions of a plugin stay loaded after an activation.
+/// How many earlier active versions of a plugin stay loaded after an activation, so that going
+/// back to one (a rollback) needs no load.
 const KEEP_PREVIOUS: usize = 4;
 
+/// One plugin's loaded versions on this host. Which version was active before which is the
+/// store's record (the API's rollback reads it there and activates that version here); this
+/// only keeps the recently active ones loaded.
 #[derive(Debug, Default)]
 struct History {
     loaded: BTreeMap<u32, Arc<PluginVersion>>,
     active: Option<u32>,
-    /// Earlier active versions, most recent last: rollback pops from here.
+    /// Earlier active versions, most recent last: kept loaded, up to [`KEEP_PREVIOUS`].
     previous: Vec<u32>,
 }
 
@@ -168,6 +165,23 @@ impl History {
 
 /// Every loaded version of every plugin, by (tenant, plugin name).
 type Histories = HashMap<(Arc<str>, Arc<str>), History>;
+
+/// The history of a plugin that has `version` loaded.
+fn history_with<'h>(
+    histories: &'h mut Histories,
+    tenant: &str,
+    name: &str,
+    version: u32,
+) -> Result<&'h mut History, RegistryError> {
+    histories
+        .get_mut(&(Arc::from(tenant), Arc::from(name)))
+        .filter(|h| h.loaded.contains_key(&version))
+        .ok_or_else(|| RegistryError::UnknownVersion {
+            tenant: tenant.into(),
+            name: name.into(),
+            version,
+        })
+}
 
 /// The plugin sets of every tenant on this host.
 #[derive(Debug, Default)]
@@ -254,15 +268,7 @@ impl Registry {
     /// Makes `version` the active one for new calls, at once. Calls in progress keep theirs.
     pub fn activate(&self, tenant: &str, name: &str, version: u32) -> Result<(), RegistryError> {
         let mut histories = self.histories();
-        let h = histories
-            .get_mut(&(Arc::from(tenant), Arc::from(name)))
-            .filter(|h| h.loaded.contains_key(&version))
-            .ok_or_else(|| RegistryError::UnknownVersion {
-                tenant: tenant.into(),
-                name: name.into(),
-                version,
-            })?;
-        h.set_active(version);
+        history_with(&mut histories, tenant, name, version)?.set_active(version);
         self.publish(tenant, &histories);
         tracing::info!(tenant, plugin = name, version, "plugin version activated");
         Ok(())
@@ -331,30 +337,6 @@ impl Registry {
         Ok(changes)
     }
 
-    /// Re-activates the version that was active before the current one; returns it.
-    pub fn rollback(&self, tenant: &str, name: &str) -> Result<u32, RegistryError> {
-        let mut histories = self.histories();
-        let none = || RegistryError::NothingToRollBack {
-            tenant: tenant.into(),
-            name: name.into(),
-        };
-        let h = histories
-            .get_mut(&(Arc::from(tenant), Arc::from(name)))
-            .ok_or_else(none)?;
-        // Skip versions removed since they were active.
-        let back = loop {
-            match h.previous.pop() {
-                Some(v) if h.loaded.contains_key(&v) => break v,
-                Some(_) => continue,
-                None => return Err(none()),
-            }
-        };
-        h.active = Some(back);
-        self.publish(tenant, &histories);
-        tracing::info!(tenant, plugin = name, version = back, "plugin rolled back");
-        Ok(back)
-    }
-
     /// Stops new calls from using the plugin; running calls finish on their instances.
     pub fn deactivate(&self, tenant: &str, name: &str) {
         let mut histories = self.histories();
@@ -367,14 +349,7 @@ impl Registry {
     /// Forgets an inactive version.
     pub fn remove(&self, tenant: &str, name: &str, version: u32) -> Result<(), RegistryError> {
         let mut histories = self.histories();
-        let h = histories
-            .get_mut(&(Arc::from(tenant), Arc::from(name)))
-            .filter(|h| h.loaded.contains_key(&version))
-            .ok_or_else(|| RegistryError::UnknownVersion {
-                tenant: tenant.into(),
-                name: name.into(),
-                version,
-            })?;
+        let h = history_with(&mut histories, tenant, name, version)?;
         if h.active == Some(version) {
             return Err(RegistryError::Active {
                 name: name.into(),

@@ -134,6 +134,12 @@ impl Capability {
     }
 }
 
+/// Whether a world label (as [`PluginVersion::world`] gives and the store keeps it: one world,
+/// or several joined with `+`) is `world` or includes it; `switch` includes every world.
+pub fn world_includes(label: &str, world: &str) -> bool {
+    label.split('+').any(|w| w == world || w == "switch")
+}
+
 impl fmt::Display for Capability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.world())
@@ -456,6 +462,7 @@ impl Runtime {
             capabilities,
             world,
             roles,
+            interfaces,
         } = detected;
 
         tracing::info!(
@@ -472,6 +479,7 @@ impl Runtime {
             size: bytes.len(),
             capabilities,
             world,
+            interfaces,
             target,
             roles,
             source,
@@ -580,6 +588,8 @@ pub struct PluginVersion {
     pub capabilities: Vec<Capability>,
     /// The world its exports make (see [`PluginVersion::world`]).
     world: String,
+    /// The contract's interfaces it exports, unversioned (`call-handler`, `ivr-flow`).
+    pub interfaces: Vec<String>,
     /// The contract version the component was built against (from its exports).
     pub target: Target,
     /// For a 0.1 component, which of 0.1's interfaces it exports.
@@ -683,6 +693,7 @@ impl PluginVersion {
             size: self.size,
             capabilities: self.capabilities.clone(),
             world: self.world.clone(),
+            interfaces: self.interfaces.clone(),
             target: self.target.clone(),
             roles: self.roles,
             source: self.source,
@@ -707,9 +718,9 @@ impl PluginVersion {
         &self.world
     }
 
-    /// Whether its world is `world` or includes it (`switch` includes every world).
+    /// Whether its world is `world` or includes it (see [`world_includes`]).
     pub fn in_world(&self, world: &str) -> bool {
-        self.world.split('+').any(|w| w == world || w == "switch")
+        world_includes(&self.world, world)
     }
 
     /// Whether a call can be handed to it: a 0.2 call handler, or a 0.1 IVR (`ivr-flow`).

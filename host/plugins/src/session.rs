@@ -41,8 +41,9 @@ pub struct Session {
     hand_offs: u32,
 }
 
-/// The answer when no plugin answered: the tenant's fallback, and why.
-fn fallback(actions: Vec<Action>, failure: PluginError) -> Decided<Answer> {
+/// The answer when no plugin answered: the switch's own actions (the tenant's fallback, or the
+/// overload answer), and why.
+fn without_plugin(actions: Vec<Action>, failure: PluginError) -> Decided<Answer> {
     Decided {
         value: Answer {
             actions,
@@ -59,7 +60,7 @@ fn overloaded(state: AnswerState, failure: PluginError) -> Decided<Answer> {
         AnswerState::Answered => Action::Hangup(None),
         _ => Action::Reject(SipStatus::new(503, "Service Unavailable")),
     };
-    fallback(vec![action], failure)
+    without_plugin(vec![action], failure)
 }
 
 impl Session {
@@ -89,7 +90,7 @@ impl Session {
     /// layer can add `Retry-After`).
     pub async fn incoming(&mut self, call: &CallInfo) -> Decided<Answer> {
         let Some(plugin) = self.plugins.entry().cloned() else {
-            return fallback(
+            return without_plugin(
                 self.plugins.fallback.for_call(AnswerState::Unanswered),
                 PluginError::NotExported("call-handler"),
             );
@@ -128,7 +129,7 @@ impl Session {
             },
             Err(e) => {
                 self.instance = None;
-                fallback(self.plugins.fallback.for_call(state), e)
+                without_plugin(self.plugins.fallback.for_call(state), e)
             }
         }
     }
@@ -184,7 +185,7 @@ impl Session {
         let mut instance = match plugin.instantiate(InstanceOptions::default()).await {
             Ok(i) => i,
             Err(e @ PluginError::Overloaded(_)) => return overloaded(state, e),
-            Err(e) => return fallback(self.plugins.fallback.for_call(state), e),
+            Err(e) => return without_plugin(self.plugins.fallback.for_call(state), e),
         };
         match instance.on_event(first).await {
             Ok(value) => {
@@ -194,7 +195,7 @@ impl Session {
                     failure: None,
                 }
             }
-            Err(e) => fallback(self.plugins.fallback.for_call(state), e),
+            Err(e) => without_plugin(self.plugins.fallback.for_call(state), e),
         }
     }
 }

@@ -212,9 +212,7 @@ impl From<RegistryError> for ApiError {
         match e {
             // The store has it, but this host's registry not (removed meanwhile): as gone.
             RegistryError::UnknownVersion { .. } => ApiError::NotFound("plugin version"),
-            RegistryError::NothingToRollBack { .. } | RegistryError::Active { .. } => {
-                ApiError::Unprocessable(e.to_string())
-            }
+            RegistryError::Active { .. } => ApiError::Unprocessable(e.to_string()),
         }
     }
 }

@@ -30,7 +30,7 @@ use crate::plugins::model::{
 };
 use crate::plugins::{
     CallInstance, Capability, Contract, InstanceOptions, KvStore, LogLine, OverlayKv, PluginError,
-    PluginId, PluginVersion,
+    PluginId, PluginVersion, world_includes,
 };
 use crate::store::PluginRecord;
 
@@ -230,6 +230,21 @@ pub async fn simulate(
             plugin.target
         )));
     }
+    // 0.1's own requests need 0.1's own interface.
+    let v0_1_interface = if req.call.is_some() {
+        Some("call-routing")
+    } else if req.ivr.is_some() {
+        Some("ivr-flow")
+    } else {
+        None
+    };
+    if let Some(interface) = v0_1_interface
+        && !plugin.interfaces.iter().any(|i| i == interface)
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "plugin {name}@{version} does not export wasmswitch:plugin/{interface}"
+        )));
+    }
 
     // The plugin's kv reads reach the database from the API's runtime, not the simulation
     // threads (see `OnRuntime`).
@@ -350,6 +365,10 @@ impl Run {
                         Ok(a) => (Ok(a.actions), a.invalid),
                         Err(e) => (Err(e), None),
                     };
+                    if matches!(event, CallEvent::LegAnswered(_)) {
+                        // A caller not yet answered is answered when a leg answers.
+                        state = AnswerState::Answered;
+                    }
                     if let Ok(actions) = &answer {
                         for a in actions {
                             state = match a {
@@ -467,25 +486,25 @@ async fn pick_version(
         }
         (None, Some(_)) => Err(ApiError::Unprocessable("version needs plugin too".into())),
         (None, None) => {
-            // The same choice a call makes (`TenantPlugins::find`), from the store's record.
+            // The choice a call (`TenantPlugins::entry`) or a message (`find`) makes, from the
+            // store's records: by name, then by world, then (for events and messages) anything
+            // that can. 0.1's own requests choose as 0.1 did: a router for `call`, an IVR for
+            // `ivr`, by name or world only.
             let mut active = state.store.active_plugins(tenant).await?;
-            // As a call (`TenantPlugins::entry`), a 0.1 IVR (`ivr_v0_1`) or a message
-            // (`find`) chooses: by name, then by world, then (not for an IVR) anything that
-            // can.
+            let v0_1_request = req.call.is_some() || req.ivr.is_some();
             let world = if req.ivr.is_some() {
                 "ivr"
             } else {
                 needs.world()
             };
             let has = |r: &PluginRecord| Capability::parse_worlds(&r.world).contains(&needs);
-            let in_world =
-                |r: &PluginRecord| r.world.split('+').any(|w| w == world || w == "switch");
+            let in_world = |r: &PluginRecord| world_includes(&r.world, world);
             let found = active
                 .iter()
                 .position(|r| r.name == world && has(r))
                 .or_else(|| active.iter().position(|r| has(r) && in_world(r)))
                 .or_else(|| {
-                    (req.ivr.is_none())
+                    (!v0_1_request)
                         .then(|| active.iter().position(has))
                         .flatten()
                 });

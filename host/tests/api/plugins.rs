@@ -323,6 +323,7 @@ both! {
             c.plugins.max_memory_mib = 4096;
             let done = app.service.reload(&c);
             assert_eq!(done.refused.len(), 1, "{done:?}");
+            assert!(done.needs_restart.is_empty(), "refused, not waiting for a restart: {done:?}");
             assert_eq!(app.service.state.runtime.limits().max_memory_bytes, 128 << 20);
 
             // Rate limits apply at once; a new listen address waits for a restart.

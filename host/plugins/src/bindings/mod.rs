@@ -215,6 +215,8 @@ pub(crate) struct Detected {
     pub(crate) world: String,
     /// For 0.1: which of its interfaces it exports.
     pub(crate) roles: v0_1::Roles,
+    /// The contract's interfaces it exports, unversioned (`call-handler`), in a stable order.
+    pub(crate) interfaces: Vec<String>,
 }
 
 /// Splits `wasmswitch:plugin/<interface>@<version>` into its interface and version; none for
@@ -269,6 +271,8 @@ pub(crate) fn detect(exports: &[String]) -> Result<Detected, LoadError> {
             found: exports.to_vec(),
         });
     };
+    interfaces.sort();
+    interfaces.dedup();
     let (capabilities, world, roles) = match target.contract {
         Contract::V0_1 => {
             let roles = v0_1::Roles::of(&interfaces);
@@ -294,6 +298,7 @@ pub(crate) fn detect(exports: &[String]) -> Result<Detected, LoadError> {
         capabilities,
         world,
         roles,
+        interfaces: interfaces.into_iter().map(String::from).collect(),
     })
 }
 

@@ -329,8 +329,16 @@ enum Role {
 enum Media {
     Play,
     Gather,
-    Dial { returns: bool },
+    Dial {
+        returns: bool,
+    },
     Record(String),
+    /// The silence that ends 0.1's hold music (`unhold`): its end is not the flow's to hear.
+    Unheld,
+    /// An action after which the 0.1 flow is not called again (`transfer`, `conference`,
+    /// `connect-ai`, `hangup`): no outcome matches it, so every outcome before it is the
+    /// adapter's to answer, and the flow hears nothing more but the hangup.
+    Final,
 }
 
 impl Adapter {
@@ -470,15 +478,7 @@ impl Adapter {
                 digit: d.digit,
                 caller: d.leg == model::CALLER,
             }),
-            E::Hangup(h) => v01::CallEvent::Hangup(v01::HangupInfo {
-                by_caller: h.ended_by == model::CallEnd::Caller,
-                // 0.1: "the SIP status or cause that ended the call (e.g. 487, 200 for BYE)".
-                status: h
-                    .status
-                    .as_ref()
-                    .map(|s| s.code)
-                    .or((h.duration_ms > 0).then_some(200)),
-            }),
+            E::Hangup(h) => v01::CallEvent::Hangup(hangup_info(h)),
             // No 0.1 event: leg progress, the dial's end (an unanswered dial goes idle and
             // falls back, as 0.1's forward did), transfer requests (refused), redirects (not
             // followed), failed actions.
@@ -529,8 +529,8 @@ impl Adapter {
         Ok(out)
     }
 
-    /// What a 0.1 IVR hears: the caller's DTMF, the outcome of the last media action of its
-    /// answer, and the hangup.
+    /// What a 0.1 IVR hears: the caller's DTMF while it plays or waits, the outcome of the last
+    /// media action of its answer, and the hangup.
     async fn ivr_event(
         &mut self,
         guests: &Guests,
@@ -539,19 +539,27 @@ impl Adapter {
     ) -> wasmtime::Result<Vec<model::Action>> {
         use model::CallEvent as E;
         let told = match event {
-            E::Dtmf(d) if d.leg == model::CALLER => v01::IvrEvent::Dtmf(d.digit),
-            E::PlaybackFinished(p) => {
-                if let Some(digit) = p.barged_in {
-                    // 0.1: "a digit during a barge-in play ends the list early and arrives as
-                    // dtmf".
+            // 0.1: "a digit pressed outside a gather (during a play or while idle)"; not while
+            // it dials, records, or after it handed the caller on.
+            E::Dtmf(d)
+                if d.leg == model::CALLER
+                    && matches!(self.waiting.front(), None | Some(Media::Play)) =>
+            {
+                v01::IvrEvent::Dtmf(d.digit)
+            }
+            E::PlaybackFinished(p) => match (p.barged_in, self.waiting.front().cloned()) {
+                // 0.1: "a digit during a barge-in play ends the list early and arrives as dtmf".
+                (Some(digit), Some(Media::Play)) => {
                     self.waiting.clear();
                     v01::IvrEvent::Dtmf(digit)
-                } else if self.ended(&Media::Play) {
-                    v01::IvrEvent::PlaybackFinished
-                } else {
+                }
+                (_, Some(Media::Unheld)) => {
+                    self.waiting.pop_front();
                     return Ok(Vec::new());
                 }
-            }
+                _ if self.ended(&Media::Play) => v01::IvrEvent::PlaybackFinished,
+                _ => return Ok(Vec::new()),
+            },
             E::GatherCompleted(g) if self.ended(&Media::Gather) => {
                 match (g.digits.is_empty(), g.ended_by) {
                     (true, model::GatherEnd::Timeout) => v01::IvrEvent::Timeout,
@@ -568,7 +576,7 @@ impl Adapter {
                 self.waiting.pop_front();
                 if !returns {
                     // 0.1: without return-on-failure the call ends with the dial.
-                    self.waiting.clear();
+                    self.waiting = VecDeque::from([Media::Final]);
                     return Ok(vec![model::Action::Hangup(None)]);
                 }
                 if !self.waiting.is_empty() {
@@ -586,6 +594,17 @@ impl Adapter {
                     name: r.name.clone(),
                     duration_ms: r.duration_ms,
                 })
+            }
+            E::ActionFailed(f) => {
+                // 0.1 has no such event. The failed action and the rest of its answer were
+                // dropped, so no outcome the flow waits for is coming: it has nothing left to
+                // do, and the call goes idle.
+                warn(
+                    store,
+                    &format!("{} failed and was dropped: {}", f.action.name(), f.message),
+                );
+                self.waiting = VecDeque::from([Media::Final]);
+                return Ok(Vec::new());
             }
             E::Hangup(_) => {
                 self.ivr(guests, store, v01::IvrEvent::Hangup).await?;
@@ -616,113 +635,176 @@ impl Adapter {
     ) -> wasmtime::Result<Vec<model::Action>> {
         let actions = guests.on_ivr_event(store, &event).await?;
         v01::IvrAction::validate_all(&actions).map_err(invalid)?;
-        let mut out = Vec::new();
-        let mut media = VecDeque::new();
-        for a in actions {
-            // Whether the 0.1 flow ends with this action ("the IVR ends", the call ends).
-            let mut last = false;
-            match a {
-                v01::IvrAction::Play(p) => {
-                    media.push_back(Media::Play);
-                    out.push(model::Action::Play(model::Play {
-                        audio: audio(store, p.audio),
-                        repeat: Some(clamp(store, "play repeat", p.repeat, 0, 100)),
-                        barge_in: Some(p.barge_in),
-                        tag: None,
-                    }));
-                }
-                v01::IvrAction::Gather(g) => {
-                    media.push_back(Media::Gather);
-                    out.push(model::Action::Gather(model::Gather {
-                        prompts: g.prompt.map(|p| audio(store, p)).into_iter().collect(),
-                        max_digits: Some(g.max_digits),
-                        terminators: Some(g.terminator.map(String::from).unwrap_or_default()),
-                        timeout_ms: Some(clamp(
-                            store,
-                            "gather timeout-ms",
-                            g.timeout_ms,
-                            1_000,
-                            60_000,
-                        )),
-                        inter_digit_timeout_ms: Some(clamp(
-                            store,
-                            "gather inter-digit-timeout-ms",
-                            g.inter_digit_timeout_ms,
-                            1_000,
-                            60_000,
-                        )),
-                        tag: None,
-                    }));
-                }
-                v01::IvrAction::Dial(d) => {
-                    media.push_back(Media::Dial {
-                        returns: d.return_on_failure,
-                    });
-                    last = !d.return_on_failure;
-                    out.push(model::Action::Dial(dial(d.target)));
-                }
-                v01::IvrAction::Transfer(t) => {
-                    last = true;
-                    out.push(model::Action::Transfer(model::Transfer {
-                        target: transfer_target(t),
-                        mode: model::TransferMode::Blind,
-                        tag: None,
-                    }));
-                }
-                // The caller alone has no bridge to hold: music, until the next media action
-                // replaces it.
-                v01::IvrAction::Hold(music) => out.push(model::Action::Play(model::Play {
+        let ivr = translate_ivr(actions);
+        for w in ivr.warnings {
+            warn(store, &w);
+        }
+        // 0.2's rule: an answer with a media action replaces what was waiting.
+        if !ivr.media.is_empty() {
+            self.waiting = ivr.media;
+        }
+        Ok(ivr.actions)
+    }
+}
+
+/// A 0.1 IVR answer in 0.2 terms.
+#[derive(Debug, Default)]
+struct Translated {
+    actions: Vec<model::Action>,
+    /// The media actions among them whose outcomes are to come, in order.
+    media: VecDeque<Media>,
+    /// What the plugin's log is told (values brought into 0.2's ranges, actions dropped).
+    warnings: Vec<String>,
+}
+
+/// Turns a 0.1 IVR answer (already checked by 0.1's rules) into 0.2 actions.
+fn translate_ivr(actions: Vec<v01::IvrAction>) -> Translated {
+    let mut t = Translated::default();
+    let media_after = |i: usize, actions: &[v01::IvrAction]| {
+        actions[i + 1..].iter().any(|a| {
+            !matches!(
+                a,
+                v01::IvrAction::SetVariable(..) | v01::IvrAction::Hold(_) | v01::IvrAction::Unhold
+            )
+        })
+    };
+    for (i, a) in actions.iter().enumerate() {
+        // Whether the 0.1 flow ends with this action ("the IVR ends", the call ends).
+        let mut last = false;
+        match a.clone() {
+            v01::IvrAction::Play(p) => {
+                t.media.push_back(Media::Play);
+                let repeat = clamp(&mut t.warnings, "play repeat", p.repeat, 0, 100);
+                let audio = audio(&mut t.warnings, p.audio);
+                t.actions.push(model::Action::Play(model::Play {
+                    audio,
+                    repeat: Some(repeat),
+                    barge_in: Some(p.barge_in),
+                    tag: None,
+                }));
+            }
+            v01::IvrAction::Gather(g) => {
+                t.media.push_back(Media::Gather);
+                let prompts = g
+                    .prompt
+                    .map(|p| audio(&mut t.warnings, p))
+                    .into_iter()
+                    .collect();
+                let timeout = clamp(
+                    &mut t.warnings,
+                    "gather timeout-ms",
+                    g.timeout_ms,
+                    1_000,
+                    60_000,
+                );
+                let inter = clamp(
+                    &mut t.warnings,
+                    "gather inter-digit-timeout-ms",
+                    g.inter_digit_timeout_ms,
+                    1_000,
+                    60_000,
+                );
+                t.actions.push(model::Action::Gather(model::Gather {
+                    prompts,
+                    max_digits: Some(g.max_digits),
+                    terminators: Some(g.terminator.map(String::from).unwrap_or_default()),
+                    timeout_ms: Some(timeout),
+                    inter_digit_timeout_ms: Some(inter),
+                    tag: None,
+                }));
+            }
+            v01::IvrAction::Dial(d) => {
+                t.media.push_back(Media::Dial {
+                    returns: d.return_on_failure,
+                });
+                last = !d.return_on_failure;
+                t.actions.push(model::Action::Dial(dial(d.target)));
+            }
+            v01::IvrAction::Transfer(tr) => {
+                last = true;
+                t.actions.push(model::Action::Transfer(model::Transfer {
+                    target: transfer_target(tr),
+                    mode: model::TransferMode::Blind,
+                    tag: None,
+                }));
+            }
+            // 0.1's hold was immediate; music for the caller alone is a play that never ends,
+            // which would hold up every media action after it: it is kept only when none
+            // follows.
+            v01::IvrAction::Hold(music) if !media_after(i, &actions) => {
+                t.actions.push(model::Action::Play(model::Play {
                     audio: model::Audio::Music(music),
                     repeat: None,
                     barge_in: None,
                     tag: None,
-                })),
-                v01::IvrAction::Unhold => {}
-                v01::IvrAction::Conference(c) => {
-                    last = true;
-                    out.push(model::Action::Conference(model::Conference {
-                        room: c.room,
-                        muted: Some(c.muted),
-                        end_on_exit: Some(c.end_on_exit),
-                    }));
-                }
-                v01::IvrAction::Record(r) => {
-                    media.push_back(Media::Record(r.name.clone()));
-                    out.push(model::Action::Record(model::Recording {
-                        max_duration_ms: Some(clamp(
-                            store,
-                            "record max-duration-ms",
-                            r.max_duration_ms,
-                            1_000,
-                            3_600_000,
-                        )),
-                        name: r.name,
-                        terminators: Some(r.terminator.map(String::from).unwrap_or_default()),
-                        beep: Some(r.beep),
-                    }));
-                }
-                v01::IvrAction::ConnectAi(a) => {
-                    last = true;
-                    out.push(model::Action::ConnectAgent(agent(a)));
-                }
-                v01::IvrAction::SetVariable(name, value) => {
-                    out.push(model::Action::SetVariable(model::Variable { name, value }))
-                }
-                v01::IvrAction::Hangup(code) => {
-                    last = true;
-                    out.push(model::Action::Hangup(code.map(model::SipStatus::code)));
-                }
+                }))
             }
-            if last {
-                break;
+            v01::IvrAction::Hold(_) => t
+                .warnings
+                .push("hold dropped: a media action follows it in the same answer".into()),
+            // The music stops when another media action replaces it; with none to come, a
+            // moment of silence does.
+            v01::IvrAction::Unhold if !media_after(i, &actions) => {
+                t.media.push_back(Media::Unheld);
+                t.actions.push(model::Action::Play(model::Play {
+                    audio: model::Audio::Silence(1),
+                    repeat: None,
+                    barge_in: None,
+                    tag: None,
+                }));
+            }
+            v01::IvrAction::Unhold => {}
+            v01::IvrAction::Conference(c) => {
+                last = true;
+                t.actions.push(model::Action::Conference(model::Conference {
+                    room: c.room,
+                    muted: Some(c.muted),
+                    end_on_exit: Some(c.end_on_exit),
+                }));
+            }
+            v01::IvrAction::Record(r) => {
+                t.media.push_back(Media::Record(r.name.clone()));
+                let max = clamp(
+                    &mut t.warnings,
+                    "record max-duration-ms",
+                    r.max_duration_ms,
+                    1_000,
+                    3_600_000,
+                );
+                t.actions.push(model::Action::Record(model::Recording {
+                    name: r.name,
+                    max_duration_ms: Some(max),
+                    terminators: Some(r.terminator.map(String::from).unwrap_or_default()),
+                    beep: Some(r.beep),
+                }));
+            }
+            v01::IvrAction::ConnectAi(a) => {
+                last = true;
+                t.actions.push(model::Action::ConnectAgent(agent(a)));
+            }
+            v01::IvrAction::SetVariable(name, value) => t
+                .actions
+                .push(model::Action::SetVariable(model::Variable { name, value })),
+            v01::IvrAction::Hangup(code) => {
+                last = true;
+                t.actions
+                    .push(model::Action::Hangup(code.map(model::SipStatus::code)));
             }
         }
-        // 0.2's rule: an answer with a media action replaces what was waiting.
-        if out.iter().any(model::Action::is_media) {
-            self.waiting = media;
+        if last {
+            if !matches!(t.media.back(), Some(Media::Dial { .. })) {
+                t.media.push_back(Media::Final);
+            }
+            if i + 1 < actions.len() {
+                t.warnings.push(format!(
+                    "{} action(s) after the flow's last were dropped",
+                    actions.len() - i - 1
+                ));
+            }
+            break;
         }
-        Ok(out)
     }
+    t
 }
 
 fn warn(store: &mut Store<CallState>, message: &str) {
@@ -732,15 +814,23 @@ fn warn(store: &mut Store<CallState>, message: &str) {
 }
 
 /// Brings a value 0.1 did not bound into 0.2's range, saying so in the plugin's log.
-fn clamp(store: &mut Store<CallState>, field: &str, value: u32, lo: u32, hi: u32) -> u32 {
+fn clamp(warnings: &mut Vec<String>, field: &str, value: u32, lo: u32, hi: u32) -> u32 {
     let clamped = value.clamp(lo, hi);
     if clamped != value {
-        warn(
-            store,
-            &format!("{field} {value} is outside {lo}-{hi}; {clamped} is used"),
-        );
+        warnings.push(format!(
+            "{field} {value} is outside {lo}-{hi}; {clamped} is used"
+        ));
     }
     clamped
+}
+
+fn hangup_info(h: &model::HangupInfo) -> v01::HangupInfo {
+    v01::HangupInfo {
+        by_caller: h.ended_by == model::CallEnd::Caller,
+        // 0.1: "the SIP status or cause that ended the call (e.g. 487, 200 for BYE)"; 0.2
+        // gives a status exactly when the call was never answered.
+        status: Some(h.status.as_ref().map_or(200, |s| s.code)),
+    }
 }
 
 fn call_info(c: &model::CallInfo) -> v01::CallInfo {
@@ -822,12 +912,12 @@ fn agent(a: v01::AiAgent) -> model::Agent {
     }
 }
 
-fn audio(store: &mut Store<CallState>, a: v01::Audio) -> model::Audio {
+fn audio(warnings: &mut Vec<String>, a: v01::Audio) -> model::Audio {
     match a {
         v01::Audio::Prompt(p) => model::Audio::Prompt(p),
         v01::Audio::Say(s) => model::Audio::Say(s),
         v01::Audio::Tones(t) => model::Audio::Tones(t),
-        v01::Audio::Silence(ms) => model::Audio::Silence(clamp(store, "silence", ms, 1, 60_000)),
+        v01::Audio::Silence(ms) => model::Audio::Silence(clamp(warnings, "silence", ms, 1, 60_000)),
     }
 }
 
@@ -1059,5 +1149,120 @@ impl From<wit::SmsDecision> for v01::SmsDecision {
             wit::SmsDecision::Reply(t) => v01::SmsDecision::Reply(t),
             wit::SmsDecision::Reject(s) => v01::SmsDecision::Reject(s.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn play() -> v01::IvrAction {
+        v01::IvrAction::Play(v01::Play {
+            audio: v01::Audio::Prompt("p".into()),
+            repeat: 1,
+            barge_in: false,
+        })
+    }
+
+    fn gather(timeout_ms: u32) -> v01::IvrAction {
+        v01::IvrAction::Gather(v01::Gather {
+            prompt: None,
+            max_digits: 1,
+            terminator: None,
+            timeout_ms,
+            inter_digit_timeout_ms: 3_000,
+        })
+    }
+
+    fn names(t: &Translated) -> Vec<&'static str> {
+        t.actions.iter().map(model::Action::name).collect()
+    }
+
+    #[test]
+    fn actions_that_end_the_flow_are_last_and_hold_every_earlier_outcome_back() {
+        let transfer = v01::IvrAction::Transfer(v01::Transfer {
+            target: "sip:a@b".into(),
+            trunk: None,
+        });
+        let t = translate_ivr(vec![play(), transfer, play()]);
+        assert_eq!(names(&t), ["play", "transfer"]);
+        // The play's outcome is not the last: a marker nothing matches stands after it.
+        assert_eq!(t.media, [Media::Play, Media::Final]);
+        assert_eq!(
+            t.warnings,
+            ["1 action(s) after the flow's last were dropped"]
+        );
+
+        let dial = |returns| {
+            v01::IvrAction::Dial(v01::Dial {
+                target: v01::Forward {
+                    targets: vec!["+1".into()],
+                    trunk: None,
+                    timeout_ms: 30_000,
+                    strategy: v01::RingStrategy::Sequential,
+                    caller_id: None,
+                },
+                return_on_failure: returns,
+            })
+        };
+        let t = translate_ivr(vec![dial(false), play()]);
+        assert_eq!(t.media, [Media::Dial { returns: false }]);
+        assert_eq!(names(&t), ["dial"]);
+        let t = translate_ivr(vec![dial(true), play()]);
+        assert_eq!(t.media, [Media::Dial { returns: true }, Media::Play]);
+    }
+
+    #[test]
+    fn hold_music_never_holds_up_a_later_action_and_unhold_ends_it() {
+        let t = translate_ivr(vec![v01::IvrAction::Hold(None), play()]);
+        assert_eq!(names(&t), ["play"]);
+        assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
+        let t = translate_ivr(vec![v01::IvrAction::Hold(Some("jazz".into()))]);
+        assert!(matches!(
+            &t.actions[..],
+            [model::Action::Play(model::Play { audio: model::Audio::Music(Some(m)), .. })] if m == "jazz"
+        ));
+        // The music plays until replaced: no outcome is waited for.
+        assert!(t.media.is_empty());
+        let t = translate_ivr(vec![v01::IvrAction::Unhold]);
+        assert_eq!(t.media, [Media::Unheld]);
+        assert!(matches!(
+            &t.actions[..],
+            [model::Action::Play(model::Play {
+                audio: model::Audio::Silence(1),
+                ..
+            })]
+        ));
+        // With a media action to come, that replaces the music by itself.
+        let t = translate_ivr(vec![v01::IvrAction::Unhold, play()]);
+        assert_eq!(names(&t), ["play"]);
+    }
+
+    #[test]
+    fn values_0_1_did_not_bound_are_brought_into_range_with_a_warning() {
+        let t = translate_ivr(vec![gather(0), gather(5_000)]);
+        let model::Action::Gather(g) = &t.actions[0] else {
+            panic!("{:?}", t.actions)
+        };
+        assert_eq!(g.timeout_ms, Some(1_000));
+        assert_eq!(
+            t.warnings,
+            ["gather timeout-ms 0 is outside 1000-60000; 1000 is used"]
+        );
+        assert_eq!(t.media, [Media::Gather, Media::Gather]);
+    }
+
+    #[test]
+    fn a_hangup_tells_200_for_an_answered_call_and_the_status_otherwise() {
+        let info = |status: Option<u16>| model::HangupInfo {
+            ended_by: model::CallEnd::Caller,
+            status: status.map(model::SipStatus::code),
+            duration_ms: 0,
+            legs: Vec::new(),
+            recordings: Vec::new(),
+        };
+        assert_eq!(hangup_info(&info(None)).status, Some(200));
+        assert_eq!(hangup_info(&info(Some(487))).status, Some(487));
+        assert!(hangup_info(&info(None)).by_caller);
     }
 }

@@ -109,6 +109,32 @@ fn opt_name(field: &str, s: &Option<String>, max: usize) -> Result<(), Invalid> 
     s.as_deref().map_or(Ok(()), |s| name(field, s, max))
 }
 
+/// Text that goes into a SIP message: at most `max` bytes (at least `min`), no control
+/// characters (a CR or LF would end the header it is written into).
+fn sip_text(field: &str, s: &str, min: usize, max: usize) -> Result<(), Invalid> {
+    ensure(s.len() >= min && s.len() <= max, || {
+        format!("{field} must be {min} to {max} bytes, not {}", s.len())
+    })?;
+    ensure(!s.chars().any(char::is_control), || {
+        format!("{field} holds a control character")
+    })
+}
+
+fn opt_sip_text(field: &str, s: &Option<String>, min: usize, max: usize) -> Result<(), Invalid> {
+    s.as_deref()
+        .map_or(Ok(()), |s| sip_text(field, s, min, max))
+}
+
+/// A name the switch looks up (agents): letters, digits, `_`, `-` and `.`, 1 to 64 bytes.
+fn token(field: &str, s: &str) -> Result<(), Invalid> {
+    name(field, s, 64)?;
+    ensure(
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)),
+        || format!("{field} {s:?} may hold only letters, digits, _, - and ."),
+    )
+}
+
 fn range(field: &str, v: u32, lo: u32, hi: u32) -> Result<(), Invalid> {
     ensure((lo..=hi).contains(&v), || {
         format!("{field} {v} is outside {lo}-{hi}")
@@ -139,7 +165,7 @@ fn status(field: &str, s: &SipStatus, lo: u16, hi: u16) -> Result<(), Invalid> {
     ensure((lo..=hi).contains(&s.code), || {
         format!("{field} {} is outside {lo}-{hi}", s.code)
     })?;
-    opt_name(&format!("{field}'s reason"), &s.reason, 256)
+    opt_sip_text(&format!("{field}'s reason"), &s.reason, 1, 256)
 }
 
 fn tag(t: &Option<String>) -> Result<(), Invalid> {
@@ -148,18 +174,7 @@ fn tag(t: &Option<String>) -> Result<(), Invalid> {
 
 /// Letters, digits, `_`, `-` and `.`; 1 to 64 bytes.
 fn variable(v: &Variable) -> Result<(), Invalid> {
-    name("variable name", &v.name, 64)?;
-    ensure(
-        v.name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)),
-        || {
-            format!(
-                "variable name {:?} may hold only letters, digits, _, - and .",
-                v.name
-            )
-        },
-    )?;
+    token("variable name", &v.name)?;
     ensure(v.value.len() <= 4096, || {
         format!(
             "variable {} value is {} bytes, over 4096",
@@ -268,15 +283,20 @@ impl CallRecording {
 
 impl CallerId {
     fn check(&self) -> Result<(), Invalid> {
-        opt_name("caller-id number", &self.number, 64)?;
-        opt_name("caller-id name", &self.name, 64)?;
-        opt_name("caller-id asserted-identity", &self.asserted_identity, 256)
+        opt_sip_text("caller-id number", &self.number, 1, 64)?;
+        opt_sip_text("caller-id name", &self.name, 0, 64)?;
+        opt_sip_text(
+            "caller-id asserted-identity",
+            &self.asserted_identity,
+            1,
+            256,
+        )
     }
 }
 
 impl DialTarget {
     fn check(&self) -> Result<(), Invalid> {
-        name("dial target", &self.target, 256)?;
+        sip_text("dial target", &self.target, 1, 256)?;
         opt_name("trunk name", &self.trunk, 64)?;
         ensure(self.headers.len() <= MAX_HEADERS, || {
             format!(
@@ -334,9 +354,10 @@ impl Redirect {
         for c in &self.contacts {
             let scheme = c.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
             ensure(
-                matches!(scheme.as_deref(), Some("sip" | "sips" | "tel")) && c.len() <= 256,
+                matches!(scheme.as_deref(), Some("sip" | "sips" | "tel")),
                 || format!("redirect contact {c:?} is not a SIP or tel URI"),
             )?;
+            sip_text("redirect contact", c, 1, 256)?;
         }
         self.status
             .map_or(Ok(()), |s| range("redirect status", u32::from(s), 300, 399))
@@ -352,7 +373,7 @@ impl AcceptTransfer {
 
 impl Agent {
     fn check(&self) -> Result<(), Invalid> {
-        name("agent name", &self.name, 64)?;
+        token("agent name", &self.name)?;
         let Some(text) = &self.parameters else {
             return Ok(());
         };
@@ -434,18 +455,42 @@ impl Action {
     }
 }
 
+/// The rules of 0.2 that 0.1 did not have and that the switch relies on for its own safety, for
+/// what the 0.1 adapter makes of a 0.1 answer (which 0.1's own rules checked, and whose numbers
+/// it brought into range): recording names that are safe paths, variable names, the size of an
+/// answer. (0.1's forms the adapter keeps on purpose, an agent named by URL and a hand-off
+/// with no plugin name, are not 0.2 names, so the whole 0.2 check does not apply.)
+pub(crate) fn check_from_v0_1(actions: &[Action]) -> Result<(), Invalid> {
+    ensure(actions.len() <= MAX_ACTIONS, || {
+        format!(
+            "the answer holds {} actions, over {MAX_ACTIONS}",
+            actions.len()
+        )
+    })?;
+    actions.iter().try_for_each(|a| match a {
+        Action::Record(r) => recording_name(&r.name),
+        Action::StartRecording(r) => recording_name(&r.name),
+        Action::StopRecording(n) => recording_name(n),
+        Action::SetVariable(v) => variable(v),
+        Action::HandOff(h) => h.variables.iter().try_for_each(variable),
+        Action::Reject(s) | Action::Hangup(Some(s)) => status("status", s, 400, 699),
+        Action::Dial(d) => d
+            .groups
+            .iter()
+            .flat_map(|g| &g.targets)
+            .try_for_each(|t| sip_text("dial target", &t.target, 1, 256)),
+        _ => Ok(()),
+    })
+}
+
 impl SmsDecision {
     /// Checks a messaging decision against the contract's ranges.
     pub fn check(&self) -> Result<(), Invalid> {
         match self {
             SmsDecision::Deliver => Ok(()),
             SmsDecision::Rewrite(r) => {
-                ensure(
-                    r.from.is_some() || r.to.is_some() || r.body.is_some(),
-                    || "rewrite changes nothing".into(),
-                )?;
-                opt_name("rewrite from", &r.from, 256)?;
-                opt_name("rewrite to", &r.to, 256)?;
+                opt_sip_text("rewrite from", &r.from, 1, 256)?;
+                opt_sip_text("rewrite to", &r.to, 1, 256)?;
                 ensure(r.body.as_ref().is_none_or(|b| b.len() <= 4096), || {
                     "rewrite body is over 4096 bytes".into()
                 })
@@ -518,6 +563,23 @@ mod tests {
         };
         assert!(var("menu.choice-1").is_ok());
         assert!(var("a b").is_err());
+        let reject = |reason: &str| Action::Reject(SipStatus::new(486, reason)).check();
+        assert!(reject("Busy Here").is_ok());
+        assert!(
+            reject("Busy\r\nContact: sip:evil@example.com")
+                .unwrap_err()
+                .0
+                .contains("control character")
+        );
+        let agent_named = |n: &str| {
+            Action::ConnectAgent(Agent {
+                name: n.into(),
+                parameters: None,
+            })
+            .check()
+        };
+        assert!(agent_named("support-assistant").is_ok());
+        assert!(agent_named("wss://agent.example.com").is_err());
         assert!(Action::StopRecording("../x".into()).check().is_err());
     }
 

@@ -11,7 +11,8 @@
 //! a map with kebab-case field names, an `option` is `null` or the value, a variant case is a
 //! string when it has no payload (`"answer"`) and a one-key map when it has one
 //! (`{"reject": {"code": 486}}`), `flags` are a list of names (`["id"]`), a `char` is a
-//! one-character string. In input, option fields and lists may be left out.
+//! one-character string. In input, option fields may be left out, and so may lists that may be
+//! empty.
 //!
 //! [`v0_1`] keeps contract 0.1's vocabulary, which 0.1 scenario files and the simulate endpoint
 //! still speak for 0.1 plugins.
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 mod check;
 pub mod v0_1;
 
+pub(crate) use check::check_from_v0_1;
 pub use check::{Invalid, MAX_ACTIONS, denied_header};
 
 /// One SIP header (WIT `header`).

@@ -252,3 +252,115 @@ cases:
     )
     .await;
 }
+
+/// Whether the last event reached the 0.1 flow: the harness meters fuel, and a call the adapter
+/// answered itself burns none.
+fn told(call: &wasmswitch_plugins::CallInstance) -> bool {
+    call.last_fuel().expect("the harness meters fuel") > 0
+}
+
+#[tokio::test]
+async fn the_adapter_tells_a_0_1_ivr_only_what_0_1_told_it() {
+    use wasmswitch_plugins::model::{
+        Action, ActionFailure, CallEvent, DialOutcome, DialResult, DtmfPress, FailureReason,
+        GatherEnd, GatherResult, HandOver, PlaybackResult,
+    };
+    let h = harness_of(&frozen::component("0.1.0", "ivr-menu")).unwrap();
+    let dtmf = |leg, digit| CallEvent::Dtmf(DtmfPress { leg, digit });
+    let played = |barged_in| {
+        CallEvent::PlaybackFinished(PlaybackResult {
+            tag: None,
+            barged_in,
+        })
+    };
+    let gathered = |digits: &str| {
+        CallEvent::GatherCompleted(GatherResult {
+            tag: None,
+            digits: digits.into(),
+            ended_by: GatherEnd::MaxDigits,
+        })
+    };
+
+    let mut call = h.call().await.unwrap();
+    call.on_event(&CallEvent::HandedOver(HandOver::default()))
+        .await
+        .unwrap();
+    assert!(told(&call));
+    // During the greeting (a play) the caller's digits are the flow's; another leg's never.
+    call.on_event(&dtmf(0, '5')).await.unwrap();
+    assert!(told(&call));
+    call.on_event(&dtmf(1, '5')).await.unwrap();
+    assert!(!told(&call));
+    // The greeting's end is not the answer's last outcome: the adapter answers it.
+    call.on_event(&played(None)).await.unwrap();
+    assert!(!told(&call));
+    // While the gather runs, digits are the gather's.
+    call.on_event(&dtmf(0, '5')).await.unwrap();
+    assert!(!told(&call));
+    // 1: sales. While the dial runs the flow hears nothing; its end comes back (return on
+    // failure) as 0.1's dial-completed.
+    let answer = call.on_event(&gathered("1")).await.unwrap();
+    assert!(told(&call));
+    assert!(matches!(
+        answer.actions[..],
+        [Action::SetVariable(_), Action::Dial(_)]
+    ));
+    call.on_event(&dtmf(0, '9')).await.unwrap();
+    assert!(!told(&call));
+    let busy = CallEvent::DialCompleted(DialResult {
+        tag: None,
+        outcome: DialOutcome::Busy,
+        answered: None,
+        legs: Vec::new(),
+    });
+    let answer = call.on_event(&busy).await.unwrap();
+    assert!(told(&call));
+    assert!(matches!(
+        answer.actions[..],
+        [Action::Play(_), Action::Gather(_)]
+    ));
+    // A digit over a barge-in play ends the answer there and reaches the flow as dtmf; the
+    // gather that would have followed is not waited for.
+    call.on_event(&played(Some('7'))).await.unwrap();
+    assert!(told(&call));
+    call.on_event(&gathered("2")).await.unwrap();
+    assert!(!told(&call));
+
+    // 2: support, a blind transfer, after which the flow is not called again but for the
+    // hangup.
+    let mut call = h.call().await.unwrap();
+    call.on_event(&CallEvent::HandedOver(HandOver::default()))
+        .await
+        .unwrap();
+    call.on_event(&played(None)).await.unwrap();
+    let answer = call.on_event(&gathered("2")).await.unwrap();
+    assert!(matches!(
+        answer.actions[..],
+        [Action::SetVariable(_), Action::Transfer(_)]
+    ));
+    call.on_event(&dtmf(0, '1')).await.unwrap();
+    assert!(!told(&call));
+
+    // An action that failed drops the rest of its answer: nothing the flow waits for is coming.
+    let mut call = h.call().await.unwrap();
+    let answer = call
+        .on_event(&CallEvent::HandedOver(HandOver::default()))
+        .await
+        .unwrap();
+    let failed = CallEvent::ActionFailed(ActionFailure {
+        action: answer.actions[1].clone(),
+        reason: FailureReason::MissingPrompt("welcome".into()),
+        message: "no prompt welcome".into(),
+    });
+    assert!(call.on_event(&failed).await.unwrap().actions.is_empty());
+    assert!(!told(&call));
+    assert!(
+        call.logs()
+            .iter()
+            .any(|l| l.message.contains("play failed and was dropped")),
+        "{:?}",
+        call.logs()
+    );
+    call.on_event(&gathered("1")).await.unwrap();
+    assert!(!told(&call));
+}

@@ -128,6 +128,7 @@ async fn harness_api_drives_an_ivr_and_reads_kv_logs_and_fuel() {
     // asked (its fuel stays untouched).
     let played = CallEvent::PlaybackFinished(PlaybackResult::default());
     assert!(call.on_event(&played).await.unwrap().actions.is_empty());
+    assert_eq!(call.last_fuel(), Some(0), "the flow was not asked");
     let gathered = CallEvent::GatherCompleted(GatherResult {
         tag: None,
         digits: "2".into(),

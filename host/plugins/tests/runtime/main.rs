@@ -5,6 +5,7 @@
 
 mod contract_v0_1;
 mod contract_v0_2;
+mod deadline;
 mod examples;
 mod hot_swap;
 mod limits;
