@@ -1,4 +1,4 @@
-//! `wasmswitch plugin push|list|activate|rollback`: the API from the command line, so a plugin
+//! `wasmswitch plugin push|list|activate|rollback|deactivate`: the API from the command line, so a plugin
 //! author goes from source to a live plugin in two commands (build, push).
 
 use std::path::Path;
@@ -175,6 +175,17 @@ impl Client {
             r["previous"]
                 .as_i64()
                 .map_or("none".into(), |v| v.to_string())
+        );
+        Ok(())
+    }
+
+    pub async fn deactivate(&self, name: &str) -> anyhow::Result<()> {
+        let r = self
+            .send(self.http.post(self.plugins(&format!("/{name}/deactivate"))))
+            .await?;
+        println!(
+            "{}/{name} deactivated (was version {}); new calls no longer reach it",
+            self.tenant, r["version"]
         );
         Ok(())
     }

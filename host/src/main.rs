@@ -115,8 +115,16 @@ enum PluginCommand {
         #[command(flatten)]
         remote: client::Remote,
     },
-    /// Go back to the version that was active before.
+    /// Go back to the version that was active before (after a deactivation: the one
+    /// deactivated).
     Rollback {
+        name: String,
+        #[command(flatten)]
+        remote: client::Remote,
+    },
+    /// Make no version of a plugin active: new calls no longer reach it (calls in progress keep
+    /// theirs).
+    Deactivate {
         name: String,
         #[command(flatten)]
         remote: client::Remote,
@@ -388,6 +396,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => remote_call(&remote, async |c| c.activate(&name, version).await),
         Command::Plugin(PluginCommand::Rollback { name, remote }) => {
             remote_call(&remote, async |c| c.rollback(&name).await)
+        }
+        Command::Plugin(PluginCommand::Deactivate { name, remote }) => {
+            remote_call(&remote, async |c| c.deactivate(&name).await)
         }
         Command::Plugin(PluginCommand::Inspect { plugin }) => {
             let h = Harness::load(&plugin)?;

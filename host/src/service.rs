@@ -88,111 +88,23 @@ impl Service {
             store.migrate().await?;
         }
         let first_operator_key = bootstrap_operator(&store, &config).await?;
-
-        let kv = Arc::new(SqlKv::new(store.clone()));
-        if config.plugins.max_instances_per_tenant >= config.plugins.max_instances {
-            tracing::warn!(
-                max_instances = config.plugins.max_instances,
-                max_instances_per_tenant = config.plugins.max_instances_per_tenant,
-                "plugins.max_instances_per_tenant is not below plugins.max_instances: one tenant's calls can take every plugin instance slot of this host"
-            );
-        }
-        let runtime_config = RuntimeConfig {
-            deadline: config.plugin_deadline(),
-            max_memory_bytes: (config.plugins.max_memory_mib as usize) << 20,
-            max_instances: config.plugins.max_instances,
-            max_instances_per_tenant: config.plugins.max_instances_per_tenant,
-            warm_instances: config.plugins.warm_instances,
-            cache_dir: config.cache_dir(),
-            ..RuntimeConfig::default()
-        };
-        let runtime = Runtime::new(runtime_config.clone(), kv.clone())?;
-        let sim_limits = config.simulator_limits();
-        let sim_runtime = Runtime::new(
-            RuntimeConfig {
-                fuel_metering: true,
-                metrics: false,
-                warm_instances: 0,
-                max_instances: u32::try_from(sim_limits.concurrency).unwrap_or(u32::MAX),
-                // The simulator's slots already bound each tenant's share.
-                max_instances_per_tenant: u32::MAX,
-                ..runtime_config
-            },
-            kv,
-        )?;
-        let simulator = Simulator::new(sim_runtime, sim_limits).map_err(|e| {
-            ServiceError::Config(format!("cannot start the simulation threads: {e}"))
-        })?;
-        let registry = Arc::new(Registry::new());
-        let state = AppState {
-            store: store.clone(),
-            runtime,
-            simulator: Arc::new(simulator),
-            registry,
-            auth: Arc::new(
-                Auth::new(
-                    &config.api.operator_keys,
-                    &config.api.jwt_secret,
-                    Duration::from_secs(config.api.jwt_max_ttl_secs),
-                    config.rate_limits(),
-                    config.trusted_proxies(),
-                )
-                .map_err(|e| ServiceError::Config(format!("api.jwt_secret: {e}")))?,
-            ),
-            config: Arc::new(config.api.clone()),
-            sip_domain: config.sip.domain.as_str().into(),
-            metrics: crate::metrics::install(),
-        };
+        let state = app_state(&config, store)?;
+        // What the store has active is loaded before the API answers.
         let mut broken = HashSet::new();
         sync_active(&state, &mut broken).await;
 
         let addr = config.api_listen();
+        let listen_error = |source| ServiceError::Listen {
+            addr: addr.to_string(),
+            source,
+        };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| ServiceError::Listen {
-                addr: addr.to_string(),
-                source,
-            })?;
-        let api_addr = listener
-            .local_addr()
-            .map_err(|source| ServiceError::Listen {
-                addr: addr.to_string(),
-                source,
-            })?;
-        let (shutdown, watch_rx) = watch::channel(false);
-        let mut rx = watch_rx.clone();
-        let api_task = tokio::spawn({
-            let state = state.clone();
-            async move {
-                let stop = async move {
-                    while rx.changed().await.is_ok() {
-                        if *rx.borrow() {
-                            break;
-                        }
-                    }
-                };
-                if let Err(e) = api::serve(listener, state, stop).await {
-                    tracing::error!(error = %e, "the API server failed");
-                }
-            }
-        });
-        let mut rx = watch_rx;
-        let sync_task = tokio::spawn({
-            let state = state.clone();
-            async move {
-                let mut broken = broken;
-                let mut every = tokio::time::interval(SYNC_EVERY);
-                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = every.tick() => sync_active(&state, &mut broken).await,
-                        changed = rx.changed() => if changed.is_err() || *rx.borrow() {
-                            break;
-                        },
-                    }
-                }
-            }
-        });
+            .map_err(listen_error)?;
+        let api_addr = listener.local_addr().map_err(listen_error)?;
+        let (shutdown, stopped) = watch::channel(false);
+        let api_task = tokio::spawn(serve_api(listener, state.clone(), stopped.clone()));
+        let sync_task = tokio::spawn(keep_in_sync(state.clone(), broken, stopped));
         tracing::info!(api = %api_addr, database = %crate::config::redact_url(&config.database.url), "wasmswitch started");
         Ok(Service {
             api_addr,
@@ -284,6 +196,101 @@ impl Service {
         // Remember what is in force: the new live values, the old fixed ones.
         *current = next;
         out
+    }
+}
+
+/// The plugin runtimes (the calls' and the simulations'), the registry, auth and metrics: what
+/// every request handler and the sync loop share.
+fn app_state(config: &Config, store: Store) -> Result<AppState, ServiceError> {
+    let kv = Arc::new(SqlKv::new(store.clone()));
+    if config.plugins.max_instances_per_tenant >= config.plugins.max_instances {
+        tracing::warn!(
+            max_instances = config.plugins.max_instances,
+            max_instances_per_tenant = config.plugins.max_instances_per_tenant,
+            "plugins.max_instances_per_tenant is not below plugins.max_instances: one tenant's calls can take every plugin instance slot of this host"
+        );
+    }
+    let runtime_config = RuntimeConfig {
+        deadline: config.plugin_deadline(),
+        max_memory_bytes: (config.plugins.max_memory_mib as usize) << 20,
+        max_instances: config.plugins.max_instances,
+        max_instances_per_tenant: config.plugins.max_instances_per_tenant,
+        warm_instances: config.plugins.warm_instances,
+        cache_dir: config.cache_dir(),
+        ..RuntimeConfig::default()
+    };
+    let runtime = Runtime::new(runtime_config.clone(), kv.clone())?;
+    let sim_limits = config.simulator_limits();
+    let sim_runtime = Runtime::new(
+        RuntimeConfig {
+            fuel_metering: true,
+            metrics: false,
+            warm_instances: 0,
+            max_instances: u32::try_from(sim_limits.concurrency).unwrap_or(u32::MAX),
+            // The simulator's slots already bound each tenant's share.
+            max_instances_per_tenant: u32::MAX,
+            ..runtime_config
+        },
+        kv,
+    )?;
+    let simulator = Simulator::new(sim_runtime, sim_limits)
+        .map_err(|e| ServiceError::Config(format!("cannot start the simulation threads: {e}")))?;
+    let auth = Auth::new(
+        &config.api.operator_keys,
+        &config.api.jwt_secret,
+        Duration::from_secs(config.api.jwt_max_ttl_secs),
+        config.rate_limits(),
+        config.trusted_proxies(),
+    )
+    .map_err(|e| ServiceError::Config(format!("api.jwt_secret: {e}")))?;
+    Ok(AppState {
+        store,
+        runtime,
+        simulator: Arc::new(simulator),
+        registry: Arc::new(Registry::new()),
+        auth: Arc::new(auth),
+        config: Arc::new(config.api.clone()),
+        sip_domain: config.sip.domain.as_str().into(),
+        metrics: crate::metrics::install(),
+    })
+}
+
+/// Resolves once `stopped` says so (or its sender is gone).
+async fn stop_signal(mut stopped: watch::Receiver<bool>) {
+    while stopped.changed().await.is_ok() {
+        if *stopped.borrow() {
+            break;
+        }
+    }
+}
+
+/// Serves the API until the service stops.
+async fn serve_api(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    stopped: watch::Receiver<bool>,
+) {
+    if let Err(e) = api::serve(listener, state, stop_signal(stopped)).await {
+        tracing::error!(error = %e, "the API server failed");
+    }
+}
+
+/// Follows the store's active plugins (activations, deactivations and deletions made through
+/// other hosts) until the service stops.
+async fn keep_in_sync(
+    state: AppState,
+    mut broken: HashSet<Wanted>,
+    stopped: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(SYNC_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stop = stop_signal(stopped);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = every.tick() => sync_active(&state, &mut broken).await,
+            () = &mut stop => break,
+        }
     }
 }
 

@@ -209,6 +209,30 @@ impl AppState {
         Ok(activation)
     }
 
+    /// Makes no version of the plugin active, in the store and on this host (the other hosts
+    /// follow on their next sync).
+    pub(crate) async fn deactivate(
+        &self,
+        who: &Principal,
+        tenant: &str,
+        name: &str,
+    ) -> Result<crate::store::Deactivation, ApiError> {
+        let done = self
+            .store
+            .deactivate_plugin(tenant, name, &who.subject)
+            .await?;
+        self.registry.deactivate(tenant, name);
+        self.audit(
+            who,
+            Some(tenant),
+            "plugin.deactivate",
+            &format!("{name}@{}", done.version),
+            "",
+        )
+        .await;
+        Ok(done)
+    }
+
     /// Loads the stored `version` if needed and makes it active on this host.
     async fn swap_in(&self, tenant: &str, name: &str, version: i64) -> Result<(), ApiError> {
         let record = self.store.plugin_record(tenant, name, version).await?;
@@ -323,6 +347,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(plugins::version, plugins::delete))
         .routes(routes!(plugins::activate))
         .routes(routes!(plugins::rollback))
+        .routes(routes!(plugins::deactivate))
         .routes(routes!(simulate::simulate))
         .routes(routes!(kv::list))
         .routes(routes!(kv::get, kv::put, kv::delete))

@@ -15,7 +15,7 @@ use super::auth::Principal;
 use super::extract::{Path, Query};
 use super::{ApiError, AppState, Created, Reply};
 use crate::plugins::Capability;
-use crate::store::{Activation, PluginRecord, valid_plugin_name};
+use crate::store::{Activation, Deactivation, PluginRecord, valid_plugin_name};
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct PluginPath {
@@ -244,6 +244,24 @@ pub async fn activate(
         state
             .activate(&who, &p.tenant, &p.name, Some(p.version))
             .await?,
+    ))
+}
+
+/// Makes no version of the plugin active: new calls no longer reach it (on every host sharing
+/// the database), calls in progress keep theirs. A rollback makes the deactivated version
+/// active again.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/plugins/{name}/deactivate", operation_id = "deactivate_plugin", tag = "plugins",
+    params(PluginPath),
+    responses((status = 200, body = Deactivation), (status = 404, body = super::Problem), (status = 422, description = "no version is active", body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn deactivate(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(p): Path<PluginPath>,
+) -> Reply<Deactivation> {
+    who.admin(&p.tenant)?;
+    Ok(axum::Json(
+        state.deactivate(&who, &p.tenant, &p.name).await?,
     ))
 }
 

@@ -186,65 +186,14 @@ pub async fn simulate(
 ) -> Reply<SimulateResult> {
     who.read(&p.tenant)?;
     let tenant = p.tenant.as_str();
-    let given = [
-        req.events.is_some(),
-        req.message.is_some(),
-        req.delivery.is_some(),
-        req.call.is_some(),
-        req.ivr.is_some(),
-    ];
-    if given.iter().filter(|x| **x).count() != 1 {
-        return Err(ApiError::Unprocessable(
-            "give exactly one of events, message, delivery (or, for a contract 0.1 plugin, call or ivr)".into(),
-        ));
-    }
-    let needs = if req.message.is_some() || req.delivery.is_some() {
-        Capability::Messaging
-    } else {
-        Capability::Calls
-    };
-    for (what, events) in [
-        ("events", req.events.as_ref().map(Vec::len)),
-        ("ivr", req.ivr.as_ref().map(Vec::len)),
-    ] {
-        if events.is_some_and(|n| n == 0 || n > MAX_EVENTS) {
-            return Err(ApiError::Unprocessable(format!(
-                "{what} takes 1 to {MAX_EVENTS} events"
-            )));
-        }
-    }
+    let needs = req.needs()?;
     let uid = state.store.tenant(tenant).await?.uid;
     let record = pick_version(&state, tenant, &req, needs).await?;
     let (name, version) = (record.name.clone(), record.version);
     let slot = state.simulator.slot(tenant).await?;
     let plugin = sim_version(&state, &uid, &record).await?;
-    if !plugin.has(needs) {
-        return Err(ApiError::Unprocessable(format!(
-            "plugin {name}@{version} does not export wasmswitch:plugin/{}",
-            plugin.target.contract.interface(needs)
-        )));
-    }
-    if (req.call.is_some() || req.ivr.is_some()) && plugin.target.contract != Contract::V0_1 {
-        return Err(ApiError::Unprocessable(format!(
-            "call and ivr are contract 0.1's requests, and plugin {name}@{version} targets {}: send its events instead",
-            plugin.target
-        )));
-    }
-    // 0.1's own requests need 0.1's own interface.
-    let v0_1_interface = if req.call.is_some() {
-        Some("call-routing")
-    } else if req.ivr.is_some() {
-        Some("ivr-flow")
-    } else {
-        None
-    };
-    if let Some(interface) = v0_1_interface
-        && !plugin.interfaces.iter().any(|i| i == interface)
-    {
-        return Err(ApiError::Unprocessable(format!(
-            "plugin {name}@{version} does not export wasmswitch:plugin/{interface}"
-        )));
-    }
+    req.fits(&plugin, needs)
+        .map_err(|why| ApiError::Unprocessable(format!("plugin {name}@{version} {why}")))?;
 
     // The plugin's kv reads reach the database from the API's runtime, not the simulation
     // threads (see `OnRuntime`).
@@ -264,36 +213,15 @@ pub async fn simulate(
         .snapshot(tenant)
         .map(|s| s.fallback.clone())
         .unwrap_or_default();
+    let given_kv = req.kv.clone();
     let run = Run {
         tenant: tenant.to_string(),
         plugin,
         overlay: overlay.clone(),
         fallback,
-        input: if let Some(events) = req.events {
-            Input::Events(events)
-        } else if let Some(message) = req.message {
-            Input::Message(message)
-        } else if let Some(report) = req.delivery {
-            Input::Delivery(report)
-        } else if let Some(call) = req.call {
-            Input::Route(call)
-        } else {
-            Input::Ivr(req.ivr.unwrap_or_default())
-        },
+        input: req.into_input(),
     };
     let (steps, logs, counters) = state.simulator.run(slot, run.go()).await?;
-
-    let base: BTreeMap<String, Option<Vec<u8>>> = req
-        .kv
-        .iter()
-        .map(|(k, v)| (k.clone(), Some(v.as_bytes().to_vec())))
-        .collect();
-    let kv_changes = overlay
-        .changes(tenant)
-        .into_iter()
-        .filter(|(k, v)| base.get(k) != Some(v))
-        .map(|(k, v)| (k, v.map(|b| String::from_utf8_lossy(&b).into_owned())))
-        .collect();
     Ok(axum::Json(SimulateResult {
         plugin: name,
         version,
@@ -301,8 +229,100 @@ pub async fn simulate(
         steps,
         logs,
         counters,
-        kv_changes,
+        kv_changes: kv_changes(&overlay, tenant, &given_kv),
     }))
+}
+
+impl SimulateRequest {
+    /// Checks the request's shape; what the plugin it runs must be able to do.
+    fn needs(&self) -> Result<Capability, ApiError> {
+        let given = [
+            self.events.is_some(),
+            self.message.is_some(),
+            self.delivery.is_some(),
+            self.call.is_some(),
+            self.ivr.is_some(),
+        ];
+        if given.iter().filter(|x| **x).count() != 1 {
+            return Err(ApiError::Unprocessable(
+                "give exactly one of events, message, delivery (or, for a contract 0.1 plugin, call or ivr)".into(),
+            ));
+        }
+        for (what, events) in [
+            ("events", self.events.as_ref().map(Vec::len)),
+            ("ivr", self.ivr.as_ref().map(Vec::len)),
+        ] {
+            if events.is_some_and(|n| n == 0 || n > MAX_EVENTS) {
+                return Err(ApiError::Unprocessable(format!(
+                    "{what} takes 1 to {MAX_EVENTS} events"
+                )));
+            }
+        }
+        Ok(if self.message.is_some() || self.delivery.is_some() {
+            Capability::Messaging
+        } else {
+            Capability::Calls
+        })
+    }
+
+    /// Whether `plugin` can answer this request; if not, why (after "plugin NAME@VERSION").
+    fn fits(&self, plugin: &PluginVersion, needs: Capability) -> Result<(), String> {
+        if !plugin.has(needs) {
+            return Err(format!(
+                "does not export wasmswitch:plugin/{}",
+                plugin.target.contract.interface(needs)
+            ));
+        }
+        // 0.1's own requests need a 0.1 plugin with 0.1's own interface.
+        let v0_1_interface = if self.call.is_some() {
+            "call-routing"
+        } else if self.ivr.is_some() {
+            "ivr-flow"
+        } else {
+            return Ok(());
+        };
+        if plugin.target.contract != Contract::V0_1 {
+            return Err(format!(
+                "targets {}, and call and ivr are contract 0.1's requests: send its events instead",
+                plugin.target
+            ));
+        }
+        if !plugin.interfaces.iter().any(|i| i == v0_1_interface) {
+            return Err(format!(
+                "does not export wasmswitch:plugin/{v0_1_interface}"
+            ));
+        }
+        Ok(())
+    }
+
+    fn into_input(self) -> Input {
+        if let Some(events) = self.events {
+            Input::Events(events)
+        } else if let Some(message) = self.message {
+            Input::Message(message)
+        } else if let Some(report) = self.delivery {
+            Input::Delivery(report)
+        } else if let Some(call) = self.call {
+            Input::Route(call)
+        } else {
+            Input::Ivr(self.ivr.unwrap_or_default())
+        }
+    }
+}
+
+/// What the plugin wrote to `kv` in the simulation, leaving out the entries the request gave
+/// that it left as they were (values as text, lossily; none: deleted).
+fn kv_changes(
+    overlay: &OverlayKv,
+    tenant: &str,
+    given: &BTreeMap<String, String>,
+) -> BTreeMap<String, Option<String>> {
+    overlay
+        .changes(tenant)
+        .into_iter()
+        .filter(|(k, v)| given.get(k).map(|g| Some(g.as_bytes().to_vec())).as_ref() != Some(v))
+        .map(|(k, v)| (k, v.map(|b| String::from_utf8_lossy(&b).into_owned())))
+        .collect()
 }
 
 /// What a simulation feeds the plugin.

@@ -28,7 +28,9 @@ pub use error::StoreError;
 pub use keys::{ApiKey, NewApiKey, Role, constant_time_eq};
 pub use kv::SqlKv;
 pub use numbers::{Did, NewSipUser, NewTrunk, SipUser, Transport, Trunk, digest_ha1, valid_e164};
-pub use plugins::{Activation, ActivePlugin, NewPlugin, PluginRecord, valid_plugin_name};
+pub use plugins::{
+    Activation, ActivePlugin, Deactivation, NewPlugin, PluginRecord, valid_plugin_name,
+};
 pub use tenants::{MAX_TEXT_CHARS, Tenant, check_text, valid_tenant_id};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");

@@ -54,6 +54,16 @@ pub struct ActivePlugin {
     pub sha256: String,
 }
 
+/// The result of a deactivation: no version of the plugin is active now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Deactivation {
+    pub tenant_id: String,
+    pub name: String,
+    /// The version that was active; a rollback makes it active again.
+    pub version: i64,
+    pub at: i64,
+}
+
 /// The result of an activation or a rollback.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Activation {
@@ -270,6 +280,67 @@ impl Store {
         self.switch_active(tenant, name, None, actor).await
     }
 
+    /// Makes no version of the plugin active, so new calls no longer reach it, and records the
+    /// change (kind `deactivate`, `version` and `previous` the version that was active): a
+    /// rollback then makes that version active again.
+    pub async fn deactivate_plugin(
+        &self,
+        tenant: &str,
+        name: &str,
+        actor: &str,
+    ) -> Result<Deactivation, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // Takes turns with activations of the same plugin (see `switch_active`).
+        let named = sqlx::query(
+            "UPDATE plugin_names SET last_version = last_version WHERE tenant_id = $1 AND name = $2",
+        )
+        .bind(tenant)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        if named.rows_affected() == 0 {
+            return Err(StoreError::NotFound("plugin"));
+        }
+        let current: Option<i64> = sqlx::query(
+            "SELECT version FROM plugins WHERE tenant_id = $1 AND name = $2 AND active = 1",
+        )
+        .bind(tenant)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get("version"))
+        .transpose()?;
+        let Some(current) = current else {
+            return Err(StoreError::Invalid(format!(
+                "plugin {name} has no active version"
+            )));
+        };
+        let at = now_ms();
+        sqlx::query("UPDATE plugins SET active = 0 WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO plugin_activations (tenant_id, name, version, previous, kind, actor, at) \
+             VALUES ($1, $2, $3, $3, 'deactivate', $4, $5)",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(current)
+        .bind(actor)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Deactivation {
+            tenant_id: tenant.to_string(),
+            name: name.to_string(),
+            version: current,
+            at,
+        })
+    }
+
     /// `Some(v)`: activate v; `None`: roll back.
     async fn switch_active(
         &self,
@@ -304,8 +375,8 @@ impl Store {
             return Err(StoreError::NotFound("plugin"));
         }
         let current = versions.iter().find(|(_, a)| *a != 0).map(|(v, _)| *v);
-        // Replay the history to find where a rollback goes: each activation pushes the version
-        // it replaced, each rollback pops one.
+        // Replay the history to find where a rollback goes: each activation (and deactivation)
+        // pushes the version it replaced, each rollback pops one.
         let history = sqlx::query(
             "SELECT kind, previous FROM plugin_activations WHERE tenant_id = $1 AND name = $2 ORDER BY id",
         )
@@ -318,7 +389,7 @@ impl Store {
             let kind: String = row.try_get("kind")?;
             let previous: Option<i64> = row.try_get("previous")?;
             match kind.as_str() {
-                "activate" => stack.extend(previous),
+                "activate" | "deactivate" => stack.extend(previous),
                 _ => {
                     stack.pop();
                 }

@@ -357,3 +357,55 @@ both! {
         .await;
     }
 }
+
+both! {
+    // Deactivation, through one host, is followed by every host sharing the database; a
+    // rollback brings the deactivated version back, on every host too.
+    async fn a_deactivation_reaches_every_host_and_a_rollback_undoes_it(db) {
+        let a = App::start(config(&db)).await;
+        let b = App::start_existing(config(&db), a.operator.clone()).await;
+        let admin = a.tenant("acme").await;
+        let (s, v1) = a.upload("acme", "router", &admin, wasm(artifacts::FAULTY), "?activate=true").await;
+        assert_eq!(s, StatusCode::CREATED, "{v1}");
+        let wait_for = |app: &App, want: Option<u32>| {
+            let registry = app.service.state.registry.clone();
+            async move {
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                loop {
+                    let got = registry.active("acme", "router").map(|p| p.id.version);
+                    if got == want {
+                        return;
+                    }
+                    assert!(std::time::Instant::now() < until, "expected {want:?}, still {got:?}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        };
+        wait_for(&b, Some(1)).await;
+        // The faulty router refuses with 486: a plugin answers.
+        assert!(matches!(&route(&b, "acme", "+1").await[..], [Action::Reject(s)] if s.code == 486));
+
+        let (s, done) = a.post("/v1/tenants/acme/plugins/router/deactivate", &admin, json!({})).await;
+        assert_eq!((s, done["version"].as_i64()), (StatusCode::OK, Some(1)), "{done}");
+        // At once on the host that did it, and on the other after its next sync: new calls get
+        // the tenant's fallback (503), as with no plugin at all.
+        assert!(a.service.state.registry.active("acme", "router").is_none());
+        wait_for(&b, None).await;
+        assert!(matches!(&route(&b, "acme", "+1").await[..], [Action::Reject(s)] if s.code == 503));
+        let (_, list) = a.get("/v1/tenants/acme/plugins/router", &admin).await;
+        assert!(list.as_array().unwrap().iter().all(|r| r["active"] == false), "{list}");
+        // Nothing left to deactivate.
+        let again = a.post("/v1/tenants/acme/plugins/router/deactivate", &admin, json!({})).await;
+        assert_problem(&again, 422, "unprocessable");
+        assert_problem(&a.post("/v1/tenants/acme/plugins/nope/deactivate", &admin, json!({})).await, 404, "not-found");
+
+        // A rollback makes the deactivated version active again, everywhere.
+        let (s, back) = a.post("/v1/tenants/acme/plugins/router/rollback", &admin, json!({})).await;
+        assert_eq!((s, back["version"].as_i64()), (StatusCode::OK, Some(1)), "{back}");
+        wait_for(&b, Some(1)).await;
+        assert!(matches!(&route(&b, "acme", "+1").await[..], [Action::Reject(s)] if s.code == 486));
+        b.stop().await;
+        a.stop().await;
+        db.drop_db().await;
+    }
+}
