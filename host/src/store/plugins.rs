@@ -290,17 +290,7 @@ impl Store {
         actor: &str,
     ) -> Result<Deactivation, StoreError> {
         let mut tx = self.begin_write().await?;
-        // Takes turns with activations of the same plugin (see `switch_active`).
-        let named = sqlx::query(
-            "UPDATE plugin_names SET last_version = last_version WHERE tenant_id = $1 AND name = $2",
-        )
-        .bind(tenant)
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
-        if named.rows_affected() == 0 {
-            return Err(StoreError::NotFound("plugin"));
-        }
+        take_turns(&mut tx, tenant, name).await?;
         let current: Option<i64> = sqlx::query(
             "SELECT version FROM plugins WHERE tenant_id = $1 AND name = $2 AND active = 1",
         )
@@ -350,18 +340,7 @@ impl Store {
         actor: &str,
     ) -> Result<Activation, StoreError> {
         let mut tx = self.begin_write().await?;
-        // Activations of one plugin take turns: this takes the name's row lock on PostgreSQL
-        // (SQLite's write lock is already held), so two never read the same "current".
-        let named = sqlx::query(
-            "UPDATE plugin_names SET last_version = last_version WHERE tenant_id = $1 AND name = $2",
-        )
-        .bind(tenant)
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
-        if named.rows_affected() == 0 {
-            return Err(StoreError::NotFound("plugin"));
-        }
+        take_turns(&mut tx, tenant, name).await?;
         let versions: Vec<(i64, i64)> =
             sqlx::query("SELECT version, active FROM plugins WHERE tenant_id = $1 AND name = $2")
                 .bind(tenant)
@@ -480,4 +459,24 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Makes changes to one plugin's active version take turns: takes the name's row lock on
+/// PostgreSQL (SQLite's write lock is already held), so two never read the same "current".
+async fn take_turns(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tenant: &str,
+    name: &str,
+) -> Result<(), StoreError> {
+    let named = sqlx::query(
+        "UPDATE plugin_names SET last_version = last_version WHERE tenant_id = $1 AND name = $2",
+    )
+    .bind(tenant)
+    .bind(name)
+    .execute(&mut **tx)
+    .await?;
+    if named.rows_affected() == 0 {
+        return Err(StoreError::NotFound("plugin"));
+    }
+    Ok(())
 }
