@@ -77,11 +77,12 @@ curl -fsS -X POST "$base/v1/tenants/acme/plugins/router?world=router&activate=tr
 curl -fsS -X PUT "$base/v1/tenants/acme/kv/routes" -H "Authorization: Bearer $key" \
     --data-binary $'+1 * us-trunk\n' >/dev/null
 decision=$(curl -fsS -X POST "$base/v1/tenants/acme/simulate" -H "Authorization: Bearer $key" \
-    -H 'content-type: application/json' -d '{"call": {"from": "+442071234567", "to": "+14155550100"}}')
-python3 - "$decision" <<'PY' || fail "simulate did not forward to us-trunk: $decision"
+    -H 'content-type: application/json' \
+    -d '{"events": [{"incoming": {"from": "+442071234567", "to": "+14155550100"}}]}')
+python3 - "$decision" <<'PY' || fail "simulate did not dial through us-trunk: $decision"
 import json, sys
 out = json.loads(sys.argv[1])["steps"][0]["output"]
-assert out["forward"]["trunk"] == "us-trunk", out
+assert out[0]["dial"]["groups"][0]["targets"][0]["trunk"] == "us-trunk", out
 PY
 echo "ok: API, operator key, upload, simulate (SQLite)"
 

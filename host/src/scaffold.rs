@@ -18,7 +18,20 @@ pub enum World {
     Messaging,
 }
 
-const WIT: [(&str, &str); 3] = [
+/// Contract 0.2, which Rust projects are written against (through the SDK, which has its own
+/// copy; this one is for reference).
+const WIT_V0_2: [(&str, &str); 3] = [
+    ("wit/types.wit", include_str!("../../wit/v0.2.0/types.wit")),
+    ("wit/host.wit", include_str!("../../wit/v0.2.0/host.wit")),
+    (
+        "wit/worlds.wit",
+        include_str!("../../wit/v0.2.0/worlds.wit"),
+    ),
+];
+
+/// Contract 0.1, which Python and JavaScript projects are still generated for (their build
+/// scripts bind this copy) until their templates move to 0.2.
+const WIT_V0_1: [(&str, &str); 3] = [
     ("wit/types.wit", include_str!("../../wit/v0.1.0/types.wit")),
     ("wit/host.wit", include_str!("../../wit/v0.1.0/host.wit")),
     (
@@ -59,7 +72,11 @@ pub fn files(lang: Lang, world: World, name: &str) -> anyhow::Result<Vec<(String
             .replace("{world}", world_name)
             .replace("{sdk}", SDK_PATH)
     };
-    let mut out: Vec<(String, String)> = WIT
+    let wit = match lang {
+        Lang::Rust => WIT_V0_2,
+        Lang::Python | Lang::Js => WIT_V0_1,
+    };
+    let mut out: Vec<(String, String)> = wit
         .iter()
         .map(|(p, c)| (p.to_string(), c.to_string()))
         .collect();
@@ -67,12 +84,12 @@ pub fn files(lang: Lang, world: World, name: &str) -> anyhow::Result<Vec<(String
         (Lang::Rust, World::Router) => (RUST_ROUTER, ROUTER_SCENARIO),
         (Lang::Rust, World::Ivr) => (RUST_IVR, IVR_SCENARIO),
         (Lang::Rust, World::Messaging) => (RUST_MESSAGING, SMS_SCENARIO),
-        (Lang::Python, World::Router) => (PY_ROUTER, ROUTER_SCENARIO),
-        (Lang::Python, World::Ivr) => (PY_IVR, IVR_SCENARIO),
-        (Lang::Python, World::Messaging) => (PY_MESSAGING, SMS_SCENARIO),
-        (Lang::Js, World::Router) => (JS_ROUTER, ROUTER_SCENARIO),
-        (Lang::Js, World::Ivr) => (JS_IVR, IVR_SCENARIO),
-        (Lang::Js, World::Messaging) => (JS_MESSAGING, SMS_SCENARIO),
+        (Lang::Python, World::Router) => (PY_ROUTER, ROUTER_SCENARIO_V0_1),
+        (Lang::Python, World::Ivr) => (PY_IVR, IVR_SCENARIO_V0_1),
+        (Lang::Python, World::Messaging) => (PY_MESSAGING, SMS_SCENARIO_V0_1),
+        (Lang::Js, World::Router) => (JS_ROUTER, ROUTER_SCENARIO_V0_1),
+        (Lang::Js, World::Ivr) => (JS_IVR, IVR_SCENARIO_V0_1),
+        (Lang::Js, World::Messaging) => (JS_MESSAGING, SMS_SCENARIO_V0_1),
     };
     out.push(("scenario.yaml".into(), fill(scenario)));
     match lang {
@@ -98,7 +115,58 @@ pub fn files(lang: Lang, world: World, name: &str) -> anyhow::Result<Vec<(String
     Ok(out)
 }
 
+// The first scenarios of a new project: contract 0.2 for Rust (events in, actions out) ...
+
 const ROUTER_SCENARIO: &str = r#"name: {name}
+cases:
+  - name: numbers in the +1 range are dialled through the main trunk
+    steps:
+      - event: {incoming: {from: "+442071234567", to: "+14155550100"}}
+        expect: [{dial: {groups: [{targets: [{target: "+14155550100", trunk: main}]}]}}]
+  - name: everything else is refused
+    steps:
+      - event: {incoming: {to: "+33123456789"}}
+        expect: [{reject: {code: 404}}]
+"#;
+
+const IVR_SCENARIO: &str = r#"name: {name}
+cases:
+  - name: greets, then says goodbye after a digit
+    steps:
+      - event: {handed-over: {}}
+        expect:
+          - answer
+          - gather: {prompts: [{prompt: welcome}], max-digits: 1}
+      - event: {gather-completed: {digits: "1", ended-by: max-digits}}
+        expect:
+          - play: {audio: {say: "You pressed 1"}}
+          - hangup: null
+  - name: hangs up when no digit comes
+    steps:
+      - event: {handed-over: {}}
+      - event: {gather-completed: {digits: "", ended-by: timeout}}
+        expect: [{hangup: null}]
+"#;
+
+const SMS_SCENARIO: &str = r#"name: {name}
+cases:
+  - name: ordinary messages are delivered
+    steps:
+      - message: {from: "+14155550100", to: "+14155550111", body: "hello"}
+        expect: deliver
+  - name: messages mentioning a prize are refused
+    steps:
+      - message: {body: "You have won a PRIZE"}
+        expect: {reject: {code: 403}}
+  - name: failed deliveries are counted
+    steps:
+      - delivery: {id: m1, to: "+14155550111", status: {failed: {code: 408}}}
+    expect-counters: {undelivered: 1}
+"#;
+
+// ... and contract 0.1 for the Python and JavaScript projects, which are still generated for it.
+
+const ROUTER_SCENARIO_V0_1: &str = r#"name: {name}
 cases:
   - name: numbers in the +1 range are forwarded
     steps:
@@ -110,7 +178,7 @@ cases:
         expect: {reject: {code: 404}}
 "#;
 
-const IVR_SCENARIO: &str = r#"name: {name}
+const IVR_SCENARIO_V0_1: &str = r#"name: {name}
 cases:
   - name: greets, then says goodbye after a digit
     steps:
@@ -123,7 +191,7 @@ cases:
           - hangup: null
 "#;
 
-const SMS_SCENARIO: &str = r#"name: {name}
+const SMS_SCENARIO_V0_1: &str = r#"name: {name}
 cases:
   - name: ordinary messages are delivered
     steps:
@@ -162,18 +230,25 @@ use wasmswitch_plugin::*;
 
 struct Plugin;
 
-impl Router for Plugin {
-    fn route(call: CallInfo) -> RouteDecision {
-        log::info(&format!("routing {} -> {}", call.from, call.to));
-        if call.to.starts_with("+1") {
-            RouteDecision::forward(Forward::to([call.to]).via("main"))
-        } else {
-            RouteDecision::reject(404, "No Route")
+impl CallHandler for Plugin {
+    fn on_event(event: CallEvent) -> Vec<Action> {
+        match event {
+            CallEvent::Incoming(call) => {
+                log::info(&format!("routing {} -> {}", call.from, call.to));
+                if call.to.starts_with("+1") {
+                    vec![Action::Dial(Dial::to([call.to]).via("main"))]
+                } else {
+                    vec![Action::reject(404, "No Route")]
+                }
+            }
+            // The legs, the dial's end, DTMF, the hangup: nothing to do. When the bridge ends,
+            // the call has nothing left and the switch ends it.
+            _ => Vec::new(),
         }
     }
 }
 
-export_router!(Plugin);
+export_call_handler!(Plugin);
 "#;
 
 const RUST_IVR: &str = r#"//! Build: cargo build --release --target wasm32-wasip2
@@ -183,25 +258,27 @@ use wasmswitch_plugin::*;
 
 struct Plugin;
 
-impl Ivr for Plugin {
-    fn on_event(event: IvrEvent) -> Vec<IvrAction> {
+impl CallHandler for Plugin {
+    fn on_event(event: CallEvent) -> Vec<Action> {
         match event {
-            IvrEvent::Started(_) => vec![IvrAction::Gather(Gather::digits(1).prompt("welcome"))],
-            IvrEvent::DigitsCollected(d) => vec![
-                IvrAction::Play(Play {
-                    audio: Audio::Say(format!("You pressed {}", d.digits)),
-                    repeat: 1,
-                    barge_in: false,
-                }),
-                IvrAction::hangup(),
+            // Handed over by a router, or the first plugin of the number's calls.
+            CallEvent::HandedOver(_) | CallEvent::Incoming(_) => vec![
+                Action::Answer,
+                Action::Gather(Gather::digits(1).prompt("welcome")),
             ],
-            IvrEvent::Timeout => vec![IvrAction::hangup()],
+            CallEvent::GatherCompleted(g) if !g.digits.is_empty() => vec![
+                Action::play(Audio::Say(format!("You pressed {}", g.digits))),
+                Action::hangup(),
+            ],
+            // No digit before the timeout.
+            CallEvent::GatherCompleted(_) => vec![Action::hangup()],
+            // The end of a prompt, the hangup, ...: the actions waiting go on by themselves.
             _ => Vec::new(),
         }
     }
 }
 
-export_ivr!(Plugin);
+export_call_handler!(Plugin);
 "#;
 
 const RUST_MESSAGING: &str = r#"//! Build: cargo build --release --target wasm32-wasip2
@@ -217,6 +294,14 @@ impl Messaging for Plugin {
             return SmsDecision::reject(403, "Rejected As Spam");
         }
         SmsDecision::Deliver
+    }
+
+    // How each message this policy let through was delivered.
+    fn on_delivery(report: DeliveryReport) {
+        if let DeliveryStatus::Failed(status) = report.status {
+            log::warn(&format!("{} to {}: {}", report.id, report.to, status.code));
+            metrics::incr("undelivered");
+        }
     }
 }
 
@@ -410,6 +495,34 @@ mod tests {
                     f.iter()
                         .all(|(_, c)| !c.contains("{name}") && !c.contains("{world}"))
                 );
+            }
+        }
+    }
+
+    /// Rust projects are written against contract 0.2 and their scenarios speak it; Python and
+    /// JavaScript projects are still 0.1 and keep 0.1's scenario steps, which only 0.1 plugins
+    /// answer. Every generated scenario parses.
+    #[test]
+    fn each_language_gets_its_contract_and_matching_scenarios() {
+        use wasmswitch_plugins::scenario::{Input, Scenario};
+        for lang in [Lang::Rust, Lang::Python, Lang::Js] {
+            for world in [World::Router, World::Ivr, World::Messaging] {
+                let f = files(lang, world, "demo").unwrap();
+                let file = |name: &str| &f.iter().find(|(p, _)| p == name).unwrap().1;
+                let v0_2 = matches!(lang, Lang::Rust);
+                let package = if v0_2 { "@0.2.0;" } else { "@0.1.0;" };
+                assert!(file("wit/worlds.wit").contains(package), "{lang:?}");
+                let scenario = Scenario::parse(file("scenario.yaml"), false)
+                    .unwrap_or_else(|e| panic!("{lang:?}/{world:?}: {e}"));
+                for step in scenario.cases.iter().flat_map(|c| &c.steps) {
+                    let speaks_its_contract = match step.input {
+                        // The same in both.
+                        Input::Message(_) => true,
+                        Input::Event(_) | Input::Delivery(_) => v0_2,
+                        Input::Route(_) | Input::CallEvent(_) | Input::Ivr(_) => !v0_2,
+                    };
+                    assert!(speaks_its_contract, "{lang:?}/{world:?}: {:?}", step.input);
+                }
             }
         }
     }

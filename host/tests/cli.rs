@@ -32,7 +32,8 @@ fn run(cmd: &mut Command) {
 
 #[test]
 fn plugin_test_runs_a_scenario_against_the_python_build() {
-    let scenario = artifacts::scenario("ivr-menu");
+    // The Python menu still targets contract 0.1: the menu's 0.1 scenario.
+    let scenario = artifacts::frozen::scenario("0.1.0", "ivr-menu");
     let o = wasmswitch(
         &[
             "plugin",
@@ -56,7 +57,7 @@ fn a_failing_case_is_reported_and_fails_the_command() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("s.yaml"),
-        "cases:\n  - name: wrong on purpose\n    steps:\n      - route: {to: '+44'}\n        expect: {reject: {code: 404}}\n",
+        "cases:\n  - name: wrong on purpose\n    steps:\n      - event: {incoming: {to: '+44'}}\n        expect: [{reject: {code: 404}}]\n",
     )
     .unwrap();
     let o = wasmswitch(
@@ -66,7 +67,7 @@ fn a_failing_case_is_reported_and_fails_the_command() {
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("FAIL  wrong on purpose"), "{out}");
-    assert!(out.contains("expected {\"reject\""), "{out}");
+    assert!(out.contains("expected [{\"reject\""), "{out}");
     assert!(out.contains("0 passed, 1 failed"), "{out}");
 }
 

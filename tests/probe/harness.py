@@ -296,7 +296,9 @@ def with_custom_section(component, tag):
 
 
 def sim_body(plugin, version, to, frm="+15550001"):
-    body = {"call": {"from": frm, "to": to}, "kv": {"routes": "+1 * us-trunk\n"}}
+    # A new call's first event, on contract 0.2's model: answered the same by 0.1 plugins (through
+    # the host's adapter) and 0.2 ones.
+    body = {"events": [{"incoming": {"from": frm, "to": to}}], "kv": {"routes": "+1 * us-trunk\n"}}
     if plugin is not None:
         body["plugin"] = plugin
     if version is not None:
@@ -335,7 +337,7 @@ def simulate(c, tenant, key, body, tries=4):
 
 
 def sim_code(resp):
-    """Which component answered a simulation of +14155550100: 'router' (forwards), 'faulty'
+    """Which component answered a simulation of +14155550100: 'router' (dials), 'faulty'
     (rejects 486), or a description of anything else."""
     j = resp.json()
     if resp.status != 200 or not isinstance(j, dict):
@@ -344,9 +346,10 @@ def sim_code(resp):
         out = j["steps"][0]["output"]
     except (KeyError, IndexError, TypeError):
         return f"unexpected answer {resp.body[:200]!r}"
-    if isinstance(out, dict) and "forward" in out:
+    first = out[0] if isinstance(out, list) and out else None
+    if isinstance(first, dict) and "dial" in first:
         return "router"
-    if isinstance(out, dict) and "reject" in out and out["reject"].get("code") == 486:
+    if isinstance(first, dict) and "reject" in first and first["reject"].get("code") == 486:
         return "faulty"
     kind = step_error(resp)
     if kind:

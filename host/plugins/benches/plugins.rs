@@ -16,13 +16,22 @@
 //!   printed beside it.
 //! - `load/{compile,cached}/rust-router`: compiling a component vs loading it from the cache; the
 //!   Python and JavaScript components are timed once each (a cold compile takes seconds).
-//! - `event/fresh-instance+first/{rust-router-0.1,rust-ivr-0.1,tour-0.2}`: a new call's cost on
+//! - `event/fresh-instance+first/{rust-router,rust-ivr}-{0.1,0.2},tour-0.2`: a new call's cost on
 //!   the 0.2 event model the calls layer uses: a fresh instance and its first event (`incoming`,
 //!   or `handed-over` for the IVR), through the 0.1 adapter for the 0.1 examples and directly
 //!   for the 0.2 tour.
 //!
-//! `route` and `ivr` call contract 0.1's own functions, as they did before 0.2 existed, so their
-//! figures compare with earlier runs; `event` is the path calls take now.
+//! `route`, `paced` and `ivr` run the frozen 0.1.0 builds of the router and the menu
+//! (`plugins/fixtures/v0.1.0`, the same code the examples had when those figures were first
+//! taken) through contract 0.1's own functions, so their figures compare with earlier runs;
+//! `event` is the path calls take now, for the 0.1 builds (through the adapter) and the 0.2
+//! examples.
+
+/// The frozen 0.1.0 build of an example, by file name.
+fn frozen_v0_1(name: &str) -> String {
+    let path = artifacts::frozen::dir("0.1.0").join(format!("{name}.wasm"));
+    path.to_string_lossy().into_owned()
+}
 
 use std::time::{Duration, Instant};
 
@@ -55,7 +64,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn route(c: &mut Criterion) {
     let rt = runtime(None);
-    let router = load(&rt, artifacts::ROUTER);
+    let router = load(&rt, &frozen_v0_1("router"));
     let tokio = tokio();
     let call = call();
     let mut g = c.benchmark_group("route");
@@ -172,8 +181,20 @@ fn paced_latency(
 
 fn paced(_: &mut Criterion) {
     let runs = [
-        ("rust-router", artifacts::ROUTER, Op::Route, 1_000, 10_000),
-        ("ivr/rust", artifacts::IVR_MENU, Op::IvrStarted, 100, 2_000),
+        (
+            "rust-router",
+            &*frozen_v0_1("router"),
+            Op::Route,
+            1_000,
+            10_000,
+        ),
+        (
+            "ivr/rust",
+            &*frozen_v0_1("ivr-menu"),
+            Op::IvrStarted,
+            100,
+            2_000,
+        ),
         (
             "ivr/python",
             artifacts::IVR_MENU_PY,
@@ -214,7 +235,7 @@ fn ivr(c: &mut Criterion) {
         ..Default::default()
     });
     let builds = [
-        ("rust", artifacts::IVR_MENU),
+        ("rust", &*frozen_v0_1("ivr-menu")),
         ("python", artifacts::IVR_MENU_PY),
         ("js", artifacts::IVR_MENU_JS),
     ];
@@ -342,8 +363,10 @@ fn first_event(c: &mut Criterion) {
     let handed_over = CallEvent::HandedOver(HandOver::default());
     let mut g = c.benchmark_group("event");
     for (name, path, event) in [
-        ("rust-router-0.1", artifacts::ROUTER, &incoming),
-        ("rust-ivr-0.1", artifacts::IVR_MENU, &handed_over),
+        ("rust-router-0.1", &*frozen_v0_1("router"), &incoming),
+        ("rust-ivr-0.1", &*frozen_v0_1("ivr-menu"), &handed_over),
+        ("rust-router-0.2", artifacts::ROUTER, &incoming),
+        ("rust-ivr-0.2", artifacts::IVR_MENU, &handed_over),
         ("tour-0.2", artifacts::TOUR, &sales),
     ] {
         let plugin = load(&rt, path);

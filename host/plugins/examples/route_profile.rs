@@ -34,7 +34,10 @@ fn main() {
         max_instances,
         ..RuntimeConfig::default()
     });
-    let router = setup::load(&rt, artifacts::ROUTER);
+    // The frozen 0.1.0 build, called through 0.1's `route()`: the same code and path as the
+    // figures this example was first used for (BENCHMARKS.md).
+    let frozen = artifacts::frozen::dir("0.1.0").join("router.wasm");
+    let router = setup::load(&rt, &frozen.to_string_lossy());
     let call = setup::call();
     let mut samples = Vec::with_capacity(calls);
     setup::tokio().block_on(async {

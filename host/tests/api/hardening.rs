@@ -20,16 +20,17 @@ async fn simulate(
     version: Option<i64>,
     to: &str,
 ) -> (StatusCode, Value) {
-    let mut body = json!({"plugin": name, "call": {"from": "+442071234567", "to": to}});
+    let mut body =
+        json!({"plugin": name, "events": [{"incoming": {"from": "+442071234567", "to": to}}]});
     if let Some(v) = version {
         body["version"] = json!(v);
     }
     app.post("/v1/tenants/acme/simulate", key, body).await
 }
 
-/// The status code the simulated plugin rejected with, or none if it forwarded the call.
+/// The status code the simulated plugin rejected with, or none if it dialled.
 fn rejected_with(answer: &Value) -> Option<i64> {
-    answer["steps"][0]["output"]["reject"]["code"].as_i64()
+    answer["steps"][0]["output"][0]["reject"]["code"].as_i64()
 }
 
 both! {
@@ -298,7 +299,7 @@ both! {
                 let r = http
                     .post(format!("{base}/v1/tenants/acme/simulate"))
                     .bearer_auth(&admin)
-                    .json(&json!({"plugin": "faulty", "version": 1, "call": {"from": "+1", "to": to}}))
+                    .json(&json!({"plugin": "faulty", "version": 1, "events": [{"incoming": {"from": "+1", "to": to}}]}))
                     .send()
                     .await
                     .unwrap();

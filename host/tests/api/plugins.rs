@@ -112,10 +112,11 @@ both! {
 both! {
     async fn oversize_and_multipart_uploads(db) {
         let mut c = config(&db);
-        c.api.max_upload_bytes = 64 * 1024;
+        // Above the example router (95 KiB), below the body sent.
+        c.api.max_upload_bytes = 160 * 1024;
         let app = App::start(c).await;
         let admin = app.tenant("acme").await;
-        let big = vec![0u8; 100 * 1024];
+        let big = vec![0u8; 200 * 1024];
         let r = one_shot_client()
             .post(format!("{}/v1/tenants/acme/plugins/router", app.base))
             .bearer_auth(&admin)
@@ -172,24 +173,24 @@ both! {
                 .post(
                     "/v1/tenants/acme/simulate",
                     &reader,
-                    json!({"call": {"from": "+442071234567", "to": "+14155550100"}, "kv": {"routes": "+1 * us-trunk\n"}}),
+                    json!({"events": [{"incoming": {"from": "+442071234567", "to": "+14155550100"}}], "kv": {"routes": "+1 * us-trunk\n"}}),
                 )
                 .await;
             assert_eq!(s, StatusCode::OK, "{sim}");
             assert_eq!((sim["plugin"].as_str(), sim["version"].as_i64()), (Some("router"), Some(1)));
             let step = &sim["steps"][0];
-            assert_eq!(step["function"], "route");
+            assert_eq!(step["function"], "on-event");
             assert!(step["error"].is_null(), "{sim}");
             assert!(step["output"].to_string().contains("us-trunk"), "{sim}");
             assert!(sim["fuel"].as_u64().unwrap() > 0);
             assert!(step["fuel"].as_u64().unwrap() > 0);
 
-            // An IVR session: started, then a digit.
+            // An IVR session: handed over, then a digit.
             let (s, sim) = app
                 .post(
                     "/v1/tenants/acme/simulate",
                     &reader,
-                    json!({"ivr": [{"started": {"call": {"from": "+1", "to": "+2"}}}, {"dtmf": "1"}]}),
+                    json!({"plugin": "ivr", "events": [{"handed-over": {"call": {"from": "+1", "to": "+2"}}}, {"dtmf": {"leg": 0, "digit": "1"}}]}),
                 )
                 .await;
             assert_eq!(s, StatusCode::OK, "{sim}");
@@ -215,7 +216,7 @@ both! {
                 .post(
                     "/v1/tenants/acme/simulate",
                     &reader,
-                    json!({"plugin": "faulty", "version": 1, "call": {"to": "trap"}}),
+                    json!({"plugin": "faulty", "version": 1, "events": [{"incoming": {"to": "trap"}}]}),
                 )
                 .await;
             assert_eq!(s, StatusCode::OK, "{sim}");
@@ -306,7 +307,7 @@ both! {
         with_app(db, |app: App| async move {
             let admin = app.tenant("acme").await;
             app.upload("acme", "faulty", &admin, wasm(artifacts::FAULTY), "").await;
-            let looping = json!({"plugin": "faulty", "version": 1, "call": {"to": "loop"}});
+            let looping = json!({"plugin": "faulty", "version": 1, "events": [{"incoming": {"to": "loop"}}]});
             let (_, sim) = app.post("/v1/tenants/acme/simulate", &admin, looping.clone()).await;
             assert_eq!(sim["steps"][0]["error"]["kind"], "timeout", "{sim}");
             assert!(sim["steps"][0]["error"]["message"].as_str().unwrap().contains("1s"), "{sim}");

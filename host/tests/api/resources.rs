@@ -150,7 +150,7 @@ both! {
             app.service.state.registry.start_call("counted").incoming(&call).await;
             let simulated = app.tenant("simulated").await;
             app.upload("simulated", "router", &simulated, crate::util::wasm(wasmswitch_plugin_artifacts::FAULTY), "?activate=true").await;
-            let (s, _) = app.post("/v1/tenants/simulated/simulate", &simulated, json!({"call": {"to": "+1"}})).await;
+            let (s, _) = app.post("/v1/tenants/simulated/simulate", &simulated, json!({"events": [{"incoming": {"to": "+1"}}]})).await;
             assert_eq!(s, StatusCode::OK);
             let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
             assert!(metrics.contains("wasmswitch_api_requests_total"), "{metrics}");
@@ -226,7 +226,7 @@ both! {
 
             // The router plugin reads the table set through the API.
             app.upload("acme", "router", &admin, crate::util::wasm(wasmswitch_plugin_artifacts::ROUTER), "?activate=true").await;
-            let (_, sim) = app.post("/v1/tenants/acme/simulate", &admin, json!({"call": {"to": "+14155550100"}})).await;
+            let (_, sim) = app.post("/v1/tenants/acme/simulate", &admin, json!({"events": [{"incoming": {"to": "+14155550100"}}]})).await;
             assert!(sim["steps"][0]["output"].to_string().contains("us-trunk"), "{sim}");
 
             let (s, _) = app.call(Method::DELETE, "/v1/tenants/acme/kv/routes", Some(&admin), None).await;

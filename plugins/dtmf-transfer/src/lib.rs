@@ -2,8 +2,8 @@
 //! Routing itself is simple: extensions from `kv` (`ext/<number>` -> SIP URI), else the number
 //! through the `default` trunk.
 //!
-//! Build: `cargo build --release --target wasm32-wasip2 -p dtmf-transfer`
-//! Test:  `wasmswitch plugin test target/wasm32-wasip2/release/dtmf_transfer.wasm plugins/scenarios/dtmf-transfer.yaml`
+//! Build: `cargo build --target wasm32-wasip2 --profile plugin -p dtmf-transfer`
+//! Test:  `wasmswitch plugin test target/wasm32-wasip2/plugin/dtmf_transfer.wasm plugins/scenarios/dtmf-transfer.yaml`
 
 use std::cell::RefCell;
 
@@ -16,56 +16,51 @@ thread_local! {
     static TYPED: RefCell<String> = RefCell::default();
 }
 
-fn target_for(number: &str) -> Forward {
+fn target_for(number: &str) -> DialTarget {
     match kv::get_string(&format!("ext/{number}")).ok().flatten() {
-        Some(uri) => Forward::to([uri]),
-        None => Forward::to([number.to_string()]).via("default"),
+        Some(uri) => DialTarget::new(uri),
+        None => DialTarget::new(number).via("default"),
     }
 }
 
-impl Router for Plugin {
-    fn route(call: CallInfo) -> RouteDecision {
-        RouteDecision::forward(target_for(&call.to))
+impl CallHandler for Plugin {
+    fn on_event(event: CallEvent) -> Vec<Action> {
+        match event {
+            CallEvent::Incoming(call) => vec![Action::Dial(Dial::to([target_for(&call.to)]))],
+            // Leg 0 is the caller: only the called party's keys (another leg) count.
+            CallEvent::Dtmf(DtmfPress { leg: 1.., digit }) => pressed(digit),
+            _ => Vec::new(),
+        }
     }
+}
 
-    fn on_call_event(event: CallEvent) -> Vec<CallAction> {
-        let CallEvent::Dtmf(DtmfPress {
-            digit,
-            caller: false,
-        }) = event
+/// A key the called party pressed; a complete `*9<ext>#` transfers the caller to `<ext>`.
+fn pressed(digit: char) -> Vec<Action> {
+    TYPED.with_borrow_mut(|typed| {
+        typed.push(digit);
+        // Keep only what can still become a command: "*", "*9", "*9<digits>", "*9<digits>#".
+        if !"*9".starts_with(typed.as_str()) && !typed.starts_with("*9") {
+            typed.clear();
+            if digit == '*' {
+                typed.push('*');
+            }
+            return Vec::new();
+        }
+        let Some(ext) = typed
+            .strip_prefix("*9")
+            .and_then(|rest| rest.strip_suffix('#'))
         else {
             return Vec::new();
         };
-        TYPED.with_borrow_mut(|typed| {
-            typed.push(digit);
-            // Keep only what can still become a command: "*", "*9", "*9<digits>", "*9<digits>#".
-            if !"*9".starts_with(typed.as_str()) && !typed.starts_with("*9") {
-                typed.clear();
-                if digit == '*' {
-                    typed.push('*');
-                }
-                return Vec::new();
-            }
-            let Some(ext) = typed
-                .strip_prefix("*9")
-                .and_then(|rest| rest.strip_suffix('#'))
-            else {
-                return Vec::new();
-            };
-            let ext = ext.to_string();
-            typed.clear();
-            if ext.is_empty() {
-                return Vec::new();
-            }
-            let target = target_for(&ext);
-            log::info(&format!("transfer to {ext} requested by DTMF"));
-            metrics::incr("dtmf_transfer");
-            vec![CallAction::Transfer(Transfer {
-                target: target.targets[0].clone(),
-                trunk: target.trunk,
-            })]
-        })
-    }
+        let ext = ext.to_string();
+        typed.clear();
+        if ext.is_empty() {
+            return Vec::new();
+        }
+        log::info(&format!("transfer to {ext} requested by DTMF"));
+        metrics::incr("dtmf_transfer");
+        vec![Action::Transfer(Transfer::blind(target_for(&ext)))]
+    })
 }
 
-export_router!(Plugin);
+export_call_handler!(Plugin);

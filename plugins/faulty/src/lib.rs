@@ -1,47 +1,51 @@
-//! A deliberately misbehaving router, for the runtime's containment tests (not an example to
-//! copy). The called number picks the fault: `loop` spins forever, `oom` allocates without
-//! bound, `trap` panics, `bad` returns SIP status 200 as a rejection; `state` reports what an
-//! earlier call could have left behind (see [`leftovers`]); anything else is rejected with 486.
-//! During a call, DTMF `1` spins forever.
+//! A deliberately misbehaving call handler, for the runtime's containment tests (not an example
+//! to copy). On `incoming`, the called number picks the fault: `loop` spins forever, `oom`
+//! allocates without bound, `trap` panics, `bad` rejects with SIP status 200 (invalid); `state`
+//! reports what an earlier call could have left behind (see [`leftovers`]); anything else is
+//! rejected with 486. During a call, DTMF `1` (from any leg) spins forever.
+//!
+//! Build: `cargo build --target wasm32-wasip2 --profile plugin -p faulty`
+//! Test:  `wasmswitch plugin test target/wasm32-wasip2/plugin/faulty.wasm plugins/scenarios/faulty.yaml`
 
 use wasmswitch_plugin::*;
 
 struct Plugin;
 
-impl Router for Plugin {
-    fn route(call: CallInfo) -> RouteDecision {
-        match call.to.as_str() {
-            "loop" => {
-                let mut n: u64 = 0;
-                loop {
-                    n = std::hint::black_box(n.wrapping_add(1));
-                }
-            }
-            "oom" => {
-                let mut hoard: Vec<Vec<u8>> = Vec::new();
-                loop {
-                    hoard.push(vec![1u8; 1 << 20]);
-                    std::hint::black_box(&hoard);
-                }
-            }
-            "trap" => panic!("the faulty plugin panics on purpose"),
-            "state" => RouteDecision::reject(486, leftovers()),
-            "bad" => RouteDecision::Reject(SipStatus {
-                code: 200,
-                reason: None,
-            }),
-            _ => RouteDecision::reject(486, "Busy Here"),
+impl CallHandler for Plugin {
+    fn on_event(event: CallEvent) -> Vec<Action> {
+        match event {
+            CallEvent::Incoming(call) => vec![incoming(&call.to)],
+            CallEvent::Dtmf(DtmfPress { digit: '1', .. }) => spin(),
+            _ => Vec::new(),
         }
     }
+}
 
-    fn on_call_event(event: CallEvent) -> Vec<CallAction> {
-        if let CallEvent::Dtmf(DtmfPress { digit: '1', .. }) = event {
-            let mut n: u64 = 0;
+fn incoming(to: &str) -> Action {
+    match to {
+        "loop" => spin(),
+        "oom" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {
-                n = std::hint::black_box(n.wrapping_add(1));
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
             }
         }
-        Vec::new()
+        "trap" => panic!("the faulty plugin panics on purpose"),
+        "state" => Action::reject(486, leftovers()),
+        // A rejection must be 400 to 699: this answer to the first event is invalid.
+        "bad" => Action::Reject(SipStatus {
+            code: 200,
+            reason: None,
+        }),
+        _ => Action::reject(486, "Busy Here"),
+    }
+}
+
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
     }
 }
 
@@ -88,4 +92,4 @@ fn memory_grow(_pages: usize) -> Option<usize> {
     None
 }
 
-export_router!(Plugin);
+export_call_handler!(Plugin);

@@ -1,7 +1,10 @@
-//! Routes calls by the called number's prefix and the time of day, to the tenant's trunks.
+//! Routes calls by the called number's prefix and the time of day, to the tenant's trunks: a new
+//! call is answered with one `dial` through the chosen trunk, or a 404 when no route matches.
+//! It needs no other event: when the bridge ends the switch ends the call, and a dial nobody
+//! answered gets the tenant's fallback.
 //!
-//! Build: `cargo build --release --target wasm32-wasip2 -p router`
-//! Test:  `wasmswitch plugin test target/wasm32-wasip2/release/router.wasm plugins/scenarios/router.yaml`
+//! Build: `cargo build --target wasm32-wasip2 --profile plugin -p router`
+//! Test:  `wasmswitch plugin test target/wasm32-wasip2/plugin/router.wasm plugins/scenarios/router.yaml`
 //!
 //! The table lives in `kv` under `routes`, one route a line: a prefix, the local hours it applies
 //! to (`08-18` is 08:00 to 17:59, `22-06` wraps midnight, `*` is always) and a trunk. The longest
@@ -51,42 +54,49 @@ fn in_hours(hours: Option<(u32, u32)>, hour: u32) -> bool {
     }
 }
 
-impl Router for Plugin {
-    fn route(call: CallInfo) -> RouteDecision {
-        let table = kv::get_string("routes").ok().flatten().unwrap_or_default();
-        let offset: i64 = kv::get_string("tz-offset-minutes")
-            .ok()
-            .flatten()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
-        let local_minutes = (call.received_at / 60_000) as i64 + offset;
-        let hour = (local_minutes.rem_euclid(24 * 60) / 60) as u32;
-
-        let best = parse(&table)
-            .filter(|r| call.to.starts_with(r.prefix))
-            .map(|r| r.prefix.len())
-            .max();
-        let chosen = best.and_then(|len| {
-            parse(&table).find(|r| {
-                r.prefix.len() == len && call.to.starts_with(r.prefix) && in_hours(r.hours, hour)
-            })
-        });
-        match chosen {
-            Some(r) => {
-                log::info(&format!(
-                    "{} -> trunk {} (local hour {hour})",
-                    call.to, r.trunk
-                ));
-                metrics::incr("routed");
-                RouteDecision::forward(Forward::to([call.to.clone()]).via(r.trunk))
-            }
-            None => {
-                log::warn(&format!("no route for {}", call.to));
-                metrics::incr("unroutable");
-                RouteDecision::reject(404, "No Route")
-            }
+impl CallHandler for Plugin {
+    fn on_event(event: CallEvent) -> Vec<Action> {
+        match event {
+            CallEvent::Incoming(call) => vec![route(&call)],
+            _ => Vec::new(),
         }
     }
 }
 
-export_router!(Plugin);
+fn route(call: &CallInfo) -> Action {
+    let table = kv::get_string("routes").ok().flatten().unwrap_or_default();
+    let offset: i64 = kv::get_string("tz-offset-minutes")
+        .ok()
+        .flatten()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let local_minutes = (call.received_at / 60_000) as i64 + offset;
+    let hour = (local_minutes.rem_euclid(24 * 60) / 60) as u32;
+
+    let best = parse(&table)
+        .filter(|r| call.to.starts_with(r.prefix))
+        .map(|r| r.prefix.len())
+        .max();
+    let chosen = best.and_then(|len| {
+        parse(&table).find(|r| {
+            r.prefix.len() == len && call.to.starts_with(r.prefix) && in_hours(r.hours, hour)
+        })
+    });
+    match chosen {
+        Some(r) => {
+            log::info(&format!(
+                "{} -> trunk {} (local hour {hour})",
+                call.to, r.trunk
+            ));
+            metrics::incr("routed");
+            Action::Dial(Dial::to([call.to.clone()]).via(r.trunk))
+        }
+        None => {
+            log::warn(&format!("no route for {}", call.to));
+            metrics::incr("unroutable");
+            Action::reject(404, "No Route")
+        }
+    }
+}
+
+export_call_handler!(Plugin);

@@ -1,8 +1,8 @@
 //! An SMS policy: STOP/START opt-out kept in `kv`, spam patterns rejected, numbers rewritten to
-//! E.164.
+//! E.164; the delivery reports of the messages it let through are counted.
 //!
-//! Build: `cargo build --release --target wasm32-wasip2 -p sms-policy`
-//! Test:  `wasmswitch plugin test target/wasm32-wasip2/release/sms_policy.wasm plugins/scenarios/sms-policy.yaml`
+//! Build: `cargo build --target wasm32-wasip2 --profile plugin -p sms-policy`
+//! Test:  `wasmswitch plugin test target/wasm32-wasip2/plugin/sms_policy.wasm plugins/scenarios/sms-policy.yaml`
 //!
 //! `kv` keys: `optout/<E.164 number>` (set by STOP, removed by START), `spam-patterns` (one
 //! case-insensitive phrase a line, added to the built-in ones) and `default-country` (the calling
@@ -97,6 +97,20 @@ impl Messaging for Plugin {
             });
         }
         SmsDecision::Deliver
+    }
+
+    fn on_delivery(report: DeliveryReport) {
+        match report.status {
+            DeliveryStatus::Delivered(_) => metrics::incr("delivered"),
+            DeliveryStatus::Failed(status) => {
+                let what = if report.reply { "reply" } else { "message" };
+                log::warn(&format!(
+                    "{what} {} to {} not delivered: {}",
+                    report.id, report.to, status.code
+                ));
+                metrics::incr("delivery_failed");
+            }
+        }
     }
 }
 

@@ -14,7 +14,8 @@
 //! - Messages: blocked senders and opted-out recipients are refused, STOP opts out, numbers are
 //!   rewritten to E.164; delivery reports are counted.
 //!
-//! The SDK (`sdk/plugin`) still speaks 0.1, so this plugin uses `wit-bindgen` directly.
+//! It uses `wit-bindgen` directly, to show the contract as any language binds it; the Rust SDK
+//! (`sdk/plugin`) re-exports the same types, with a few constructors.
 //!
 //! Build: `cargo build --target wasm32-wasip2 --profile plugin -p tour`
 //! Test:  `wasmswitch plugin test target/wasm32-wasip2/plugin/tour.wasm plugins/scenarios/tour.yaml`

@@ -1,46 +1,14 @@
-//! Short constructors for the decisions and actions plugins return most often.
+//! Short constructors for the actions and decisions plugins return most often. Each sets what
+//! its name says and leaves every other option `None`: the default `wit/types.wit` states for
+//! it. The ranges are the contract's too; the host checks them, not these constructors.
 
 use crate::{
-    Audio, CallAction, Dial, Forward, Gather, IvrAction, Play, Recording, RingStrategy,
-    RouteDecision, SipStatus, SmsDecision, Transfer,
+    Action, Audio, Dial, DialTarget, Gather, Play, RingGroup, RingStrategy, SipStatus, SmsDecision,
+    Transfer, TransferMode, Variable,
 };
 
-impl Forward {
-    /// Ring `targets` one after another, 30 s each, keeping the caller's ID.
-    pub fn to<I, S>(targets: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Forward {
-            targets: targets.into_iter().map(Into::into).collect(),
-            trunk: None,
-            timeout_ms: 30_000,
-            strategy: RingStrategy::Sequential,
-            caller_id: None,
-        }
-    }
-
-    /// Sends numbers through this trunk of the tenant.
-    pub fn via(mut self, trunk: impl Into<String>) -> Self {
-        self.trunk = Some(trunk.into());
-        self
-    }
-
-    /// How long each target rings, in ms.
-    pub fn timeout_ms(mut self, ms: u32) -> Self {
-        self.timeout_ms = ms;
-        self
-    }
-
-    /// Rings every target at once.
-    pub fn simultaneous(mut self) -> Self {
-        self.strategy = RingStrategy::Simultaneous;
-        self
-    }
-}
-
 impl SipStatus {
+    /// A status with its reason phrase, e.g. `SipStatus::new(486, "Busy Here")`.
     pub fn new(code: u16, reason: impl Into<String>) -> Self {
         SipStatus {
             code,
@@ -49,109 +17,156 @@ impl SipStatus {
     }
 }
 
-impl RouteDecision {
-    pub fn forward(forward: Forward) -> Self {
-        RouteDecision::Forward(forward)
-    }
-
-    pub fn reject(code: u16, reason: impl Into<String>) -> Self {
-        RouteDecision::Reject(SipStatus::new(code, reason))
-    }
-}
-
-impl Play {
-    /// Plays a prompt once, without barge-in.
+impl Audio {
+    /// A prompt from the tenant's prompt store, by name (e.g. "welcome" or "menus/main.wav").
     pub fn prompt(name: impl Into<String>) -> Self {
-        Play {
-            audio: Audio::Prompt(name.into()),
-            repeat: 1,
-            barge_in: false,
+        Audio::Prompt(name.into())
+    }
+}
+
+impl Variable {
+    /// A call variable (kept with the call and written to its CDR); an empty value removes it.
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Variable {
+            name: name.into(),
+            value: value.into(),
         }
     }
 }
 
-impl Gather {
-    /// Collects up to `max_digits` digits with a 5 s first-digit and 3 s inter-digit timeout.
-    pub fn digits(max_digits: u8) -> Self {
-        Gather {
-            prompt: None,
-            max_digits,
-            terminator: None,
-            timeout_ms: 5_000,
-            inter_digit_timeout_ms: 3_000,
+impl DialTarget {
+    /// Ring `target`: a SIP URI, a number (through [`via`](Self::via)'s trunk, or to the
+    /// tenant's SIP user of that name without one) or a SIP user's name. No extra headers, the
+    /// default ring timeout.
+    pub fn new(target: impl Into<String>) -> Self {
+        DialTarget {
+            target: target.into(),
+            trunk: None,
+            headers: Vec::new(),
+            timeout_ms: None,
         }
     }
 
-    /// Plays this prompt while waiting for the first digit.
-    pub fn prompt(mut self, name: impl Into<String>) -> Self {
-        self.prompt = Some(Audio::Prompt(name.into()));
+    /// Sends a number through this trunk of the tenant.
+    pub fn via(mut self, trunk: impl Into<String>) -> Self {
+        self.trunk = Some(trunk.into());
+        self
+    }
+}
+
+impl From<String> for DialTarget {
+    fn from(target: String) -> Self {
+        DialTarget::new(target)
+    }
+}
+
+impl From<&str> for DialTarget {
+    fn from(target: &str) -> Self {
+        DialTarget::new(target)
+    }
+}
+
+impl Dial {
+    /// Ring `targets` one after another (one sequential group), each for its own ring timeout;
+    /// no overall limit, the caller's own identity, the default ringback, no tag.
+    pub fn to<I>(targets: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<DialTarget>,
+    {
+        Dial {
+            groups: vec![RingGroup {
+                strategy: RingStrategy::Sequential,
+                targets: targets.into_iter().map(Into::into).collect(),
+            }],
+            timeout_ms: None,
+            caller_id: None,
+            ringback: None,
+            tag: None,
+        }
+    }
+
+    /// Sends every target's number through this trunk of the tenant.
+    pub fn via(mut self, trunk: impl Into<String>) -> Self {
+        let trunk = trunk.into();
+        for target in self.groups.iter_mut().flat_map(|g| g.targets.iter_mut()) {
+            target.trunk = Some(trunk.clone());
+        }
         self
     }
 
-    pub fn terminator(mut self, digit: char) -> Self {
-        self.terminator = Some(digit);
-        self
-    }
-
-    pub fn timeout_ms(mut self, ms: u32) -> Self {
-        self.timeout_ms = ms;
+    /// Tags the dial: the tag comes back in its leg events and in `dial-completed`, to tell
+    /// which dial they are about.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = Some(tag.into());
         self
     }
 }
 
 impl Transfer {
-    pub fn to(target: impl Into<String>) -> Self {
+    /// Transfer the caller to `target` at once: the leg bridged to the caller, if any, is hung
+    /// up and the target rung for the caller. No tag.
+    pub fn blind(target: impl Into<DialTarget>) -> Self {
         Transfer {
             target: target.into(),
-            trunk: None,
+            mode: TransferMode::Blind,
+            tag: None,
         }
     }
 }
 
-impl IvrAction {
-    /// Plays a prompt once.
-    pub fn play(prompt: impl Into<String>) -> Self {
-        IvrAction::Play(Play::prompt(prompt))
+impl Gather {
+    /// Collect up to `max_digits` digits (1 to 64), with no prompt; the terminator and the
+    /// timeouts are the contract's defaults.
+    pub fn digits(max_digits: u8) -> Self {
+        Gather {
+            prompts: Vec::new(),
+            max_digits: Some(max_digits),
+            terminators: None,
+            timeout_ms: None,
+            inter_digit_timeout_ms: None,
+            tag: None,
+        }
     }
 
-    /// Dials a forward and, on failure, gives control back with `dial-completed`.
-    pub fn dial(target: Forward) -> Self {
-        IvrAction::Dial(Dial {
-            target,
-            return_on_failure: true,
-        })
+    /// Adds a prompt to play while waiting (prompts play in order; the first digit stops them).
+    pub fn prompt(mut self, name: impl Into<String>) -> Self {
+        self.prompts.push(Audio::prompt(name));
+        self
     }
 
-    pub fn transfer(target: impl Into<String>) -> Self {
-        IvrAction::Transfer(Transfer::to(target))
-    }
-
-    pub fn record(name: impl Into<String>, max_duration_ms: u32) -> Self {
-        IvrAction::Record(Recording {
-            name: name.into(),
-            max_duration_ms,
-            terminator: Some('#'),
-            beep: true,
-        })
-    }
-
-    pub fn set_variable(name: impl Into<String>, value: impl Into<String>) -> Self {
-        IvrAction::SetVariable((name.into(), value.into()))
-    }
-
-    pub fn hangup() -> Self {
-        IvrAction::Hangup(None)
+    /// The digits that end collection early, not included in the result; `""` for none, so
+    /// that every key counts as a digit.
+    pub fn terminators(mut self, digits: impl Into<String>) -> Self {
+        self.terminators = Some(digits.into());
+        self
     }
 }
 
-impl CallAction {
-    /// Blind-transfers to `target`.
-    pub fn transfer(target: impl Into<String>) -> Self {
-        CallAction::Transfer(Transfer::to(target))
+impl Action {
+    /// Refuse a call not yet answered with a final status, 400 to 699.
+    pub fn reject(code: u16, reason: impl Into<String>) -> Self {
+        Action::Reject(SipStatus::new(code, reason))
+    }
+
+    /// End the call at once; a call not yet answered gets the contract's default status, 480.
+    pub fn hangup() -> Self {
+        Action::Hangup(None)
+    }
+
+    /// Play `audio` once, without barge-in.
+    pub fn play(audio: Audio) -> Self {
+        Action::Play(Play {
+            audio,
+            repeat: None,
+            barge_in: None,
+            tag: None,
+        })
     }
 }
 
 impl SmsDecision {
+    /// Refuse the message with a SIP status, 400 to 699.
     pub fn reject(code: u16, reason: impl Into<String>) -> Self {
         SmsDecision::Reject(SipStatus::new(code, reason))
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use wasmswitch_plugin_artifacts::FAULTY;
 use wasmswitch_plugins::harness;
-use wasmswitch_plugins::model::{self, Action, CallInfo, SipStatus, v0_1};
+use wasmswitch_plugins::model::{self, Action, CallInfo, SipStatus};
 use wasmswitch_plugins::{Fallback, PluginError, Registry, RuntimeConfig};
 
 use super::incoming;
@@ -74,18 +74,13 @@ async fn a_loop_in_an_in_call_event_is_stopped_too() {
     let rt = super::runtime(config(30, 64 << 20));
     let plugin = super::load(&rt, "t", "faulty", 1, FAULTY);
     let mut instance = plugin.instantiate(Default::default()).await.unwrap();
-    // 0.1's own functions: through the adapter a router hears DTMF only after a forward, and
-    // this one rejects.
-    let ok = v0_1::CallInfo {
-        to: "ok".into(),
-        ..Default::default()
-    };
-    assert!(instance.route_v0_1(&ok).await.is_ok());
-    let press = v0_1::CallEvent::Dtmf(v0_1::DtmfPress {
+    assert!(instance.on_event(&incoming("ok")).await.is_ok());
+    // A later event of the same call: the faulty plugin spins on DTMF 1.
+    let press = model::CallEvent::Dtmf(model::DtmfPress {
+        leg: model::CALLER,
         digit: '1',
-        caller: true,
     });
-    let err = instance.on_call_event_v0_1(&press).await.unwrap_err();
+    let err = instance.on_event(&press).await.unwrap_err();
     assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
 }
 
@@ -121,7 +116,7 @@ async fn a_decision_the_switch_cannot_act_on_is_refused() {
     let mut instance = plugin.instantiate(Default::default()).await.unwrap();
     let err = instance.on_event(&incoming("bad")).await.unwrap_err();
     assert!(
-        matches!(&err, PluginError::BadReturn(why) if why.contains("SIP status 200")),
+        matches!(&err, PluginError::BadReturn(why) if why.contains("reject status 200")),
         "{err:?}"
     );
 }
