@@ -10,6 +10,7 @@ mod examples;
 mod hot_swap;
 mod limits;
 mod loading;
+mod session;
 mod warm;
 mod yielding;
 
