@@ -267,7 +267,9 @@ impl Store {
         version: i64,
         actor: &str,
     ) -> Result<Activation, StoreError> {
-        self.switch_active(tenant, name, Some(version), actor).await
+        self.switch_active(tenant, name, Change::Activate(version), actor)
+            .await
+            .map(Switched::activation)
     }
 
     /// Goes back to the version that was active before the current one was activated.
@@ -277,7 +279,9 @@ impl Store {
         name: &str,
         actor: &str,
     ) -> Result<Activation, StoreError> {
-        self.switch_active(tenant, name, None, actor).await
+        self.switch_active(tenant, name, Change::Rollback, actor)
+            .await
+            .map(Switched::activation)
     }
 
     /// Makes no version of the plugin active, so new calls no longer reach it, and records the
@@ -289,56 +293,27 @@ impl Store {
         name: &str,
         actor: &str,
     ) -> Result<Deactivation, StoreError> {
-        let mut tx = self.begin_write().await?;
-        take_turns(&mut tx, tenant, name).await?;
-        let current: Option<i64> = sqlx::query(
-            "SELECT version FROM plugins WHERE tenant_id = $1 AND name = $2 AND active = 1",
-        )
-        .bind(tenant)
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| r.try_get("version"))
-        .transpose()?;
-        let Some(current) = current else {
-            return Err(StoreError::Invalid(format!(
-                "plugin {name} has no active version"
-            )));
-        };
-        let at = now_ms();
-        sqlx::query("UPDATE plugins SET active = 0 WHERE tenant_id = $1 AND name = $2")
-            .bind(tenant)
-            .bind(name)
-            .execute(&mut *tx)
+        let s = self
+            .switch_active(tenant, name, Change::Deactivate, actor)
             .await?;
-        sqlx::query(
-            "INSERT INTO plugin_activations (tenant_id, name, version, previous, kind, actor, at) \
-             VALUES ($1, $2, $3, $3, 'deactivate', $4, $5)",
-        )
-        .bind(tenant)
-        .bind(name)
-        .bind(current)
-        .bind(actor)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
         Ok(Deactivation {
-            tenant_id: tenant.to_string(),
-            name: name.to_string(),
-            version: current,
-            at,
+            tenant_id: s.tenant_id,
+            name: s.name,
+            version: s.version,
+            at: s.at,
         })
     }
 
-    /// `Some(v)`: activate v; `None`: roll back.
+    /// Every change of a plugin's active version, in one transaction that takes turns with the
+    /// others (see [`take_turns`]) and records the change in `plugin_activations`, the history
+    /// a rollback reads.
     async fn switch_active(
         &self,
         tenant: &str,
         name: &str,
-        version: Option<i64>,
+        change: Change,
         actor: &str,
-    ) -> Result<Activation, StoreError> {
+    ) -> Result<Switched, StoreError> {
         let mut tx = self.begin_write().await?;
         take_turns(&mut tx, tenant, name).await?;
         let versions: Vec<(i64, i64)> =
@@ -354,49 +329,38 @@ impl Store {
             return Err(StoreError::NotFound("plugin"));
         }
         let current = versions.iter().find(|(_, a)| *a != 0).map(|(v, _)| *v);
-        // Replay the history to find where a rollback goes: each activation (and deactivation)
-        // pushes the version it replaced, each rollback pops one.
-        let history = sqlx::query(
-            "SELECT kind, previous FROM plugin_activations WHERE tenant_id = $1 AND name = $2 ORDER BY id",
-        )
-        .bind(tenant)
-        .bind(name)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut stack: Vec<i64> = Vec::new();
-        for row in &history {
-            let kind: String = row.try_get("kind")?;
-            let previous: Option<i64> = row.try_get("previous")?;
-            match kind.as_str() {
-                "activate" | "deactivate" => stack.extend(previous),
-                _ => {
-                    stack.pop();
-                }
-            }
-        }
-        // Versions deleted since cannot be gone back to.
-        stack.retain(|v| versions.iter().any(|(have, _)| have == v));
-        let (target, kind) = match version {
-            Some(v) => {
+        // The version made active (none for a deactivation), and the one the history records.
+        let (active, recorded, kind) = match change {
+            Change::Activate(v) => {
                 if !versions.iter().any(|(have, _)| *have == v) {
                     return Err(StoreError::NotFound("plugin version"));
                 }
-                (v, "activate")
+                (Some(v), v, "activate")
             }
-            None => match stack.last() {
-                Some(&v) => (v, "rollback"),
-                None => {
+            Change::Rollback => {
+                let back = rollback_target(&mut tx, tenant, name, &versions).await?;
+                let Some(v) = back else {
                     return Err(StoreError::Invalid(format!(
                         "plugin {name} has no earlier version to roll back to"
                     )));
-                }
-            },
+                };
+                (Some(v), v, "rollback")
+            }
+            Change::Deactivate => {
+                let Some(v) = current else {
+                    return Err(StoreError::Invalid(format!(
+                        "plugin {name} has no active version"
+                    )));
+                };
+                (None, v, "deactivate")
+            }
         };
         let at = now_ms();
+        // With no version to make active, `version = NULL` holds for none: all become inactive.
         sqlx::query("UPDATE plugins SET active = CASE WHEN version = $3 THEN 1 ELSE 0 END WHERE tenant_id = $1 AND name = $2")
             .bind(tenant)
             .bind(name)
-            .bind(target)
+            .bind(active)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
@@ -405,7 +369,7 @@ impl Store {
         )
         .bind(tenant)
         .bind(name)
-        .bind(target)
+        .bind(recorded)
         .bind(current)
         .bind(kind)
         .bind(actor)
@@ -413,10 +377,10 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Activation {
+        Ok(Switched {
             tenant_id: tenant.to_string(),
             name: name.to_string(),
-            version: target,
+            version: recorded,
             previous: current,
             at,
         })
@@ -479,4 +443,64 @@ async fn take_turns(
         return Err(StoreError::NotFound("plugin"));
     }
     Ok(())
+}
+
+/// A change of a plugin's active version ([`Store::switch_active`]).
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Activate(i64),
+    Rollback,
+    Deactivate,
+}
+
+/// What [`Store::switch_active`] did: `version` is the version made active, or for a
+/// deactivation the one that was.
+struct Switched {
+    tenant_id: String,
+    name: String,
+    version: i64,
+    previous: Option<i64>,
+    at: i64,
+}
+
+impl Switched {
+    fn activation(self) -> Activation {
+        Activation {
+            tenant_id: self.tenant_id,
+            name: self.name,
+            version: self.version,
+            previous: self.previous,
+            at: self.at,
+        }
+    }
+}
+
+/// Where a rollback goes: the history replayed, each activation (and deactivation) pushing the
+/// version it replaced and each rollback popping one; versions deleted since are skipped.
+async fn rollback_target(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tenant: &str,
+    name: &str,
+    versions: &[(i64, i64)],
+) -> Result<Option<i64>, StoreError> {
+    let history = sqlx::query(
+        "SELECT kind, previous FROM plugin_activations WHERE tenant_id = $1 AND name = $2 ORDER BY id",
+    )
+    .bind(tenant)
+    .bind(name)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut stack: Vec<i64> = Vec::new();
+    for row in &history {
+        let kind: String = row.try_get("kind")?;
+        let previous: Option<i64> = row.try_get("previous")?;
+        match kind.as_str() {
+            "activate" | "deactivate" => stack.extend(previous),
+            _ => {
+                stack.pop();
+            }
+        }
+    }
+    stack.retain(|v| versions.iter().any(|(have, _)| have == v));
+    Ok(stack.last().copied())
 }
