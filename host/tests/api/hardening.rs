@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wasmswitch_plugin_artifacts as artifacts;
 
 use crate::both;
-use crate::util::{App, assert_problem, config, wasm, with_app};
+use crate::util::{App, assert_problem, config, eventually, wasm, with_app};
 
 /// Simulates a call to `to` with plugin `name` (at `version`, or the active one).
 async fn simulate(
@@ -243,17 +243,7 @@ both! {
         assert_eq!(s, StatusCode::CREATED);
         let wait_for = |app: &App, want: Option<String>| {
             let registry = app.service.state.registry.clone();
-            async move {
-                let until = Instant::now() + Duration::from_secs(5);
-                loop {
-                    let got = registry.active("acme", "router").map(|p| p.sha256.clone());
-                    if got == want {
-                        return;
-                    }
-                    assert!(Instant::now() < until, "expected {want:?}, still {got:?}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
+            eventually(move || registry.active("acme", "router").map(|p| p.sha256.clone()), want)
         };
         let router_sha = v1["sha256"].as_str().map(str::to_string);
         wait_for(&b, router_sha.clone()).await;

@@ -370,17 +370,7 @@ both! {
         assert_eq!(s, StatusCode::CREATED, "{v1}");
         let wait_for = |app: &App, want: Option<u32>| {
             let registry = app.service.state.registry.clone();
-            async move {
-                let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-                loop {
-                    let got = registry.active("acme", "router").map(|p| p.id.version);
-                    if got == want {
-                        return;
-                    }
-                    assert!(std::time::Instant::now() < until, "expected {want:?}, still {got:?}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
+            crate::util::eventually(move || registry.active("acme", "router").map(|p| p.id.version), want)
         };
         wait_for(&b, Some(1)).await;
         // The faulty router refuses with 486: a plugin answers.

@@ -294,3 +294,20 @@ where
 pub fn wasm(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
+
+/// Waits (up to 5 s) until `read` gives `want`, as a host following the store's changes made
+/// through another host does; fails with the last value seen.
+pub async fn eventually<T: PartialEq + std::fmt::Debug>(read: impl Fn() -> T, want: T) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let got = read();
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "expected {want:?}, still {got:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
