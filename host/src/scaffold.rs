@@ -18,25 +18,14 @@ pub enum World {
     Messaging,
 }
 
-/// Contract 0.2, which Rust projects are written against (through the SDK, which has its own
-/// copy; this one is for reference).
-const WIT_V0_2: [(&str, &str); 3] = [
+/// Contract 0.2, which every new project is written against (Rust projects through the SDK,
+/// which has its own copy; theirs is for reference, the Python and JavaScript builds bind it).
+const WIT: [(&str, &str); 3] = [
     ("wit/types.wit", include_str!("../../wit/v0.2.0/types.wit")),
     ("wit/host.wit", include_str!("../../wit/v0.2.0/host.wit")),
     (
         "wit/worlds.wit",
         include_str!("../../wit/v0.2.0/worlds.wit"),
-    ),
-];
-
-/// Contract 0.1, which Python and JavaScript projects are still generated for (their build
-/// scripts bind this copy) until their templates move to 0.2.
-const WIT_V0_1: [(&str, &str); 3] = [
-    ("wit/types.wit", include_str!("../../wit/v0.1.0/types.wit")),
-    ("wit/host.wit", include_str!("../../wit/v0.1.0/host.wit")),
-    (
-        "wit/worlds.wit",
-        include_str!("../../wit/v0.1.0/worlds.wit"),
     ),
 ];
 
@@ -72,11 +61,7 @@ pub fn files(lang: Lang, world: World, name: &str) -> anyhow::Result<Vec<(String
             .replace("{world}", world_name)
             .replace("{sdk}", SDK_PATH)
     };
-    let wit = match lang {
-        Lang::Rust => WIT_V0_2,
-        Lang::Python | Lang::Js => WIT_V0_1,
-    };
-    let mut out: Vec<(String, String)> = wit
+    let mut out: Vec<(String, String)> = WIT
         .iter()
         .map(|(p, c)| (p.to_string(), c.to_string()))
         .collect();
@@ -84,12 +69,12 @@ pub fn files(lang: Lang, world: World, name: &str) -> anyhow::Result<Vec<(String
         (Lang::Rust, World::Router) => (RUST_ROUTER, ROUTER_SCENARIO),
         (Lang::Rust, World::Ivr) => (RUST_IVR, IVR_SCENARIO),
         (Lang::Rust, World::Messaging) => (RUST_MESSAGING, SMS_SCENARIO),
-        (Lang::Python, World::Router) => (PY_ROUTER, ROUTER_SCENARIO_V0_1),
-        (Lang::Python, World::Ivr) => (PY_IVR, IVR_SCENARIO_V0_1),
-        (Lang::Python, World::Messaging) => (PY_MESSAGING, SMS_SCENARIO_V0_1),
-        (Lang::Js, World::Router) => (JS_ROUTER, ROUTER_SCENARIO_V0_1),
-        (Lang::Js, World::Ivr) => (JS_IVR, IVR_SCENARIO_V0_1),
-        (Lang::Js, World::Messaging) => (JS_MESSAGING, SMS_SCENARIO_V0_1),
+        (Lang::Python, World::Router) => (PY_ROUTER, ROUTER_SCENARIO),
+        (Lang::Python, World::Ivr) => (PY_IVR, IVR_SCENARIO),
+        (Lang::Python, World::Messaging) => (PY_MESSAGING, SMS_SCENARIO),
+        (Lang::Js, World::Router) => (JS_ROUTER, ROUTER_SCENARIO),
+        (Lang::Js, World::Ivr) => (JS_IVR, IVR_SCENARIO),
+        (Lang::Js, World::Messaging) => (JS_MESSAGING, SMS_SCENARIO),
     };
     out.push(("scenario.yaml".into(), fill(scenario)));
     match lang {
@@ -103,6 +88,7 @@ pub fn files(lang: Lang, world: World, name: &str) -> anyhow::Result<Vec<(String
             out.push(("app.py".into(), fill(code)));
             out.push(("build.sh".into(), fill(PY_BUILD)));
             out.push(("README.md".into(), fill(PY_README)));
+            out.push((".gitignore".into(), "__pycache__/\n*.wasm\n".into()));
         }
         Lang::Js => {
             out.push(("app.js".into(), fill(code)));
@@ -115,7 +101,8 @@ pub fn files(lang: Lang, world: World, name: &str) -> anyhow::Result<Vec<(String
     Ok(out)
 }
 
-// The first scenarios of a new project: contract 0.2 for Rust (events in, actions out) ...
+// The first scenarios of a new project, the same in every language: contract 0.2, events in,
+// actions out.
 
 const ROUTER_SCENARIO: &str = r#"name: {name}
 cases:
@@ -162,45 +149,6 @@ cases:
     steps:
       - delivery: {id: m1, to: "+14155550111", status: {failed: {code: 408}}}
     expect-counters: {undelivered: 1}
-"#;
-
-// ... and contract 0.1 for the Python and JavaScript projects, which are still generated for it.
-
-const ROUTER_SCENARIO_V0_1: &str = r#"name: {name}
-cases:
-  - name: numbers in the +1 range are forwarded
-    steps:
-      - route: {from: "+442071234567", to: "+14155550100"}
-        expect: {forward: {targets: ["+14155550100"], trunk: main}}
-  - name: everything else is refused
-    steps:
-      - route: {to: "+33123456789"}
-        expect: {reject: {code: 404}}
-"#;
-
-const IVR_SCENARIO_V0_1: &str = r#"name: {name}
-cases:
-  - name: greets, then says goodbye after a digit
-    steps:
-      - ivr: {started: {}}
-        expect:
-          - gather: {prompt: {prompt: welcome}, max-digits: 1}
-      - ivr: {digits-collected: {digits: "1"}}
-        expect:
-          - play: {audio: {say: "You pressed 1"}}
-          - hangup: null
-"#;
-
-const SMS_SCENARIO_V0_1: &str = r#"name: {name}
-cases:
-  - name: ordinary messages are delivered
-    steps:
-      - message: {from: "+14155550100", to: "+14155550111", body: "hello"}
-        expect: deliver
-  - name: messages mentioning a prize are refused
-    steps:
-      - message: {body: "You have won a PRIZE"}
-        expect: {reject: {code: 403}}
 "#;
 
 const RUST_CARGO: &str = r#"[package]
@@ -320,7 +268,8 @@ Edit `src/lib.rs`; add cases to `scenario.yaml` (events in, expected decisions o
 "#;
 
 const PY_BUILD: &str = r#"#!/usr/bin/env bash
-# Builds {name}.wasm from app.py. Needs: pip install componentize-py==0.25.1
+# Builds {name}.wasm from app.py against the contract in wit/ (wasmswitch:plugin@0.2.0).
+# Needs: pip install componentize-py==0.25.1
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 command -v componentize-py >/dev/null || { echo "error: pip install componentize-py==0.25.1" >&2; exit 1; }
@@ -331,62 +280,100 @@ const PY_ROUTER: &str = r#"# Build: bash build.sh      Test: wasmswitch plugin t
 from wit_world import exports
 from wit_world.imports import log
 from wit_world.imports.types import (
-    CallInfo, CallAction, Forward, RingStrategy, RouteDecision_Forward, RouteDecision_Reject, SipStatus,
+    Action_Dial, Action_Reject, CallEvent_Incoming, Dial, DialTarget, RingGroup, RingStrategy,
+    SipStatus,
 )
 
 
-class CallRouting(exports.CallRouting):
-    def route(self, call: CallInfo):
-        log.log(log.Level.INFO, f"routing {call.from_} -> {call.to}")
-        if call.to.startswith("+1"):
-            return RouteDecision_Forward(Forward([call.to], "main", 30000, RingStrategy.SEQUENTIAL, None))
-        return RouteDecision_Reject(SipStatus(404, "No Route"))
+class CallHandler(exports.CallHandler):
+    def on_event(self, event):
+        match event:
+            case CallEvent_Incoming(call):
+                log.log(log.Level.INFO, f"routing {call.from_} -> {call.to}")
+                if call.to.startswith("+1"):
+                    return [Action_Dial(dial(call.to, trunk="main"))]
+                return [Action_Reject(SipStatus(404, "No Route"))]
+            case _:
+                # The legs, the dial's end, DTMF, the hangup: nothing to do. When the bridge
+                # ends, the call has nothing left and the switch ends it.
+                return []
 
-    def on_call_event(self, event) -> list[CallAction]:
-        return []
+
+def dial(number, trunk):
+    """Ring one number through a trunk; None leaves the rest to the contract's defaults."""
+    target = DialTarget(number, trunk=trunk, headers=[], timeout_ms=None)
+    return Dial(groups=[RingGroup(RingStrategy.SEQUENTIAL, [target])], timeout_ms=None,
+                caller_id=None, ringback=None, tag=None)
 "#;
 
 const PY_IVR: &str = r#"# Build: bash build.sh      Test: wasmswitch plugin test {name}.wasm scenario.yaml
 from wit_world import exports
 from wit_world.imports.types import (
-    Audio_Prompt, Audio_Say, Gather, IvrAction_Gather, IvrAction_Hangup, IvrAction_Play,
-    IvrEvent_DigitsCollected, IvrEvent_Started, IvrEvent_Timeout, Play,
+    Action_Answer, Action_Gather, Action_Hangup, Action_Play, Audio_Prompt, Audio_Say,
+    CallEvent_GatherCompleted, CallEvent_HandedOver, CallEvent_Incoming, Gather, Play,
 )
 
 
-class IvrFlow(exports.IvrFlow):
+class CallHandler(exports.CallHandler):
     def on_event(self, event):
-        if isinstance(event, IvrEvent_Started):
-            return [IvrAction_Gather(Gather(Audio_Prompt("welcome"), 1, None, 5000, 3000))]
-        if isinstance(event, IvrEvent_DigitsCollected):
-            said = Play(Audio_Say(f"You pressed {event.value.digits}"), 1, False)
-            return [IvrAction_Play(said), IvrAction_Hangup(None)]
-        if isinstance(event, IvrEvent_Timeout):
-            return [IvrAction_Hangup(None)]
-        return []
+        match event:
+            # Handed over by a router, or the first plugin of the number's calls.
+            case CallEvent_HandedOver() | CallEvent_Incoming():
+                # One digit, after the welcome prompt; None = the contract's default.
+                menu = Gather(prompts=[Audio_Prompt("welcome")], max_digits=1, terminators=None,
+                              timeout_ms=None, inter_digit_timeout_ms=None, tag=None)
+                return [Action_Answer(), Action_Gather(menu)]
+            case CallEvent_GatherCompleted(gathered) if gathered.digits:
+                said = Play(Audio_Say(f"You pressed {gathered.digits}"), repeat=None,
+                            barge_in=None, tag=None)
+                return [Action_Play(said), Action_Hangup(None)]
+            case CallEvent_GatherCompleted():
+                return [Action_Hangup(None)]  # no digit before the timeout
+            case _:
+                # The end of a prompt, the hangup, ...: the actions waiting go on by themselves.
+                return []
 "#;
 
 const PY_MESSAGING: &str = r#"# Build: bash build.sh      Test: wasmswitch plugin test {name}.wasm scenario.yaml
 from wit_world import exports
-from wit_world.imports.types import Message, SipStatus, SmsDecision_Deliver, SmsDecision_Reject
+from wit_world.imports import log, metrics
+from wit_world.imports.types import (
+    DeliveryStatus_Failed, SipStatus, SmsDecision_Deliver, SmsDecision_Reject,
+)
 
 
 class MessagePolicy(exports.MessagePolicy):
-    def on_message(self, msg: Message):
+    def on_message(self, msg):
         if "prize" in msg.body.lower():
             return SmsDecision_Reject(SipStatus(403, "Rejected As Spam"))
         return SmsDecision_Deliver()
+
+    # How each message this policy let through was delivered.
+    def on_delivery(self, report):
+        match report.status:
+            case DeliveryStatus_Failed(status):
+                log.log(log.Level.WARN, f"{report.id} to {report.to}: {status.code}")
+                metrics.counter_add("undelivered", 1)
 "#;
 
 const PY_README: &str = r#"# {name}
 
-A wasmswitch plugin (world `{world}`) in Python, built with componentize-py.
+A wasmswitch plugin (world `{world}`) in Python, built with componentize-py against contract
+0.2 (`wit/`, package `wasmswitch:plugin@0.2.0`).
 
     pip install componentize-py==0.25.1    # once
     bash build.sh                          # -> {name}.wasm
     wasmswitch plugin test {name}.wasm scenario.yaml
 
-See the generated bindings (class and type names) with
+Edit `app.py`; add cases to `scenario.yaml` (events in, expected decisions out). A call handler
+(class `CallHandler`) hears every event of its call (`CallEvent_Incoming`, `CallEvent_HandedOver`,
+...) and answers each with a list of actions (`[]` when there is nothing to do); a messaging
+policy (class `MessagePolicy`) decides each message and hears its delivery report.
+
+One instance runs per call, so module globals can hold the call's state; module-level code runs
+once, at build time, so set that state up in `incoming` / `handed-over`. Variant cases are
+classes (`Action_Dial`), records dataclasses built with every field (`None` for an option left
+to the contract's default), WIT's `from` is `from_`. See the generated bindings with
 `componentize-py -d wit -w {world} bindings bindings/`.
 "#;
 
@@ -394,15 +381,18 @@ const JS_PACKAGE: &str = r#"{
   "name": "{name}",
   "version": "0.1.0",
   "private": true,
+  "description": "A wasmswitch plugin (world {world}, contract 0.2) in JavaScript",
   "type": "module",
   "scripts": { "build": "bash build.sh" },
-  "devDependencies": { "componentize-qjs": "0.4.5" }
+  "devDependencies": { "componentize-qjs": "0.4.5" },
+  "engines": { "node": ">=20" }
 }
 "#;
 
 const JS_BUILD: &str = r#"#!/usr/bin/env bash
 # Builds {name}.wasm from app.js with QuickJS (componentize-qjs, the engine of
-# `jco componentize --backend quickjs`).
+# `jco componentize --backend quickjs`), against contract 0.2 in wit/ (world {world}).
+# Needs Node >= 20; the first run installs the tool from the npm registry.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 [ -d node_modules ] || npm install --no-audit --no-fund
@@ -411,42 +401,59 @@ node_modules/.bin/componentize-qjs --wit wit --js app.js --world {world} \
 "#;
 
 const JS_ROUTER: &str = r#"// Build: bash build.sh      Test: wasmswitch plugin test {name}.wasm scenario.yaml
-import { log } from "wasmswitch:plugin/log@0.1.0";
+// Contract 0.2 (wit/): the export `call-handler` is `callHandler`, whose onEvent hears every
+// event of the call and answers with a list of actions. Variants are {tag, val}, records
+// camelCase, an option's none is null, enums are strings.
+import { log } from "wasmswitch:plugin/log@0.2.0";
 
-export const callRouting = {
-  route(call) {
-    log("info", `routing ${call.from} -> ${call.to}`);
-    if (call.to.startsWith("+1")) {
-      return {
-        tag: "forward",
-        val: { targets: [call.to], trunk: "main", timeoutMs: 30000, strategy: "sequential", callerId: null },
-      };
-    }
-    return { tag: "reject", val: { code: 404, reason: "No Route" } };
-  },
-  onCallEvent(_event) {
+// A number, through one of the tenant's trunks, ringing for the contract's default 30 s.
+const target = (number, trunk) => ({ target: number, trunk, headers: [], timeoutMs: null });
+
+function route(call) {
+  log("info", `routing ${call.from} -> ${call.to}`);
+  if (call.to.startsWith("+1")) {
+    const groups = [{ strategy: "sequential", targets: [target(call.to, "main")] }];
+    return [{ tag: "dial", val: { groups, timeoutMs: null, callerId: null, ringback: null, tag: null } }];
+  }
+  return [{ tag: "reject", val: { code: 404, reason: "No Route" } }];
+}
+
+export const callHandler = {
+  onEvent(event) {
+    if (event.tag === "incoming") return route(event.val);
+    // The legs, the dial's end, DTMF, the hangup: nothing to do. When the bridge ends, the
+    // call has nothing left and the switch ends it.
     return [];
   },
 };
 "#;
 
 const JS_IVR: &str = r#"// Build: bash build.sh      Test: wasmswitch plugin test {name}.wasm scenario.yaml
-export const ivrFlow = {
+// Contract 0.2 (wit/): the export `call-handler` is `callHandler`, whose onEvent hears every
+// event of the call and answers with a list of actions. Variants are {tag, val} (a case without
+// payload is just {tag}), records camelCase, an option's none is null (the WIT's default).
+
+const say = (text) => ({ tag: "say", val: text });
+const hangup = { tag: "hangup", val: null };
+// One digit, after the prompt "welcome"; the timeouts and the terminator (#) are the defaults.
+const menu = { tag: "gather", val: { prompts: [{ tag: "prompt", val: "welcome" }], maxDigits: 1,
+  terminators: null, timeoutMs: null, interDigitTimeoutMs: null, tag: null } };
+
+export const callHandler = {
   onEvent(event) {
     switch (event.tag) {
-      case "started":
-        return [{
-          tag: "gather",
-          val: { prompt: { tag: "prompt", val: "welcome" }, maxDigits: 1, terminator: null, timeoutMs: 5000, interDigitTimeoutMs: 3000 },
-        }];
-      case "digits-collected":
-        return [
-          { tag: "play", val: { audio: { tag: "say", val: `You pressed ${event.val.digits}` }, repeat: 1, bargeIn: false } },
-          { tag: "hangup", val: null },
-        ];
-      case "timeout":
-        return [{ tag: "hangup", val: null }];
+      // Handed over by a router, or the first plugin of the number's calls.
+      case "handed-over":
+      case "incoming":
+        return [{ tag: "answer" }, menu];
+      case "gather-completed": {
+        const digits = event.val.digits;
+        if (digits === "") return [hangup]; // no digit before the timeout
+        const said = { audio: say(`You pressed ${digits}`), repeat: null, bargeIn: null, tag: null };
+        return [{ tag: "play", val: said }, hangup];
+      }
       default:
+        // The end of a prompt, the hangup, ...: the actions waiting go on by themselves.
         return [];
     }
   },
@@ -454,6 +461,11 @@ export const ivrFlow = {
 "#;
 
 const JS_MESSAGING: &str = r#"// Build: bash build.sh      Test: wasmswitch plugin test {name}.wasm scenario.yaml
+// Contract 0.2 (wit/): the export `message-policy` is `messagePolicy`. Variants are {tag, val},
+// records camelCase; u64 is a Number.
+import { log } from "wasmswitch:plugin/log@0.2.0";
+import { counterAdd } from "wasmswitch:plugin/metrics@0.2.0";
+
 export const messagePolicy = {
   onMessage(msg) {
     if (msg.body.toLowerCase().includes("prize")) {
@@ -461,15 +473,36 @@ export const messagePolicy = {
     }
     return { tag: "deliver" };
   },
+
+  // How each message this policy let through was delivered.
+  onDelivery(report) {
+    if (report.status.tag === "failed") {
+      log("warn", `${report.id} to ${report.to}: ${report.status.val.code}`);
+      counterAdd("undelivered", 1);
+    }
+  },
 };
 "#;
 
 const JS_README: &str = r#"# {name}
 
-A wasmswitch plugin (world `{world}`) in JavaScript, built with QuickJS (componentize-qjs).
+A wasmswitch plugin (world `{world}` of contract 0.2, in `wit/`) in JavaScript, built with QuickJS
+(componentize-qjs).
 
     bash build.sh                          # installs the tool on first run -> {name}.wasm
     wasmswitch plugin test {name}.wasm scenario.yaml
+
+Edit `app.js`; add cases to `scenario.yaml` (events in, expected actions out).
+
+How the WIT maps to JavaScript: an exported interface is an exported object named in camelCase
+(`callHandler`, `messagePolicy`), its functions are methods (`onEvent`, `onMessage`,
+`onDelivery`); imports are modules (`import { log } from "wasmswitch:plugin/log@0.2.0"`). A
+variant is `{tag, val}` with the case's WIT name as `tag` (`{tag: "answer"}` when it has no
+payload), a record an object with camelCase keys, an option's none `null` (for the options of an
+action, the default the WIT documents), an enum a string, flags an object of booleans, u64 a
+Number; a host function's `result` error is thrown. One instance runs per call, so module-level
+variables are the call's state. QuickJS has no `console` or `TextDecoder`, and no clock: use the
+call's `received-at`.
 "#;
 
 #[cfg(test)]
@@ -499,28 +532,23 @@ mod tests {
         }
     }
 
-    /// Rust projects are written against contract 0.2 and their scenarios speak it; Python and
-    /// JavaScript projects are still 0.1 and keep 0.1's scenario steps, which only 0.1 plugins
-    /// answer. Every generated scenario parses.
+    /// Every project is written against contract 0.2 and its scenario speaks it (0.1's own steps
+    /// would only be answered by a 0.1 plugin). Every generated scenario parses.
     #[test]
-    fn each_language_gets_its_contract_and_matching_scenarios() {
+    fn every_language_gets_contract_0_2_and_its_scenarios() {
         use wasmswitch_plugins::scenario::{Input, Scenario};
         for lang in [Lang::Rust, Lang::Python, Lang::Js] {
             for world in [World::Router, World::Ivr, World::Messaging] {
                 let f = files(lang, world, "demo").unwrap();
                 let file = |name: &str| &f.iter().find(|(p, _)| p == name).unwrap().1;
-                let v0_2 = matches!(lang, Lang::Rust);
-                let package = if v0_2 { "@0.2.0;" } else { "@0.1.0;" };
-                assert!(file("wit/worlds.wit").contains(package), "{lang:?}");
+                assert!(file("wit/worlds.wit").contains("@0.2.0;"), "{lang:?}");
                 let scenario = Scenario::parse(file("scenario.yaml"), false)
                     .unwrap_or_else(|e| panic!("{lang:?}/{world:?}: {e}"));
                 for step in scenario.cases.iter().flat_map(|c| &c.steps) {
-                    let speaks_its_contract = match step.input {
-                        // The same in both.
-                        Input::Message(_) => true,
-                        Input::Event(_) | Input::Delivery(_) => v0_2,
-                        Input::Route(_) | Input::CallEvent(_) | Input::Ivr(_) => !v0_2,
-                    };
+                    let speaks_its_contract = matches!(
+                        step.input,
+                        Input::Event(_) | Input::Message(_) | Input::Delivery(_)
+                    );
                     assert!(speaks_its_contract, "{lang:?}/{world:?}: {:?}", step.input);
                 }
             }

@@ -32,8 +32,8 @@ fn run(cmd: &mut Command) {
 
 #[test]
 fn plugin_test_runs_a_scenario_against_the_python_build() {
-    // The Python menu still targets contract 0.1: the menu's 0.1 scenario.
-    let scenario = artifacts::frozen::scenario("0.1.0", "ivr-menu");
+    // The menu's scenario, shared with its Rust and JavaScript builds.
+    let scenario = artifacts::scenario("ivr-menu");
     let o = wasmswitch(
         &[
             "plugin",
@@ -45,7 +45,7 @@ fn plugin_test_runs_a_scenario_against_the_python_build() {
     );
     let out = text(&o);
     assert!(o.status.success(), "{out}");
-    assert!(out.contains("9 passed, 0 failed"), "{out}");
+    assert!(out.contains("13 passed, 0 failed"), "{out}");
     assert!(
         out.contains("ok    greets and asks for a digit (fuel "),
         "{out}"
@@ -106,7 +106,7 @@ fn inspect_lists_the_exports() {
         Path::new("."),
     );
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("exports: wasmswitch:plugin/ivr-flow@0.1.0 (world ivr)"));
+    assert!(text(&o).contains("exports: wasmswitch:plugin/call-handler@0.2.0 (world router)"));
 }
 
 /// Scaffolds, builds and tests a new project, as the README tells an author to.

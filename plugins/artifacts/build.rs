@@ -16,7 +16,7 @@ const RUST: &[&str] = &[
     "faulty",
     "tour",
 ];
-const SCRIPTED: &[&str] = &["ivr-menu-py", "ivr-menu-js"];
+const SCRIPTED: &[&str] = &["ivr-menu-py", "ivr-menu-js", "tour-py", "tour-js"];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -32,6 +32,10 @@ fn main() {
     println!(
         "cargo:rerun-if-changed={}",
         root.join("Cargo.lock").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        plugins.join("scripted").display()
     );
     for p in RUST.iter().chain(SCRIPTED) {
         for f in [

@@ -21,8 +21,8 @@
 //!   or `handed-over` for the IVR), through the 0.1 adapter for the 0.1 examples and directly
 //!   for the 0.2 tour.
 //!
-//! `route`, `paced` and `ivr` run the frozen 0.1.0 builds of the router and the menu
-//! (`plugins/fixtures/v0.1.0`, the same code the examples had when those figures were first
+//! `route`, `paced` and `ivr` run the frozen 0.1.0 builds of the router and the Rust and Python
+//! menus (`plugins/fixtures/v0.1.0`, the same code the examples had when those figures were first
 //! taken) through contract 0.1's own functions, so their figures compare with earlier runs;
 //! `event` is the path calls take now, for the 0.1 builds (through the adapter) and the 0.2
 //! examples.
@@ -197,12 +197,18 @@ fn paced(_: &mut Criterion) {
         ),
         (
             "ivr/python",
-            artifacts::IVR_MENU_PY,
+            &*frozen_v0_1("ivr-menu-py"),
             Op::IvrStarted,
             100,
             2_000,
         ),
-        ("ivr/js", artifacts::IVR_MENU_JS, Op::IvrStarted, 100, 2_000),
+        (
+            "ivr/js",
+            &*frozen_v0_1("ivr-menu-js"),
+            Op::IvrStarted,
+            100,
+            2_000,
+        ),
     ];
     for (name, plugin, op, rate, calls) in runs {
         for (label, gap) in [
@@ -236,8 +242,8 @@ fn ivr(c: &mut Criterion) {
     });
     let builds = [
         ("rust", &*frozen_v0_1("ivr-menu")),
-        ("python", artifacts::IVR_MENU_PY),
-        ("js", artifacts::IVR_MENU_JS),
+        ("python", &*frozen_v0_1("ivr-menu-py")),
+        ("js", &*frozen_v0_1("ivr-menu-js")),
     ];
     let mut g = c.benchmark_group("ivr");
     for (lang, path) in builds {
@@ -368,23 +374,48 @@ fn first_event(c: &mut Criterion) {
         ("rust-router-0.2", artifacts::ROUTER, &incoming),
         ("rust-ivr-0.2", artifacts::IVR_MENU, &handed_over),
         ("tour-0.2", artifacts::TOUR, &sales),
+        ("python-ivr-0.2", artifacts::IVR_MENU_PY, &handed_over),
+        ("js-ivr-0.2", artifacts::IVR_MENU_JS, &handed_over),
     ] {
         let plugin = load(&rt, path);
+        let once = || async {
+            let mut i = plugin
+                .instantiate(Default::default())
+                .await
+                .expect("instance");
+            std::hint::black_box(i.on_event(event).await.expect("first event"));
+        };
         g.bench_function(format!("fresh-instance+first/{name}"), |b| {
             b.iter_custom(|iters| {
                 tokio.block_on(async {
                     let t = Instant::now();
                     for _ in 0..iters {
-                        let mut i = plugin
-                            .instantiate(Default::default())
-                            .await
-                            .expect("instance");
-                        std::hint::black_box(i.on_event(event).await.expect("first event"));
+                        once().await;
                     }
                     t.elapsed()
                 })
             })
         });
+        // The latency distribution of the same, one sample per call (the Rust builds only: a
+        // scripted plugin's fresh instance takes milliseconds).
+        if name.starts_with("python") || name.starts_with("js") {
+            continue;
+        }
+        let mut samples = Vec::with_capacity(20_000);
+        tokio.block_on(async {
+            for _ in 0..20_000 {
+                let t = Instant::now();
+                once().await;
+                samples.push(t.elapsed());
+            }
+        });
+        samples.sort();
+        println!(
+            "event/fresh-instance+first/{name} latency over {} calls: p50 {:?}  p99 {:?}",
+            samples.len(),
+            percentile(&samples, 0.50),
+            percentile(&samples, 0.99),
+        );
     }
     g.finish();
 }

@@ -16,7 +16,7 @@ pub enum LoadError {
     NotWasm,
     /// A core WebAssembly module, not a component.
     #[error(
-        "this is a core WebAssembly module, not a component: build it for wasm32-wasip2, or wrap it with `wasm-tools component new` (a module built for wasm32-wasip1 also needs `--adapt wasi_snapshot_preview1.reactor.wasm`, the adapter from the wasmtime release that matches your wasm-tools)"
+        "this is a core WebAssembly module, not a component: make a component of it with `wasm-tools component new MODULE.wasm -o COMPONENT.wasm` (a module that imports wasi_snapshot_preview1 also needs `--adapt wasi_snapshot_preview1=wasi_snapshot_preview1.reactor.wasm`, the adapter in the crates.io crate wasi-preview1-component-adapter-provider), or build it for a target that makes components (Rust: wasm32-wasip2). See docs/plugins-in-c.md"
     )]
     CoreModule,
     /// The component failed to validate or compile.

@@ -2,7 +2,9 @@
 //! to copy). On `incoming`, the called number picks the fault: `loop` spins forever, `oom`
 //! allocates without bound, `trap` panics, `bad` rejects with SIP status 200 (invalid); `state`
 //! reports what an earlier call could have left behind (see [`leftovers`]); anything else is
-//! rejected with 486. During a call, DTMF `1` (from any leg) spins forever.
+//! rejected with 486. A call handed over to it with the variable `fault` set gets the fault that
+//! value names, as if it were the called number. During a call, DTMF `1` (from any leg) spins
+//! forever.
 //!
 //! Build: `cargo build --target wasm32-wasip2 --profile plugin -p faulty`
 //! Test:  `wasmswitch plugin test target/wasm32-wasip2/plugin/faulty.wasm plugins/scenarios/faulty.yaml`
@@ -15,6 +17,10 @@ impl CallHandler for Plugin {
     fn on_event(event: CallEvent) -> Vec<Action> {
         match event {
             CallEvent::Incoming(call) => vec![incoming(&call.to)],
+            CallEvent::HandedOver(h) => match h.variables.iter().find(|v| v.name == "fault") {
+                Some(fault) => vec![incoming(&fault.value)],
+                None => Vec::new(),
+            },
             CallEvent::Dtmf(DtmfPress { digit: '1', .. }) => spin(),
             _ => Vec::new(),
         }

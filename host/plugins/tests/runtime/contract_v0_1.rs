@@ -24,23 +24,12 @@ fn harness_of(bytes: &[u8]) -> Result<Harness, HarnessError> {
     )
 }
 
-async fn passes_frozen(plugin: &str, scenario: &str) {
-    let h = harness_of(&frozen::component("0.1.0", plugin))
-        .unwrap_or_else(|e| panic!("load {plugin}: {e}"));
-    assert_eq!(h.plugin().target.contract, Contract::V0_1);
-    assert_eq!(h.plugin().target.to_string(), "0.1.0");
-    let what = format!("the frozen 0.1.0 {plugin}");
-    super::assert_passes(&h, &frozen::scenario("0.1.0", scenario), &what).await;
-}
-
 /// Every frozen plugin, from the fixture list itself: one added there is tested without
 /// anything else to remember.
 #[tokio::test]
 async fn every_frozen_plugin_passes_its_frozen_scenario() {
     assert!(frozen::V0_1.len() >= 7, "the 0.1.0 fixtures are all listed");
-    for (plugin, scenario) in frozen::V0_1 {
-        passes_frozen(plugin, scenario).await;
-    }
+    super::frozen_plugins_pass("0.1.0", frozen::V0_1).await;
 }
 
 #[tokio::test]
@@ -74,26 +63,7 @@ fn a_plugin_built_against_an_unknown_contract_is_refused_with_the_supported_vers
 /// The fixtures are the bytes their README lists: a rebuilt or replaced file fails here.
 #[test]
 fn the_frozen_files_are_the_ones_recorded() {
-    use sha2::{Digest, Sha256};
-    let readme = std::fs::read_to_string(frozen::dir("0.1.0").join("README.md")).unwrap();
-    let mut checked = std::collections::BTreeSet::new();
-    for line in readme.lines() {
-        let Some((sum, file)) = line.split_once("  ") else {
-            continue;
-        };
-        let Some(name) = file.strip_suffix(".wasm") else {
-            continue;
-        };
-        let bytes = frozen::component("0.1.0", name);
-        assert_eq!(hex::encode(Sha256::digest(&bytes)), sum, "{file} changed");
-        checked.insert(name.to_string());
-    }
-    let frozen: std::collections::BTreeSet<_> =
-        frozen::V0_1.iter().map(|(n, _)| n.to_string()).collect();
-    assert_eq!(
-        checked, frozen,
-        "every frozen plugin has exactly one recorded sum"
-    );
+    super::frozen_files_are_the_ones_recorded("0.1.0", frozen::V0_1);
 }
 
 /// Runs 0.2 scenario text on a frozen 0.1 plugin, through the adapter.

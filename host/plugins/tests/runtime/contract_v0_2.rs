@@ -49,6 +49,19 @@ fn call_to(to: &str) -> CallInfo {
     }
 }
 
+/// Contract 0.2 is released: its frozen builds (`plugins/fixtures/v0.2.0`, built when it was
+/// released) keep loading and passing the scenarios frozen with them.
+#[tokio::test]
+async fn every_frozen_0_2_plugin_passes_its_frozen_scenario() {
+    assert!(frozen::V0_2.len() >= 8, "the 0.2.0 fixtures are all listed");
+    super::frozen_plugins_pass("0.2.0", frozen::V0_2).await;
+}
+
+#[test]
+fn the_frozen_0_2_files_are_the_ones_recorded() {
+    super::frozen_files_are_the_ones_recorded("0.2.0", frozen::V0_2);
+}
+
 #[tokio::test]
 async fn a_plugin_built_against_a_later_compatible_0_2_release_loads() {
     let tour = std::fs::read(TOUR).unwrap();

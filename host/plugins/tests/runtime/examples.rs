@@ -6,12 +6,6 @@ use wasmswitch_plugins::model::{
 };
 use wasmswitch_plugins::scenario::Scenario;
 
-async fn passes_v0_1(plugin: &str, scenario: &str) {
-    let h = super::harness(plugin);
-    let path = artifacts::frozen::scenario("0.1.0", scenario);
-    super::assert_passes(&h, &path, plugin).await;
-}
-
 async fn passes(plugin: &str, scenario: &str) {
     let h = super::harness(plugin);
     super::assert_passes(&h, &artifacts::scenario(scenario), plugin).await;
@@ -43,15 +37,13 @@ mod plugin_tests {
     }
 
     #[tokio::test]
-    // The Python and JavaScript builds of the menu still target contract 0.1 (their ports are
-    // next): they pass the menu's 0.1 scenario, as their frozen 0.1 builds do.
     pub async fn IVR_MENU_PY() {
-        passes_v0_1(artifacts::IVR_MENU_PY, "ivr-menu").await;
+        passes(artifacts::IVR_MENU_PY, "ivr-menu").await;
     }
 
     #[tokio::test]
     pub async fn IVR_MENU_JS() {
-        passes_v0_1(artifacts::IVR_MENU_JS, "ivr-menu").await;
+        passes(artifacts::IVR_MENU_JS, "ivr-menu").await;
     }
 
     #[tokio::test]
@@ -74,6 +66,18 @@ mod plugin_tests {
     #[tokio::test]
     pub async fn TOUR() {
         passes(artifacts::TOUR, "tour").await;
+    }
+
+    /// The tour in Python passes the Rust tour's scenario, unchanged.
+    #[tokio::test]
+    pub async fn TOUR_PY() {
+        passes(artifacts::TOUR_PY, "tour").await;
+    }
+
+    /// And in JavaScript.
+    #[tokio::test]
+    pub async fn TOUR_JS() {
+        passes(artifacts::TOUR_JS, "tour").await;
     }
 }
 
@@ -168,4 +172,44 @@ async fn plugins_write_to_kv_and_it_is_inspectable() {
         kv.get("optout/+14155550100").map(Vec::as_slice),
         Some(&b"1"[..])
     );
+}
+
+/// The recipes of `docs/contract-by-example.md` are scenario steps in the model's own names:
+/// every YAML block there parses as the steps of a case, so a renamed field or case cannot
+/// leave the guide behind.
+#[test]
+fn the_contract_by_example_speaks_the_model() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/contract-by-example.md"
+    );
+    let doc = std::fs::read_to_string(path).expect("the guide");
+    let mut blocks = Vec::new();
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        if line == "```yaml" {
+            let block: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+            blocks.push(block.join("\n"));
+        }
+    }
+    assert!(blocks.len() >= 15, "{} blocks", blocks.len());
+    for block in &blocks {
+        let steps: String = block.lines().map(|l| format!("      {l}\n")).collect();
+        let text = format!("cases:\n  - name: recipe\n    steps:\n{steps}");
+        let scenario =
+            Scenario::parse(&text, false).unwrap_or_else(|e| panic!("{e}\nin:\n{block}"));
+        assert!(!scenario.cases[0].steps.is_empty(), "{block}");
+    }
+}
+
+/// The C example of `docs/plugins-in-c.md` is built by hand (its toolchain is not in CI), but
+/// its scenario is checked against the model here, so it cannot drift from the contract.
+#[test]
+fn the_c_example_scenario_speaks_the_model() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/examples/c-router/scenario.yaml"
+    );
+    let scenario = Scenario::from_file(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(scenario.cases.len() >= 4);
 }

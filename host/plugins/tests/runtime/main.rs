@@ -102,3 +102,47 @@ pub async fn assert_passes(h: &Harness, path: &std::path::Path, what: &str) {
     assert_eq!(report.passed(), s.cases.len());
     assert!(report.cases.iter().all(|c| c.fuel > 0), "fuel is measured");
 }
+
+/// The frozen builds of contract `version` (`plugins/fixtures/v{version}`): each, from the
+/// fixture list itself, loads as that contract and passes the scenario frozen beside it.
+pub async fn frozen_plugins_pass(version: &str, list: &[(&str, &str)]) {
+    use wasmswitch_plugin_artifacts::frozen;
+    for (plugin, scenario) in list {
+        let h = Harness::from_bytes(
+            &frozen::component(version, plugin),
+            RuntimeConfig {
+                cache_dir: Some(cache_dir()),
+                ..harness::default_config()
+            },
+        )
+        .unwrap_or_else(|e| panic!("load {plugin}: {e}"));
+        assert_eq!(h.plugin().target.to_string(), version, "{plugin}");
+        let what = format!("the frozen {version} {plugin}");
+        assert_passes(&h, &frozen::scenario(version, scenario), &what).await;
+    }
+}
+
+/// The fixtures of `version` are the bytes their README lists, one sum for each plugin of
+/// `list`: a rebuilt or replaced file fails here.
+pub fn frozen_files_are_the_ones_recorded(version: &str, list: &[(&str, &str)]) {
+    use sha2::{Digest, Sha256};
+    use wasmswitch_plugin_artifacts::frozen;
+    let readme = std::fs::read_to_string(frozen::dir(version).join("README.md")).unwrap();
+    let mut checked = std::collections::BTreeSet::new();
+    for line in readme.lines() {
+        let Some((sum, file)) = line.split_once("  ") else {
+            continue;
+        };
+        let Some(name) = file.strip_suffix(".wasm") else {
+            continue;
+        };
+        let bytes = frozen::component(version, name);
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), sum, "{file} changed");
+        checked.insert(name.to_string());
+    }
+    let listed: std::collections::BTreeSet<_> = list.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(
+        checked, listed,
+        "every frozen plugin has exactly one recorded sum"
+    );
+}

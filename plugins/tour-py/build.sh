@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds the Python tour of contract 0.2 (world `switch`) into a component:
+#   bash plugins/tour-py/build.sh OUT.wasm      (from any directory; OUT is relative to it)
+# The steps, shared by the Python examples, are in plugins/scripted/build-python.sh.
+set -euo pipefail
+if [ $# -ne 1 ]; then
+    echo "usage: bash $0 OUT.wasm" >&2
+    exit 2
+fi
+here="$(dirname "${BASH_SOURCE[0]}")"
+exec bash "$here/../scripted/build-python.sh" switch "$here" "$1"
