@@ -8,7 +8,9 @@
 //! ```
 //!
 //! The second argument sizes the instance pool (default 1,000): valgrind cannot reserve the
-//! address space of a big one.
+//! address space of a big one. The third picks the call: `route` (default: the frozen 0.1.0
+//! router's own `route()`), `event-0.1` (the same build's first event, `incoming`, through the
+//! 0.1 adapter, as the calls layer drives it) or `event-0.2` (the 0.2 router's `incoming`).
 //!
 //! It prints the median time per call; the first 1,000 calls warm the pool's slots and are not
 //! timed. Same settings as `benches/plugins.rs` (production runtime, pool of instances off).
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use wasmswitch_plugin_artifacts as artifacts;
 use wasmswitch_plugins::RuntimeConfig;
+use wasmswitch_plugins::model::{CallEvent, CallInfo};
 
 #[path = "../benches/setup/mod.rs"]
 mod setup;
@@ -30,6 +33,7 @@ fn main() {
         .nth(2)
         .and_then(|n| n.parse().ok())
         .unwrap_or(1000);
+    let mode = std::env::args().nth(3).unwrap_or_else(|| "route".into());
     let rt = setup::runtime(RuntimeConfig {
         max_instances,
         ..RuntimeConfig::default()
@@ -37,8 +41,22 @@ fn main() {
     // The frozen 0.1.0 build, called through 0.1's `route()`: the same code and path as the
     // figures this example was first used for (BENCHMARKS.md).
     let frozen = artifacts::frozen::dir("0.1.0").join("router.wasm");
-    let router = setup::load(&rt, &frozen.to_string_lossy());
+    let path = match mode.as_str() {
+        "route" | "event-0.1" => frozen.to_string_lossy().into_owned(),
+        "event-0.2" => artifacts::ROUTER.to_string(),
+        other => panic!("unknown mode {other:?}: route, event-0.1 or event-0.2"),
+    };
+    let router = setup::load(&rt, &path);
     let call = setup::call();
+    let incoming = CallEvent::Incoming(CallInfo {
+        call_id: call.call_id.clone(),
+        tenant: call.tenant.clone(),
+        from: call.from.clone(),
+        to: call.to.clone(),
+        source_address: call.source_address.clone(),
+        received_at: call.received_at,
+        ..Default::default()
+    });
     let mut samples = Vec::with_capacity(calls);
     setup::tokio().block_on(async {
         for n in 0..calls + 1000 {
@@ -47,7 +65,11 @@ fn main() {
                 .instantiate(Default::default())
                 .await
                 .expect("instance");
-            std::hint::black_box(i.route_v0_1(&call).await.expect("route"));
+            if mode == "route" {
+                std::hint::black_box(i.route_v0_1(&call).await.expect("route"));
+            } else {
+                std::hint::black_box(i.on_event(&incoming).await.expect("incoming"));
+            }
             if n >= 1000 {
                 samples.push(t.elapsed());
             }
@@ -58,5 +80,5 @@ fn main() {
         .get(samples.len() / 2)
         .copied()
         .unwrap_or(Duration::ZERO);
-    println!("{calls} calls, median {median:?} per fresh instance + route");
+    println!("{calls} calls, median {median:?} per fresh instance + {mode}");
 }

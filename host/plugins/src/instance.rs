@@ -11,7 +11,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::{AdapterV0_1, Contract, Guests};
+use crate::bindings::{AdapterV0_1, Contract, Guests, InterfaceV0_1};
 use crate::error::PluginError;
 use crate::kv::KvStore;
 use crate::model::{self, Action, CallEvent, DeliveryReport, Invalid, Message, SmsDecision, v0_1};
@@ -732,7 +732,7 @@ impl CallInstance {
         &mut self,
         call: &v0_1::CallInfo,
     ) -> Result<v0_1::RouteDecision, PluginError> {
-        let guests = self.guests_v0_1("call-routing")?;
+        let guests = self.guests_v0_1(InterfaceV0_1::CallRouting)?;
         let out = self
             .run(Function::Route, async |store| {
                 guests.route_v0_1(store, call).await
@@ -746,7 +746,7 @@ impl CallInstance {
         &mut self,
         event: &v0_1::CallEvent,
     ) -> Result<Vec<v0_1::CallAction>, PluginError> {
-        let guests = self.guests_v0_1("call-routing")?;
+        let guests = self.guests_v0_1(InterfaceV0_1::CallRouting)?;
         let out = self
             .run(Function::OnCallEvent, async |store| {
                 guests.on_call_event_v0_1(store, event).await
@@ -762,7 +762,7 @@ impl CallInstance {
         &mut self,
         event: &v0_1::IvrEvent,
     ) -> Result<Vec<v0_1::IvrAction>, PluginError> {
-        let guests = self.guests_v0_1("ivr-flow")?;
+        let guests = self.guests_v0_1(InterfaceV0_1::IvrFlow)?;
         let out = self
             .run(Function::OnIvrEvent, async |store| {
                 guests.on_ivr_event_v0_1(store, event).await
@@ -778,7 +778,7 @@ impl CallInstance {
         &mut self,
         msg: &v0_1::Message,
     ) -> Result<v0_1::SmsDecision, PluginError> {
-        let guests = self.guests_v0_1("message-policy")?;
+        let guests = self.guests_v0_1(InterfaceV0_1::MessagePolicy)?;
         let out = self
             .run(Function::OnMessage, async |store| {
                 guests.on_message_v0_1(store, msg).await
@@ -802,12 +802,12 @@ impl CallInstance {
 
     /// The instance's exports, if it may be entered and is a 0.1 component exporting
     /// `interface`.
-    fn guests_v0_1(&self, interface: &'static str) -> Result<Guests, PluginError> {
+    fn guests_v0_1(&self, interface: InterfaceV0_1) -> Result<Guests, PluginError> {
         if self.poisoned {
             return Err(PluginError::Poisoned);
         }
         if !self.guests.exports_v0_1(interface) {
-            return Err(PluginError::NotExported(interface));
+            return Err(PluginError::NotExported(interface.name()));
         }
         Ok(self.guests.clone())
     }

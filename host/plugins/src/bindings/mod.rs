@@ -96,7 +96,7 @@ macro_rules! host_imports {
 pub(crate) mod v0_1;
 pub(crate) mod v0_2;
 
-pub(crate) use v0_1::{Adapter as AdapterV0_1, Roles};
+pub(crate) use v0_1::{Adapter as AdapterV0_1, Interface as InterfaceV0_1, Roles};
 
 /// The package every plugin interface belongs to.
 const PACKAGE: &str = "wasmswitch:plugin";
@@ -358,7 +358,7 @@ impl Guests {
     }
 
     /// Whether a 0.1 component exports the 0.1 interface of that name.
-    pub(crate) fn exports_v0_1(&self, interface: &str) -> bool {
+    pub(crate) fn exports_v0_1(&self, interface: InterfaceV0_1) -> bool {
         match self {
             Guests::V0_1(g) => g.exports(interface),
             Guests::V0_2(_) => false,

@@ -45,9 +45,9 @@ impl Roles {
     /// does not have are ignored.
     pub(super) fn of(interfaces: &[&str]) -> Roles {
         Roles {
-            routing: interfaces.contains(&"call-routing"),
-            ivr: interfaces.contains(&"ivr-flow"),
-            messaging: interfaces.contains(&"message-policy"),
+            routing: interfaces.contains(&Interface::CallRouting.name()),
+            ivr: interfaces.contains(&Interface::IvrFlow.name()),
+            messaging: interfaces.contains(&Interface::MessagePolicy.name()),
         }
     }
 
@@ -82,14 +82,14 @@ impl Roles {
 
 /// Whether 0.1 has an interface of this name.
 pub(super) fn knows(interface: &str) -> bool {
-    matches!(interface, "call-routing" | "ivr-flow" | "message-policy")
+    Interface::ALL.iter().any(|i| i.name() == interface)
 }
 
 /// The interface that gives a capability (for calls, the one a new call reaches first).
 pub(super) fn interface(capability: Capability) -> &'static str {
     match capability {
-        Capability::Calls => "call-routing",
-        Capability::Messaging => "message-policy",
+        Capability::Calls => Interface::CallRouting.name(),
+        Capability::Messaging => Interface::MessagePolicy.name(),
     }
 }
 
@@ -154,6 +154,32 @@ impl Exports {
     }
 }
 
+/// The interfaces a 0.1 component may export, for 0.1's own functions (`route` and
+/// `on-call-event` are call-routing's, `on-event` ivr-flow's, `on-message` message-policy's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interface {
+    CallRouting,
+    IvrFlow,
+    MessagePolicy,
+}
+
+impl Interface {
+    pub(crate) const ALL: [Interface; 3] = [
+        Interface::CallRouting,
+        Interface::IvrFlow,
+        Interface::MessagePolicy,
+    ];
+
+    /// The WIT name, without package or version.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Interface::CallRouting => "call-routing",
+            Interface::IvrFlow => "ivr-flow",
+            Interface::MessagePolicy => "message-policy",
+        }
+    }
+}
+
 /// One 0.1 instance's exports.
 #[derive(Clone)]
 pub(crate) struct Guests {
@@ -163,8 +189,8 @@ pub(crate) struct Guests {
 }
 
 /// The error for a 0.1 function the component does not export.
-fn missing(interface: &str) -> wasmtime::Error {
-    wasmtime::format_err!("the component does not export {interface}")
+fn missing(interface: Interface) -> wasmtime::Error {
+    wasmtime::format_err!("the component does not export {}", interface.name())
 }
 
 /// A 0.1 answer the host cannot act on: a bad return, as it always was for 0.1.
@@ -180,14 +206,12 @@ impl Guests {
         }
     }
 
-    /// Whether the 0.1 function of this name is exported (`route`, `on-call-event` ->
-    /// call-routing; `on-event` -> ivr-flow; `on-message` -> message-policy).
-    pub(super) fn exports(&self, interface: &str) -> bool {
+    /// Whether the component exports this 0.1 interface.
+    pub(super) fn exports(&self, interface: Interface) -> bool {
         match interface {
-            "call-routing" => self.routing.is_some(),
-            "ivr-flow" => self.ivr.is_some(),
-            "message-policy" => self.messaging.is_some(),
-            _ => false,
+            Interface::CallRouting => self.routing.is_some(),
+            Interface::IvrFlow => self.ivr.is_some(),
+            Interface::MessagePolicy => self.messaging.is_some(),
         }
     }
 
@@ -201,7 +225,7 @@ impl Guests {
         let guest = self
             .routing
             .as_ref()
-            .ok_or_else(|| missing("call-routing"))?;
+            .ok_or_else(|| missing(Interface::CallRouting))?;
         Ok(guest.call_route(store, &call.into()).await?.into())
     }
 
@@ -213,7 +237,7 @@ impl Guests {
         let guest = self
             .routing
             .as_ref()
-            .ok_or_else(|| missing("call-routing"))?;
+            .ok_or_else(|| missing(Interface::CallRouting))?;
         let out = guest.call_on_call_event(store, &event.into()).await?;
         Ok(out.into_iter().map(Into::into).collect())
     }
@@ -223,7 +247,10 @@ impl Guests {
         store: &mut Store<CallState>,
         event: &v01::IvrEvent,
     ) -> wasmtime::Result<Vec<v01::IvrAction>> {
-        let guest = self.ivr.as_ref().ok_or_else(|| missing("ivr-flow"))?;
+        let guest = self
+            .ivr
+            .as_ref()
+            .ok_or_else(|| missing(Interface::IvrFlow))?;
         let out = guest.call_on_event(store, &event.into()).await?;
         Ok(out.into_iter().map(Into::into).collect())
     }
@@ -236,7 +263,7 @@ impl Guests {
         let guest = self
             .messaging
             .as_ref()
-            .ok_or_else(|| missing("message-policy"))?;
+            .ok_or_else(|| missing(Interface::MessagePolicy))?;
         Ok(guest.call_on_message(store, &msg.into()).await?.into())
     }
 
