@@ -351,16 +351,7 @@ fn load_times(c: &mut Criterion) {
 fn first_event(c: &mut Criterion) {
     let rt = runtime(None);
     let tokio = tokio();
-    let call = call();
-    let incoming = CallEvent::Incoming(wasmswitch_plugins::model::CallInfo {
-        call_id: call.call_id.clone(),
-        tenant: call.tenant.clone(),
-        from: call.from.clone(),
-        to: call.to.clone(),
-        source_address: call.source_address.clone(),
-        received_at: call.received_at,
-        ..Default::default()
-    });
+    let incoming = setup::incoming();
     // The tour's sales line: a dial of two groups with a caller ID, the largest first answer.
     let mut sales = incoming.clone();
     if let CallEvent::Incoming(c) = &mut sales {

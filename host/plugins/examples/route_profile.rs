@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use wasmswitch_plugin_artifacts as artifacts;
 use wasmswitch_plugins::RuntimeConfig;
-use wasmswitch_plugins::model::{CallEvent, CallInfo};
 
 #[path = "../benches/setup/mod.rs"]
 mod setup;
@@ -48,15 +47,7 @@ fn main() {
     };
     let router = setup::load(&rt, &path);
     let call = setup::call();
-    let incoming = CallEvent::Incoming(CallInfo {
-        call_id: call.call_id.clone(),
-        tenant: call.tenant.clone(),
-        from: call.from.clone(),
-        to: call.to.clone(),
-        source_address: call.source_address.clone(),
-        received_at: call.received_at,
-        ..Default::default()
-    });
+    let incoming = setup::incoming();
     let mut samples = Vec::with_capacity(calls);
     setup::tokio().block_on(async {
         for n in 0..calls + 1000 {

@@ -46,3 +46,17 @@ pub fn call() -> CallInfo {
         ..Default::default()
     }
 }
+
+/// The same call as contract 0.2's first event, `incoming`: what the calls layer sends.
+pub fn incoming() -> wasmswitch_plugins::model::CallEvent {
+    let call = call();
+    wasmswitch_plugins::model::CallEvent::Incoming(wasmswitch_plugins::model::CallInfo {
+        call_id: call.call_id,
+        tenant: call.tenant,
+        from: call.from,
+        to: call.to,
+        source_address: call.source_address,
+        received_at: call.received_at,
+        ..Default::default()
+    })
+}
