@@ -1,7 +1,7 @@
 # wasmswitch developer commands. `make test` is what CI runs.
 CARGO ?= cargo
 
-.PHONY: setup test check lint bench plugins run try-plugin fuzz-api probe
+.PHONY: setup test check lint bench bench-sip plugins run try-plugin fuzz-api fuzz-sip probe
 
 setup:
 	bash scripts/setup.sh
@@ -15,16 +15,19 @@ FUZZ_DB_DIR := $(shell mktemp -u /tmp/wasmswitch-fuzz.XXXXXX)
 WASMSWITCH_BIN = $(shell $(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/debug/wasmswitch
 
 # Builds every example plugin (Rust, Python, JavaScript) from source, runs all tests on SQLite
-# and PostgreSQL, then the API's property-based pass (schemathesis) and the control plane's
-# probe suite (tests/probe) on both.
+# and PostgreSQL, then a bounded fuzz run of the SIP parser and framer (cargo-fuzz), the API's
+# property-based pass (schemathesis) and the control plane's probe suite (tests/probe) on both.
 # (The fuzz pass and the probes use the binary `cargo test` built: building it alone would pick
 # other dependency features and recompile half the tree.)
 # The probes' latency bound: another tenant's reads and /healthz keep a p99 under this many ms
 # while one tenant runs 20 looping simulations (idle p99 is a few ms; 150 leaves room for a
 # busy CI machine).
 PROBE_LATENCY_BOUND_MS ?= 150
+# Seconds the SIP fuzz targets run for in `make test` (each); `make fuzz-sip` for longer runs.
+SIP_FUZZ_SECONDS ?= 30
 test: setup lint
 	$(CARGO) test --workspace --locked
+	bash tests/fuzz-sip.sh $(SIP_FUZZ_SECONDS)
 	export FUZZ_PLUGIN="$$($(CARGO) run -q --locked -p wasmswitch-plugin-artifacts --example path -- router)"; \
 	faulty="$$($(CARGO) run -q --locked -p wasmswitch-plugin-artifacts --example path -- faulty)"; \
 	probe="--router $$FUZZ_PLUGIN --faulty $$faulty --latency-bound-ms $(PROBE_LATENCY_BOUND_MS)"; \
@@ -61,6 +64,15 @@ plugins:
 
 bench:
 	$(CARGO) bench -p wasmswitch-plugins --bench plugins --locked
+
+# The SIP message benchmark: wasmswitch-sip, rsip and rsipstack parsing and printing the same
+# INVITE, 200 OK and REGISTER in one run.
+bench-sip:
+	$(CARGO) bench -p wasmswitch-sip-bench --bench messages --locked
+
+# Fuzzes the SIP parser and framer for longer: `make fuzz-sip SIP_FUZZ_SECONDS=3600`.
+fuzz-sip:
+	bash tests/fuzz-sip.sh $(SIP_FUZZ_SECONDS)
 
 # Runs the switch with the embedded SQLite database in ./wasmswitch-data (created on first
 # start, which prints an operator API key) and, on first start, a tenant "demo" with every

@@ -1,0 +1,215 @@
+//! `;name=value` parameter lists: URI parameters (no whitespace, `%`-escapes) and header
+//! parameters (`generic-param`, with whitespace allowed around `;` and `=`).
+
+use bytes::Bytes;
+
+use crate::syntax::{is_escaped_str, is_param_char, is_token, quoted_end, skip_ws};
+
+/// One parameter, name and value as written (escapes and quotes kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Param<'a> {
+    /// The name as written.
+    pub name: &'a [u8],
+    /// The value as written, or `None` for a bare flag (`;lr`).
+    pub value: Option<&'a [u8]>,
+}
+
+/// Where one parameter's name and value lie in the list's source bytes; `value.0 == NONE`
+/// for a flag. Offsets, not `Bytes` slices: a message has dozens of parameters, and a slice
+/// costs a reference-count update to make and another to drop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Entry {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+const NONE: u32 = u32::MAX;
+/// Lists of up to this many parameters (nearly all) are kept without an allocation.
+const INLINE: usize = 4;
+
+/// A parameter list, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    src: Bytes,
+    inline: [Entry; INLINE],
+    len: u8,
+    spill: Vec<Entry>,
+}
+
+impl PartialEq for Params {
+    fn eq(&self, other: &Params) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Params {}
+
+impl Params {
+    /// A parameter by name, compared case-insensitively: `Some(None)` for a flag.
+    pub fn get(&self, name: &str) -> Option<Option<&[u8]>> {
+        self.iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|p| p.value)
+    }
+
+    /// The parameters in the order they were written.
+    pub fn iter(&self) -> impl Iterator<Item = Param<'_>> {
+        self.inline[..usize::from(self.len)]
+            .iter()
+            .chain(self.spill.iter())
+            .map(|e| Param {
+                name: &self.src[e.name.0 as usize..e.name.1 as usize],
+                value: (e.value.0 != NONE)
+                    .then(|| &self.src[e.value.0 as usize..e.value.1 as usize]),
+            })
+    }
+
+    /// No parameters.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How many parameters.
+    pub fn len(&self) -> usize {
+        usize::from(self.len) + self.spill.len()
+    }
+
+    fn push(&mut self, name: (usize, usize), value: Option<(usize, usize)>) -> Option<()> {
+        let r = |(a, b): (usize, usize)| Some((u32::try_from(a).ok()?, u32::try_from(b).ok()?));
+        let e = Entry {
+            name: r(name)?,
+            value: match value {
+                Some(v) => r(v)?,
+                None => (NONE, NONE),
+            },
+        };
+        if usize::from(self.len) < INLINE {
+            self.inline[usize::from(self.len)] = e;
+            self.len += 1;
+        } else {
+            self.spill.push(e);
+        }
+        Some(())
+    }
+
+    /// URI parameters: `raw` is empty or starts with `;`. `None` if any is malformed.
+    pub(crate) fn parse_uri(raw: Bytes) -> Option<Params> {
+        if raw.is_empty() {
+            return Some(Params::default());
+        }
+        let body = raw.strip_prefix(b";")?;
+        let mut params = Params::default();
+        let mut at = 1;
+        for p in body.split(|&b| b == b';') {
+            let (name, value) = match memchr::memchr(b'=', p) {
+                Some(e) => (&p[..e], Some(&p[e + 1..])),
+                None => (p, None),
+            };
+            if name.is_empty() || !is_escaped_str(name, is_param_char) {
+                return None;
+            }
+            if let Some(v) = value
+                && (v.is_empty() || !is_escaped_str(v, is_param_char))
+            {
+                return None;
+            }
+            params.push(
+                (at, at + name.len()),
+                value.map(|_| (at + name.len() + 1, at + p.len())),
+            )?;
+            at += p.len() + 1;
+        }
+        params.src = raw;
+        Some(params)
+    }
+
+    /// Header parameters (`*( SEMI generic-param )`) in `src[start..]`, which must hold nothing
+    /// else. Whitespace is allowed around `;` and `=`. `None` if any is malformed (an empty
+    /// name, a stray `,`, an unclosed quote).
+    pub(crate) fn parse_header(src: &Bytes, start: usize) -> Option<Params> {
+        let s = &src[..];
+        let mut params = Params::default();
+        let mut i = skip_ws(s, start);
+        while i < s.len() {
+            if s[i] != b';' {
+                return None;
+            }
+            i = skip_ws(s, i + 1);
+            let name_end = scan_token(s, i);
+            if name_end == i {
+                return None;
+            }
+            let name = (i, name_end);
+            i = skip_ws(s, name_end);
+            let mut value = None;
+            if i < s.len() && s[i] == b'=' {
+                i = skip_ws(s, i + 1);
+                let end = if s.get(i) == Some(&b'"') {
+                    quoted_end(s, i)?
+                } else if s.get(i) == Some(&b'[') {
+                    // An IPv6 reference (`received=[2001:db8::1]`).
+                    i + 1 + memchr::memchr(b']', &s[i..])?
+                } else {
+                    scan_token(s, i)
+                };
+                if end == i {
+                    return None;
+                }
+                value = Some((i, end));
+                i = skip_ws(s, end);
+            }
+            params.push(name, value)?;
+        }
+        if !params.is_empty() {
+            params.src = src.clone();
+        }
+        Some(params)
+    }
+}
+
+/// A token, or a host with `:` (IPv4 and names are tokens; `maddr=[...]` is handled apart).
+fn scan_token(s: &[u8], mut i: usize) -> usize {
+    while i < s.len() && (is_token(s[i]) || s[i] == b':') {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(s: &str) -> Option<Params> {
+        Params::parse_header(&Bytes::copy_from_slice(s.as_bytes()), 0)
+    }
+
+    #[test]
+    fn header_params_with_whitespace() {
+        let p = header(" ;   tag    = 1918181833n ; q = 0.33; lr; x=\"a;b\"").unwrap();
+        assert_eq!(p.get("TAG"), Some(Some(&b"1918181833n"[..])));
+        assert_eq!(p.get("q"), Some(Some(&b"0.33"[..])));
+        assert_eq!(p.get("lr"), Some(None));
+        assert_eq!(p.get("x"), Some(Some(&b"\"a;b\""[..])));
+        assert_eq!(p.len(), 4);
+    }
+
+    #[test]
+    fn empty_and_stray_are_refused() {
+        assert!(header(";;").is_none());
+        assert!(header(";,").is_none());
+        assert!(header(";a=").is_none());
+        assert!(header(";a=\"open").is_none());
+        assert!(header("x").is_none());
+        assert!(header("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn uri_params() {
+        let raw = Bytes::from_static(b";%6C%72;n%61me=v%61lue%25%34%31;maddr=[::1]");
+        let p = Params::parse_uri(raw).unwrap();
+        assert_eq!(p.get("%6c%72"), Some(None));
+        assert_eq!(p.len(), 3);
+        assert!(Params::parse_uri(Bytes::from_static(b";a b")).is_none());
+        assert!(Params::parse_uri(Bytes::from_static(b";=x")).is_none());
+    }
+}

@@ -1,0 +1,270 @@
+//! Character classes and small scanners from RFC 3261 section 25, shared by the parsers.
+//!
+//! Header values reach the typed parsers already unfolded (a folded line is one SP), so "LWS"
+//! here is only SP and HTAB.
+
+// One table classifies every byte for the scanners: a lookup and a mask per byte, instead
+// of a chain of comparisons (the parser's hot loops are these scans).
+const TOKEN: u8 = 1;
+const UNRESERVED: u8 = 4;
+const USER: u8 = 8;
+const PASSWORD: u8 = 16;
+const PARAM: u8 = 32;
+const HNV: u8 = 64;
+const HOST: u8 = 128;
+
+static CLASS: [u8; 256] = classes();
+
+const fn classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let alnum = c.is_ascii_alphanumeric();
+        let mut m = 0;
+        if alnum
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            )
+        {
+            m |= TOKEN;
+        }
+        if alnum
+            || matches!(
+                c,
+                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+            )
+        {
+            m |= UNRESERVED | USER | PASSWORD | PARAM | HNV;
+        }
+        // '#' is not allowed unescaped, but phones send feature codes (`*72#1002`) as is.
+        if matches!(
+            c,
+            b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/' | b'#'
+        ) {
+            m |= USER;
+        }
+        if matches!(c, b'&' | b'=' | b'+' | b'$' | b',') {
+            m |= PASSWORD;
+        }
+        if matches!(c, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$') {
+            m |= PARAM;
+        }
+        if matches!(c, b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$') {
+            m |= HNV;
+        }
+        // '_' is not in the hostname grammar, but internal DNS names have it.
+        if alnum || c == b'-' || c == b'.' || c == b'_' {
+            m |= HOST;
+        }
+        t[b] = m;
+        b += 1;
+    }
+    t
+}
+
+#[inline]
+fn class(b: u8, mask: u8) -> bool {
+    CLASS[b as usize] & mask != 0
+}
+
+/// `token` characters: alphanum and `-.!%*_+`'~`.
+#[inline]
+pub(crate) fn is_token(b: u8) -> bool {
+    class(b, TOKEN)
+}
+
+/// `user = 1*( unreserved / escaped / user-unreserved )`, user-unreserved = `&=+$,;?/`.
+#[inline]
+pub(crate) fn is_user_char(b: u8) -> bool {
+    class(b, USER)
+}
+
+/// `password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )`.
+#[inline]
+pub(crate) fn is_password_char(b: u8) -> bool {
+    class(b, PASSWORD)
+}
+
+/// `paramchar = param-unreserved / unreserved / escaped`, param-unreserved = `[]/:&+$`.
+#[inline]
+pub(crate) fn is_param_char(b: u8) -> bool {
+    class(b, PARAM)
+}
+
+/// `hnv-unreserved / unreserved` for URI header names and values.
+#[inline]
+pub(crate) fn is_hnv_char(b: u8) -> bool {
+    class(b, HNV)
+}
+
+/// Hostname and IPv4 characters: alphanum, `-` and `.`.
+#[inline]
+pub(crate) fn is_host_char(b: u8) -> bool {
+    class(b, HOST)
+}
+
+#[inline]
+pub(crate) fn is_ws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+pub(crate) fn is_token_str(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_token(b))
+}
+
+/// The first index at or after `i` that is not SP/HTAB.
+pub(crate) fn skip_ws(s: &[u8], mut i: usize) -> usize {
+    while i < s.len() && is_ws(s[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// The end of the run of `pred` characters starting at `i`.
+pub(crate) fn scan(s: &[u8], mut i: usize, pred: impl Fn(u8) -> bool) -> usize {
+    while i < s.len() && pred(s[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// The index just past the quoted string that starts at `i` (`s[i]` is `"`), honouring
+/// `\`-escapes; `None` when it is not closed.
+pub(crate) fn quoted_end(s: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    while j < s.len() {
+        match s[j] {
+            b'\\' => j += 2,
+            b'"' => return Some(j + 1),
+            _ => j += 1,
+        }
+    }
+    None
+}
+
+/// Checks the `%HH` escapes of a URI part; every other byte must satisfy `plain`.
+pub(crate) fn is_escaped_str(s: &[u8], plain: impl Fn(u8) -> bool) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if i + 2 >= s.len() || !(s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit()) {
+                return false;
+            }
+            i += 3;
+        } else if plain(s[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// Splits a header value into its comma-separated elements, ignoring commas inside quoted
+/// strings and `<...>`; each element is trimmed. An unclosed quote makes the rest one element
+/// (the element's own parser then reports it).
+pub(crate) fn split_commas(s: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut start = 0;
+    // Most values hold one element: no comma, no scan.
+    let single = memchr::memchr(b',', s).is_none();
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        if single {
+            done = true;
+            let t = s.trim_ascii();
+            let a = t.as_ptr() as usize - s.as_ptr() as usize;
+            return Some((a, a + t.len()));
+        }
+        let mut i = start;
+        let mut angle = false;
+        while i < s.len() {
+            match s[i] {
+                b'"' => match quoted_end(s, i) {
+                    Some(end) => {
+                        i = end;
+                        continue;
+                    }
+                    None => i = s.len(),
+                },
+                b'<' => angle = true,
+                b'>' => angle = false,
+                b',' if !angle => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        let i = i.min(s.len());
+        let (mut a, mut b) = (start, i);
+        while a < b && is_ws(s[a]) {
+            a += 1;
+        }
+        while b > a && is_ws(s[b - 1]) {
+            b -= 1;
+        }
+        if i >= s.len() {
+            done = true;
+        } else {
+            start = i + 1;
+        }
+        Some((a, b))
+    })
+}
+
+/// Parses an unsigned decimal that must fit in `u32` (RFC 3261's 2**32-1 limit on CSeq and
+/// delta-seconds). Leading zeros are allowed (`0009`).
+pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || s.len() > 20 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &d in s {
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        if n > u64::from(u32::MAX) {
+            return None;
+        }
+    }
+    u32::try_from(n).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commas_split_outside_quotes_and_brackets() {
+        let s = br#""a, b" <sip:x@y;p=1,2>;q=1 , <sip:z@w>,,"#;
+        let parts: Vec<&[u8]> = split_commas(s).map(|(a, b)| &s[a..b]).collect();
+        assert_eq!(
+            parts,
+            vec![
+                &br#""a, b" <sip:x@y;p=1,2>;q=1"#[..],
+                b"<sip:z@w>",
+                b"",
+                b""
+            ]
+        );
+    }
+
+    #[test]
+    fn u32_limits() {
+        assert_eq!(parse_u32(b"0009"), Some(9));
+        assert_eq!(parse_u32(b"4294967295"), Some(u32::MAX));
+        assert_eq!(parse_u32(b"4294967296"), None);
+        assert_eq!(parse_u32(b"36893488147419103232"), None);
+        assert_eq!(parse_u32(b"-1"), None);
+        assert_eq!(parse_u32(b""), None);
+    }
+
+    #[test]
+    fn escapes() {
+        assert!(is_escaped_str(b"a%20b", is_user_char));
+        assert!(!is_escaped_str(b"a%2", is_user_char));
+        assert!(!is_escaped_str(b"a%", is_user_char));
+        assert!(!is_escaped_str(b"a%zz", is_user_char));
+    }
+}

@@ -1,0 +1,503 @@
+//! URIs: SIP and SIPS URIs parsed into their parts (RFC 3261 section 19.1), any other scheme
+//! kept as an opaque absolute URI. Either way the bytes received are kept and printed as
+//! they came: a URI the switch passes on is byte-for-byte the one it was given.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use bytes::Bytes;
+
+use crate::params::Params;
+use crate::syntax::{is_escaped_str, is_hnv_char, is_host_char, is_password_char, is_user_char};
+
+/// Why a URI was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UriError {
+    /// No `scheme:` at the start.
+    #[error("no URI scheme")]
+    NoScheme,
+    /// Whitespace, `<`, `>` or a control character inside the URI.
+    #[error("whitespace or a forbidden character inside the URI")]
+    ForbiddenCharacter,
+    /// The user or password part holds a character it may not, or a broken `%` escape.
+    #[error("bad user part")]
+    BadUser,
+    /// The host is missing or is not a hostname, IPv4 address or bracketed IPv6 reference.
+    #[error("bad host")]
+    BadHost,
+    /// The port is not a number from 0 to 65535.
+    #[error("bad port")]
+    BadPort,
+    /// A `;name=value` URI parameter is malformed.
+    #[error("bad URI parameter")]
+    BadParameter,
+    /// The `?name=value&...` headers part is malformed.
+    #[error("bad URI headers")]
+    BadHeaders,
+}
+
+/// A URI as received: a SIP/SIPS URI in parts, or another scheme kept whole.
+// Nearly every URI is a SIP URI: boxing it would add an allocation to most of them.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, PartialEq, Eq)]
+pub enum Uri {
+    /// `sip:` or `sips:`.
+    Sip(SipUri),
+    /// Any other absolute URI (`tel:`, `http:`, `urn:`, ...), not interpreted.
+    Other(OtherUri),
+}
+
+impl Uri {
+    /// Parses `raw`, which must be exactly the URI (no surrounding whitespace or brackets).
+    pub fn parse(raw: Bytes) -> Result<Uri, UriError> {
+        let colon = memchr::memchr(b':', &raw).ok_or(UriError::NoScheme)?;
+        let scheme = &raw[..colon];
+        if !is_scheme(scheme) {
+            return Err(UriError::NoScheme);
+        }
+        if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
+            // Every part's scan admits only its own characters, so whitespace, quotes and
+            // brackets are refused there.
+            SipUri::parse_after_scheme(raw, colon).map(Uri::Sip)
+        } else if raw
+            .iter()
+            .any(|&b| b <= b' ' || b == b'<' || b == b'>' || b == b'"' || b == 0x7f)
+        {
+            Err(UriError::ForbiddenCharacter)
+        } else {
+            Ok(Uri::Other(OtherUri {
+                raw,
+                scheme_len: colon,
+            }))
+        }
+    }
+
+    /// The URI exactly as received.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Uri::Sip(u) => &u.raw,
+            Uri::Other(u) => &u.raw,
+        }
+    }
+
+    /// The URI exactly as received, as a cheap handle.
+    pub fn to_bytes(&self) -> Bytes {
+        match self {
+            Uri::Sip(u) => u.raw.clone(),
+            Uri::Other(u) => u.raw.clone(),
+        }
+    }
+
+    /// The scheme as received (`sip`, `SIPS`, `tel`, ...).
+    pub fn scheme(&self) -> &[u8] {
+        match self {
+            Uri::Sip(u) => &u.raw[..u.scheme_len()],
+            Uri::Other(u) => &u.raw[..u.scheme_len],
+        }
+    }
+
+    /// The SIP URI, if this is one.
+    pub fn as_sip(&self) -> Option<&SipUri> {
+        match self {
+            Uri::Sip(u) => Some(u),
+            Uri::Other(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for Uri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Uri({})", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+impl fmt::Display for Uri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// A URI of a scheme the stack does not interpret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherUri {
+    raw: Bytes,
+    scheme_len: usize,
+}
+
+/// The host of a SIP URI or a Via `sent-by`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// A domain name, as received (compare case-insensitively).
+    Name(Bytes),
+    /// A dotted-quad IPv4 address.
+    V4(Ipv4Addr),
+    /// An IPv6 reference; it was written in brackets.
+    V6(Ipv6Addr),
+}
+
+impl Host {
+    /// Parses a host: a bracketed IPv6 reference, an IPv4 address or a hostname.
+    /// Parses `s`, a part of `src` (which a hostname is then a slice of).
+    pub(crate) fn parse(src: &Bytes, s: &[u8]) -> Option<Host> {
+        if s.first()? == &b'[' {
+            let inner = s.strip_prefix(b"[")?.strip_suffix(b"]")?;
+            let text = std::str::from_utf8(inner).ok()?;
+            return text.parse().ok().map(Host::V6);
+        }
+        // hostname = *( domainlabel "." ) toplabel [ "." ]: labels of alphanum and inner
+        // '-'; one pass, which also tells an IPv4 address (digits and dots only).
+        let mut label = 0usize;
+        let mut prev = b'.';
+        let mut numeric = true;
+        for &b in s.iter() {
+            if b == b'.' {
+                if label == 0 || prev == b'-' {
+                    return None;
+                }
+                label = 0;
+            } else if is_host_char(b) {
+                if label == 0 && b == b'-' {
+                    return None;
+                }
+                numeric &= b.is_ascii_digit();
+                label += 1;
+            } else {
+                return None;
+            }
+            prev = b;
+        }
+        if prev == b'-' || (prev == b'.' && s.len() == 1) {
+            return None;
+        }
+        if numeric {
+            let text = std::str::from_utf8(s).ok()?;
+            return text.parse().ok().map(Host::V4);
+        }
+        Some(Host::Name(src.slice_ref(s)))
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Name(n) => f.write_str(&String::from_utf8_lossy(n)),
+            Host::V4(a) => write!(f, "{a}"),
+            Host::V6(a) => write!(f, "[{a}]"),
+        }
+    }
+}
+
+/// A `sip:` or `sips:` URI in parts. Every part is a slice of the bytes received, escapes and
+/// all; [`SipUri::as_bytes`] gives the URI back unchanged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SipUri {
+    raw: Bytes,
+    secure: bool,
+    // Parts as offsets into `raw` (a slice would cost two reference-count updates).
+    user: Option<Span>,
+    password: Option<Span>,
+    host: Host,
+    host_raw: Span,
+    port: Option<u16>,
+    params: Params,
+    headers: Option<Span>,
+}
+
+/// `start..end` in a URI's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span(u32, u32);
+
+impl Span {
+    /// The span of `part`, a subslice of `whole`.
+    fn of(whole: &[u8], part: &[u8]) -> Span {
+        let start = part.as_ptr() as usize - whole.as_ptr() as usize;
+        // URIs live in messages capped far below 4 GiB.
+        Span(start as u32, (start + part.len()) as u32)
+    }
+
+    fn get<'a>(&self, raw: &'a [u8]) -> &'a [u8] {
+        &raw[self.0 as usize..self.1 as usize]
+    }
+}
+
+impl SipUri {
+    fn parse_after_scheme(raw: Bytes, colon: usize) -> Result<SipUri, UriError> {
+        let secure = raw[..colon].eq_ignore_ascii_case(b"sips");
+        let rest = colon + 1;
+        // '@' may not appear unescaped anywhere after the userinfo, so the first one ends it.
+        let at = memchr::memchr(b'@', &raw[rest..]).map(|p| rest + p);
+        let (user, password, host_start) = match at {
+            Some(at) => {
+                let info = &raw[rest..at];
+                let (user, password) = match memchr::memchr(b':', info) {
+                    Some(c) => (&info[..c], Some(&info[c + 1..])),
+                    None => (info, None),
+                };
+                if user.is_empty() || !is_escaped_str(user, is_user_char) {
+                    return Err(UriError::BadUser);
+                }
+                if let Some(p) = password
+                    && !is_escaped_str(p, is_password_char)
+                {
+                    return Err(UriError::BadUser);
+                }
+                (
+                    Some(Span::of(&raw, user)),
+                    password.map(|p| Span::of(&raw, p)),
+                    at + 1,
+                )
+            }
+            None => (None, None, rest),
+        };
+        let tail = &raw[host_start..];
+        let hostport_end = if tail.first() == Some(&b'[') {
+            let close = memchr::memchr(b']', tail).ok_or(UriError::BadHost)?;
+            close
+                + 1
+                + memchr::memchr2(b';', b'?', &tail[close + 1..]).unwrap_or(tail.len() - close - 1)
+        } else {
+            memchr::memchr2(b';', b'?', tail).unwrap_or(tail.len())
+        };
+        let hostport = &tail[..hostport_end];
+        let (host_bytes, port) = split_host_port(hostport).ok_or(UriError::BadPort)?;
+        let host = Host::parse(&raw, host_bytes).ok_or(UriError::BadHost)?;
+        let host_raw = Span::of(&raw, host_bytes);
+        let after = &tail[hostport_end..];
+        let (params_bytes, headers) = match memchr::memchr(b'?', after) {
+            Some(q) => (&after[..q], Some(&after[q + 1..])),
+            None => (after, None),
+        };
+        let params =
+            Params::parse_uri(raw.slice_ref(params_bytes)).ok_or(UriError::BadParameter)?;
+        if let Some(h) = headers
+            && !valid_uri_headers(h)
+        {
+            return Err(UriError::BadHeaders);
+        }
+        Ok(SipUri {
+            secure,
+            user,
+            password,
+            host,
+            host_raw,
+            port,
+            params,
+            headers: headers.map(|h| Span::of(&raw, h)),
+            raw,
+        })
+    }
+
+    fn scheme_len(&self) -> usize {
+        if self.secure { 4 } else { 3 }
+    }
+
+    /// The URI exactly as received.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// `sips:`.
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// The user part, escapes kept (`null-%00-null`).
+    pub fn user(&self) -> Option<&[u8]> {
+        self.user.map(|s| s.get(&self.raw))
+    }
+
+    /// The user part with `%HH` escapes decoded (for comparisons and lookups).
+    pub fn user_unescaped(&self) -> Option<Vec<u8>> {
+        self.user().map(unescape)
+    }
+
+    /// The password part, if any (deprecated by RFC 3261, but legal).
+    pub fn password(&self) -> Option<&[u8]> {
+        self.password.map(|s| s.get(&self.raw))
+    }
+
+    /// The host.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// The host exactly as written (`Example.COM`, `[2001:db8::10]`).
+    pub fn host_raw(&self) -> &[u8] {
+        self.host_raw.get(&self.raw)
+    }
+
+    /// The port, if written.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The URI parameters (`;transport=tcp;lr`), names and values as written.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// A URI parameter by name (case-insensitive): `Some(None)` for a parameter without value.
+    pub fn param(&self, name: &str) -> Option<Option<&[u8]>> {
+        self.params.get(name)
+    }
+
+    /// The `?`-headers part, without the `?`.
+    pub fn headers(&self) -> Option<&[u8]> {
+        self.headers.map(|s| s.get(&self.raw))
+    }
+}
+
+impl fmt::Debug for SipUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SipUri({})", String::from_utf8_lossy(&self.raw))
+    }
+}
+
+/// Decodes `%HH` escapes; malformed escapes are kept as they are.
+pub fn unescape(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%'
+            && i + 2 < s.len()
+            && let (Some(h), Some(l)) = (hex(s[i + 1]), hex(s[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+fn is_scheme(s: &[u8]) -> bool {
+    s.first().is_some_and(u8::is_ascii_alphabetic)
+        && s.iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
+fn valid_uri_headers(s: &[u8]) -> bool {
+    s.split(|&b| b == b'&').all(|h| {
+        let mut kv = h.splitn(2, |&b| b == b'=');
+        let name = kv.next().unwrap_or_default();
+        let value = kv.next().unwrap_or_default();
+        !name.is_empty() && is_escaped_str(name, is_hnv_char) && is_escaped_str(value, is_hnv_char)
+    })
+}
+
+/// Splits `host[:port]` (the host possibly a bracketed IPv6 reference). `None` for a bad port.
+pub(crate) fn split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
+    let colon = if s.first() == Some(&b'[') {
+        let close = s.iter().position(|&b| b == b']')?;
+        match s.get(close + 1) {
+            None => return Some((s, None)),
+            Some(b':') => close + 1,
+            Some(_) => return None,
+        }
+    } else {
+        match s.iter().rposition(|&b| b == b':') {
+            Some(c) => c,
+            None => return Some((s, None)),
+        }
+    };
+    let port = &s[colon + 1..];
+    if port.is_empty() || port.len() > 5 || !port.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let port: u16 = std::str::from_utf8(port).ok()?.parse().ok()?;
+    Some((&s[..colon], Some(port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sip(s: &str) -> SipUri {
+        match Uri::parse(Bytes::copy_from_slice(s.as_bytes())) {
+            Ok(Uri::Sip(u)) => u,
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parts() {
+        let u = sip("sips:alice:secret@[2001:db8::10]:5061;transport=tcp;lr?subject=hi&x=1");
+        assert!(u.is_secure());
+        assert_eq!(u.user(), Some(&b"alice"[..]));
+        assert_eq!(u.password(), Some(&b"secret"[..]));
+        assert_eq!(u.host(), &Host::V6("2001:db8::10".parse().unwrap()));
+        assert_eq!(u.port(), Some(5061));
+        assert_eq!(u.param("TRANSPORT"), Some(Some(&b"tcp"[..])));
+        assert_eq!(u.param("lr"), Some(None));
+        assert_eq!(u.headers(), Some(&b"subject=hi&x=1"[..]));
+    }
+
+    #[test]
+    fn escaped_user_is_kept_and_decodable() {
+        let u = sip("sip:sips%3Auser%40example.com@example.net");
+        assert_eq!(u.user(), Some(&b"sips%3Auser%40example.com"[..]));
+        assert_eq!(u.user_unescaped().unwrap(), b"sips:user@example.com");
+        assert_eq!(u.host(), &Host::Name(Bytes::from_static(b"example.net")));
+        assert_eq!(u.as_bytes(), b"sip:sips%3Auser%40example.com@example.net");
+    }
+
+    #[test]
+    fn user_may_hold_semicolons() {
+        let u = sip("sip:user;par=u%40example.net@example.com");
+        assert_eq!(u.user(), Some(&b"user;par=u%40example.net"[..]));
+        assert!(u.params().is_empty());
+    }
+
+    #[test]
+    fn ipv4_and_hostname_ports() {
+        assert_eq!(sip("sip:192.0.2.1:5060").port(), Some(5060));
+        assert_eq!(
+            sip("sip:192.0.2.1").host(),
+            &Host::V4(Ipv4Addr::new(192, 0, 2, 1))
+        );
+        assert_eq!(sip("sip:example.com.").port(), None);
+    }
+
+    #[test]
+    fn refusals() {
+        for bad in [
+            "sip:",
+            "sip:user@",
+            "sip:us er@example.com",
+            "sip:user@example.com:99999",
+            "sip:user@[::1",
+            "sip:user@[::1]x",
+            "sip:%zz@example.com",
+            "sip:user@example.com;;lr",
+            "sip:user@example.com?",
+            "<sip:user@example.com>",
+            "nocolon",
+        ] {
+            assert!(
+                Uri::parse(Bytes::copy_from_slice(bad.as_bytes())).is_err(),
+                "{bad} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn other_schemes_are_opaque() {
+        for s in [
+            "tel:+1-972-555-2222",
+            "isbn:2983792873",
+            "http://www.example.com",
+            "soap.beep://192.0.2.103:3002",
+        ] {
+            let u = Uri::parse(Bytes::copy_from_slice(s.as_bytes())).unwrap();
+            assert!(u.as_sip().is_none());
+            assert_eq!(u.as_bytes(), s.as_bytes());
+        }
+    }
+}
