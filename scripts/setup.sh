@@ -2,7 +2,7 @@
 # Installs what building and testing wasmswitch needs, on top of a Rust toolchain (rustup):
 # the wasm32-wasip2 target (Rust plugins), componentize-py (Python plugins), Node.js/npm for
 # the JavaScript plugins (whose own tools come from npm on first build), and schemathesis for
-# the API's property-based test. Idempotent.
+# the API's property-based test, and sipp for the SIP tests. Idempotent.
 set -euo pipefail
 
 rustup target add wasm32-wasip2
@@ -36,3 +36,14 @@ for tool in curl sqlite3; do
         apt-get update -qq && apt-get install -y -qq "$tool"
     fi
 done
+
+# sipp (Debian package sip-tester): the SIP stack's tests (host/sip/tests/peers.rs) run it as a
+# real peer over real sockets; without it they fail rather than pass by not running.
+if ! command -v sipp >/dev/null; then
+    if command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq sip-tester
+    else
+        echo "error: install sipp (Debian/Ubuntu package: sip-tester) for the SIP tests" >&2
+        exit 1
+    fi
+fi

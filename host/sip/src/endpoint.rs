@@ -1,0 +1,542 @@
+//! The tokio shell around the sans-IO cores: it owns the UDP sockets and TCP connections and
+//! the clock, and drives screening and the transaction layer from one task, so the cores
+//! stay single-threaded and deterministic.
+//!
+//! Nothing here waits on the transaction user: events go to it over a bounded channel, and a
+//! request that finds the channel full is answered 503 at once. OPTIONS is answered here (load
+//! balancers probe with it; the transaction user never sees it).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::framing::{Frame, PONG, Role, StreamFramer};
+use crate::header::HeaderName;
+use crate::message::{Message, Request, Response};
+use crate::screen::{self, Inbound, Policy};
+use crate::transaction::{Event, Flow, FlowTransport, Timers, Transactions, TxError, TxId};
+use crate::typed::Method;
+
+/// What an endpoint listens on and how it behaves.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// UDP addresses to bind (port 0 picks one).
+    pub udp: Vec<SocketAddr>,
+    /// TCP addresses to listen on.
+    pub tcp: Vec<SocketAddr>,
+    /// Timer base values.
+    pub timers: Timers,
+    /// What the stateless screening accepts.
+    pub policy: Policy,
+    /// The largest message accepted on any transport.
+    pub max_message: usize,
+    /// How many events may wait for the transaction user before new requests get 503.
+    pub event_queue: usize,
+    /// The `Server` header of responses built here.
+    pub server: String,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> EndpointConfig {
+        EndpointConfig {
+            udp: Vec::new(),
+            tcp: Vec::new(),
+            timers: Timers::default(),
+            policy: Policy::default(),
+            max_message: crate::framing::DEFAULT_MAX_MESSAGE,
+            event_queue: 1024,
+            server: "wasmswitch".into(),
+        }
+    }
+}
+
+/// A handle to a running endpoint. Cloning it is cheap; the endpoint stops when every handle
+/// and the event receiver are dropped, or on [`Endpoint::shutdown`].
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    commands: mpsc::Sender<Command>,
+    local: Arc<Vec<(FlowTransport, SocketAddr)>>,
+}
+
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per request sent; a Box would cost more
+enum Command {
+    Respond(TxId, Response, oneshot::Sender<Result<(), TxError>>),
+    Send(Request, Flow, oneshot::Sender<Result<TxId, TxError>>),
+    Shutdown,
+}
+
+/// The endpoint stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the SIP endpoint has stopped")]
+pub struct Stopped;
+
+/// Why a call to [`Endpoint::respond`] or [`Endpoint::send_request`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// The transaction layer refused it.
+    #[error(transparent)]
+    Transaction(#[from] TxError),
+    /// The endpoint has stopped.
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
+}
+
+impl Endpoint {
+    /// Binds every configured address and starts the endpoint. Events for the transaction
+    /// user arrive on the returned receiver.
+    pub async fn start(config: EndpointConfig) -> io::Result<(Endpoint, mpsc::Receiver<Event>)> {
+        let (raw_tx, raw_rx) = mpsc::channel(4096);
+        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let (event_tx, event_rx) = mpsc::channel(config.event_queue.max(1));
+        let mut tasks = JoinSet::new();
+        let mut local = Vec::new();
+        let mut udp = Vec::new();
+        for addr in &config.udp {
+            let socket = Arc::new(UdpSocket::bind(addr).await?);
+            local.push((FlowTransport::Udp, socket.local_addr()?));
+            tasks.spawn(udp_reader(socket.clone(), raw_tx.clone()));
+            udp.push(socket);
+        }
+        let ids = Arc::new(AtomicU64::new(1));
+        for addr in &config.tcp {
+            let listener = TcpListener::bind(addr).await?;
+            local.push((FlowTransport::Tcp, listener.local_addr()?));
+            tasks.spawn(tcp_acceptor(
+                listener,
+                raw_tx.clone(),
+                ids.clone(),
+                config.max_message,
+            ));
+        }
+        let driver = Driver {
+            core: Transactions::new(config.timers),
+            policy: config.policy,
+            server: config.server,
+            udp,
+            conns: HashMap::new(),
+            events: event_tx,
+        };
+        tokio::spawn(driver.run(raw_rx, cmd_rx, tasks));
+        Ok((
+            Endpoint {
+                commands: cmd_tx,
+                local: Arc::new(local),
+            },
+            event_rx,
+        ))
+    }
+
+    /// The address bound for a transport (the first, if several).
+    pub fn local_addr(&self, transport: FlowTransport) -> Option<SocketAddr> {
+        self.local
+            .iter()
+            .find(|(t, _)| *t == transport)
+            .map(|(_, a)| *a)
+    }
+
+    /// Answers a request on its server transaction.
+    pub async fn respond(&self, tx: TxId, response: Response) -> Result<(), EndpointError> {
+        let (done, result) = oneshot::channel();
+        self.commands
+            .send(Command::Respond(tx, response, done))
+            .await
+            .map_err(|_| Stopped)?;
+        Ok(result.await.map_err(|_| Stopped)??)
+    }
+
+    /// Sends a request on a new client transaction.
+    pub async fn send_request(&self, request: Request, flow: Flow) -> Result<TxId, EndpointError> {
+        let (done, result) = oneshot::channel();
+        self.commands
+            .send(Command::Send(request, flow, done))
+            .await
+            .map_err(|_| Stopped)?;
+        Ok(result.await.map_err(|_| Stopped)??)
+    }
+
+    /// Stops the endpoint: sockets close, transactions end without further messages.
+    pub async fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+    }
+}
+
+/// Bytes that arrived, or a connection's coming and going.
+#[derive(Debug)]
+enum Raw {
+    Message {
+        bytes: Bytes,
+        flow: Flow,
+    },
+    Opened {
+        id: u64,
+        writer: mpsc::Sender<Bytes>,
+    },
+    Closed {
+        id: u64,
+    },
+}
+
+struct Driver {
+    core: Transactions,
+    policy: Policy,
+    server: String,
+    udp: Vec<Arc<UdpSocket>>,
+    conns: HashMap<u64, mpsc::Sender<Bytes>>,
+    events: mpsc::Sender<Event>,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut raw: mpsc::Receiver<Raw>,
+        mut commands: mpsc::Receiver<Command>,
+        mut tasks: JoinSet<()>,
+    ) {
+        loop {
+            let wake = self.core.poll_timeout();
+            let sleep = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = raw.recv() => match r {
+                    Some(r) => self.raw(r),
+                    None => break,
+                },
+                c = commands.recv() => match c {
+                    Some(Command::Shutdown) | None => break,
+                    Some(c) => self.command(c),
+                },
+                () = sleep => self.core.handle_timeout(Instant::now()),
+            }
+            self.flush();
+        }
+        tasks.abort_all();
+    }
+
+    fn raw(&mut self, raw: Raw) {
+        match raw {
+            Raw::Opened { id, writer } => {
+                self.conns.insert(id, writer);
+            }
+            Raw::Closed { id } => {
+                self.conns.remove(&id);
+            }
+            Raw::Message { bytes, flow } => self.message(bytes, flow),
+        }
+    }
+
+    fn message(&mut self, bytes: Bytes, flow: Flow) {
+        let now = Instant::now();
+        match screen::message(bytes, &self.policy) {
+            Inbound::Request(mut request) => {
+                metrics::counter!("sip_requests_received_total", "method" => request.method().as_str().to_owned()).increment(1);
+                request.stamp_via(flow.remote);
+                let reply_to = Flow {
+                    remote: response_address(&request, flow),
+                    ..flow
+                };
+                self.core.receive_request(now, request, reply_to);
+            }
+            Inbound::Response(response) => {
+                metrics::counter!("sip_responses_received_total", "status" => response.status.to_string()).increment(1);
+                self.core.receive_response(now, response);
+            }
+            Inbound::Reply(reply) => {
+                metrics::counter!("sip_rejected_total", "status" => reply.status.to_string())
+                    .increment(1);
+                tracing::debug!(peer = %flow.remote, status = reply.status, reason = %String::from_utf8_lossy(&reply.reason), "refused a request");
+                self.send(flow, &Message::Response(reply));
+            }
+            Inbound::Drop(why) => {
+                metrics::counter!("sip_dropped_total", "reason" => dropped_label(&why))
+                    .increment(1);
+                tracing::debug!(peer = %flow.remote, ?why, "dropped a message");
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Respond(tx, response, done) => {
+                let _ = done.send(self.core.respond(now, tx, response));
+            }
+            Command::Send(request, flow, done) => {
+                let _ = done.send(self.core.send_request(now, request, flow));
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    /// Sends what the transaction layer produced and hands its events up.
+    fn flush(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(t) = self.core.poll_transmit() {
+                progressed = true;
+                self.send(t.flow, &t.message);
+            }
+            while let Some(event) = self.core.poll_event() {
+                progressed = true;
+                self.event(event);
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        let now = Instant::now();
+        match event {
+            Event::Terminated { .. } => {}
+            Event::Request { tx, request, .. } if request.method() == &Method::Options => {
+                let response = self.options_response(&request);
+                let _ = self.core.respond(now, tx, response);
+            }
+            Event::Request { tx, request, flow } => {
+                let event = Event::Request { tx, request, flow };
+                if let Err(mpsc::error::TrySendError::Full(Event::Request {
+                    tx, request, ..
+                })) = self.events.try_send(event)
+                {
+                    // The transaction user is behind: say so rather than queue without end.
+                    metrics::counter!("sip_overload_total").increment(1);
+                    let tag =
+                        crate::message::stateless_tag(request.call_id(), request.via().branch());
+                    let mut busy = request.reply(503, "Service Unavailable", Some(&tag));
+                    busy.headers_mut().push(HeaderName::RetryAfter, "5");
+                    let _ = self.core.respond(now, tx, busy);
+                }
+            }
+            other => {
+                // Responses, ACKs, cancellations, timeouts: the transaction user must see
+                // them; if it cannot keep up, they are logged and counted.
+                if self.events.try_send(other).is_err() {
+                    metrics::counter!("sip_events_lost_total").increment(1);
+                    tracing::warn!("the SIP event queue is full; an event was lost");
+                }
+            }
+        }
+    }
+
+    fn options_response(&self, request: &Request) -> Response {
+        let mut ok = request.reply(
+            200,
+            "OK",
+            Some(&crate::message::stateless_tag(
+                request.call_id(),
+                request.via().branch(),
+            )),
+        );
+        let allow = self
+            .policy
+            .allow
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let headers = ok.headers_mut();
+        headers.push(HeaderName::Allow, allow);
+        headers.push(HeaderName::Accept, "application/sdp");
+        if !self.policy.supported.is_empty() {
+            headers.push(HeaderName::Supported, self.policy.supported.join(", "));
+        }
+        headers.push(HeaderName::Server, self.server.clone());
+        ok
+    }
+
+    fn send(&mut self, flow: Flow, message: &Message) {
+        let bytes = message.to_vec();
+        match flow.transport {
+            FlowTransport::Udp => {
+                let socket = self
+                    .udp
+                    .iter()
+                    .find(|s| {
+                        s.local_addr()
+                            .is_ok_and(|a| a.is_ipv4() == flow.remote.is_ipv4())
+                    })
+                    .or_else(|| self.udp.first());
+                match socket {
+                    // A full socket buffer drops the datagram; retransmission covers it.
+                    Some(s) => {
+                        if let Err(e) = s.try_send_to(&bytes, flow.remote) {
+                            tracing::debug!(peer = %flow.remote, error = %e, "UDP send failed");
+                        }
+                    }
+                    None => tracing::warn!(peer = %flow.remote, "no UDP socket to send from"),
+                }
+            }
+            FlowTransport::Tcp | FlowTransport::Tls => {
+                let writer = flow.connection.and_then(|id| self.conns.get(&id));
+                match writer {
+                    Some(w) => {
+                        if w.try_send(Bytes::from(bytes)).is_err() {
+                            tracing::debug!(peer = %flow.remote, "connection gone or backed up");
+                        }
+                    }
+                    None => tracing::debug!(peer = %flow.remote, "no connection to send on"),
+                }
+            }
+        }
+    }
+}
+
+fn dropped_label(why: &screen::Dropped) -> &'static str {
+    match why {
+        screen::Dropped::Malformed(_) => "malformed",
+        screen::Dropped::Scanner => "scanner",
+        screen::Dropped::ExtraVia => "extra_via",
+        screen::Dropped::BadAck => "bad_ack",
+    }
+}
+
+/// Where responses to a request go (RFC 3261 section 18.2.2, RFC 3581): over a connection,
+/// back on it; over UDP, to the source port when the sender asked with `rport`, else to the
+/// source address at the Via's sent-by port.
+fn response_address(request: &Request, flow: Flow) -> SocketAddr {
+    if flow.transport != FlowTransport::Udp {
+        return flow.remote;
+    }
+    let via = request.via();
+    if via.rport().is_some() {
+        return flow.remote;
+    }
+    SocketAddr::new(flow.remote.ip(), via.port.unwrap_or(5060))
+}
+
+async fn udp_reader(socket: Arc<UdpSocket>, raw: mpsc::Sender<Raw>) {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP errors surface here on some systems; the socket stays usable.
+                tracing::debug!(error = %e, "UDP receive failed");
+                continue;
+            }
+        };
+        let bytes = Bytes::copy_from_slice(&buf[..n]);
+        // A keep-alive (RFC 5626 section 4.4.1: CRLF CRLF, or a STUN packet) carries nothing.
+        if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
+            continue;
+        }
+        let flow = Flow {
+            transport: FlowTransport::Udp,
+            remote: from,
+            connection: None,
+        };
+        if raw.try_send(Raw::Message { bytes, flow }).is_err() {
+            if raw.is_closed() {
+                return;
+            }
+            metrics::counter!("sip_udp_overflow_total").increment(1);
+        }
+    }
+}
+
+async fn tcp_acceptor(
+    listener: TcpListener,
+    raw: mpsc::Sender<Raw>,
+    ids: Arc<AtomicU64>,
+    max_message: usize,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let id = ids.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(tcp_connection(stream, peer, id, raw.clone(), max_message));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TCP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+        if raw.is_closed() {
+            return;
+        }
+    }
+}
+
+async fn tcp_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    raw: mpsc::Sender<Raw>,
+    max_message: usize,
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
+    if raw
+        .send(Raw::Opened {
+            id,
+            writer: out_tx.clone(),
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let write = tokio::spawn(async move {
+        while let Some(bytes) = out_rx.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    });
+    let flow = Flow {
+        transport: FlowTransport::Tcp,
+        remote: peer,
+        connection: Some(id),
+    };
+    let mut framer = StreamFramer::new(Role::Accepted, max_message);
+    let mut buf = vec![0u8; 16 * 1024];
+    'read: loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next_frame() {
+                Ok(None) => break,
+                Ok(Some(Frame::Message(bytes))) => {
+                    if raw.send(Raw::Message { bytes, flow }).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Ok(Some(Frame::Ping)) => {
+                    let _ = out_tx.send(Bytes::from_static(PONG)).await;
+                }
+                Ok(Some(Frame::Pong)) => {}
+                Ok(Some(Frame::Skipped(n))) => {
+                    metrics::counter!("sip_parse_errors_total", "transport" => "tcp").increment(1);
+                    tracing::debug!(%peer, skipped = n, "skipped bytes that begin no message");
+                }
+                Err(e) => {
+                    metrics::counter!("sip_parse_errors_total", "transport" => "tcp").increment(1);
+                    tracing::debug!(%peer, error = %e, "closing a connection whose framing is lost");
+                    break 'read;
+                }
+            }
+        }
+    }
+    let _ = raw.send(Raw::Closed { id }).await;
+    drop(out_tx);
+    let _ = write.await;
+}
