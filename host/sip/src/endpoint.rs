@@ -104,9 +104,10 @@ impl Endpoint {
         let mut udp = Vec::new();
         for addr in &config.udp {
             let socket = Arc::new(UdpSocket::bind(addr).await?);
-            local.push((FlowTransport::Udp, socket.local_addr()?));
+            let bound = socket.local_addr()?;
+            local.push((FlowTransport::Udp, bound));
             tasks.spawn(udp_reader(socket.clone(), raw_tx.clone()));
-            udp.push(socket);
+            udp.push((socket, bound));
         }
         let ids = Arc::new(AtomicU64::new(1));
         for addr in &config.tcp {
@@ -191,7 +192,8 @@ struct Driver {
     core: Transactions,
     policy: Policy,
     server: String,
-    udp: Vec<Arc<UdpSocket>>,
+    /// The UDP sockets and the addresses they are bound to.
+    udp: Vec<(Arc<UdpSocket>, SocketAddr)>,
     conns: HashMap<u64, mpsc::Sender<Bytes>>,
     events: mpsc::Sender<Event>,
 }
@@ -364,14 +366,13 @@ impl Driver {
         let bytes = message.to_vec();
         match flow.transport {
             FlowTransport::Udp => {
+                // Send from a socket of the peer's address family.
                 let socket = self
                     .udp
                     .iter()
-                    .find(|s| {
-                        s.local_addr()
-                            .is_ok_and(|a| a.is_ipv4() == flow.remote.is_ipv4())
-                    })
-                    .or_else(|| self.udp.first());
+                    .find(|(_, a)| a.is_ipv4() == flow.remote.is_ipv4())
+                    .or_else(|| self.udp.first())
+                    .map(|(s, _)| s);
                 match socket {
                     // A full socket buffer drops the datagram; retransmission covers it.
                     Some(s) => {
