@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::framing::{Frame, PONG, Role, StreamFramer};
 use crate::header::HeaderName;
+use crate::limits::{RateLimit, SourceLimiter};
 use crate::message::{Message, Request, Response};
 use crate::screen::{self, Inbound, Policy};
 use crate::transaction::{Event, Flow, FlowTransport, Timers, Transactions, TxError, TxId};
@@ -43,6 +44,10 @@ pub struct EndpointConfig {
     pub event_queue: usize,
     /// The `Server` header of responses built here.
     pub server: String,
+    /// Requests per source address; `None` turns the limit off.
+    pub rate_limit: Option<RateLimit>,
+    /// Addresses never limited (trunks that carry many calls per second).
+    pub rate_limit_exempt: Vec<std::net::IpAddr>,
 }
 
 impl Default for EndpointConfig {
@@ -55,6 +60,8 @@ impl Default for EndpointConfig {
             max_message: crate::framing::DEFAULT_MAX_MESSAGE,
             event_queue: 1024,
             server: "wasmswitch".into(),
+            rate_limit: Some(RateLimit::default()),
+            rate_limit_exempt: Vec::new(),
         }
     }
 }
@@ -120,7 +127,11 @@ impl Endpoint {
                 config.max_message,
             ));
         }
+        let limiter = config
+            .rate_limit
+            .map(|limit| SourceLimiter::new(limit, config.rate_limit_exempt.clone(), 100_000));
         let driver = Driver {
+            limiter,
             core: Transactions::new(config.timers),
             policy: config.policy,
             server: config.server,
@@ -189,6 +200,7 @@ enum Raw {
 }
 
 struct Driver {
+    limiter: Option<SourceLimiter>,
     core: Transactions,
     policy: Policy,
     server: String,
@@ -243,6 +255,15 @@ impl Driver {
 
     fn message(&mut self, bytes: Bytes, flow: Flow) {
         let now = Instant::now();
+        // Requests over the source's limit are dropped before they are parsed, unanswered: an
+        // answer would feed the flood. Responses answer our own requests and are not limited.
+        if !bytes.starts_with(b"SIP/")
+            && let Some(limiter) = &mut self.limiter
+            && !limiter.allow(now, flow.remote.ip())
+        {
+            metrics::counter!("sip_rate_limited_total").increment(1);
+            return;
+        }
         match screen::message(bytes, &self.policy) {
             Inbound::Request(mut request) => {
                 metrics::counter!("sip_requests_received_total", "method" => request.method().as_str().to_owned()).increment(1);

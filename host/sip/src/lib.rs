@@ -10,6 +10,7 @@
 pub mod endpoint;
 pub mod framing;
 pub mod header;
+pub mod limits;
 pub mod message;
 pub mod params;
 pub mod screen;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::Receiver;
 use wasmswitch_sip::endpoint::{Endpoint, EndpointConfig};
+use wasmswitch_sip::limits::RateLimit;
 use wasmswitch_sip::transaction::{Event, FlowTransport};
 
 fn loopback() -> SocketAddr {
@@ -26,14 +27,29 @@ fn free_port(ip: std::net::IpAddr) -> u16 {
 /// Runs sipp with a scenario from `tests/sipp/` against `target`; true when every call of
 /// the scenario succeeded (sipp exits 0).
 fn sipp(scenario: &str, transport: &str, target: SocketAddr, calls: u32) -> bool {
+    sipp_from(scenario, transport, target.ip(), target, calls, 50, 20)
+}
+
+/// [`sipp`] from a chosen local address, at `rate` calls per second, giving up after
+/// `timeout_s` seconds.
+fn sipp_from(
+    scenario: &str,
+    transport: &str,
+    local: std::net::IpAddr,
+    target: SocketAddr,
+    calls: u32,
+    rate: u32,
+    timeout_s: u32,
+) -> bool {
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sipp")
         .join(scenario);
     let out = Command::new("sipp")
         .args(["-sf", &scenario.to_string_lossy()])
-        .args(["-t", transport, "-i", &target.ip().to_string()])
-        .args(["-p", &free_port(target.ip()).to_string()])
-        .args(["-m", &calls.to_string(), "-r", "50", "-timeout", "20s", "-timeout_error"])
+        .args(["-t", transport, "-i", &local.to_string()])
+        .args(["-p", &free_port(local).to_string()])
+        .args(["-m", &calls.to_string(), "-r", &rate.to_string()])
+        .args(["-timeout", &format!("{timeout_s}s"), "-timeout_error"])
         .arg("-nostdin")
         .arg(target.to_string())
         .output()
@@ -98,6 +114,38 @@ async fn options_is_answered_over_ipv6() {
                 .expect("sipp ran");
         assert!(ok, "every OPTIONS got its 200 over IPv6 {transport:?}");
     }
+    ep.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_address_is_limited_while_another_is_served() {
+    let (ep, _events) = Endpoint::start(EndpointConfig {
+        udp: vec![loopback()],
+        rate_limit: Some(RateLimit {
+            per_second: 20.0,
+            burst: 20.0,
+        }),
+        ..EndpointConfig::default()
+    })
+    .await
+    .expect("the endpoint starts");
+    let target = ep.local_addr(FlowTransport::Udp).expect("bound");
+    let flooder: std::net::IpAddr = "127.0.0.1".parse().expect("an address");
+    let phone: std::net::IpAddr = "127.0.0.2".parse().expect("an address");
+    // 600 probes at 1,000 a second from one address, and meanwhile 20 at 10 a second from
+    // another. The flooder gets at most 20 + 20 per second answered; the phone gets all.
+    let flood = tokio::task::spawn_blocking(move || {
+        sipp_from("options.xml", "u1", flooder, target, 600, 1000, 4)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let served = tokio::task::spawn_blocking(move || {
+        sipp_from("options.xml", "u1", phone, target, 20, 10, 10)
+    });
+    assert!(
+        served.await.expect("sipp ran"),
+        "the other address was served in full"
+    );
+    assert!(!flood.await.expect("sipp ran"), "the flood was limited");
     ep.shutdown().await;
 }
 
