@@ -13,6 +13,7 @@ pub mod header;
 pub mod limits;
 pub mod message;
 pub mod params;
+pub mod registrar;
 pub mod screen;
 mod syntax;
 pub mod transaction;
