@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the SIP message parser and the stream framer (cargo-fuzz with
+# Coverage-guided fuzzing of the SIP message parser, the stream framer and the digest parsers (cargo-fuzz with
 # libFuzzer, on the stable toolchain: `-s none` builds without a sanitizer, which is what needs
 # nightly; Rust's own bounds checks and the targets' assertions are the oracle).
 #
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-30}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(message stream)
+[ ${#targets[@]} -gt 0 ] || targets=(message stream digest)
 
 if ! command -v cargo-fuzz >/dev/null || [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz 0.13.2" ]; then
     cargo install --quiet --locked cargo-fuzz --version 0.13.2 || exit 2
