@@ -117,6 +117,8 @@ impl Endpoint {
             udp.push((socket, bound));
         }
         let ids = Arc::new(AtomicU64::new(1));
+        // Connections are tasks of their own; this tells them the endpoint stopped.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         for addr in &config.tcp {
             let listener = TcpListener::bind(addr).await?;
             local.push((FlowTransport::Tcp, listener.local_addr()?));
@@ -125,6 +127,7 @@ impl Endpoint {
                 raw_tx.clone(),
                 ids.clone(),
                 config.max_message,
+                stop_rx.clone(),
             ));
         }
         let limiter = config
@@ -139,7 +142,10 @@ impl Endpoint {
             conns: HashMap::new(),
             events: event_tx,
         };
-        tokio::spawn(driver.run(raw_rx, cmd_rx, tasks));
+        tokio::spawn(async move {
+            driver.run(raw_rx, cmd_rx, tasks).await;
+            let _ = stop_tx.send(true);
+        });
         Ok((
             Endpoint {
                 commands: cmd_tx,
@@ -477,12 +483,20 @@ async fn tcp_acceptor(
     raw: mpsc::Sender<Raw>,
     ids: Arc<AtomicU64>,
     max_message: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let id = ids.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(tcp_connection(stream, peer, id, raw.clone(), max_message));
+                tokio::spawn(tcp_connection(
+                    stream,
+                    peer,
+                    id,
+                    raw.clone(),
+                    max_message,
+                    stop.clone(),
+                ));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "TCP accept failed");
@@ -501,6 +515,7 @@ async fn tcp_connection(
     id: u64,
     raw: mpsc::Sender<Raw>,
     max_message: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let (mut reader, mut writer) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
@@ -529,7 +544,11 @@ async fn tcp_connection(
     let mut framer = StreamFramer::new(Role::Accepted, max_message);
     let mut buf = vec![0u8; 16 * 1024];
     'read: loop {
-        let n = match reader.read(&mut buf).await {
+        let read = tokio::select! {
+            r = reader.read(&mut buf) => r,
+            _ = stop.wait_for(|stopped| *stopped) => break,
+        };
+        let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };

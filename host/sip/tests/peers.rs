@@ -181,6 +181,11 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     tokio::time::timeout(Duration::from_secs(5), read)
         .await
         .expect("an answer in time");
+    // Stopping the endpoint closes the connection.
+    ep.shutdown().await;
+    let mut rest = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
     let text = String::from_utf8_lossy(&got);
     assert!(
         text.starts_with("\r\nSIP/2.0 200 OK\r\n"),
