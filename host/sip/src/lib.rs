@@ -7,6 +7,7 @@
 //! they take `(now, input)` and return what to send and when to wake up, so their timers are
 //! tested on a simulated clock.
 
+pub mod dialog;
 pub mod digest;
 #[cfg(feature = "endpoint")]
 pub mod endpoint;
