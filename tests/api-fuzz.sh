@@ -32,6 +32,7 @@ operator="fuzz-operator-key-$(python3 -c 'import secrets; print(secrets.token_he
 base="http://127.0.0.1:$port"
 
 WASMSWITCH_API_LISTEN="127.0.0.1:$port" \
+WASMSWITCH_SIP_LISTEN="127.0.0.1:0" \
 DATABASE_URL="$db" \
 WASMSWITCH_PLUGINS_CACHE_DIR="$work/cache" \
 WASMSWITCH_API_RATE_LIMIT_PER_SECOND=1000000 \

@@ -102,7 +102,7 @@ if [ -n "$pg" ]; then
     psql "$pg" -qc "CREATE DATABASE $pgdb" >/dev/null
     pg_url="${pg%/*}/$pgdb"
     pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    docker run -d --name "$name-pg" --network host -e "DATABASE_URL=$pg_url" \
+    docker run -d --name "$name-pg" --network host -e "DATABASE_URL=$pg_url" -e "WASMSWITCH_SIP_LISTEN=127.0.0.1:0" \
         -e "WASMSWITCH_API_LISTEN=127.0.0.1:$pg_port" "$image" >/dev/null
     name=$name-pg wait_ready "http://127.0.0.1:$pg_port"
     pg_op=$(docker logs "$name-pg" 2>&1 | grep -o 'wsk_[A-Za-z0-9_]*' | head -1)

@@ -236,6 +236,10 @@ fn serve(
         {
             println!("wasmswitch: tenant \"demo\" exists already; not seeding it again");
         }
+        println!(
+            "wasmswitch SIP on udp {} and tcp {}",
+            service.sip_addrs.udp, service.sip_addrs.tcp
+        );
         println!("wasmswitch API on http://{}", service.api_addr);
         watch_config(&service, config_path, &log).await;
         tracing::info!("shutting down");

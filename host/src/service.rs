@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use wasmswitch_sip::endpoint::{Endpoint, EndpointConfig};
+use wasmswitch_sip::transaction::{Event as SipEvent, FlowTransport};
 
 use crate::api::{self, AppState, Auth, EnsureLoadedError, Principal, Simulator};
 use crate::config::Config;
@@ -46,6 +48,9 @@ pub enum ServiceError {
 pub struct Service {
     /// Where the API listens (the real port when the config asked for port 0).
     pub api_addr: SocketAddr,
+    /// Where SIP listens over UDP and over TCP (the real ports when the config asked for 0).
+    pub sip_addrs: SipAddrs,
+    sip: Endpoint,
     pub state: AppState,
     /// The operator key created on first start, when no operator key existed yet.
     pub first_operator_key: Option<String>,
@@ -53,6 +58,15 @@ pub struct Service {
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// The configuration in force, for [`Service::reload`].
     config: std::sync::Mutex<Config>,
+}
+
+/// The addresses the SIP endpoint is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipAddrs {
+    /// UDP.
+    pub udp: SocketAddr,
+    /// TCP.
+    pub tcp: SocketAddr,
 }
 
 /// What [`Service::reload`] did.
@@ -71,6 +85,50 @@ pub struct Reloaded {
 /// How often each host compares its active plugins with the store's (so an activation made
 /// through another host, or in the database, reaches this one within this time).
 const SYNC_EVERY: Duration = Duration::from_millis(500);
+
+/// Binds SIP on `sip.listen`, over UDP and TCP.
+async fn start_sip(
+    config: &Config,
+) -> Result<(Endpoint, SipAddrs, tokio::sync::mpsc::Receiver<SipEvent>), ServiceError> {
+    let addr: SocketAddr = config.sip.listen.parse().map_err(|_| {
+        ServiceError::Config(format!(
+            "sip.listen: {:?} is not an address",
+            config.sip.listen
+        ))
+    })?;
+    let (endpoint, events) = Endpoint::start(EndpointConfig {
+        udp: vec![addr],
+        tcp: vec![addr],
+        ..EndpointConfig::default()
+    })
+    .await
+    .map_err(|source| ServiceError::Listen {
+        addr: addr.to_string(),
+        source,
+    })?;
+    let bound = |t| endpoint.local_addr(t).unwrap_or(addr);
+    let addrs = SipAddrs {
+        udp: bound(FlowTransport::Udp),
+        tcp: bound(FlowTransport::Tcp),
+    };
+    Ok((endpoint, addrs, events))
+}
+
+/// The switch's answer to SIP requests until the registrar and the calls layer take them
+/// (issues 10 and 11): OPTIONS is answered by the endpoint itself; everything else is told,
+/// at once and truthfully, that it is not implemented yet, rather than left to time out.
+async fn answer_sip(endpoint: Endpoint, mut events: tokio::sync::mpsc::Receiver<SipEvent>) {
+    while let Some(event) = events.recv().await {
+        if let SipEvent::Request { tx, request, .. } = event {
+            let tag =
+                wasmswitch_sip::message::stateless_tag(request.call_id(), request.via().branch());
+            let reply = request.reply(501, "Not Implemented", Some(&tag));
+            if let Err(e) = endpoint.respond(tx, reply).await {
+                tracing::debug!(error = %e, "could not answer a SIP request");
+            }
+        }
+    }
+}
 
 /// Opens the database and brings its schema up to date (`wasmswitch migrate`).
 pub async fn migrate(config: &Config) -> Result<Store, StoreError> {
@@ -102,16 +160,20 @@ impl Service {
             .await
             .map_err(listen_error)?;
         let api_addr = listener.local_addr().map_err(listen_error)?;
+        let (sip, sip_addrs, sip_events) = start_sip(&config).await?;
         let (shutdown, stopped) = watch::channel(false);
         let api_task = tokio::spawn(serve_api(listener, state.clone(), stopped.clone()));
+        let sip_task = tokio::spawn(answer_sip(sip.clone(), sip_events));
         let sync_task = tokio::spawn(keep_in_sync(state.clone(), broken, stopped));
-        tracing::info!(api = %api_addr, database = %crate::config::redact_url(&config.database.url), "wasmswitch started");
+        tracing::info!(api = %api_addr, sip_udp = %sip_addrs.udp, sip_tcp = %sip_addrs.tcp, database = %crate::config::redact_url(&config.database.url), "wasmswitch started");
         Ok(Service {
             api_addr,
+            sip_addrs,
+            sip,
             state,
             first_operator_key,
             shutdown,
-            tasks: std::sync::Mutex::new(vec![api_task, sync_task]),
+            tasks: std::sync::Mutex::new(vec![api_task, sync_task, sip_task]),
             config: std::sync::Mutex::new(config_in_force),
         })
     }
@@ -119,6 +181,7 @@ impl Service {
     /// Stops serving (in-flight API requests finish) and closes the database.
     pub async fn stop(&self) {
         let _ = self.shutdown.send(true);
+        self.sip.shutdown().await;
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for t in tasks {
             let _ = t.await;

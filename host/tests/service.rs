@@ -31,6 +31,7 @@ fn serve(data: &Path, seed: Option<&Path>) -> Server {
     cmd.arg("serve")
         .current_dir(data)
         .env("WASMSWITCH_API_LISTEN", "127.0.0.1:0")
+        .env("WASMSWITCH_SIP_LISTEN", "127.0.0.1:0")
         .env("WASMSWITCH_PLUGINS_MAX_INSTANCES", "64")
         .env("WASMSWITCH_LOG_LEVEL", "warn")
         .env_remove("DATABASE_URL")
@@ -291,6 +292,70 @@ fn health_reports_whether_the_switch_is_ready() {
     assert!(String::from_utf8_lossy(&down.stdout).starts_with("not ready:"));
 }
 
+/// The running switch listens for SIP: OPTIONS (a load balancer's probe) gets 200 over UDP and
+/// TCP, and a request it cannot serve yet gets an immediate 501 rather than silence.
+#[test]
+fn sip_answers_options_and_says_what_it_cannot_do_yet() {
+    use std::io::{Read, Write};
+    let data = tempfile::tempdir().unwrap();
+    let server = serve(data.path(), None);
+    let line = server
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("wasmswitch SIP on udp "))
+        .unwrap_or_else(|| panic!("no SIP line in {:?}", server.banner));
+    let (udp, tcp) = line.split_once(" and tcp ").unwrap();
+    let (udp, tcp): (std::net::SocketAddr, std::net::SocketAddr) =
+        (udp.parse().unwrap(), tcp.parse().unwrap());
+    let request = |method: &str, local: std::net::SocketAddr, transport: &str| {
+        format!(
+            "{method} sip:{udp} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{method}{transport};rport\r\n\
+From: <sip:test@{local}>;tag=1\r\nTo: <sip:{udp}>\r\nCall-ID: {method}-{transport}\r\n\
+CSeq: 1 {method}\r\nContact: <sip:test@{local}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let local = socket.local_addr().unwrap();
+    let answer = |method: &str| {
+        socket
+            .send_to(request(method, local, "UDP").as_bytes(), udp)
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = socket.recv(&mut buf).expect("an answer over UDP");
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            // Skip a 100 Trying: the final answer is what matters.
+            if !text.starts_with("SIP/2.0 100 ") {
+                return text;
+            }
+        }
+    };
+    let options = answer("OPTIONS");
+    assert!(options.starts_with("SIP/2.0 200 OK\r\n"), "{options}");
+    assert!(options.contains("Allow: INVITE"), "{options}");
+    assert!(
+        options.contains(&format!("received=127.0.0.1;rport={}", local.port())),
+        "{options}"
+    );
+    let invite = answer("INVITE");
+    assert!(
+        invite.starts_with("SIP/2.0 501 Not Implemented\r\n"),
+        "{invite}"
+    );
+
+    let mut conn = std::net::TcpStream::connect(tcp).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = conn.local_addr().unwrap();
+    conn.write_all(request("OPTIONS", local, "TCP").as_bytes())
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = conn.read(&mut buf).expect("an answer over TCP");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200 OK\r\n"));
+}
+
 /// Logs that do not go to a terminal (a file, a pipe, `docker logs`) carry no colour escapes.
 #[test]
 fn logs_to_a_pipe_have_no_colour_codes() {
@@ -299,6 +364,7 @@ fn logs_to_a_pipe_have_no_colour_codes() {
         .arg("serve")
         .current_dir(data.path())
         .env("WASMSWITCH_API_LISTEN", "127.0.0.1:0")
+        .env("WASMSWITCH_SIP_LISTEN", "127.0.0.1:0")
         .env("WASMSWITCH_PLUGINS_MAX_INSTANCES", "64")
         .env("WASMSWITCH_LOG_LEVEL", "info")
         .env_remove("DATABASE_URL")

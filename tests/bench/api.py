@@ -53,6 +53,7 @@ def start(binary, db_url, work, name):
     env = dict(os.environ)
     env.update(
         WASMSWITCH_API_LISTEN=f"127.0.0.1:{port}",
+        WASMSWITCH_SIP_LISTEN="127.0.0.1:0",
         DATABASE_URL=db_url,
         WASMSWITCH_PLUGINS_CACHE_DIR=os.path.join(work, f"cache-{name}"),
         WASMSWITCH_API_OPERATOR_KEYS=json.dumps([OPERATOR]),

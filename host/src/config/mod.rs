@@ -124,7 +124,8 @@ impl Default for DatabaseConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SipConfig {
-    /// Where SIP listens (UDP and TCP). Default `0.0.0.0:5060`.
+    /// Where SIP listens, over UDP and TCP on the same address. Default `0.0.0.0:5060`; port 0
+    /// picks a free port for each (tests do).
     pub listen: String,
     /// The SIP domain and digest realm of tenants' phones. Default `wasmswitch.local`.
     pub domain: String,

@@ -118,6 +118,7 @@ macro_rules! both {
 pub fn config(db: &TestDb) -> Config {
     let mut c = Config::default();
     c.api.listen = "127.0.0.1:0".into();
+    c.sip.listen = "127.0.0.1:0".into();
     c.database.url = db.url.clone();
     c.plugins.max_instances = 64;
     // Generous: forty tests share two cores, and a plugin's `kv` reads wait for the database
