@@ -27,20 +27,43 @@ fn free_port(ip: std::net::IpAddr) -> u16 {
 /// Runs sipp with a scenario from `tests/sipp/` against `target`; true when every call of
 /// the scenario succeeded (sipp exits 0).
 fn sipp(scenario: &str, transport: &str, target: SocketAddr, calls: u32) -> bool {
-    sipp_from(scenario, transport, target.ip(), target, calls, 50, 20)
+    run(Run {
+        scenario,
+        transport,
+        local: target.ip(),
+        target,
+        calls,
+        rate: 50,
+        timeout_s: 20,
+        extra: &[],
+    })
 }
 
-/// [`sipp`] from a chosen local address, at `rate` calls per second, giving up after
-/// `timeout_s` seconds.
-fn sipp_from(
-    scenario: &str,
-    transport: &str,
+/// One sipp run: a scenario from `tests/sipp/`, from `local` to `target`, `calls` calls at
+/// `rate` a second, giving up after `timeout_s` seconds, with `extra` arguments.
+struct Run<'a> {
+    scenario: &'a str,
+    transport: &'a str,
     local: std::net::IpAddr,
     target: SocketAddr,
     calls: u32,
     rate: u32,
     timeout_s: u32,
-) -> bool {
+    extra: &'a [&'a str],
+}
+
+/// Runs sipp; true when every call of the scenario succeeded (sipp exits 0).
+fn run(r: Run<'_>) -> bool {
+    let Run {
+        scenario,
+        transport,
+        local,
+        target,
+        calls,
+        rate,
+        timeout_s,
+        extra,
+    } = r;
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sipp")
         .join(scenario);
@@ -50,6 +73,7 @@ fn sipp_from(
         .args(["-p", &free_port(local).to_string()])
         .args(["-m", &calls.to_string(), "-r", &rate.to_string()])
         .args(["-timeout", &format!("{timeout_s}s"), "-timeout_error"])
+        .args(extra)
         .arg("-nostdin")
         .arg(target.to_string())
         .output()
@@ -135,11 +159,29 @@ async fn a_flood_from_one_address_is_limited_while_another_is_served() {
     // 600 probes at 1,000 a second from one address, and meanwhile 20 at 10 a second from
     // another. The flooder gets at most 20 + 20 per second answered; the phone gets all.
     let flood = tokio::task::spawn_blocking(move || {
-        sipp_from("options.xml", "u1", flooder, target, 600, 1000, 4)
+        run(Run {
+            scenario: "options.xml",
+            transport: "u1",
+            local: flooder,
+            target,
+            calls: 600,
+            rate: 1000,
+            timeout_s: 4,
+            extra: &[],
+        })
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let served = tokio::task::spawn_blocking(move || {
-        sipp_from("options.xml", "u1", phone, target, 20, 10, 10)
+        run(Run {
+            scenario: "options.xml",
+            transport: "u1",
+            local: phone,
+            target,
+            calls: 20,
+            rate: 10,
+            timeout_s: 10,
+            extra: &[],
+        })
     });
     assert!(
         served.await.expect("sipp ran"),
@@ -191,5 +233,159 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         text.starts_with("\r\nSIP/2.0 200 OK\r\n"),
         "pong, then the answer: {text:?}"
     );
+    ep.shutdown().await;
+}
+
+/// A registrar in miniature, composed as the host composes it: digest first (401 with
+/// challenges, 403 for a wrong password), then the registrar's decision, bindings kept here.
+async fn registrar(ep: Endpoint, mut events: Receiver<Event>, bindings: Bindings) {
+    use wasmswitch_sip::digest::{Outcome, Verifier, VerifierConfig, ha1};
+    use wasmswitch_sip::registrar::{self, RegistrarPolicy};
+    let realm = "acme.example.com";
+    // sipp answers only the first challenge and knows only MD5 ("createAuthHeader:
+    // authentication must use MD5"); so do some older phones, which is why the algorithms
+    // offered are a setting.
+    let mut verifier = Verifier::new(
+        realm,
+        [9; 32],
+        VerifierConfig {
+            algorithms: vec![wasmswitch_sip::digest::Algorithm::Md5],
+            ..VerifierConfig::default()
+        },
+    );
+    let mut nonces = 0u64;
+    while let Some(event) = events.recv().await {
+        let Event::Request { tx, request, flow } = event else {
+            continue;
+        };
+        let now = std::time::SystemTime::now();
+        let now_ms = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as u64;
+        let tag = wasmswitch_sip::message::stateless_tag(request.call_id(), request.via().branch());
+        let outcome = verifier.verify_request(
+            now,
+            &request,
+            &wasmswitch_sip::HeaderName::Authorization,
+            |user, alg| (user == "alice").then(|| ha1(alg, user, realm, "secret")),
+        );
+        let response = match outcome {
+            Outcome::Ok { .. } => {
+                let aor = request.to().uri.to_bytes();
+                let mut map = bindings.lock().expect("not poisoned");
+                let existing = map.get(&aor).cloned().unwrap_or_default();
+                match registrar::register(
+                    &request,
+                    &existing,
+                    flow,
+                    now_ms,
+                    &RegistrarPolicy::default(),
+                ) {
+                    Ok(update) => {
+                        map.insert(aor, update.current.clone());
+                        registrar::ok_response(&request, &update, now_ms, &tag)
+                    }
+                    Err(refusal) => refusal.response(&request, &tag),
+                }
+            }
+            Outcome::BadResponse | Outcome::UnknownUser { .. } => {
+                request.reply(403, "Forbidden", Some(&tag))
+            }
+            other => {
+                nonces += 1;
+                let mut random = [0u8; 16];
+                random[..8].copy_from_slice(&nonces.to_le_bytes());
+                let stale = matches!(other, Outcome::Stale | Outcome::Replay);
+                let mut challenge = request.reply(401, "Unauthorized", Some(&tag));
+                for value in verifier.challenges(now, random, stale) {
+                    challenge
+                        .headers_mut()
+                        .push(wasmswitch_sip::HeaderName::WwwAuthenticate, value);
+                }
+                challenge
+            }
+        };
+        let _ = ep.respond(tx, response).await;
+    }
+}
+
+type Bindings = std::sync::Arc<
+    std::sync::Mutex<
+        std::collections::HashMap<bytes::Bytes, Vec<wasmswitch_sip::registrar::Binding>>,
+    >,
+>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_registers_with_digest_and_unregisters_over_udp_and_tcp() {
+    let (ep, events) = endpoint().await;
+    let bindings = Bindings::default();
+    tokio::spawn(registrar(ep.clone(), events, bindings.clone()));
+    for (transport, sipp_transport) in [(FlowTransport::Udp, "u1"), (FlowTransport::Tcp, "t1")] {
+        let target = ep.local_addr(transport).expect("bound");
+        let ok = tokio::task::spawn_blocking(move || {
+            run(Run {
+                scenario: "register.xml",
+                transport: sipp_transport,
+                local: target.ip(),
+                target,
+                calls: 1,
+                rate: 10,
+                timeout_s: 10,
+                // sipp's digest `uri` is the peer's address unless told; the verifier insists
+                // it be the Request-URI, as RFC 7616 asks.
+                extra: &[
+                    "-s",
+                    "alice",
+                    "-au",
+                    "alice",
+                    "-ap",
+                    "secret",
+                    "-auth_uri",
+                    "acme.example.com",
+                ],
+            })
+        })
+        .await
+        .expect("sipp ran");
+        assert!(ok, "registered, then unregistered, over {transport:?}");
+        // Expires: 0 took the binding away again.
+        let map = bindings.lock().expect("not poisoned");
+        assert!(map.values().all(Vec::is_empty), "{map:?}");
+    }
+    ep.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_refused() {
+    let (ep, events) = endpoint().await;
+    let bindings = Bindings::default();
+    tokio::spawn(registrar(ep.clone(), events, bindings.clone()));
+    let target = ep.local_addr(FlowTransport::Udp).expect("bound");
+    let ok = tokio::task::spawn_blocking(move || {
+        run(Run {
+            scenario: "register-wrong.xml",
+            transport: "u1",
+            local: target.ip(),
+            target,
+            calls: 1,
+            rate: 10,
+            timeout_s: 10,
+            extra: &[
+                "-s",
+                "alice",
+                "-au",
+                "alice",
+                "-ap",
+                "not-the-password",
+                "-auth_uri",
+                "acme.example.com",
+            ],
+        })
+    })
+    .await
+    .expect("sipp ran");
+    assert!(ok, "the second REGISTER got 403");
+    assert!(bindings.lock().expect("not poisoned").is_empty());
     ep.shutdown().await;
 }
