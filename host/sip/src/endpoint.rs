@@ -24,7 +24,7 @@ use crate::header::HeaderName;
 use crate::limits::{RateLimit, SourceLimiter};
 use crate::message::{Message, Request, Response};
 use crate::screen::{self, Inbound, Policy};
-use crate::transaction::{Event, Flow, FlowTransport, Timers, Transactions, TxError, TxId};
+use crate::transaction::{Event, Flow, FlowTransport, Stats, Timers, Transactions, TxError, TxId};
 use crate::typed::Method;
 
 /// What an endpoint listens on and how it behaves.
@@ -135,6 +135,7 @@ impl Endpoint {
             .map(|limit| SourceLimiter::new(limit, config.rate_limit_exempt.clone(), 100_000));
         let driver = Driver {
             limiter,
+            reported: Stats::default(),
             core: Transactions::new(config.timers),
             policy: config.policy,
             server: config.server,
@@ -207,6 +208,8 @@ enum Raw {
 
 struct Driver {
     limiter: Option<SourceLimiter>,
+    /// The transaction counts already given to metrics.
+    reported: Stats,
     core: Transactions,
     policy: Policy,
     server: String,
@@ -311,8 +314,22 @@ impl Driver {
         }
     }
 
-    /// Sends what the transaction layer produced and hands its events up.
+    /// Sends what the transaction layer produced and hands its events up, and brings the
+    /// transaction metrics up to date.
     fn flush(&mut self) {
+        self.send_and_report();
+        let stats = self.core.stats();
+        metrics::counter!("sip_retransmissions_total", "direction" => "sent")
+            .increment(stats.retransmitted - self.reported.retransmitted);
+        metrics::counter!("sip_retransmissions_total", "direction" => "received")
+            .increment(stats.absorbed - self.reported.absorbed);
+        self.reported = stats;
+        let (clients, servers) = self.core.len();
+        metrics::gauge!("sip_transactions", "side" => "client").set(clients as f64);
+        metrics::gauge!("sip_transactions", "side" => "server").set(servers as f64);
+    }
+
+    fn send_and_report(&mut self) {
         loop {
             let mut progressed = false;
             while let Some(t) = self.core.poll_transmit() {

@@ -272,10 +272,20 @@ struct Server {
     trying_at: Option<Instant>,
 }
 
+/// Counts since the layer was made, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests and responses this layer sent again on a timer (A, E, G).
+    pub retransmitted: u64,
+    /// Retransmitted requests and responses that arrived and were absorbed.
+    pub absorbed: u64,
+}
+
 /// The transaction layer of one SIP endpoint.
 #[derive(Debug)]
 pub struct Transactions {
     timers: Timers,
+    stats: Stats,
     next_id: u64,
     clients: HashMap<TxId, Client>,
     client_keys: HashMap<ClientKey, TxId>,
@@ -295,6 +305,7 @@ impl Transactions {
     pub fn new(timers: Timers) -> Transactions {
         Transactions {
             timers,
+            stats: Stats::default(),
             next_id: 1,
             clients: HashMap::new(),
             client_keys: HashMap::new(),
@@ -309,6 +320,11 @@ impl Transactions {
     /// How many transactions are alive (client, server).
     pub fn len(&self) -> (usize, usize) {
         (self.clients.len(), self.servers.len())
+    }
+
+    /// Retransmission counts so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
     }
 
     /// No transaction is alive.
@@ -502,6 +518,7 @@ impl Transactions {
                 self.events.push_back(Event::Response { tx: id, response });
             }
             (true, ClientState::Completed, 300..=699) => {
+                self.stats.absorbed += 1;
                 if let Some(ack) = &c.ack {
                     self.transmits.push_back(Transmit {
                         flow: c.flow,
@@ -532,7 +549,7 @@ impl Transactions {
                 self.events.push_back(Event::Response { tx: id, response });
             }
             // Anything else is a retransmission the transaction has already seen.
-            _ => {}
+            _ => self.stats.absorbed += 1,
         }
     }
 
@@ -568,6 +585,7 @@ impl Transactions {
         }
         if let Some(&id) = self.server_keys.get(&key) {
             // A retransmission.
+            self.stats.absorbed += 1;
             if let Some(s) = self.servers.get(&id)
                 && matches!(s.state, ServerState::Proceeding | ServerState::Completed)
                 && let Some(last) = &s.last
@@ -750,6 +768,7 @@ impl Transactions {
         };
         match slot {
             Slot::Retransmit => {
+                self.stats.retransmitted += 1;
                 // Timer A (INVITE: doubles without cap) or E (non-INVITE: doubles up to T2,
                 // then every T2; in Proceeding every T2).
                 self.transmits.push_back(Transmit {
@@ -801,6 +820,7 @@ impl Transactions {
                 if s.state == ServerState::Completed
                     && let Some(last) = &s.last
                 {
+                    self.stats.retransmitted += 1;
                     self.transmits.push_back(Transmit {
                         flow: s.flow,
                         message: Message::Response(last.clone()),

@@ -183,6 +183,7 @@ fn timer_a_doubles_and_timer_b_gives_up_after_64_t1() {
         sim.request_times("INVITE"),
         [0, 500, 1500, 3500, 7500, 15500, 31500]
     );
+    assert_eq!(sim.layer.stats().retransmitted, 6);
     assert_eq!(
         sim.count(|e| matches!(e, Event::Timeout { tx: t } if *t == tx)),
         1
@@ -401,6 +402,7 @@ fn a_retransmitted_invite_gets_the_last_provisional_and_is_not_reported_again() 
     sim.receive_request(invite, udp());
     assert_eq!(sim.response_times(180), [0, 500]);
     assert_eq!(sim.count(|e| matches!(e, Event::Request { .. })), 1);
+    assert_eq!(sim.layer.stats().absorbed, 1);
 }
 
 #[test]
