@@ -354,6 +354,24 @@ CSeq: 1 {method}\r\nContact: <sip:test@{local}>\r\nMax-Forwards: 70\r\nContent-L
     let mut buf = [0u8; 4096];
     let n = conn.read(&mut buf).expect("an answer over TCP");
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200 OK\r\n"));
+
+    // The SIP stack's counters are on the switch's /metrics.
+    let api = server.url.trim_start_matches("http://");
+    let mut http = std::net::TcpStream::connect(api).unwrap();
+    http.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut metrics = String::new();
+    http.read_to_string(&mut metrics).unwrap();
+    assert!(
+        metrics.contains("sip_requests_received_total{method=\"OPTIONS\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sip_transactions{side=\"server\"}"),
+        "{metrics}"
+    );
 }
 
 /// Logs that do not go to a terminal (a file, a pipe, `docker logs`) carry no colour escapes.

@@ -36,7 +36,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>,
 }
 
 /// Prometheus metrics (text exposition format): calls, plugin invocations, failures and
-/// latencies per tenant and plugin version, API requests.
+/// latencies per tenant and plugin version, API requests, and the SIP stack's `sip_*` counters.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
