@@ -120,8 +120,7 @@ async fn start_sip(
 async fn answer_sip(endpoint: Endpoint, mut events: tokio::sync::mpsc::Receiver<SipEvent>) {
     while let Some(event) = events.recv().await {
         if let SipEvent::Request { tx, request, .. } = event {
-            let tag =
-                wasmswitch_sip::message::stateless_tag(request.call_id(), request.via().branch());
+            let tag = request.stateless_tag();
             let reply = request.reply(501, "Not Implemented", Some(&tag));
             if let Err(e) = endpoint.respond(tx, reply).await {
                 tracing::debug!(error = %e, "could not answer a SIP request");

@@ -362,8 +362,7 @@ impl Driver {
                 {
                     // The transaction user is behind: say so rather than queue without end.
                     metrics::counter!("sip_overload_total").increment(1);
-                    let tag =
-                        crate::message::stateless_tag(request.call_id(), request.via().branch());
+                    let tag = request.stateless_tag();
                     let mut busy = request.reply(503, "Service Unavailable", Some(&tag));
                     busy.headers_mut().push(HeaderName::RetryAfter, "5");
                     let _ = self.core.respond(now, tx, busy);
@@ -381,23 +380,9 @@ impl Driver {
     }
 
     fn options_response(&self, request: &Request) -> Response {
-        let mut ok = request.reply(
-            200,
-            "OK",
-            Some(&crate::message::stateless_tag(
-                request.call_id(),
-                request.via().branch(),
-            )),
-        );
-        let allow = self
-            .policy
-            .allow
-            .iter()
-            .map(Method::as_str)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let mut ok = request.reply(200, "OK", Some(&request.stateless_tag()));
         let headers = ok.headers_mut();
-        headers.push(HeaderName::Allow, allow);
+        headers.push(HeaderName::Allow, self.policy.allow_header());
         headers.push(HeaderName::Accept, "application/sdp");
         if !self.policy.supported.is_empty() {
             headers.push(HeaderName::Supported, self.policy.supported.join(", "));

@@ -505,6 +505,12 @@ impl Request {
         finish(out, &self.body);
     }
 
+    /// The To tag of a stateless answer to this request ([`stateless_tag`] of its Call-ID
+    /// and top branch): the same for every retransmission.
+    pub fn stateless_tag(&self) -> String {
+        stateless_tag(self.call_id(), self.via().branch())
+    }
+
     /// The printed request.
     pub fn encode_to_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512 + self.body.len());

@@ -31,6 +31,17 @@ pub struct Policy {
     pub silent_user_agents: Vec<String>,
 }
 
+impl Policy {
+    /// The `Allow` value: the allowed methods, in order.
+    pub fn allow_header(&self) -> String {
+        self.allow
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 impl Default for Policy {
     fn default() -> Policy {
         Policy {
@@ -136,16 +147,8 @@ pub fn response(resp: Response) -> Inbound {
 
 fn check(req: &Request, policy: &Policy) -> Option<Response> {
     let reply = |status, reason| {
-        let tag = crate::message::stateless_tag(req.call_id(), req.via().branch());
+        let tag = req.stateless_tag();
         req.reply(status, reason, Some(&tag))
-    };
-    let allow = || {
-        policy
-            .allow
-            .iter()
-            .map(Method::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
     };
     // 8.2.1: methods.
     if !policy.allow.contains(req.method()) {
@@ -153,7 +156,8 @@ fn check(req: &Request, policy: &Policy) -> Option<Response> {
             Method::Other(_) => reply(501, "Not Implemented"),
             _ => reply(405, "Method Not Allowed"),
         };
-        r.headers_mut().push(HeaderName::Allow, allow());
+        r.headers_mut()
+            .push(HeaderName::Allow, policy.allow_header());
         return Some(r);
     }
     // A branch that is only the magic cookie identifies nothing: RFC 4475 section 3.2.1

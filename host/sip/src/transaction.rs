@@ -870,9 +870,25 @@ impl MinSome for Option<Instant> {
     }
 }
 
-/// The ACK for a non-2xx final response (RFC 3261 section 17.1.1.3): the INVITE's
-/// Request-URI, Call-ID, From, CSeq number and top Via, the response's To, the INVITE's Route.
+/// The ACK for a non-2xx final response (RFC 3261 section 17.1.1.3): like the INVITE, with
+/// the response's To (which carries the tag).
 fn ack_for(invite: &Request, response: &Response) -> Option<Request> {
+    let to = response
+        .headers()
+        .get(&HeaderName::To)
+        .cloned()
+        .unwrap_or_else(|| invite.to().to_bytes());
+    sibling(invite, Method::Ack, to)
+}
+
+/// The CANCEL for an INVITE (RFC 3261 section 9.1): like the INVITE, To and all.
+fn cancel_for(invite: &Request) -> Option<Request> {
+    sibling(invite, Method::Cancel, invite.to().to_bytes())
+}
+
+/// A request that shares the INVITE's transaction identity: its Request-URI, Call-ID, From,
+/// CSeq number, top Via (so its branch) and Route, with `method` and `to`.
+fn sibling(invite: &Request, method: Method, to: Bytes) -> Option<Request> {
     let mut headers = Headers::with_capacity(8);
     // Only the top Via value.
     headers.push(HeaderName::Via, invite.via().to_bytes());
@@ -880,35 +896,12 @@ fn ack_for(invite: &Request, response: &Response) -> Option<Request> {
         headers.push(HeaderName::MaxForwards, mf.clone());
     }
     headers.push(HeaderName::From, invite.from().to_bytes());
-    let to = response
-        .headers()
-        .get(&HeaderName::To)
-        .cloned()
-        .unwrap_or_else(|| invite.to().to_bytes());
     headers.push(HeaderName::To, to);
     headers.push(HeaderName::CallId, invite.call_id().clone());
-    headers.push(HeaderName::CSeq, format!("{} ACK", invite.cseq().seq));
+    headers.push(HeaderName::CSeq, format!("{} {method}", invite.cseq().seq));
     for route in invite.headers().get_all(&HeaderName::Route) {
         headers.push(HeaderName::Route, route.clone());
     }
-    // Built from a request and response that passed the same checks: it passes them too.
-    Request::from_parts(Method::Ack, invite.uri().clone(), headers, Bytes::new()).ok()
-}
-
-/// The CANCEL for an INVITE (RFC 3261 section 9.1): the same Request-URI, Call-ID, To, From,
-/// CSeq number, top Via and Route.
-fn cancel_for(invite: &Request) -> Option<Request> {
-    let mut headers = Headers::with_capacity(8);
-    headers.push(HeaderName::Via, invite.via().to_bytes());
-    if let Some(mf) = invite.headers().get(&HeaderName::MaxForwards) {
-        headers.push(HeaderName::MaxForwards, mf.clone());
-    }
-    headers.push(HeaderName::From, invite.from().to_bytes());
-    headers.push(HeaderName::To, invite.to().to_bytes());
-    headers.push(HeaderName::CallId, invite.call_id().clone());
-    headers.push(HeaderName::CSeq, format!("{} CANCEL", invite.cseq().seq));
-    for route in invite.headers().get_all(&HeaderName::Route) {
-        headers.push(HeaderName::Route, route.clone());
-    }
-    Request::from_parts(Method::Cancel, invite.uri().clone(), headers, Bytes::new()).ok()
+    // Built from a request (and response) that passed the same checks: it passes them too.
+    Request::from_parts(method, invite.uri().clone(), headers, Bytes::new()).ok()
 }

@@ -292,13 +292,7 @@ impl Via {
 
     /// Every Via value in a header's value (`v: a, b`).
     pub fn parse_list(v: &Bytes) -> impl Iterator<Item = Result<Via, ValueError>> + '_ {
-        split_commas(v).map(|(a, b)| {
-            if a == b {
-                Err(ValueError::Empty)
-            } else {
-                Via::parse(v.slice(a..b))
-            }
-        })
+        parse_list(v, Via::parse)
     }
 
     /// The value as received.
@@ -439,13 +433,7 @@ impl NameAddr {
 
     /// Every value of a list header (`Contact: <a>, <b>`); empty elements are errors.
     pub fn parse_list(v: &Bytes) -> impl Iterator<Item = Result<NameAddr, ValueError>> + '_ {
-        split_commas(v).map(|(a, b)| {
-            if a == b {
-                Err(ValueError::Empty)
-            } else {
-                NameAddr::parse(v.slice(a..b))
-            }
-        })
+        parse_list(v, NameAddr::parse)
     }
 
     /// The value exactly as received.
@@ -518,6 +506,20 @@ impl MediaType {
         (&self.kind[..] == b"*" || self.kind.eq_ignore_ascii_case(kind.as_bytes()))
             && (&self.subtype[..] == b"*" || self.subtype.eq_ignore_ascii_case(subtype.as_bytes()))
     }
+}
+
+/// Each comma-separated element of a list header, parsed; an empty element is an error.
+fn parse_list<'a, T: 'a>(
+    v: &'a Bytes,
+    parse: fn(Bytes) -> Result<T, ValueError>,
+) -> impl Iterator<Item = Result<T, ValueError>> + 'a {
+    split_commas(v).map(move |(a, b)| {
+        if a == b {
+            Err(ValueError::Empty)
+        } else {
+            parse(v.slice(a..b))
+        }
+    })
 }
 
 /// The comma-separated tokens of `Require`, `Supported`, `Allow`, ...; `Err` on a non-token.

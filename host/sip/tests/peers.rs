@@ -263,7 +263,7 @@ async fn registrar(ep: Endpoint, mut events: Receiver<Event>, bindings: Bindings
             .duration_since(std::time::UNIX_EPOCH)
             .expect("after 1970")
             .as_millis() as u64;
-        let tag = wasmswitch_sip::message::stateless_tag(request.call_id(), request.via().branch());
+        let tag = request.stateless_tag();
         let outcome = verifier.verify_request(
             now,
             &request,
