@@ -3,11 +3,18 @@
 //! ([`DigestClient`]). Everything is a pure function of its inputs: the time and every random
 //! value (the nonce seed, the cnonce) are passed in.
 //!
+//! The switch is multi-tenant and each tenant's SIP domain is its digest realm, so one
+//! [`Verifier`] serves every realm: the realm is an argument of each call (issuing a nonce,
+//! building challenges, checking a nonce, verifying), not of the verifier. The algorithms a
+//! challenge offers can be narrowed per call too ([`Verifier::challenges`]), within those the
+//! [`VerifierConfig`] allows.
+//!
 //! Nonces need no database row: a nonce is `base64url(time || random || HMAC-SHA256(key,
 //! time || random || realm))`, so the verifier knows it issued a nonce, for which realm and
-//! when, from the nonce alone. Replay is refused by remembering the highest `nc` accepted for
-//! each nonce in a bounded map ([`NonceCounts`]), written only once a response has proven the
-//! password, so a stranger cannot fill it.
+//! when, from the nonce alone; a nonce issued for one realm is invalid in every other. Replay
+//! is refused by remembering the highest `nc` accepted for each nonce in a bounded map
+//! ([`NonceCounts`], one per verifier, shared by all realms), written only once a response has
+//! proven the password, so a stranger cannot fill it.
 //!
 //! Supported: `MD5` and `SHA-256` (also read as `SHA256`, which is not a registered name but
 //! costs nothing to accept: the hash is the same), `qop=auth`, and the RFC 2069 form without
@@ -35,7 +42,8 @@ pub enum AuthError {
     /// The scheme is not `Digest` (RFC 4475 `regaut01`: ignored, and challenged).
     #[error("unsupported authentication scheme")]
     UnsupportedScheme,
-    /// An algorithm other than MD5 and SHA-256, or one this verifier does not offer.
+    /// An algorithm other than MD5 and SHA-256, or one the verifier's configuration does not
+    /// allow.
     #[error("unsupported algorithm")]
     UnsupportedAlgorithm,
     /// A `qop` other than `auth` (a challenge offering no `auth` at all, or `auth-int`).
@@ -281,10 +289,11 @@ fn algorithm_of(p: &[Param<'_>]) -> Result<Algorithm, AuthError> {
 }
 
 /// A challenge: the value of one `WWW-Authenticate` or `Proxy-Authenticate` header. The
-/// switch builds one per algorithm it offers; a client parses the ones it is sent.
+/// switch builds one per algorithm it offers ([`Verifier::challenges`]); a client parses the
+/// ones it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
-    /// The realm (the switch's SIP domain).
+    /// The realm (in the switch's challenges, the tenant's SIP domain).
     pub realm: String,
     /// The nonce.
     pub nonce: String,
@@ -480,16 +489,19 @@ impl fmt::Display for Credentials {
 /// What [`Verifier::check_nonce`] makes of a nonce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NonceState {
-    /// Issued by this verifier for this realm, within its lifetime.
+    /// Issued by this verifier for the realm asked about, within its lifetime.
     Fresh,
-    /// Issued by this verifier, but expired: challenge again with `stale=true`.
+    /// Issued by this verifier for the realm asked about, but expired: challenge again with
+    /// `stale=true`.
     Stale,
-    /// Not issued by this verifier (forged, altered, another key or realm, or not a nonce).
+    /// Not issued by this verifier for the realm asked about (forged, altered, another key,
+    /// issued for another realm, or not a nonce).
     Invalid,
 }
 
 /// What a nonce stands for: when it was issued and its random part. The HMAC binds them, so
-/// this pair identifies the nonce.
+/// this pair identifies the nonce. It binds the realm too, which is left out of the id: the
+/// random part, fresh for each nonce, already tells any two nonces apart.
 type NonceId = (u64, [u8; 16]);
 
 /// The highest `nc` accepted for each nonce, for nonces still within their lifetime, with a
@@ -572,7 +584,7 @@ pub enum Outcome {
         /// Who.
         username: String,
     },
-    /// No credentials for this realm: challenge.
+    /// No credentials in the request: challenge.
     NoCredentials,
     /// The response is right but its nonce has expired, or was forgotten under load:
     /// challenge again with `stale=true`.
@@ -590,11 +602,11 @@ pub enum Outcome {
     },
     /// A nonce this verifier did not issue (forged or altered): challenge afresh.
     InvalidNonce,
-    /// The credentials are for another realm: challenge.
+    /// The credentials are for another realm than the one verified against: challenge.
     RealmMismatch,
     /// The digest's `uri` is not the Request-URI: 400, or challenge.
     UriMismatch,
-    /// An algorithm this verifier does not offer: challenge.
+    /// An algorithm the verifier's configuration does not allow: challenge.
     UnsupportedAlgorithm,
     /// Not a `Digest` response (RFC 4475 `regaut01`): challenge.
     UnsupportedScheme,
@@ -609,8 +621,9 @@ pub struct VerifierConfig {
     /// How long a nonce may be used: 300 s. A phone reuses one nonce, counting `nc` up, for
     /// every request until it is refused as stale, which costs one more round trip.
     pub nonce_lifetime: Duration,
-    /// The algorithms offered, one challenge each, most preferred first (RFC 8760 section
-    /// 2.3): SHA-256 then MD5, for phones that know only MD5. Responses in others are refused.
+    /// The algorithms allowed, most preferred first (RFC 8760 section 2.3): SHA-256 then MD5,
+    /// for phones that know only MD5. A challenge offers these, one each, or those of them a
+    /// caller passes to [`Verifier::challenges`]; responses in others are refused.
     pub algorithms: Vec<Algorithm>,
     /// Accept the RFC 2069 form (no `qop`), each nonce then usable once: off. Every
     /// challenge offers `qop="auth"`, so only a client from before RFC 2617 omits it, and
@@ -645,14 +658,20 @@ fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// The server side for one realm: issues challenges and verifies responses. Not `Clone`: two
-/// copies would each accept the same `nc` once.
+/// The server side, for every realm: issues challenges and verifies responses. The realm is
+/// given with each call because the switch is multi-tenant and each tenant's SIP domain is its
+/// realm; one verifier (one key, one replay table) serves them all. Not `Clone`: two copies
+/// would each accept the same `nc` once.
 pub struct Verifier {
-    realm: String,
     /// HMAC-SHA256 keyed with the server key, cloned for each nonce (the key's inner and
     /// outer blocks are computed once).
     mac: Hmac<Sha256>,
     config: VerifierConfig,
+    /// One table for every realm. Its keys are nonce ids without the realm, and need none:
+    /// the random part is fresh for each nonce, so two realms' nonces share an id only by
+    /// chance (one in 2^128 for two nonces of the same second), and a count is written only
+    /// for a nonce whose HMAC proved it was issued for the realm being verified, so a
+    /// response in one realm cannot spend or replay another realm's counts.
     counts: NonceCounts,
 }
 
@@ -660,7 +679,6 @@ impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the key.
         f.debug_struct("Verifier")
-            .field("realm", &self.realm)
             .field("config", &self.config)
             .field("nonces", &self.counts.len())
             .finish_non_exhaustive()
@@ -668,59 +686,86 @@ impl fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// A verifier for `realm`. `key` authenticates its nonces: random, and shared by every
+    /// A verifier for every realm. `key` authenticates its nonces: random, and shared by every
     /// host that must accept another's nonces; changing it makes every nonce invalid.
-    pub fn new(realm: impl Into<String>, key: [u8; 32], config: VerifierConfig) -> Verifier {
+    pub fn new(key: [u8; 32], config: VerifierConfig) -> Verifier {
         // HMAC pads a key shorter than its 64-byte block with zeros (RFC 2104), so this is the
         // HMAC keyed with `key`, built through the infallible constructor.
         let mut block = [0u8; 64];
         block[..32].copy_from_slice(&key);
         Verifier {
-            realm: realm.into(),
             mac: Hmac::<Sha256>::new(&block.into()),
             counts: NonceCounts::new(config.max_nonces),
             config,
         }
     }
 
-    /// The realm.
-    pub fn realm(&self) -> &str {
-        &self.realm
+    /// The algorithms the configuration allows, most preferred first: what to pass as
+    /// `offer` to [`Verifier::challenges`] when every one of them may be offered.
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.config.algorithms
     }
 
-    fn tag(&self, head: &[u8]) -> Hmac<Sha256> {
+    /// The HMAC over a nonce's time and random part and the realm it is for, so that a nonce
+    /// issued for one realm is not ours in another. The head has a fixed length (24 bytes),
+    /// so the input is unambiguous: no two pairs of head and realm hash the same bytes.
+    fn tag(&self, realm: &str, head: &[u8]) -> Hmac<Sha256> {
         let mut mac = self.mac.clone();
         mac.update(head);
-        mac.update(self.realm.as_bytes());
+        mac.update(realm.as_bytes());
         mac
     }
 
-    /// A new nonce issued at `now`; `random` must be fresh random bytes for each.
-    pub fn nonce(&self, now: SystemTime, random: [u8; 16]) -> String {
+    /// A new nonce for `realm` issued at `now`; `random` must be fresh random bytes for each,
+    /// whatever the realm: the replay table, shared by every realm, tells nonces apart by
+    /// issue time and random part only.
+    pub fn nonce(&self, realm: &str, now: SystemTime, random: [u8; 16]) -> String {
         let mut raw = [0u8; NONCE_BYTES];
         raw[..8].copy_from_slice(&unix_secs(now).to_be_bytes());
         raw[8..24].copy_from_slice(&random);
-        let tag = self.tag(&raw[..24]).finalize().into_bytes();
+        let tag = self.tag(realm, &raw[..24]).finalize().into_bytes();
         raw[24..].copy_from_slice(&tag);
         URL_SAFE_NO_PAD.encode(raw)
     }
 
-    /// The challenge values for a 401 or 407, one per algorithm offered, all with one new
-    /// nonce (as in RFC 7616 section 3.9.1's example).
-    pub fn challenges(&self, now: SystemTime, random: [u8; 16], stale: bool) -> Vec<String> {
-        let nonce = self.nonce(now, random);
-        self.config
-            .algorithms
-            .iter()
-            .map(|&a| {
-                let mut c = Challenge::new(&*self.realm, &*nonce, a).with_stale(stale);
+    /// The challenge values for a 401 or 407 in `realm`, all with one new nonce (as in RFC
+    /// 7616 section 3.9.1's example): one per algorithm of `offer` that the configuration
+    /// also allows, in `offer`'s order, each algorithm once. `offer` is usually
+    /// [`Verifier::algorithms`]; a caller narrows it to leave out an algorithm a user has no
+    /// stored HA1 for, since a client that picked it could never succeed.
+    ///
+    /// When no algorithm of `offer` is allowed the result is empty. A 401 or 407 must carry
+    /// at least one challenge (RFC 3261 sections 22.2 and 22.3), so the caller then has none
+    /// to send and must answer otherwise (403, for example).
+    pub fn challenges(
+        &self,
+        realm: &str,
+        offer: &[Algorithm],
+        now: SystemTime,
+        random: [u8; 16],
+        stale: bool,
+    ) -> Vec<String> {
+        let mut algorithms: Vec<Algorithm> = Vec::with_capacity(offer.len());
+        for &a in offer {
+            if self.config.algorithms.contains(&a) && !algorithms.contains(&a) {
+                algorithms.push(a);
+            }
+        }
+        if algorithms.is_empty() {
+            return Vec::new();
+        }
+        let nonce = self.nonce(realm, now, random);
+        algorithms
+            .into_iter()
+            .map(|a| {
+                let mut c = Challenge::new(realm, &*nonce, a).with_stale(stale);
                 c.opaque.clone_from(&self.config.opaque);
                 c.to_string()
             })
             .collect()
     }
 
-    fn decode(&self, nonce: &str) -> Option<NonceId> {
+    fn decode(&self, realm: &str, nonce: &str) -> Option<NonceId> {
         // Only a nonce of our length is decoded: no allocation sized by what a client sent.
         if nonce.len() != NONCE_CHARS {
             return None;
@@ -728,15 +773,16 @@ impl Verifier {
         let raw = URL_SAFE_NO_PAD.decode(nonce).ok()?;
         let (head, tag) = raw.split_at_checked(24)?;
         // `verify_slice` compares in constant time and refuses a tag of the wrong length.
-        self.tag(head).verify_slice(tag).ok()?;
+        self.tag(realm, head).verify_slice(tag).ok()?;
         let (time, random) = head.split_first_chunk::<8>()?;
         Some((u64::from_be_bytes(*time), random.try_into().ok()?))
     }
 
-    /// Whether `nonce` is one of ours and still usable at `now`. A nonce from up to its
-    /// lifetime in the future is accepted too: it is ours, and the clock was stepped back.
-    pub fn check_nonce(&self, now: SystemTime, nonce: &str) -> NonceState {
-        match self.decode(nonce) {
+    /// Whether `nonce` is one of ours for `realm` and still usable at `now`. A nonce issued
+    /// for another realm is [`NonceState::Invalid`]. A nonce from up to its lifetime in the
+    /// future is accepted too: it is ours, and the clock was stepped back.
+    pub fn check_nonce(&self, realm: &str, now: SystemTime, nonce: &str) -> NonceState {
+        match self.decode(realm, nonce) {
             None => NonceState::Invalid,
             Some((issued, _)) if self.fresh(now, issued) => NonceState::Fresh,
             Some(_) => NonceState::Stale,
@@ -747,12 +793,15 @@ impl Verifier {
         unix_secs(now).abs_diff(issued) <= self.config.nonce_lifetime.as_secs()
     }
 
-    /// Verifies one `Authorization` (or `Proxy-Authorization`) value of a request.
-    /// `request_uri` is the Request-URI as received, which the digest's `uri` must equal byte
-    /// for byte. `ha1_for` looks up the stored [`ha1`] for a username and algorithm; it is
-    /// called only for a response that passes every other check.
+    /// Verifies one `Authorization` (or `Proxy-Authorization`) value of a request to
+    /// `realm`: credentials naming another realm are [`Outcome::RealmMismatch`], and a nonce
+    /// issued for another realm is [`Outcome::InvalidNonce`]. `request_uri` is the
+    /// Request-URI as received, which the digest's `uri` must equal byte for byte. `ha1_for`
+    /// looks up the stored [`ha1`] for a username and algorithm (in `realm`); it is called
+    /// only for a response that passes every other check.
     pub fn verify(
         &mut self,
+        realm: &str,
         now: SystemTime,
         method: &str,
         request_uri: &[u8],
@@ -768,7 +817,7 @@ impl Verifier {
         if !self.config.algorithms.contains(&c.algorithm) {
             return Outcome::UnsupportedAlgorithm;
         }
-        if c.realm != self.realm {
+        if c.realm != realm {
             return Outcome::RealmMismatch;
         }
         if c.uri.as_bytes() != request_uri {
@@ -777,7 +826,7 @@ impl Verifier {
         if c.qop.is_none() && !self.config.allow_rfc2069 {
             return Outcome::Malformed(AuthError::QopRequired);
         }
-        let Some(id) = self.decode(&c.nonce) else {
+        let Some(id) = self.decode(realm, &c.nonce) else {
             return Outcome::InvalidNonce;
         };
         // The response is checked before staleness and replay: `stale=true` tells the client
@@ -824,11 +873,13 @@ impl Verifier {
         }
     }
 
-    /// Verifies a request's credentials in `header` (`Authorization` for a registrar or UAS,
-    /// `Proxy-Authorization` for a proxy): the value for this realm where there are several
-    /// (RFC 3261 section 22.3), else the first.
+    /// Verifies a request's credentials for `realm` in `header` (`Authorization` for a
+    /// registrar or UAS, `Proxy-Authorization` for a proxy): the value for `realm` where there
+    /// are several (RFC 3261 section 22.3), else the first, checked as [`Verifier::verify`]
+    /// checks it. No value at all is [`Outcome::NoCredentials`].
     pub fn verify_request(
         &mut self,
+        realm: &str,
         now: SystemTime,
         request: &Request,
         header: &HeaderName,
@@ -837,11 +888,12 @@ impl Verifier {
         let values: Vec<&Bytes> = request.headers().get_all(header).collect();
         let ours = values
             .iter()
-            .find(|v| Credentials::parse(v).is_ok_and(|c| c.realm == self.realm))
+            .find(|v| Credentials::parse(v).is_ok_and(|c| c.realm == realm))
             .or(values.first());
         match ours {
             None => Outcome::NoCredentials,
             Some(v) => self.verify(
+                realm,
                 now,
                 request.method().as_str(),
                 request.uri().as_bytes(),
@@ -984,6 +1036,8 @@ mod tests {
     const KEY: [u8; 32] = [7; 32];
     const REALM: &str = "pbx.example.com";
     const URI: &[u8] = b"sip:pbx.example.com";
+    /// A second tenant's realm, served by the same verifier.
+    const OTHER: &str = "other.example.com";
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
@@ -992,7 +1046,7 @@ mod tests {
     const T0: u64 = 1_700_000_000;
 
     fn verifier() -> Verifier {
-        Verifier::new(REALM, KEY, VerifierConfig::default())
+        Verifier::new(KEY, VerifierConfig::default())
     }
 
     /// The stored HA1 of alice (password "secret") in either algorithm.
@@ -1002,7 +1056,11 @@ mod tests {
 
     /// A response from alice with `password`, to a SHA-256 challenge issued at `T0`.
     fn answer(password: &str, nc: u32) -> String {
-        let c = Challenge::new(REALM, verifier().nonce(at(T0), [1; 16]), Algorithm::Sha256);
+        let c = Challenge::new(
+            REALM,
+            verifier().nonce(REALM, at(T0), [1; 16]),
+            Algorithm::Sha256,
+        );
         respond(
             &c,
             "alice",
@@ -1016,7 +1074,7 @@ mod tests {
     }
 
     fn verify(v: &mut Verifier, now: u64, value: &str) -> Outcome {
-        v.verify(at(now), "REGISTER", URI, value.as_bytes(), store)
+        v.verify(REALM, at(now), "REGISTER", URI, value.as_bytes(), store)
     }
 
     #[test]
@@ -1105,11 +1163,11 @@ mod tests {
             opaque: Some("o1".into()),
             ..VerifierConfig::default()
         };
-        let v = Verifier::new(REALM, KEY, config);
-        let nonce = v.nonce(at(T0), [9; 16]);
+        let v = Verifier::new(KEY, config);
+        let nonce = v.nonce(REALM, at(T0), [9; 16]);
         assert_eq!(nonce.len(), NONCE_CHARS);
         assert_eq!(
-            v.challenges(at(T0), [9; 16], true),
+            v.challenges(REALM, v.algorithms(), at(T0), [9; 16], true),
             [
                 format!(
                     "Digest realm=\"{REALM}\", nonce=\"{nonce}\", opaque=\"o1\", \
@@ -1121,9 +1179,144 @@ mod tests {
                 ),
             ]
         );
-        let c = Challenge::parse(v.challenges(at(T0), [9; 16], false)[0].as_bytes()).unwrap();
+        let c = Challenge::parse(
+            v.challenges(REALM, v.algorithms(), at(T0), [9; 16], false)[0].as_bytes(),
+        )
+        .unwrap();
         assert_eq!(c.nonce, nonce);
         assert!(!c.stale);
+    }
+
+    #[test]
+    fn challenges_offer_what_the_caller_asks_and_the_config_allows() {
+        let v = verifier();
+        assert_eq!(v.algorithms(), [Algorithm::Sha256, Algorithm::Md5]);
+        let nonce = v.nonce(REALM, at(T0), [9; 16]);
+        // A user with an MD5 HA1 only: exactly one challenge, MD5, for the realm asked.
+        let md5 = v.challenges(REALM, &[Algorithm::Md5], at(T0), [9; 16], false);
+        assert_eq!(
+            md5,
+            [format!(
+                "Digest realm=\"{REALM}\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\""
+            )]
+        );
+        // The offer's order, not the config's; each algorithm once.
+        let algorithms = |offer: &[Algorithm]| -> Vec<Algorithm> {
+            v.challenges(REALM, offer, at(T0), [9; 16], false)
+                .iter()
+                .map(|c| Challenge::parse(c.as_bytes()).unwrap().algorithm)
+                .collect()
+        };
+        assert_eq!(
+            algorithms(&[Algorithm::Md5, Algorithm::Sha256, Algorithm::Md5]),
+            [Algorithm::Md5, Algorithm::Sha256]
+        );
+        // An offer outside the config, or none: no challenge at all.
+        let sha_only = Verifier::new(
+            KEY,
+            VerifierConfig {
+                algorithms: vec![Algorithm::Sha256],
+                ..VerifierConfig::default()
+            },
+        );
+        assert_eq!(sha_only.algorithms(), [Algorithm::Sha256]);
+        assert!(
+            sha_only
+                .challenges(REALM, &[Algorithm::Md5], at(T0), [9; 16], false)
+                .is_empty()
+        );
+        assert!(v.challenges(REALM, &[], at(T0), [9; 16], false).is_empty());
+    }
+
+    /// alice's stored HA1 in `realm`: one password, a different HA1 in each realm.
+    fn store_in(realm: &'static str) -> impl FnOnce(&str, Algorithm) -> Option<String> {
+        move |user, a| (user == "alice").then(|| ha1(a, "alice", realm, "secret"))
+    }
+
+    /// alice's response in `realm` to `v`'s SHA-256 challenge for `realm` issued at `T0`.
+    fn answer_in(v: &Verifier, realm: &str, random: [u8; 16], nc: u32) -> String {
+        let c = Challenge::new(realm, v.nonce(realm, at(T0), random), Algorithm::Sha256);
+        respond(
+            &c,
+            "alice",
+            "secret",
+            "REGISTER",
+            "sip:pbx.example.com",
+            "c1",
+            nc,
+        )
+        .to_string()
+    }
+
+    /// `value` verified at `T0` for `realm`, against alice's HA1 in `realm`.
+    fn verify_in(v: &mut Verifier, realm: &'static str, value: &str) -> Outcome {
+        v.verify(
+            realm,
+            at(T0),
+            "REGISTER",
+            URI,
+            value.as_bytes(),
+            store_in(realm),
+        )
+    }
+
+    #[test]
+    fn one_verifier_serves_two_realms() {
+        let mut v = verifier();
+        let ok = Outcome::Ok {
+            username: "alice".into(),
+        };
+        let ours = answer_in(&v, REALM, [1; 16], 1);
+        let theirs = answer_in(&v, OTHER, [2; 16], 1);
+        // Each realm's response is checked against the realm asked for.
+        assert_eq!(verify_in(&mut v, OTHER, &ours), Outcome::RealmMismatch);
+        assert_eq!(verify_in(&mut v, REALM, &theirs), Outcome::RealmMismatch);
+        assert_eq!(verify_in(&mut v, REALM, &ours), ok);
+        assert_eq!(verify_in(&mut v, OTHER, &theirs), ok);
+        // A nonce issued for one realm is not ours in the other, by check_nonce or by verify,
+        // even in a response that is otherwise right for the other realm.
+        let nonce = v.nonce(REALM, at(T0), [3; 16]);
+        assert_eq!(v.check_nonce(REALM, at(T0), &nonce), NonceState::Fresh);
+        assert_eq!(v.check_nonce(OTHER, at(T0), &nonce), NonceState::Invalid);
+        let moved = respond(
+            &Challenge::new(OTHER, &*nonce, Algorithm::Sha256),
+            "alice",
+            "secret",
+            "REGISTER",
+            "sip:pbx.example.com",
+            "c1",
+            1,
+        )
+        .to_string();
+        assert_eq!(verify_in(&mut v, OTHER, &moved), Outcome::InvalidNonce);
+    }
+
+    #[test]
+    fn replay_is_refused_in_each_realm_with_one_table() {
+        let mut v = verifier();
+        let ok = Outcome::Ok {
+            username: "alice".into(),
+        };
+        // alice's response with count `nc` to the nonce for `realm` made of `random`.
+        let mut check = |realm: &'static str, random: [u8; 16], nc: u32| {
+            let value = answer_in(&v, realm, random, nc);
+            verify_in(&mut v, realm, &value)
+        };
+        assert_eq!(check(REALM, [1; 16], 1), ok);
+        assert_eq!(check(OTHER, [2; 16], 1), ok);
+        assert_eq!(check(REALM, [1; 16], 1), Outcome::Replay);
+        assert_eq!(check(OTHER, [2; 16], 1), Outcome::Replay);
+        // Each nonce counts on its own: one realm's count does not move the other's.
+        assert_eq!(check(REALM, [1; 16], 3), ok);
+        assert_eq!(check(OTHER, [2; 16], 2), ok);
+        assert_eq!(check(REALM, [1; 16], 2), Outcome::Replay);
+        assert_eq!(check(OTHER, [2; 16], 2), Outcome::Replay);
+        // A response replayed into the other realm is refused there, and counts nothing.
+        let ours = answer_in(&v, REALM, [1; 16], 4);
+        assert_eq!(verify_in(&mut v, OTHER, &ours), Outcome::RealmMismatch);
+        assert_eq!(verify_in(&mut v, REALM, &ours), ok);
+        assert_eq!(verify_in(&mut v, REALM, &ours), Outcome::Replay);
+        assert_eq!(v.counts.len(), 2);
     }
 
     #[test]
@@ -1148,22 +1341,31 @@ mod tests {
     #[test]
     fn nonces_expire_and_are_bound_to_key_and_realm() {
         let v = verifier();
-        let nonce = v.nonce(at(T0), [1; 16]);
-        assert_eq!(v.check_nonce(at(T0), &nonce), NonceState::Fresh);
-        assert_eq!(v.check_nonce(at(T0 + 300), &nonce), NonceState::Fresh);
-        assert_eq!(v.check_nonce(at(T0 + 301), &nonce), NonceState::Stale);
+        let nonce = v.nonce(REALM, at(T0), [1; 16]);
+        assert_eq!(v.check_nonce(REALM, at(T0), &nonce), NonceState::Fresh);
+        assert_eq!(
+            v.check_nonce(REALM, at(T0 + 300), &nonce),
+            NonceState::Fresh
+        );
+        assert_eq!(
+            v.check_nonce(REALM, at(T0 + 301), &nonce),
+            NonceState::Stale
+        );
         // The clock stepped back: still ours, still usable.
-        assert_eq!(v.check_nonce(at(T0 - 10), &nonce), NonceState::Fresh);
-        let other_key = Verifier::new(REALM, [8; 32], VerifierConfig::default());
-        assert_eq!(other_key.check_nonce(at(T0), &nonce), NonceState::Invalid);
-        let other_realm = Verifier::new("other.example.com", KEY, VerifierConfig::default());
-        assert_eq!(other_realm.check_nonce(at(T0), &nonce), NonceState::Invalid);
+        assert_eq!(v.check_nonce(REALM, at(T0 - 10), &nonce), NonceState::Fresh);
+        let other_key = Verifier::new([8; 32], VerifierConfig::default());
+        assert_eq!(
+            other_key.check_nonce(REALM, at(T0), &nonce),
+            NonceState::Invalid
+        );
+        // The same verifier, asked about another realm.
+        assert_eq!(v.check_nonce(OTHER, at(T0), &nonce), NonceState::Invalid);
         // Every single-character change, in the time, the random part or the tag.
         for i in 0..nonce.len() {
             let mut t = nonce.clone().into_bytes();
             t[i] = if t[i] == b'A' { b'B' } else { b'A' };
             let t = String::from_utf8(t).unwrap();
-            assert_eq!(v.check_nonce(at(T0), &t), NonceState::Invalid, "{t}");
+            assert_eq!(v.check_nonce(REALM, at(T0), &t), NonceState::Invalid, "{t}");
         }
         for bad in [
             "",
@@ -1172,7 +1374,11 @@ mod tests {
             &format!("{nonce}A"),
             &format!("{nonce}="),
         ] {
-            assert_eq!(v.check_nonce(at(T0), bad), NonceState::Invalid, "{bad}");
+            assert_eq!(
+                v.check_nonce(REALM, at(T0), bad),
+                NonceState::Invalid,
+                "{bad}"
+            );
         }
     }
 
@@ -1208,7 +1414,7 @@ mod tests {
             verify(&mut v, T0, &answer("secret", 1)),
             Outcome::Ok { .. }
         ));
-        let c = Challenge::new(REALM, v.nonce(at(T0), [1; 16]), Algorithm::Md5);
+        let c = Challenge::new(REALM, v.nonce(REALM, at(T0), [1; 16]), Algorithm::Md5);
         let bob = respond(
             &c,
             "bob",
@@ -1238,7 +1444,7 @@ mod tests {
     #[test]
     fn realm_uri_nonce_scheme_and_algorithm_checks() {
         let mut v = verifier();
-        let nonce = v.nonce(at(T0), [1; 16]);
+        let nonce = v.nonce(REALM, at(T0), [1; 16]);
         let mut c = Challenge::new("elsewhere.example.com", &*nonce, Algorithm::Sha256);
         let r = respond(
             &c,
@@ -1288,7 +1494,7 @@ mod tests {
             algorithms: vec![Algorithm::Sha256],
             ..VerifierConfig::default()
         };
-        let mut sha_only = Verifier::new(REALM, KEY, config);
+        let mut sha_only = Verifier::new(KEY, config);
         c.nonce = nonce;
         c.algorithm = Algorithm::Md5;
         let r = respond(
@@ -1308,7 +1514,11 @@ mod tests {
 
     #[test]
     fn rfc2069_only_when_allowed_and_then_once() {
-        let mut c = Challenge::new(REALM, verifier().nonce(at(T0), [1; 16]), Algorithm::Md5);
+        let mut c = Challenge::new(
+            REALM,
+            verifier().nonce(REALM, at(T0), [1; 16]),
+            Algorithm::Md5,
+        );
         c.qop = false;
         let r = respond(
             &c,
@@ -1332,7 +1542,7 @@ mod tests {
             allow_rfc2069: true,
             ..VerifierConfig::default()
         };
-        let mut v = Verifier::new(REALM, KEY, config);
+        let mut v = Verifier::new(KEY, config);
         assert!(matches!(verify(&mut v, T0, &r), Outcome::Ok { .. }));
         assert_eq!(verify(&mut v, T0, &r), Outcome::Replay);
     }
@@ -1340,7 +1550,7 @@ mod tests {
     #[test]
     fn tolerant_parsing() {
         let v = verifier();
-        let nonce = v.nonce(at(T0), [1; 16]);
+        let nonce = v.nonce(REALM, at(T0), [1; 16]);
         let c = Challenge::new(REALM, &*nonce, Algorithm::Sha256);
         let right = respond(
             &c,
@@ -1363,20 +1573,20 @@ mod tests {
         assert_eq!(parsed.username, "al\"ice");
         assert_eq!(parsed.algorithm, Algorithm::Sha256);
         assert_eq!(parsed.qop.as_ref().map(|q| q.cnonce.as_str()), Some("c\\1"));
-        let mut v = Verifier::new(REALM, KEY, VerifierConfig::default());
+        let mut v = Verifier::new(KEY, VerifierConfig::default());
         // The qop is hashed as written ("AUTH"), so the client's digest was over "auth":
         // refused, as the client signed something else.
         assert_eq!(
-            v.verify(at(T0), "REGISTER", URI, odd.as_bytes(), |_, a| Some(ha1(
-                a, "al\"ice", REALM, "pw"
-            ))),
+            v.verify(REALM, at(T0), "REGISTER", URI, odd.as_bytes(), |_, a| Some(
+                ha1(a, "al\"ice", REALM, "pw")
+            )),
             Outcome::BadResponse
         );
         let odd = odd.replace("qop=\"AUTH\"", "qop=auth");
         assert_eq!(
-            v.verify(at(T0), "REGISTER", URI, odd.as_bytes(), |_, a| Some(ha1(
-                a, "al\"ice", REALM, "pw"
-            ))),
+            v.verify(REALM, at(T0), "REGISTER", URI, odd.as_bytes(), |_, a| Some(
+                ha1(a, "al\"ice", REALM, "pw")
+            )),
             Outcome::Ok {
                 username: "al\"ice".into()
             }
@@ -1434,11 +1644,11 @@ mod tests {
     fn truncations_never_panic() {
         let mut v = verifier();
         let good = answer("secret", 1);
-        let challenge = &v.challenges(at(T0), [1; 16], true)[0];
+        let challenge = &v.challenges(REALM, v.algorithms(), at(T0), [1; 16], true)[0];
         for value in [&good, challenge] {
             for end in 0..value.len() {
                 let cut = &value.as_bytes()[..end];
-                let _ = v.verify(at(T0), "REGISTER", URI, cut, store);
+                let _ = v.verify(REALM, at(T0), "REGISTER", URI, cut, store);
                 let _ = Challenge::parse(cut);
                 // And with the rest of the line dropped from the front.
                 let _ = Credentials::parse(&value.as_bytes()[end..]);
@@ -1486,7 +1696,7 @@ mod tests {
             Some(AuthError::UnsupportedScheme)
         );
         let v = verifier();
-        let first = v.challenges(at(T0), [1; 16], false);
+        let first = v.challenges(REALM, v.algorithms(), at(T0), [1; 16], false);
         let nc = |client: &mut DigestClient| {
             let value = client.authorization("REGISTER", "sip:x", "c").unwrap();
             Credentials::parse(value.as_bytes())
@@ -1504,7 +1714,7 @@ mod tests {
             .challenged(first.iter().map(|s| s.as_bytes()))
             .unwrap();
         assert_eq!(nc(&mut client), 3);
-        let second = v.challenges(at(T0 + 400), [2; 16], true);
+        let second = v.challenges(REALM, v.algorithms(), at(T0 + 400), [2; 16], true);
         assert!(
             client
                 .challenged(second.iter().map(|s| s.as_bytes()))

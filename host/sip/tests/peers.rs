@@ -246,7 +246,6 @@ async fn registrar(ep: Endpoint, mut events: Receiver<Event>, bindings: Bindings
     // authentication must use MD5"); so do some older phones, which is why the algorithms
     // offered are a setting.
     let mut verifier = Verifier::new(
-        realm,
         [9; 32],
         VerifierConfig {
             algorithms: vec![wasmswitch_sip::digest::Algorithm::Md5],
@@ -265,6 +264,7 @@ async fn registrar(ep: Endpoint, mut events: Receiver<Event>, bindings: Bindings
             .as_millis() as u64;
         let tag = request.stateless_tag();
         let outcome = verifier.verify_request(
+            realm,
             now,
             &request,
             &wasmswitch_sip::HeaderName::Authorization,
@@ -298,7 +298,7 @@ async fn registrar(ep: Endpoint, mut events: Receiver<Event>, bindings: Bindings
                 random[..8].copy_from_slice(&nonces.to_le_bytes());
                 let stale = matches!(other, Outcome::Stale | Outcome::Replay);
                 let mut challenge = request.reply(401, "Unauthorized", Some(&tag));
-                for value in verifier.challenges(now, random, stale) {
+                for value in verifier.challenges(realm, verifier.algorithms(), now, random, stale) {
                     challenge
                         .headers_mut()
                         .push(wasmswitch_sip::HeaderName::WwwAuthenticate, value);

@@ -21,8 +21,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again, c);
     }
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-    let mut verifier = Verifier::new("acme.example.com", [7; 32], VerifierConfig::default());
+    let mut verifier = Verifier::new([7; 32], VerifierConfig::default());
     let outcome = verifier.verify(
+        "acme.example.com",
         now,
         "REGISTER",
         b"sip:acme.example.com",
