@@ -1,22 +1,33 @@
-//! The tokio shell around the sans-IO cores: it owns the UDP sockets and TCP connections and
-//! the clock, and drives screening and the transaction layer from one task, so the cores
-//! stay single-threaded and deterministic.
+//! The tokio shell around the sans-IO cores: it owns the UDP sockets, the TCP and TLS
+//! connections and the clock, and drives screening and the transaction layer from one task,
+//! so the cores stay single-threaded and deterministic.
 //!
 //! Nothing here waits on the transaction user: events go to it over a bounded channel, and a
 //! request that finds the channel full is answered 503 at once. OPTIONS is answered here (load
 //! balancers probe with it; the transaction user never sees it).
+//!
+//! TLS (RFC 3261 section 26, `sips:` hop by hop as RFC 5630 has it) is TCP with a handshake
+//! in front: once it is done, a TLS connection runs the same code as a TCP one (framing,
+//! keep-alive pongs, rate limit, Via stamping, responses on the same connection, closed on
+//! shutdown), its flows marked [`FlowTransport::Tls`]. A handshake has
+//! [`EndpointConfig::tls_handshake_timeout`] to finish, so a peer that connects and says
+//! nothing holds no task; failures are counted in `sip_tls_handshake_failures_total`. The
+//! certificate can be replaced while running ([`Endpoint::reload_tls`]): new connections get
+//! the new one, open connections keep theirs.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::framing::{Frame, PONG, Role, StreamFramer};
@@ -24,6 +35,7 @@ use crate::header::HeaderName;
 use crate::limits::{RateLimit, SourceLimiter};
 use crate::message::{Message, Request, Response};
 use crate::screen::{self, Inbound, Policy};
+use crate::tls::{TlsError, TlsIdentity};
 use crate::transaction::{Event, Flow, FlowTransport, Stats, Timers, Transactions, TxError, TxId};
 use crate::typed::Method;
 
@@ -34,6 +46,15 @@ pub struct EndpointConfig {
     pub udp: Vec<SocketAddr>,
     /// TCP addresses to listen on.
     pub tcp: Vec<SocketAddr>,
+    /// TLS addresses to listen on (port 5061 is SIP's); they need `tls_identity`.
+    pub tls: Vec<SocketAddr>,
+    /// The certificate chain and key served on `tls`; [`Endpoint::reload_tls`] replaces it
+    /// while running.
+    pub tls_identity: Option<TlsIdentity>,
+    /// How long a TLS handshake may take from the TCP accept. Default 10 s: a phone on a slow
+    /// mobile link finishes in well under a second, and a peer that connects and never
+    /// speaks TLS must not hold a task and a socket for ever.
+    pub tls_handshake_timeout: Duration,
     /// Timer base values.
     pub timers: Timers,
     /// What the stateless screening accepts.
@@ -55,6 +76,9 @@ impl Default for EndpointConfig {
         EndpointConfig {
             udp: Vec::new(),
             tcp: Vec::new(),
+            tls: Vec::new(),
+            tls_identity: None,
+            tls_handshake_timeout: Duration::from_secs(10),
             timers: Timers::default(),
             policy: Policy::default(),
             max_message: crate::framing::DEFAULT_MAX_MESSAGE,
@@ -72,6 +96,8 @@ impl Default for EndpointConfig {
 pub struct Endpoint {
     commands: mpsc::Sender<Command>,
     local: Arc<Vec<(FlowTransport, SocketAddr)>>,
+    /// What TLS listeners serve to new connections; `None` without TLS listeners.
+    tls: Option<Arc<watch::Sender<Arc<ServerConfig>>>>,
 }
 
 #[derive(Debug)]
@@ -102,7 +128,25 @@ pub enum EndpointError {
 impl Endpoint {
     /// Binds every configured address and starts the endpoint. Events for the transaction
     /// user arrive on the returned receiver.
+    ///
+    /// TLS addresses without an identity fail with [`io::ErrorKind::InvalidInput`] wrapping
+    /// [`TlsError::NoIdentity`] (the source of the error).
     pub async fn start(config: EndpointConfig) -> io::Result<(Endpoint, mpsc::Receiver<Event>)> {
+        let tls = match (&config.tls[..], &config.tls_identity) {
+            ([], _) => None,
+            (_, None) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    TlsError::NoIdentity,
+                ));
+            }
+            (_, Some(identity)) => {
+                let server = identity
+                    .server_config()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                Some(Arc::new(watch::channel(server).0))
+            }
+        };
         let (raw_tx, raw_rx) = mpsc::channel(4096);
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (event_tx, event_rx) = mpsc::channel(config.event_queue.max(1));
@@ -116,19 +160,29 @@ impl Endpoint {
             tasks.spawn(udp_reader(socket.clone(), raw_tx.clone()));
             udp.push((socket, bound));
         }
-        let ids = Arc::new(AtomicU64::new(1));
         // Connections are tasks of their own; this tells them the endpoint stopped.
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let conn = ConnContext {
+            raw: raw_tx.clone(),
+            ids: Arc::new(AtomicU64::new(1)),
+            max_message: config.max_message,
+            stop: stop_rx,
+        };
         for addr in &config.tcp {
             let listener = TcpListener::bind(addr).await?;
             local.push((FlowTransport::Tcp, listener.local_addr()?));
-            tasks.spawn(tcp_acceptor(
-                listener,
-                raw_tx.clone(),
-                ids.clone(),
-                config.max_message,
-                stop_rx.clone(),
-            ));
+            tasks.spawn(acceptor(listener, conn.clone(), None));
+        }
+        if let Some(server) = &tls {
+            for addr in &config.tls {
+                let listener = TcpListener::bind(addr).await?;
+                local.push((FlowTransport::Tls, listener.local_addr()?));
+                let handshake = Handshake {
+                    config: server.subscribe(),
+                    timeout: config.tls_handshake_timeout,
+                };
+                tasks.spawn(acceptor(listener, conn.clone(), Some(handshake)));
+            }
         }
         let limiter = config
             .rate_limit
@@ -151,6 +205,7 @@ impl Endpoint {
             Endpoint {
                 commands: cmd_tx,
                 local: Arc::new(local),
+                tls,
             },
             event_rx,
         ))
@@ -162,6 +217,29 @@ impl Endpoint {
             .iter()
             .find(|(t, _)| *t == transport)
             .map(|(_, a)| *a)
+    }
+
+    /// Serves `identity` to TLS connections accepted from now on; connections already open
+    /// keep the certificate they were set up with. On an error the identity in use stays.
+    pub fn reload_tls(&self, identity: TlsIdentity) -> Result<(), TlsError> {
+        let Some(current) = &self.tls else {
+            return Err(TlsError::NotListening);
+        };
+        current.send_replace(identity.server_config()?);
+        tracing::info!("the TLS certificate was replaced");
+        Ok(())
+    }
+
+    /// Loads a chain and key with [`TlsIdentity::from_pem_files`] and serves them as
+    /// [`Endpoint::reload_tls`] does: what an operator's reload (a SIGHUP, an API call) runs
+    /// after renewing a certificate. A missing file, or a key that does not match the
+    /// certificate, is an error and the identity in use stays. Reads the files synchronously.
+    pub fn reload_tls_from_pem_files(
+        &self,
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<(), TlsError> {
+        self.reload_tls(TlsIdentity::from_pem_files(cert, key)?)
     }
 
     /// Answers a request on its server transaction.
@@ -480,46 +558,115 @@ async fn udp_reader(socket: Arc<UdpSocket>, raw: mpsc::Sender<Raw>) {
     }
 }
 
-async fn tcp_acceptor(
-    listener: TcpListener,
+/// What every connection task needs, shared by the listeners.
+#[derive(Debug, Clone)]
+struct ConnContext {
     raw: mpsc::Sender<Raw>,
+    /// Connection identifiers, unique across all listeners of the endpoint.
     ids: Arc<AtomicU64>,
     max_message: usize,
-    stop: tokio::sync::watch::Receiver<bool>,
-) {
+    stop: watch::Receiver<bool>,
+}
+
+/// The TLS handshake a listener runs before a connection carries SIP.
+#[derive(Debug, Clone)]
+struct Handshake {
+    /// The configuration for new connections; [`Endpoint::reload_tls`] replaces it.
+    config: watch::Receiver<Arc<ServerConfig>>,
+    timeout: Duration,
+}
+
+/// How long a closing connection may take to write what is queued for it: a peer that has
+/// stopped reading must not hold the task for ever.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Accepts connections on a TCP or, with `handshake`, a TLS listener.
+async fn acceptor(listener: TcpListener, conn: ConnContext, handshake: Option<Handshake>) {
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => {
-                let id = ids.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(tcp_connection(
-                    stream,
-                    peer,
-                    id,
-                    raw.clone(),
-                    max_message,
-                    stop.clone(),
-                ));
-            }
+            Ok((stream, peer)) => match &handshake {
+                None => {
+                    let (reader, writer) = stream.into_split();
+                    let conn = conn.clone();
+                    tokio::spawn(connection(reader, writer, FlowTransport::Tcp, peer, conn));
+                }
+                Some(handshake) => {
+                    tokio::spawn(tls_connection(
+                        stream,
+                        peer,
+                        handshake.clone(),
+                        conn.clone(),
+                    ));
+                }
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "TCP accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        if raw.is_closed() {
+        if conn.raw.is_closed() {
             return;
         }
     }
 }
 
-async fn tcp_connection(
+/// Runs the TLS handshake on an accepted TCP connection, then the connection.
+async fn tls_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    id: u64,
-    raw: mpsc::Sender<Raw>,
-    max_message: usize,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    handshake: Handshake,
+    mut conn: ConnContext,
 ) {
-    let (mut reader, mut writer) = stream.into_split();
+    // The configuration of the moment: a reload during the handshake does not change it.
+    let config = handshake.config.borrow().clone();
+    let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+    let result = tokio::select! {
+        r = tokio::time::timeout(handshake.timeout, accept) => r,
+        _ = conn.stop.wait_for(|stopped| *stopped) => return,
+    };
+    let stream = match result {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            metrics::counter!("sip_tls_handshake_failures_total", "reason" => "error").increment(1);
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            metrics::counter!("sip_tls_handshake_failures_total", "reason" => "timeout")
+                .increment(1);
+            tracing::debug!(%peer, timeout = ?handshake.timeout, "TLS handshake timed out");
+            return;
+        }
+    };
+    let (reader, writer) = tokio::io::split(stream);
+    connection(reader, writer, FlowTransport::Tls, peer, conn).await;
+}
+
+/// Carries SIP over one TCP or TLS connection from `peer`: frames what `reader` gives and
+/// hands the messages to the driver; writes to `writer` what the driver sends back.
+async fn connection<R, W>(
+    mut reader: R,
+    mut writer: W,
+    transport: FlowTransport,
+    peer: SocketAddr,
+    conn: ConnContext,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let ConnContext {
+        raw,
+        ids,
+        max_message,
+        mut stop,
+    } = conn;
+    let id = ids.fetch_add(1, Ordering::Relaxed);
+    let flow = Flow {
+        transport,
+        remote: peer,
+        connection: Some(id),
+    };
+    let label = transport_label(transport);
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(256);
     if raw
         .send(Raw::Opened {
@@ -531,18 +678,15 @@ async fn tcp_connection(
     {
         return;
     }
-    let write = tokio::spawn(async move {
+    let mut write = tokio::spawn(async move {
         while let Some(bytes) = out_rx.recv().await {
             if writer.write_all(&bytes).await.is_err() {
                 return;
             }
         }
+        // TLS sends close_notify, so the peer can tell the end from a cut; TCP sends FIN.
+        let _ = writer.shutdown().await;
     });
-    let flow = Flow {
-        transport: FlowTransport::Tcp,
-        remote: peer,
-        connection: Some(id),
-    };
     let mut framer = StreamFramer::new(Role::Accepted, max_message);
     let mut buf = vec![0u8; 16 * 1024];
     'read: loop {
@@ -568,11 +712,11 @@ async fn tcp_connection(
                 }
                 Ok(Some(Frame::Pong)) => {}
                 Ok(Some(Frame::Skipped(n))) => {
-                    metrics::counter!("sip_parse_errors_total", "transport" => "tcp").increment(1);
+                    metrics::counter!("sip_parse_errors_total", "transport" => label).increment(1);
                     tracing::debug!(%peer, skipped = n, "skipped bytes that begin no message");
                 }
                 Err(e) => {
-                    metrics::counter!("sip_parse_errors_total", "transport" => "tcp").increment(1);
+                    metrics::counter!("sip_parse_errors_total", "transport" => label).increment(1);
                     tracing::debug!(%peer, error = %e, "closing a connection whose framing is lost");
                     break 'read;
                 }
@@ -581,5 +725,15 @@ async fn tcp_connection(
     }
     let _ = raw.send(Raw::Closed { id }).await;
     drop(out_tx);
-    let _ = write.await;
+    if tokio::time::timeout(DRAIN, &mut write).await.is_err() {
+        write.abort();
+    }
+}
+
+fn transport_label(transport: FlowTransport) -> &'static str {
+    match transport {
+        FlowTransport::Udp => "udp",
+        FlowTransport::Tcp => "tcp",
+        FlowTransport::Tls => "tls",
+    }
 }

@@ -19,6 +19,8 @@ pub mod params;
 pub mod registrar;
 pub mod screen;
 mod syntax;
+#[cfg(feature = "endpoint")]
+pub mod tls;
 pub mod transaction;
 pub mod typed;
 pub mod uri;
