@@ -2,11 +2,14 @@
 //! RTP, media); tenants' decisions run as WebAssembly components in [`plugins`].
 //!
 //! Modules, one per concern: [`plugins`] (the WebAssembly runtime), [`store`] (SQLite or
-//! PostgreSQL), [`api`] (REST), [`config`], [`metrics`]; [`service`] wires them into a host.
+//! PostgreSQL), [`api`] (REST), [`registrar`] (phones' REGISTERs, on the `wasmswitch-sip`
+//! stack), [`config`], [`metrics`]; [`service`] wires them into a host.
 
 pub mod api;
 pub mod config;
+mod failures;
 pub mod metrics;
 pub use wasmswitch_plugins as plugins;
+pub mod registrar;
 pub mod service;
 pub mod store;

@@ -10,7 +10,14 @@
 //! - `plugin_counter_total{tenant,plugin,name}`: counters plugins add to;
 //! - `api_requests_total{method,route,status}`, `api_request_seconds{method,route}`.
 //!
-//! Call and SMS series arrive with the SIP and SMS modules.
+//! - SIP (from `wasmswitch-sip`'s endpoint): `sip_requests_received_total{method}`,
+//!   `sip_responses_received_total{status}`, `sip_rejected_total{status}`,
+//!   `sip_dropped_total{reason}`, `sip_rate_limited_total`, `sip_parse_errors_total{transport}`,
+//!   `sip_overload_total`, `sip_retransmissions_total{direction}`, `sip_transactions{side}`;
+//! - the registrar: `sip_registers_total{outcome}` and `sip_registrations` (live bindings in the
+//!   store, read every 30 s).
+//!
+//! Call and SMS series arrive with the calls and SMS modules.
 
 use std::sync::OnceLock;
 

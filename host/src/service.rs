@@ -9,13 +9,16 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use wasmswitch_sip::Method;
 use wasmswitch_sip::endpoint::{Endpoint, EndpointConfig};
-use wasmswitch_sip::transaction::{Event as SipEvent, FlowTransport};
+use wasmswitch_sip::limits::RateLimit;
+use wasmswitch_sip::transaction::{Event as SipEvent, FlowTransport, Timers};
 
 use crate::api::{self, AppState, Auth, EnsureLoadedError, Principal, Simulator};
 use crate::config::Config;
 use crate::plugins::KvStore;
 use crate::plugins::{Limits, Reconciled, Registry, Runtime, RuntimeConfig, RuntimeError, Wanted};
+use crate::registrar::Registrar;
 use crate::store::{Role, SqlKv, Store, StoreError};
 
 /// Why the service could not start.
@@ -96,9 +99,26 @@ async fn start_sip(
             config.sip.listen
         ))
     })?;
+    let sip = &config.sip;
+    let rate_limit = (sip.rate_limit_per_second > 0).then(|| RateLimit {
+        per_second: f64::from(sip.rate_limit_per_second),
+        burst: f64::from(sip.rate_limit_burst),
+    });
     let (endpoint, events) = Endpoint::start(EndpointConfig {
         udp: vec![addr],
         tcp: vec![addr],
+        timers: Timers {
+            t1: Duration::from_millis(sip.t1_ms),
+            t2: Duration::from_millis(sip.t2_ms),
+            ..Timers::default()
+        },
+        max_message: sip.max_message_bytes,
+        rate_limit,
+        rate_limit_exempt: sip
+            .rate_limit_exempt
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect(),
         ..EndpointConfig::default()
     })
     .await
@@ -114,18 +134,59 @@ async fn start_sip(
     Ok((endpoint, addrs, events))
 }
 
-/// The switch's answer to SIP requests until the registrar and the calls layer take them
-/// (issues 10 and 11): OPTIONS is answered by the endpoint itself; everything else is told,
-/// at once and truthfully, that it is not implemented yet, rather than left to time out.
-async fn answer_sip(endpoint: Endpoint, mut events: tokio::sync::mpsc::Receiver<SipEvent>) {
+/// Hands the endpoint's requests to whoever answers them: REGISTER to the registrar (which
+/// answers in tasks of its own, so this loop never waits on the database); OPTIONS is
+/// answered by the endpoint itself; everything else is told, at once and truthfully, that it
+/// is not implemented yet (calls come with issue 11), rather than left to time out.
+async fn answer_sip(
+    endpoint: Endpoint,
+    registrar: Arc<Registrar>,
+    mut events: tokio::sync::mpsc::Receiver<SipEvent>,
+) {
     while let Some(event) = events.recv().await {
-        if let SipEvent::Request { tx, request, .. } = event {
-            let tag = request.stateless_tag();
-            let reply = request.reply(501, "Not Implemented", Some(&tag));
-            if let Err(e) = endpoint.respond(tx, reply).await {
-                tracing::debug!(error = %e, "could not answer a SIP request");
-            }
+        let SipEvent::Request { tx, request, flow } = event else {
+            continue;
+        };
+        if *request.method() == Method::Register {
+            registrar.handle(&endpoint, tx, request, flow);
+            continue;
         }
+        let tag = request.stateless_tag();
+        let reply = request.reply(501, "Not Implemented", Some(&tag));
+        if let Err(e) = endpoint.respond(tx, reply).await {
+            tracing::debug!(error = %e, "could not answer a SIP request");
+        }
+    }
+}
+
+/// How often lapsed registrations are swept from the store and the registrations gauge is
+/// read.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Deletes lapsed registrations and reports how many are live (`sip_registrations`), every
+/// [`SWEEP_EVERY`], until the service stops.
+async fn sweep_registrations(
+    store: Store,
+    registrar: Arc<Registrar>,
+    stopped: watch::Receiver<bool>,
+) {
+    let stop = stop_signal(stopped);
+    tokio::pin!(stop);
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            _ = every.tick() => {}
+        }
+        let now = crate::store::now_ms();
+        if let Err(e) = store.sweep_registrations(now).await {
+            tracing::warn!(error = %e, "cannot sweep lapsed registrations");
+        }
+        match store.count_registrations(now).await {
+            Ok(n) => metrics::gauge!("sip_registrations").set(n as f64),
+            Err(e) => tracing::warn!(error = %e, "cannot count registrations"),
+        }
+        registrar.tidy();
     }
 }
 
@@ -159,10 +220,22 @@ impl Service {
             .await
             .map_err(listen_error)?;
         let api_addr = listener.local_addr().map_err(listen_error)?;
+        // This run's id, stored beside what only it can use (a TCP connection's id).
+        let host_id = crate::store::new_id("hst")?;
+        let registrar = Arc::new(
+            Registrar::new(state.store.clone(), &config.sip, host_id)
+                .await
+                .map_err(ServiceError::Store)?,
+        );
         let (sip, sip_addrs, sip_events) = start_sip(&config).await?;
         let (shutdown, stopped) = watch::channel(false);
         let api_task = tokio::spawn(serve_api(listener, state.clone(), stopped.clone()));
-        let sip_task = tokio::spawn(answer_sip(sip.clone(), sip_events));
+        let sip_task = tokio::spawn(answer_sip(sip.clone(), registrar.clone(), sip_events));
+        let sweep_task = tokio::spawn(sweep_registrations(
+            state.store.clone(),
+            registrar,
+            stopped.clone(),
+        ));
         let sync_task = tokio::spawn(keep_in_sync(state.clone(), broken, stopped));
         tracing::info!(api = %api_addr, sip_udp = %sip_addrs.udp, sip_tcp = %sip_addrs.tcp, database = %crate::config::redact_url(&config.database.url), "wasmswitch started");
         Ok(Service {
@@ -172,7 +245,7 @@ impl Service {
             state,
             first_operator_key,
             shutdown,
-            tasks: std::sync::Mutex::new(vec![api_task, sync_task, sip_task]),
+            tasks: std::sync::Mutex::new(vec![api_task, sync_task, sip_task, sweep_task]),
             config: std::sync::Mutex::new(config_in_force),
         })
     }

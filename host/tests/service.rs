@@ -27,6 +27,11 @@ impl Drop for Server {
 }
 
 fn serve(data: &Path, seed: Option<&Path>) -> Server {
+    serve_with(data, seed, &[])
+}
+
+/// [`serve`] with settings of the test's own in the environment.
+fn serve_with(data: &Path, seed: Option<&Path>, env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmswitch"));
     cmd.arg("serve")
         .current_dir(data)
@@ -37,6 +42,7 @@ fn serve(data: &Path, seed: Option<&Path>) -> Server {
         .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    cmd.envs(env.iter().copied());
     if let Some(dir) = seed {
         cmd.arg("--seed-demo").arg(dir);
     }
@@ -292,6 +298,34 @@ fn health_reports_whether_the_switch_is_ready() {
     assert!(String::from_utf8_lossy(&down.stdout).starts_with("not ready:"));
 }
 
+/// Where the server said SIP listens: (UDP, TCP).
+fn sip_addrs(server: &Server) -> (std::net::SocketAddr, std::net::SocketAddr) {
+    let line = server
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("wasmswitch SIP on udp "))
+        .unwrap_or_else(|| panic!("no SIP line in {:?}", server.banner));
+    let (udp, tcp) = line.split_once(" and tcp ").unwrap();
+    (udp.parse().unwrap(), tcp.parse().unwrap())
+}
+
+/// One HTTP/1.1 request to the server's API; the whole response as text.
+fn http(server: &Server, method: &str, path: &str, key: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let api = server.url.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(api).unwrap();
+    write!(
+        conn,
+        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    conn.read_to_string(&mut out).unwrap();
+    out
+}
+
 /// The running switch listens for SIP: OPTIONS (a load balancer's probe) gets 200 over UDP and
 /// TCP, and a request it cannot serve yet gets an immediate 501 rather than silence.
 #[test]
@@ -299,14 +333,7 @@ fn sip_answers_options_and_says_what_it_cannot_do_yet() {
     use std::io::{Read, Write};
     let data = tempfile::tempdir().unwrap();
     let server = serve(data.path(), None);
-    let line = server
-        .banner
-        .iter()
-        .find_map(|l| l.strip_prefix("wasmswitch SIP on udp "))
-        .unwrap_or_else(|| panic!("no SIP line in {:?}", server.banner));
-    let (udp, tcp) = line.split_once(" and tcp ").unwrap();
-    let (udp, tcp): (std::net::SocketAddr, std::net::SocketAddr) =
-        (udp.parse().unwrap(), tcp.parse().unwrap());
+    let (udp, tcp) = sip_addrs(&server);
     let request = |method: &str, local: std::net::SocketAddr, transport: &str| {
         format!(
             "{method} sip:{udp} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{method}{transport};rport\r\n\
@@ -400,4 +427,89 @@ fn logs_to_a_pipe_have_no_colour_codes() {
     let _ = child.wait();
     let line = started.expect("the host logs its start");
     assert!(!line.contains('\u{1b}'), "escape codes in {line:?}");
+}
+
+/// A phone registers with the running switch: sipp, a real SIP peer, as a SIP user made
+/// through the API, REGISTERs with digest over UDP and over TCP and unregisters again; a
+/// wrong password gets 403. sipp answers only the first challenge and only MD5, so the switch
+/// is told to offer MD5 (`sip.digest_algorithms`), as an operator with such phones would.
+#[test]
+fn sipp_registers_with_the_switch_over_udp_and_tcp() {
+    let data = tempfile::tempdir().unwrap();
+    let server = serve_with(
+        data.path(),
+        None,
+        &[("WASMSWITCH_SIP_DIGEST_ALGORITHMS", "[\"MD5\"]")],
+    );
+    let operator = key_after(&server.banner, "operator API key");
+    let created = http(
+        &server,
+        "POST",
+        "/v1/tenants",
+        &operator,
+        r#"{"id":"acme","name":"Acme"}"#,
+    );
+    assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+    let user = http(
+        &server,
+        "POST",
+        "/v1/tenants/acme/sip-users",
+        &operator,
+        r#"{"username":"alice","password":"correct-horse"}"#,
+    );
+    assert!(user.starts_with("HTTP/1.1 201"), "{user}");
+    assert!(
+        user.contains(r#""realm":"acme.wasmswitch.local""#),
+        "{user}"
+    );
+    let (udp, tcp) = sip_addrs(&server);
+    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("sip/tests/sipp");
+    let sipp = |scenario: &str, transport: &str, target: std::net::SocketAddr, password: &str| {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .unwrap()
+            .port();
+        let out = Command::new("sipp")
+            .arg("-sf")
+            .arg(scenarios.join(scenario))
+            .args(["-t", transport, "-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-m", "1", "-timeout", "10s", "-timeout_error", "-nostdin"])
+            .args(["-s", "alice", "-au", "alice", "-ap", password])
+            .args(["-key", "domain", "acme.wasmswitch.local"])
+            .args(["-auth_uri", "acme.wasmswitch.local"])
+            .arg(target.to_string())
+            .output()
+            .unwrap_or_else(|e| panic!("sipp could not run ({e}): scripts/setup.sh installs it"));
+        assert!(
+            out.status.success(),
+            "sipp {scenario} over {transport}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sipp("register.xml", "u1", udp, "correct-horse");
+    sipp("register.xml", "t1", tcp, "correct-horse");
+    sipp("register-wrong.xml", "u1", udp, "not-the-password");
+    // Each run unregistered what it registered.
+    let listed = http(
+        &server,
+        "GET",
+        "/v1/tenants/acme/registrations",
+        &operator,
+        "",
+    );
+    assert!(
+        listed.starts_with("HTTP/1.1 200") && listed.ends_with("[]"),
+        "{listed}"
+    );
+    // Two REGISTERs accepted per run (the binding, then Expires: 0), one refused.
+    let metrics = http(&server, "GET", "/metrics", &operator, "");
+    assert!(
+        metrics.contains("sip_registers_total{outcome=\"ok\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sip_registers_total{outcome=\"forbidden\"} 1"),
+        "{metrics}"
+    );
 }

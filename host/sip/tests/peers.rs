@@ -343,6 +343,9 @@ async fn a_phone_registers_with_digest_and_unregisters_over_udp_and_tcp() {
                     "secret",
                     "-auth_uri",
                     "acme.example.com",
+                    "-key",
+                    "domain",
+                    "acme.example.com",
                 ],
             })
         })
@@ -379,6 +382,9 @@ async fn a_wrong_password_is_refused() {
                 "-ap",
                 "not-the-password",
                 "-auth_uri",
+                "acme.example.com",
+                "-key",
+                "domain",
                 "acme.example.com",
             ],
         })

@@ -10,7 +10,7 @@
 //! made-up secret never spends a real key's budget.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, AppState};
+use crate::failures::{FailureLimiter, whole_secs};
 use crate::store::{Role, Store, constant_time_eq, now_ms};
 
 /// The caller of a request, once authenticated.
@@ -369,125 +370,6 @@ fn operator_key_id(hash: &[u8; 32]) -> String {
     format!("operator-key:{}", hex::encode(&hash[..8]))
 }
 
-fn whole_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
-}
-
-/// Failed authentications per source address: a token bucket per address (per /64 for IPv6,
-/// where one host has many), refilled at a steady rate. When an address has spent its bucket,
-/// its failures answer 429, and its credentials are checked only where that costs no database
-/// read (configured operator keys, credentials verified in the last few seconds); others wait
-/// until the bucket refills.
-#[derive(Debug)]
-struct FailureLimiter {
-    state: Mutex<FailureState>,
-}
-
-#[derive(Debug)]
-struct FailureState {
-    /// Failures given back per second.
-    rate: f64,
-    burst: f64,
-    buckets: HashMap<IpAddr, Bucket>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-/// The most addresses tracked; past it, tracking starts afresh (a flood from that many
-/// addresses is a problem for the network's edge, not for this table).
-const FAILURE_ADDRESSES_MAX: usize = 100_000;
-
-impl FailureLimiter {
-    fn new(per_minute: u32, burst: u32) -> Self {
-        Self {
-            state: Mutex::new(FailureState {
-                rate: f64::from(per_minute.max(1)) / 60.0,
-                burst: f64::from(burst.max(1)),
-                buckets: HashMap::new(),
-            }),
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, FailureState> {
-        // Every change is a whole-value write: a poisoned lock holds no half-made one.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn set_rate(&self, per_minute: u32, burst: u32) {
-        let mut s = self.state();
-        s.rate = f64::from(per_minute.max(1)) / 60.0;
-        s.burst = f64::from(burst.max(1));
-        s.buckets.clear();
-    }
-
-    /// The address's bucket, refilled up to `now`, and the refill rate.
-    fn refilled(s: &mut FailureState, ip: IpAddr, now: Instant) -> (&mut Bucket, f64) {
-        let (rate, burst) = (s.rate, s.burst);
-        let ip = bucket_key(ip);
-        if s.buckets.len() >= FAILURE_ADDRESSES_MAX && !s.buckets.contains_key(&ip) {
-            s.buckets.clear();
-        }
-        let b = s.buckets.entry(ip).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        b.tokens = (b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate).min(burst);
-        b.at = now;
-        (b, rate)
-    }
-
-    fn retry_after(tokens: f64, rate: f64) -> u64 {
-        whole_secs(Duration::from_secs_f64(((1.0 - tokens) / rate).max(0.0)))
-    }
-
-    /// `Some(seconds to wait)` if the address has no failures left to spend.
-    fn blocked(&self, ip: IpAddr, now: Instant) -> Option<u64> {
-        let mut s = self.state();
-        let (b, rate) = Self::refilled(&mut s, ip, now);
-        (b.tokens < 1.0).then(|| Self::retry_after(b.tokens, rate))
-    }
-
-    /// Spends one failure; `Some(seconds to wait)` if there was none left.
-    fn record(&self, ip: IpAddr, now: Instant) -> Option<u64> {
-        let mut s = self.state();
-        let (b, rate) = Self::refilled(&mut s, ip, now);
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            None
-        } else {
-            Some(Self::retry_after(b.tokens, rate))
-        }
-    }
-
-    /// Forgets addresses whose bucket has refilled.
-    fn tidy(&self) {
-        let now = Instant::now();
-        let mut s = self.state();
-        let (rate, burst) = (s.rate, s.burst);
-        s.buckets.retain(|_, b| {
-            b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst
-        });
-    }
-}
-
-/// IPv4 addresses count one by one; IPv6 ones by their /64, the block one host is given.
-fn bucket_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
-}
-
 /// The client's address: the TCP peer, unless the peer is a trusted proxy, in which case the
 /// last address in `X-Forwarded-For` that is not a trusted proxy (each proxy appends the
 /// address it received from, so entries left of the first untrusted one may be forged).
@@ -764,28 +646,6 @@ mod tests {
     }
 
     #[test]
-    fn failures_are_limited_per_address_and_refill() {
-        let f = FailureLimiter::new(60, 3);
-        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            assert_eq!(f.blocked(a, t0), None);
-            assert_eq!(f.record(a, t0), None);
-        }
-        assert_eq!(f.blocked(a, t0), Some(1));
-        assert_eq!(f.record(a, t0), Some(1));
-        assert_eq!(f.blocked(b, t0), None, "another address is not affected");
-        // One failure a second comes back.
-        let t1 = t0 + Duration::from_millis(1001);
-        assert_eq!(f.blocked(a, t1), None);
-        assert_eq!(f.record(a, t1), None);
-        assert!(f.blocked(a, t1).is_some());
-        // Refilled addresses are forgotten by tidy; the spent one is kept.
-        f.tidy();
-        assert_eq!(f.state().buckets.len(), 1);
-    }
-
-    #[test]
     fn the_client_is_the_last_untrusted_hop() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let (proxy, lb) = (ip("10.0.0.2"), ip("10.0.0.3"));
@@ -815,17 +675,6 @@ mod tests {
             client_address(proxy, &xff("not-an-address"), &trusted),
             proxy
         );
-    }
-
-    #[test]
-    fn ipv6_addresses_share_their_64() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
-        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(bucket_key(a), bucket_key(b));
-        assert_ne!(bucket_key(a), bucket_key(c));
-        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
-        assert_eq!(bucket_key(mapped), IpAddr::from([10, 0, 0, 1]));
     }
 
     #[test]

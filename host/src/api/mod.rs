@@ -80,7 +80,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub auth: Arc<Auth>,
     pub config: Arc<ApiConfig>,
-    /// The SIP domain (digest realm) SIP users are created in.
+    /// `sip.domain`: tenants' default SIP domains are `<tenant>.<sip_domain>`.
     pub sip_domain: Arc<str>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -92,6 +92,20 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// `<tenant>.<sip.domain>`, where a tenant's phones can always register.
+    pub fn default_sip_domain_of(&self, tenant: &str) -> String {
+        format!("{tenant}.{}", self.sip_domain)
+    }
+
+    /// The SIP domain a tenant's phones register in, and the digest realm its SIP users'
+    /// passwords are hashed in: its own if it set one, else its default one.
+    pub fn sip_domain_of(&self, tenant: &crate::store::Tenant) -> String {
+        tenant
+            .sip_domain
+            .clone()
+            .unwrap_or_else(|| self.default_sip_domain_of(&tenant.id))
+    }
+
     /// Records a change in the audit log. A failure to record is logged, not returned: the
     /// change itself has been made.
     pub(crate) async fn audit(
@@ -363,7 +377,11 @@ pub fn router(state: AppState) -> Router {
             telephony::create_sip_user,
             telephony::list_sip_users
         ))
-        .routes(routes!(telephony::delete_sip_user))
+        .routes(routes!(
+            telephony::update_sip_user,
+            telephony::delete_sip_user
+        ))
+        .routes(routes!(telephony::list_registrations))
         .routes(routes!(records::cdrs))
         .routes(routes!(records::audit))
         .routes(routes!(ops::healthz))

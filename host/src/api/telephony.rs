@@ -1,4 +1,4 @@
-//! A tenant's numbers (DIDs), trunks and SIP users.
+//! A tenant's numbers (DIDs), trunks, SIP users and their phones' registrations.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,7 +9,7 @@ use super::auth::Principal;
 use super::extract::{Json, Path};
 use super::tenants::TenantPath;
 use super::{ApiError, AppState, Created, Reply};
-use crate::store::{Did, NewSipUser, NewTrunk, SipUser, Trunk};
+use crate::store::{Did, NewSipUser, NewTrunk, Registration, SipUser, SipUserUpdate, Trunk};
 
 /// A number to route to the tenant.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -168,7 +168,8 @@ pub async fn delete_trunk(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Adds a SIP user (a phone's account) in the host's SIP domain.
+/// Adds a SIP user (a phone's account). Its phones register as `username@<the tenant's SIP
+/// domain>`, with the password, in the digest realm of that domain.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/sip-users", tag = "telephony",
     params(TenantPath), request_body = NewSipUser,
     responses((status = 201, body = SipUser), (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
@@ -180,9 +181,11 @@ pub async fn create_sip_user(
     Json(body): Json<NewSipUser>,
 ) -> Created<SipUser> {
     who.admin(&p.tenant)?;
+    let tenant = state.store.tenant(&p.tenant).await?;
+    let realm = state.sip_domain_of(&tenant);
     let u = state
         .store
-        .create_sip_user(&p.tenant, &state.sip_domain, &body)
+        .create_sip_user(&p.tenant, &realm, &body)
         .await?;
     state
         .audit(&who, Some(&p.tenant), "sip-user.create", &u.id, &u.username)
@@ -201,6 +204,50 @@ pub async fn list_sip_users(
 ) -> Reply<Vec<SipUser>> {
     who.read(&p.tenant)?;
     Ok(axum::Json(state.store.sip_users(&p.tenant).await?))
+}
+
+/// Changes a SIP user's password or display name. A new password's hashes are made in the
+/// tenant's current SIP domain, which becomes the user's realm.
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}/sip-users/{id}", tag = "telephony",
+    params(IdPath), request_body = SipUserUpdate,
+    responses((status = 200, body = SipUser), (status = 404, body = super::Problem), (status = 422, body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn update_sip_user(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(p): Path<IdPath>,
+    Json(body): Json<SipUserUpdate>,
+) -> Reply<SipUser> {
+    who.admin(&p.tenant)?;
+    let tenant = state.store.tenant(&p.tenant).await?;
+    let realm = state.sip_domain_of(&tenant);
+    let u = state
+        .store
+        .update_sip_user(&p.tenant, &p.id, &realm, &body)
+        .await?;
+    let what = match (&body.password, &body.display_name) {
+        (Some(_), Some(_)) => "password, display_name",
+        (Some(_), None) => "password",
+        (None, _) => "display_name",
+    };
+    state
+        .audit(&who, Some(&p.tenant), "sip-user.update", &p.id, what)
+        .await;
+    Ok(axum::Json(u))
+}
+
+/// The tenant's phones' live registrations: each SIP user's contacts, where they registered
+/// from and until when.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/registrations", tag = "telephony",
+    params(TenantPath), responses((status = 200, body = Vec<Registration>)),
+    security(("bearer" = [])))]
+pub async fn list_registrations(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(p): Path<TenantPath>,
+) -> Reply<Vec<Registration>> {
+    who.read(&p.tenant)?;
+    Ok(axum::Json(state.store.registrations(&p.tenant).await?))
 }
 
 /// Removes a SIP user.

@@ -22,11 +22,57 @@ pub struct NewTenant {
     pub name: String,
 }
 
-/// A tenant's new display name.
+/// Changes to a tenant; what is missing stays.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantUpdate {
+    /// A new display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The SIP domain the tenant's phones register in, e.g. `sip.acme.com` (its DNS must lead
+    /// to the switch); `null` goes back to `<tenant>.<sip.domain>`. SIP users keep the realm
+    /// their password was hashed in until the password is set again.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub sip_domain: Option<Option<String>>,
+}
+
+/// Reads a field that is present (`null` included) as `Some`, so that a missing field
+/// (`None`, from `default`) and `null` (`Some(None)`) differ.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// A tenant, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct TenantView {
+    /// A short slug: lowercase letters, digits and `-`, 1 to 63 long.
+    pub id: String,
+    /// A display name.
     pub name: String,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at: i64,
+    /// The SIP domain the tenant's phones register in, and the digest realm of SIP users
+    /// created now: the tenant's own domain if it set one, else `default_sip_domain`.
+    pub sip_domain: String,
+    /// `<tenant>.<sip.domain>`, where the tenant's phones can always register.
+    pub default_sip_domain: String,
+}
+
+impl AppState {
+    fn tenant_view(&self, t: Tenant) -> TenantView {
+        TenantView {
+            sip_domain: self.sip_domain_of(&t),
+            default_sip_domain: self.default_sip_domain_of(&t.id),
+            id: t.id,
+            name: t.name,
+            created_at: t.created_at,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -45,63 +91,79 @@ pub struct KeyPath {
 /// Creates a tenant (operators only).
 #[utoipa::path(post, path = "/v1/tenants", operation_id = "create_tenant", tag = "tenants",
     request_body = NewTenant,
-    responses((status = 201, body = Tenant), (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
+    responses((status = 201, body = TenantView), (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     who: Principal,
     Json(body): Json<NewTenant>,
-) -> Created<Tenant> {
+) -> Created<TenantView> {
     who.operator()?;
     let t = state.store.create_tenant(&body.id, &body.name).await?;
     state
         .audit(&who, Some(&t.id), "tenant.create", &t.id, "")
         .await;
-    Ok((StatusCode::CREATED, axum::Json(t)))
+    Ok((StatusCode::CREATED, axum::Json(state.tenant_view(t))))
 }
 
 /// Lists tenants: every tenant for operators, the caller's own for tenant credentials.
 #[utoipa::path(get, path = "/v1/tenants", operation_id = "list_tenants", tag = "tenants",
-    responses((status = 200, body = Vec<Tenant>)),
+    responses((status = 200, body = Vec<TenantView>)),
     security(("bearer" = [])))]
-pub async fn list(State(state): State<AppState>, who: Principal) -> Reply<Vec<Tenant>> {
+pub async fn list(State(state): State<AppState>, who: Principal) -> Reply<Vec<TenantView>> {
     let all = match &who.tenant {
         None => state.store.tenants().await?,
         Some(own) => vec![state.store.tenant(own).await?],
     };
-    Ok(axum::Json(all))
+    Ok(axum::Json(
+        all.into_iter().map(|t| state.tenant_view(t)).collect(),
+    ))
 }
 
 /// One tenant.
 #[utoipa::path(get, path = "/v1/tenants/{tenant}", operation_id = "get_tenant", tag = "tenants", params(TenantPath),
-    responses((status = 200, body = Tenant), (status = 404, body = super::Problem)),
+    responses((status = 200, body = TenantView), (status = 404, body = super::Problem)),
     security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     who: Principal,
     Path(p): Path<TenantPath>,
-) -> Reply<Tenant> {
+) -> Reply<TenantView> {
     who.read(&p.tenant)?;
-    Ok(axum::Json(state.store.tenant(&p.tenant).await?))
+    let t = state.store.tenant(&p.tenant).await?;
+    Ok(axum::Json(state.tenant_view(t)))
 }
 
-/// Renames a tenant.
+/// Renames a tenant, or sets or clears its own SIP domain.
 #[utoipa::path(patch, path = "/v1/tenants/{tenant}", operation_id = "update_tenant", tag = "tenants", params(TenantPath),
     request_body = TenantUpdate,
-    responses((status = 200, body = Tenant), (status = 404, body = super::Problem)),
+    responses((status = 200, body = TenantView), (status = 404, body = super::Problem), (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
     security(("bearer" = [])))]
 pub async fn update(
     State(state): State<AppState>,
     who: Principal,
     Path(p): Path<TenantPath>,
     Json(body): Json<TenantUpdate>,
-) -> Reply<Tenant> {
+) -> Reply<TenantView> {
     who.admin(&p.tenant)?;
-    let t = state.store.rename_tenant(&p.tenant, &body.name).await?;
-    state
-        .audit(&who, Some(&t.id), "tenant.update", &t.id, &body.name)
-        .await;
-    Ok(axum::Json(t))
+    let mut t = state.store.tenant(&p.tenant).await?;
+    if let Some(name) = &body.name {
+        t = state.store.rename_tenant(&p.tenant, name).await?;
+        state
+            .audit(&who, Some(&t.id), "tenant.update", &t.id, name)
+            .await;
+    }
+    if let Some(domain) = &body.sip_domain {
+        t = state
+            .store
+            .set_tenant_sip_domain(&p.tenant, domain.as_deref(), &state.sip_domain)
+            .await?;
+        let detail = domain.as_deref().unwrap_or("(default)");
+        state
+            .audit(&who, Some(&t.id), "tenant.sip-domain", &t.id, detail)
+            .await;
+    }
+    Ok(axum::Json(state.tenant_view(t)))
 }
 
 /// Deletes a tenant and everything it owns (operators only).

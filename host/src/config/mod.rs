@@ -127,8 +127,47 @@ pub struct SipConfig {
     /// Where SIP listens, over UDP and TCP on the same address. Default `0.0.0.0:5060`; port 0
     /// picks a free port for each (tests do).
     pub listen: String,
-    /// The SIP domain and digest realm of tenants' phones. Default `wasmswitch.local`.
+    /// The switch's SIP domain. Each tenant's phones register in `<tenant>.<domain>` (its
+    /// digest realm too), or in a domain the tenant sets through the API. Default
+    /// `wasmswitch.local`.
     pub domain: String,
+    /// The digest algorithms a REGISTER is challenged with, most preferred first (RFC 8760):
+    /// `SHA-256`, `MD5`. Default both, SHA-256 first. Some phones, and sipp, answer only the
+    /// first challenge and know only MD5: for them put `MD5` first or alone.
+    pub digest_algorithms: Vec<String>,
+    /// The shortest registration accepted, in seconds; a shorter one is answered 423 with
+    /// Min-Expires. Default 60.
+    pub min_expires_secs: u32,
+    /// The longest registration granted, in seconds; a longer one is shortened. Default 3600.
+    pub max_expires_secs: u32,
+    /// What a REGISTER that names no expiry gets, in seconds. Default 3600.
+    pub default_expires_secs: u32,
+    /// Contacts one SIP user may have registered at once. Default 10.
+    pub max_contacts: u32,
+    /// REGISTERs being handled at once (each waits on the database); past it a REGISTER is
+    /// answered 503 with Retry-After at once. Default 256.
+    pub register_concurrency: u32,
+    /// Failed digest authentications a source address may make in a burst before its
+    /// REGISTERs are refused without a database read (an IPv6 address counts by its /64).
+    /// Default 20.
+    pub auth_failure_burst: u32,
+    /// Failed digest authentications per minute a source address may make, sustained.
+    /// Default 60.
+    pub auth_failures_per_minute: u32,
+    /// Requests per second one source address may send, sustained, before the rest are
+    /// dropped unread (an IPv6 address counts by its /64); 0 turns the limit off. Default 100.
+    pub rate_limit_per_second: u32,
+    /// Requests a source address may send in a burst. Default 200.
+    pub rate_limit_burst: u32,
+    /// Addresses never rate-limited: trunks and proxies that carry many calls from one
+    /// address. Default none.
+    pub rate_limit_exempt: Vec<String>,
+    /// The largest SIP message accepted, in bytes. Default 65535.
+    pub max_message_bytes: usize,
+    /// T1, the round-trip estimate retransmissions start from, in ms (RFC 3261). Default 500.
+    pub t1_ms: u64,
+    /// T2, the cap on retransmission intervals, in ms. Default 4000.
+    pub t2_ms: u64,
 }
 
 impl Default for SipConfig {
@@ -136,7 +175,93 @@ impl Default for SipConfig {
         Self {
             listen: "0.0.0.0:5060".into(),
             domain: "wasmswitch.local".into(),
+            digest_algorithms: vec!["SHA-256".into(), "MD5".into()],
+            min_expires_secs: 60,
+            max_expires_secs: 3600,
+            default_expires_secs: 3600,
+            max_contacts: 10,
+            register_concurrency: 256,
+            auth_failure_burst: 20,
+            auth_failures_per_minute: 60,
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
+            rate_limit_exempt: Vec::new(),
+            max_message_bytes: 65535,
+            t1_ms: 500,
+            t2_ms: 4000,
         }
+    }
+}
+
+impl SipConfig {
+    fn validate(&self, bad: &mut Vec<String>) {
+        if !crate::store::valid_sip_domain(&self.domain) {
+            bad.push(format!(
+                "sip.domain: {:?} must be a lower-case DNS name such as wasmswitch.local",
+                self.domain
+            ));
+        }
+        if self.digest_algorithms.is_empty() {
+            bad.push("sip.digest_algorithms: name at least one of SHA-256, MD5".into());
+        }
+        for a in &self.digest_algorithms {
+            if wasmswitch_sip::digest::Algorithm::parse(a.as_bytes()).is_none() {
+                bad.push(format!(
+                    "sip.digest_algorithms: {a:?} is not SHA-256 or MD5"
+                ));
+            }
+        }
+        if !(1..=86_400).contains(&self.min_expires_secs) {
+            bad.push("sip.min_expires_secs: must be 1-86400".into());
+        }
+        if self.max_expires_secs < self.min_expires_secs || self.max_expires_secs > 604_800 {
+            bad.push("sip.max_expires_secs: must be min_expires_secs-604800".into());
+        }
+        if !(self.min_expires_secs..=self.max_expires_secs).contains(&self.default_expires_secs) {
+            bad.push(
+                "sip.default_expires_secs: must be between min_expires_secs and max_expires_secs"
+                    .into(),
+            );
+        }
+        if !(1..=1000).contains(&self.max_contacts) {
+            bad.push("sip.max_contacts: must be 1-1000".into());
+        }
+        if !(1..=100_000).contains(&self.register_concurrency) {
+            bad.push("sip.register_concurrency: must be 1-100000".into());
+        }
+        if self.auth_failure_burst == 0 || self.auth_failures_per_minute == 0 {
+            bad.push(
+                "sip.auth_failure_burst, sip.auth_failures_per_minute: must be at least 1".into(),
+            );
+        }
+        if self.rate_limit_per_second > 0 && self.rate_limit_burst == 0 {
+            bad.push("sip.rate_limit_burst: must be at least 1 when the rate limit is on".into());
+        }
+        for (i, a) in self.rate_limit_exempt.iter().enumerate() {
+            if a.parse::<std::net::IpAddr>().is_err() {
+                bad.push(format!(
+                    "sip.rate_limit_exempt[{i}]: {a:?} is not an IP address"
+                ));
+            }
+        }
+        if !(1500..=1_048_576).contains(&self.max_message_bytes) {
+            bad.push("sip.max_message_bytes: must be 1500-1048576".into());
+        }
+        if !(50..=10_000).contains(&self.t1_ms) {
+            bad.push("sip.t1_ms: must be 50-10000".into());
+        }
+        if self.t2_ms < self.t1_ms || self.t2_ms > 60_000 {
+            bad.push("sip.t2_ms: must be t1_ms-60000".into());
+        }
+    }
+
+    /// The digest algorithms offered, parsed (names that do not parse were refused by
+    /// `validate`).
+    pub fn digest_algorithms(&self) -> Vec<wasmswitch_sip::digest::Algorithm> {
+        self.digest_algorithms
+            .iter()
+            .filter_map(|a| wasmswitch_sip::digest::Algorithm::parse(a.as_bytes()))
+            .collect()
     }
 }
 
@@ -298,6 +423,7 @@ impl Config {
                 self.sip.listen
             ));
         }
+        self.sip.validate(&mut bad);
         for (i, key) in self.api.operator_keys.iter().enumerate() {
             if key.len() < 32 {
                 bad.push(format!(

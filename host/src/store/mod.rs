@@ -13,6 +13,7 @@ mod keys;
 mod kv;
 mod numbers;
 mod plugins;
+mod registrations;
 mod tenants;
 
 use std::str::FromStr;
@@ -27,11 +28,15 @@ pub use cdrs::{Cdr, CdrCursor, CdrFilter, CdrPage, Disposition, MAX_PAGE as MAX_
 pub use error::StoreError;
 pub use keys::{ApiKey, NewApiKey, Role, constant_time_eq};
 pub use kv::SqlKv;
-pub use numbers::{Did, NewSipUser, NewTrunk, SipUser, Transport, Trunk, digest_ha1, valid_e164};
+pub use numbers::{
+    Did, NewSipUser, NewTrunk, SipCredentials, SipUser, SipUserUpdate, Transport, Trunk,
+    digest_ha1, digest_ha1_sha256, valid_e164,
+};
 pub use plugins::{
     Activation, ActivePlugin, Deactivation, NewPlugin, PluginRecord, valid_plugin_name,
 };
-pub use tenants::{MAX_TEXT_CHARS, Tenant, check_text, valid_tenant_id};
+pub use registrations::{Registration, RegistrationChange};
+pub use tenants::{MAX_TEXT_CHARS, Tenant, check_text, valid_sip_domain, valid_tenant_id};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");

@@ -3,6 +3,7 @@
 
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -43,7 +44,7 @@ impl Transport {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "udp" => Some(Transport::Udp),
             "tcp" => Some(Transport::Tcp),
@@ -139,10 +140,44 @@ pub struct SipUser {
     pub username: String,
     pub realm: String,
     pub display_name: String,
+    /// The digest algorithms the user's stored hashes answer: `SHA-256` and `MD5`, or only
+    /// `MD5` for a user created before the switch kept SHA-256 hashes (set the password again
+    /// to add it).
+    pub algorithms: Vec<String>,
     pub created_at: i64,
 }
 
-/// A SIP user to create. The password is kept only as its digest hash (HA1).
+/// What the registrar needs to check a SIP user's digest response: never the password, only
+/// its hashes (HA1) in the user's realm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipCredentials {
+    /// The user's id.
+    pub user_id: String,
+    pub tenant_id: String,
+    pub username: String,
+    /// The digest realm the hashes were made in: the tenant's SIP domain when the password
+    /// was last set.
+    pub realm: String,
+    /// Hex MD5(username:realm:password).
+    pub ha1_md5: String,
+    /// Hex SHA-256(username:realm:password), for users whose password was set since the
+    /// switch kept it.
+    pub ha1_sha256: Option<String>,
+}
+
+/// Changes to a SIP user; what is missing stays.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SipUserUpdate {
+    /// A new password (at least 8 characters). Its hashes are made in the tenant's current
+    /// SIP domain, which becomes the user's realm.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// A SIP user to create. The password is kept only as its digest hashes (HA1).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSipUser {
@@ -189,22 +224,54 @@ fn trunk(row: &AnyRow) -> Result<Trunk, sqlx::Error> {
     })
 }
 
-const SIP_USER_COLUMNS: &str = "id, tenant_id, username, realm, display_name, created_at";
+const SIP_USER_COLUMNS: &str =
+    "id, tenant_id, username, realm, display_name, created_at, ha1, ha1_sha256";
 
 fn sip_user(row: &AnyRow) -> Result<SipUser, sqlx::Error> {
+    let mut algorithms = Vec::with_capacity(2);
+    if row.try_get::<Option<String>, _>("ha1_sha256")?.is_some() {
+        algorithms.push("SHA-256".to_string());
+    }
+    algorithms.push("MD5".to_string());
     Ok(SipUser {
         id: row.try_get("id")?,
         tenant_id: row.try_get("tenant_id")?,
         username: row.try_get("username")?,
         realm: row.try_get("realm")?,
         display_name: row.try_get("display_name")?,
+        algorithms,
         created_at: row.try_get("created_at")?,
+    })
+}
+
+fn sip_credentials(row: &AnyRow) -> Result<SipCredentials, sqlx::Error> {
+    Ok(SipCredentials {
+        user_id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        username: row.try_get("username")?,
+        realm: row.try_get("realm")?,
+        ha1_md5: row.try_get("ha1")?,
+        ha1_sha256: row.try_get("ha1_sha256")?,
     })
 }
 
 /// RFC 2617 HA1: MD5 of `username:realm:password`, hex.
 pub fn digest_ha1(username: &str, realm: &str, password: &str) -> String {
     hex::encode(Md5::digest(format!("{username}:{realm}:{password}")))
+}
+
+/// RFC 7616 HA1 for SHA-256: SHA-256 of `username:realm:password`, hex.
+pub fn digest_ha1_sha256(username: &str, realm: &str, password: &str) -> String {
+    hex::encode(Sha256::digest(format!("{username}:{realm}:{password}")))
+}
+
+fn check_sip_password(password: &str) -> Result<(), StoreError> {
+    if password.len() < 8 {
+        return Err(StoreError::Invalid(
+            "password must be at least 8 characters".into(),
+        ));
+    }
+    check_text("password", password)
 }
 
 fn tenant_fk(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
@@ -380,16 +447,11 @@ impl Store {
                 "username must be 1-64 letters, digits or -_.+".into(),
             ));
         }
-        if u.password.len() < 8 {
-            return Err(StoreError::Invalid(
-                "password must be at least 8 characters".into(),
-            ));
-        }
-        check_text("password", &u.password)?;
+        check_sip_password(&u.password)?;
         check_text("display_name", &u.display_name)?;
         let sql = format!(
-            "INSERT INTO sip_users (id, tenant_id, username, realm, display_name, created_at, ha1) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {SIP_USER_COLUMNS}"
+            "INSERT INTO sip_users (id, tenant_id, username, realm, display_name, created_at, ha1, ha1_sha256) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {SIP_USER_COLUMNS}"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(new_id("usr")?)
@@ -399,10 +461,83 @@ impl Store {
             .bind(&u.display_name)
             .bind(now_ms())
             .bind(digest_ha1(&u.username, realm, &u.password))
+            .bind(digest_ha1_sha256(&u.username, realm, &u.password))
             .fetch_one(self.writer())
             .await
             .map_err(tenant_fk("sip user"))?;
         Ok(sip_user(&row)?)
+    }
+
+    /// Changes a SIP user's password (hashed in `realm`, which becomes the user's realm) or
+    /// display name.
+    pub async fn update_sip_user(
+        &self,
+        tenant: &str,
+        id: &str,
+        realm: &str,
+        u: &SipUserUpdate,
+    ) -> Result<SipUser, StoreError> {
+        if let Some(p) = &u.password {
+            check_sip_password(p)?;
+        }
+        if let Some(d) = &u.display_name {
+            check_text("display_name", d)?;
+        }
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT username FROM sip_users WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("sip user"))?;
+        let username: String = row.try_get("username")?;
+        if let Some(p) = &u.password {
+            sqlx::query(
+                "UPDATE sip_users SET realm = $3, ha1 = $4, ha1_sha256 = $5 \
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(realm)
+            .bind(digest_ha1(&username, realm, p))
+            .bind(digest_ha1_sha256(&username, realm, p))
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(d) = &u.display_name {
+            sqlx::query("UPDATE sip_users SET display_name = $3 WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id)
+                .bind(d)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let sql =
+            format!("SELECT {SIP_USER_COLUMNS} FROM sip_users WHERE tenant_id = $1 AND id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(sip_user(&row)?)
+    }
+
+    /// A SIP user's digest hashes, by tenant and username (the registrar's question).
+    pub async fn sip_credentials(
+        &self,
+        tenant: &str,
+        username: &str,
+    ) -> Result<Option<SipCredentials>, StoreError> {
+        let sql = format!(
+            "SELECT {SIP_USER_COLUMNS} FROM sip_users WHERE tenant_id = $1 AND username = $2"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(username)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(sip_credentials).transpose()?)
     }
 
     pub async fn sip_users(&self, tenant: &str) -> Result<Vec<SipUser>, StoreError> {
@@ -440,6 +575,16 @@ mod tests {
         assert!(!valid_e164("+0123"));
         assert!(!valid_e164("+1415555010012345"));
         assert!(!valid_e164("+1 415"));
+    }
+
+    #[test]
+    fn sha256_ha1_matches_rfc_7616_example() {
+        // RFC 7616 section 3.9.1: Mufasa / http-auth@example.org / Circle of Life, whose
+        // SHA-256 HA1 is the first hash of the example's response computation.
+        assert_eq!(
+            digest_ha1_sha256("Mufasa", "http-auth@example.org", "Circle of Life"),
+            "7987c64c30e25f1b74be53f966b49b90f2808aa92faf9a00262392d7b4794232"
+        );
     }
 
     #[test]

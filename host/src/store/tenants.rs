@@ -17,6 +17,31 @@ pub struct Tenant {
     /// another tenant with another uid. Bearer tokens carry it, so they die with their tenant.
     #[serde(skip)]
     pub uid: String,
+    /// The SIP domain the tenant set for its phones, if any (lower-case). Besides it, the
+    /// tenant's phones are always reachable in `<id>.<sip.domain>`.
+    #[serde(skip)]
+    pub sip_domain: Option<String>,
+}
+
+/// Whether `domain` is a DNS name a tenant may use as its SIP domain: lower-case labels of
+/// letters, digits and `-` (not at a label's ends), at least two of them, 253 characters at
+/// most. IP addresses are not domains: every tenant's phones may reach the switch by its
+/// address, so an address cannot say which tenant they belong to.
+pub fn valid_sip_domain(domain: &str) -> bool {
+    let labels: Vec<&str> = domain.split('.').collect();
+    domain.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+        // The last label of a DNS name is never all digits, so this is not an IPv4 address.
+        && labels
+            .last()
+            .is_some_and(|l| !l.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The longest free text a field takes (names, descriptions, display names), in characters.
@@ -53,10 +78,11 @@ fn tenant(row: &AnyRow) -> Result<Tenant, sqlx::Error> {
         name: row.try_get("name")?,
         created_at: row.try_get("created_at")?,
         uid: row.try_get("uid")?,
+        sip_domain: row.try_get("sip_domain")?,
     })
 }
 
-const COLUMNS: &str = "id, name, created_at, uid";
+const COLUMNS: &str = "id, name, created_at, uid, sip_domain";
 
 impl Store {
     pub async fn create_tenant(&self, id: &str, name: &str) -> Result<Tenant, StoreError> {
@@ -71,6 +97,7 @@ impl Store {
             name: name.to_string(),
             created_at: now_ms(),
             uid: hex::encode(random_bytes::<16>()?),
+            sip_domain: None,
         };
         sqlx::query("INSERT INTO tenants (id, name, created_at, uid) VALUES ($1, $2, $3, $4)")
             .bind(&t.id)
@@ -113,6 +140,68 @@ impl Store {
         Ok(tenant(&row)?)
     }
 
+    /// Sets the SIP domain a tenant's phones use (lower-cased), or, with `None`, drops it so
+    /// that only `<id>.<base>` is left. A domain under `base` is refused: those names are
+    /// the tenants' default domains.
+    pub async fn set_tenant_sip_domain(
+        &self,
+        id: &str,
+        domain: Option<&str>,
+        base: &str,
+    ) -> Result<Tenant, StoreError> {
+        let domain = domain.map(str::to_ascii_lowercase);
+        if let Some(d) = &domain {
+            if !valid_sip_domain(d) {
+                return Err(StoreError::Invalid(format!(
+                    "sip_domain {d:?} must be a DNS name such as sip.example.com"
+                )));
+            }
+            let base = base.to_ascii_lowercase();
+            if *d == base || d.ends_with(&format!(".{base}")) {
+                return Err(StoreError::Invalid(format!(
+                    "sip_domain {d:?} is under {base}, whose names are the tenants' own \
+                     (<tenant>.{base})"
+                )));
+            }
+        }
+        let sql = format!("UPDATE tenants SET sip_domain = $2 WHERE id = $1 RETURNING {COLUMNS}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(domain)
+            .fetch_optional(self.writer())
+            .await
+            .map_err(StoreError::unique("sip domain"))?
+            .ok_or(StoreError::NotFound("tenant"))?;
+        Ok(tenant(&row)?)
+    }
+
+    /// The tenant whose phones live in `domain`: `<id>.<base>` names tenant `id`, any other
+    /// domain the tenant that set it. Compared without regard to case.
+    pub async fn tenant_for_sip_domain(
+        &self,
+        domain: &str,
+        base: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let domain = domain.to_ascii_lowercase();
+        let base = base.to_ascii_lowercase();
+        if let Some(id) = domain
+            .strip_suffix(&base)
+            .and_then(|d| d.strip_suffix('.'))
+            .filter(|id| valid_tenant_id(id))
+        {
+            let row = sqlx::query("SELECT id FROM tenants WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?;
+            return Ok(row.map(|r| r.try_get("id")).transpose()?);
+        }
+        let row = sqlx::query("SELECT id FROM tenants WHERE sip_domain = $1")
+            .bind(&domain)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| r.try_get("id")).transpose()?)
+    }
+
     /// Deletes a tenant and, by cascade, everything it owns.
     pub async fn delete_tenant(&self, id: &str) -> Result<(), StoreError> {
         let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
@@ -140,6 +229,33 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sip_domains_are_dns_names() {
+        for ok in [
+            "sip.acme.com",
+            "a.b",
+            "x-1.example.org",
+            "acme.wasmswitch.local",
+        ] {
+            assert!(valid_sip_domain(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "localhost",
+            "Sip.Acme.com",
+            "10.0.0.1",
+            "[::1]",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "a.b.",
+            "a_b.com",
+            &format!("{}.com", "a".repeat(64)),
+        ] {
+            assert!(!valid_sip_domain(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn free_text_is_bounded_and_printable() {

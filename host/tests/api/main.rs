@@ -14,5 +14,6 @@ mod contract;
 mod fuzzish;
 mod hardening;
 mod plugins;
+mod registrar;
 mod resources;
 mod store;

@@ -81,8 +81,9 @@ both! {
 
             let (s, u) = app.post("/v1/tenants/acme/sip-users", &admin, json!({"username": "alice", "password": "correct horse", "display_name": "Alice"})).await;
             assert_eq!(s, StatusCode::CREATED, "{u}");
-            assert_eq!(u["realm"], "wasmswitch.local");
-            assert!(u.get("password").is_none() && u.get("ha1").is_none());
+            // The realm is the tenant's SIP domain: usernames are per tenant.
+            assert_eq!(u["realm"], "acme.wasmswitch.local");
+            assert!(u.get("password").is_none() && u.get("ha1").is_none() && u.get("ha1_sha256").is_none());
             assert_problem(&app.post("/v1/tenants/acme/sip-users", &admin, json!({"username": "alice", "password": "another one"})).await, 409, "conflict");
             assert_problem(&app.post("/v1/tenants/acme/sip-users", &admin, json!({"username": "bob", "password": "short"})).await, 422, "unprocessable");
             assert_eq!(app.get("/v1/tenants/acme/sip-users", &admin).await.1.as_array().unwrap().len(), 1);

@@ -1,0 +1,243 @@
+//! The location service: where each SIP user's phones can be reached (RFC 3261 section 10),
+//! kept in the database so that a restarted host, or another host sharing it, knows them.
+//!
+//! The registrar's decision (which bindings a REGISTER adds, refreshes or removes) is made by
+//! the caller, between this module's read and write, inside one transaction that holds the
+//! user's row: two REGISTERs for one user, on one host or two, are decided one after the
+//! other, each on what the other wrote.
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, Transport, now_ms};
+
+/// One binding of a SIP user's address of record to a contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Registration {
+    /// The SIP user's id.
+    pub user_id: String,
+    pub tenant_id: String,
+    /// The SIP user's name.
+    pub username: String,
+    /// The Contact URI as the phone sent it: where calls to the user go.
+    pub contact_uri: String,
+    /// The whole Contact value, with its parameters.
+    pub contact: String,
+    /// When the binding lapses, in milliseconds since the Unix epoch.
+    pub expires_at: i64,
+    /// The phone's preference among the user's contacts, in thousandths (`q=0.5` is 500).
+    pub q: Option<i64>,
+    /// The Call-ID of the REGISTER that made or last refreshed it.
+    pub call_id: String,
+    /// That REGISTER's CSeq number.
+    pub cseq: i64,
+    /// The phone's RFC 5626 `+sip.instance`, if it sent one.
+    pub instance: Option<String>,
+    /// The transport the REGISTER came over.
+    pub transport: Transport,
+    /// The address (ip:port) the REGISTER came from: behind NAT, not the Contact's.
+    pub source: String,
+    /// The host that holds the phone's connection (for TCP and TLS).
+    pub host_id: String,
+    /// That host's id for the connection.
+    pub connection: Option<i64>,
+    /// The phone's User-Agent.
+    pub user_agent: String,
+    /// When the binding was first made.
+    pub registered_at: i64,
+    /// When it was last refreshed.
+    pub updated_at: i64,
+}
+
+/// What a REGISTER changes in a user's bindings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RegistrationChange {
+    /// Bindings to add, or to refresh (same `contact_uri`). `registered_at` of a refreshed
+    /// binding is kept from the stored one.
+    pub upsert: Vec<Registration>,
+    /// Contact URIs whose bindings go.
+    pub remove: Vec<String>,
+}
+
+const COLUMNS: &str = "r.user_id, r.tenant_id, u.username, r.contact_uri, r.contact, \
+    r.expires_at, r.q, r.call_id, r.cseq, r.instance, r.transport, r.source, r.host_id, \
+    r.connection, r.user_agent, r.registered_at, r.updated_at";
+
+fn registration(row: &AnyRow) -> Result<Registration, sqlx::Error> {
+    let transport: String = row.try_get("transport")?;
+    Ok(Registration {
+        user_id: row.try_get("user_id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        username: row.try_get("username")?,
+        contact_uri: row.try_get("contact_uri")?,
+        contact: row.try_get("contact")?,
+        expires_at: row.try_get("expires_at")?,
+        q: row.try_get("q")?,
+        call_id: row.try_get("call_id")?,
+        cseq: row.try_get("cseq")?,
+        instance: row.try_get("instance")?,
+        transport: Transport::parse(&transport).ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "transport".into(),
+            source: transport.into(),
+        })?,
+        source: row.try_get("source")?,
+        host_id: row.try_get("host_id")?,
+        connection: row.try_get("connection")?,
+        user_agent: row.try_get("user_agent")?,
+        registered_at: row.try_get("registered_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    /// Reads `user_id`'s live bindings (lapsed ones are left out), lets `decide` say what
+    /// changes, writes that and sweeps the user's lapsed bindings, all in one transaction
+    /// that holds the user's row. Returns the user's bindings after the change, or `decide`'s
+    /// refusal (nothing is written then).
+    pub async fn update_registrations<E>(
+        &self,
+        user_id: &str,
+        now: i64,
+        decide: impl FnOnce(&[Registration]) -> Result<RegistrationChange, E>,
+    ) -> Result<Result<Vec<Registration>, E>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // A no-op write takes the user's row lock on PostgreSQL (SQLite's BEGIN IMMEDIATE
+        // has already taken the database's), and tells whether the user still exists.
+        let locked = sqlx::query("UPDATE sip_users SET realm = realm WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        if locked.rows_affected() == 0 {
+            return Err(StoreError::NotFound("sip user"));
+        }
+        let current = live(&mut tx, user_id, now).await?;
+        let change = match decide(&current) {
+            Ok(c) => c,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        sqlx::query("DELETE FROM registrations WHERE user_id = $1 AND expires_at <= $2")
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        for uri in &change.remove {
+            sqlx::query("DELETE FROM registrations WHERE user_id = $1 AND contact_uri = $2")
+                .bind(user_id)
+                .bind(uri)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for r in &change.upsert {
+            sqlx::query(
+                "INSERT INTO registrations (user_id, tenant_id, contact_uri, contact, expires_at, \
+                 q, call_id, cseq, instance, transport, source, host_id, connection, user_agent, \
+                 registered_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                 ON CONFLICT (user_id, contact_uri) DO UPDATE SET contact = excluded.contact, \
+                 expires_at = excluded.expires_at, q = excluded.q, call_id = excluded.call_id, \
+                 cseq = excluded.cseq, instance = excluded.instance, \
+                 transport = excluded.transport, source = excluded.source, \
+                 host_id = excluded.host_id, connection = excluded.connection, \
+                 user_agent = excluded.user_agent, updated_at = excluded.updated_at",
+            )
+            .bind(user_id)
+            .bind(&r.tenant_id)
+            .bind(&r.contact_uri)
+            .bind(&r.contact)
+            .bind(r.expires_at)
+            .bind(r.q)
+            .bind(&r.call_id)
+            .bind(r.cseq)
+            .bind(&r.instance)
+            .bind(r.transport.as_str())
+            .bind(&r.source)
+            .bind(&r.host_id)
+            .bind(r.connection)
+            .bind(&r.user_agent)
+            .bind(r.registered_at)
+            .bind(r.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let after = live(&mut tx, user_id, now).await?;
+        tx.commit().await?;
+        Ok(Ok(after))
+    }
+
+    /// A tenant's live bindings, by username, then most preferred first.
+    pub async fn registrations(&self, tenant: &str) -> Result<Vec<Registration>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM registrations r JOIN sip_users u ON u.id = r.user_id \
+             WHERE r.tenant_id = $1 AND r.expires_at > $2 \
+             ORDER BY u.username, COALESCE(r.q, 1000) DESC, r.contact_uri"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(now_ms())
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(registration).collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes every binding that lapsed before `now`; returns how many.
+    pub async fn sweep_registrations(&self, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM registrations WHERE expires_at <= $1")
+            .bind(now)
+            .execute(self.writer())
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// How many bindings are live at `now`, across every tenant.
+    pub async fn count_registrations(&self, now: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM registrations WHERE expires_at > $1")
+            .bind(now)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// The secret named `name` that every host sharing this database uses: made from the OS
+    /// random source by the first host that asks, read by the rest.
+    pub async fn shared_secret(&self, name: &str) -> Result<[u8; 32], StoreError> {
+        let fresh = hex::encode(super::random_bytes::<32>()?);
+        sqlx::query(
+            "INSERT INTO secrets (name, value, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(&fresh)
+        .bind(now_ms())
+        .execute(self.writer())
+        .await?;
+        let row = sqlx::query("SELECT value FROM secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(self.pool())
+            .await?;
+        let value: String = row.try_get("value")?;
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(&value, &mut key)
+            .map_err(|_| StoreError::Invalid(format!("secret {name:?} is not 32 bytes of hex")))?;
+        Ok(key)
+    }
+}
+
+/// The user's live bindings, most preferred first.
+async fn live(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    now: i64,
+) -> Result<Vec<Registration>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM registrations r JOIN sip_users u ON u.id = r.user_id \
+         WHERE r.user_id = $1 AND r.expires_at > $2 \
+         ORDER BY COALESCE(r.q, 1000) DESC, r.contact_uri"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(rows.iter().map(registration).collect::<Result<_, _>>()?)
+}
