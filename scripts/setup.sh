@@ -47,3 +47,14 @@ if ! command -v sipp >/dev/null; then
         exit 1
     fi
 fi
+
+# openssl's command line: the TLS tests (host/sip/tests/tls.rs, host/tests/service.rs) use
+# `openssl s_client` as a peer that is not our own code.
+if ! command -v openssl >/dev/null; then
+    if command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq openssl
+    else
+        echo "error: install openssl (Debian/Ubuntu package: openssl) for the TLS tests" >&2
+        exit 1
+    fi
+fi

@@ -240,6 +240,9 @@ fn serve(
             "wasmswitch SIP on udp {} and tcp {}",
             service.sip_addrs.udp, service.sip_addrs.tcp
         );
+        if let Some(tls) = service.sip_addrs.tls {
+            println!("wasmswitch SIP over TLS on {tls}");
+        }
         println!("wasmswitch API on http://{}", service.api_addr);
         watch_config(&service, config_path, &log).await;
         tracing::info!("shutting down");
@@ -249,15 +252,18 @@ fn serve(
 }
 
 /// Waits for SIGINT or SIGTERM; meanwhile reloads the configuration on SIGHUP and when the
-/// file changes (checked every 2 s), applying the settings that can change live.
+/// file, or a file it names that is read live (the TLS certificate and key), changes (checked
+/// every 2 s), applying the settings that can change live.
 async fn watch_config(service: &Service, path: Option<PathBuf>, log: &LogHandle) {
     let file = path
         .clone()
         .or_else(|| Some(PathBuf::from("wasmswitch.toml")).filter(|p| p.exists()));
-    let modified = |p: &Option<PathBuf>| {
-        p.as_ref()
-            .and_then(|p| std::fs::metadata(p).ok())
-            .and_then(|m| m.modified().ok())
+    let modified = |file: &Option<PathBuf>| {
+        file.iter()
+            .cloned()
+            .chain(service.live_files())
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect::<Vec<_>>()
     };
     let mut seen = modified(&file);
     let mut every = tokio::time::interval(Duration::from_secs(2));
@@ -286,7 +292,7 @@ async fn watch_config(service: &Service, path: Option<PathBuf>, log: &LogHandle)
                     continue;
                 }
                 seen = now;
-                "the configuration file changed"
+                "a configuration file changed"
             }
         };
         reload(service, path.as_deref(), log, why);

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use wasmswitch_sip::Method;
 use wasmswitch_sip::endpoint::{Endpoint, EndpointConfig};
 use wasmswitch_sip::limits::RateLimit;
+use wasmswitch_sip::tls::TlsIdentity;
 use wasmswitch_sip::transaction::{Event as SipEvent, FlowTransport, Timers};
 
 use crate::api::{self, AppState, Auth, EnsureLoadedError, Principal, Simulator};
@@ -70,6 +71,8 @@ pub struct SipAddrs {
     pub udp: SocketAddr,
     /// TCP.
     pub tcp: SocketAddr,
+    /// TLS, when `sip.tls_listen` is set.
+    pub tls: Option<SocketAddr>,
 }
 
 /// What [`Service::reload`] did.
@@ -100,6 +103,24 @@ async fn start_sip(
         ))
     })?;
     let sip = &config.sip;
+    let (tls, tls_identity) = if sip.tls_listen.is_empty() {
+        (Vec::new(), None)
+    } else {
+        let tls_addr: SocketAddr = sip.tls_listen.parse().map_err(|_| {
+            ServiceError::Config(format!(
+                "sip.tls_listen: {:?} is not an address",
+                sip.tls_listen
+            ))
+        })?;
+        let identity =
+            TlsIdentity::from_pem_files(&sip.tls_cert_file, &sip.tls_key_file).map_err(|e| {
+                ServiceError::Config(format!(
+                    "sip.tls_cert_file, sip.tls_key_file: {}",
+                    chain(&e)
+                ))
+            })?;
+        (vec![tls_addr], Some(identity))
+    };
     let rate_limit = (sip.rate_limit_per_second > 0).then(|| RateLimit {
         per_second: f64::from(sip.rate_limit_per_second),
         burst: f64::from(sip.rate_limit_burst),
@@ -107,6 +128,8 @@ async fn start_sip(
     let (endpoint, events) = Endpoint::start(EndpointConfig {
         udp: vec![addr],
         tcp: vec![addr],
+        tls,
+        tls_identity,
         timers: Timers {
             t1: Duration::from_millis(sip.t1_ms),
             t2: Duration::from_millis(sip.t2_ms),
@@ -130,6 +153,7 @@ async fn start_sip(
     let addrs = SipAddrs {
         udp: bound(FlowTransport::Udp),
         tcp: bound(FlowTransport::Tcp),
+        tls: endpoint.local_addr(FlowTransport::Tls),
     };
     Ok((endpoint, addrs, events))
 }
@@ -188,6 +212,19 @@ async fn sweep_registrations(
         }
         registrar.tidy();
     }
+}
+
+/// An error with its sources, `outer: inner: ...`, for a log line or a refusal that must say
+/// what went wrong (which file, and what the system said about it).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Opens the database and brings its schema up to date (`wasmswitch migrate`).
@@ -261,9 +298,22 @@ impl Service {
         self.state.store.close().await;
     }
 
+    /// The files named by the configuration in force that are read again on every reload
+    /// (the TLS certificate and key), for the binary to watch.
+    pub fn live_files(&self) -> Vec<PathBuf> {
+        let config = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        if self.sip_addrs.tls.is_none() {
+            return Vec::new();
+        }
+        [&config.sip.tls_cert_file, &config.sip.tls_key_file]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect()
+    }
+
     /// Applies the settings of `new` that can change while the host runs (the API's rate limits,
-    /// the plugins' deadline and memory cap, and `log.level`, which the binary applies since it
-    /// owns the log subscriber). Every other setting that changed is reported as needing a
+    /// the plugins' deadline and memory cap, `log.level`, which the binary applies since it
+    /// owns the log subscriber, and the SIP TLS certificate and key, read again every time). Every other setting that changed is reported as needing a
     /// restart: what is in force after applying is compared with `new` setting by setting, so
     /// the code below is the only list of live settings, and a setting added to [`Config`] is
     /// covered without being listed anywhere.
@@ -326,6 +376,33 @@ impl Service {
         if let Some(t) = &mut tried {
             // Whatever was applied after the refusal counts as in force.
             t.log.level = next.log.level.clone();
+        }
+        if self.sip_addrs.tls.is_some() {
+            // Read again on every reload, changed paths or not: a renewed certificate is
+            // usually written over the old files.
+            let (cert, key) = (&new.sip.tls_cert_file, &new.sip.tls_key_file);
+            match self.sip.reload_tls_from_pem_files(cert, key) {
+                Ok(()) => {
+                    out.applied.push(format!(
+                        "the SIP TLS certificate, read again from {cert} and {key}"
+                    ));
+                    next.sip.tls_cert_file.clone_from(cert);
+                    next.sip.tls_key_file.clone_from(key);
+                    if let Some(t) = &mut tried {
+                        t.sip.tls_cert_file.clone_from(cert);
+                        t.sip.tls_key_file.clone_from(key);
+                    }
+                }
+                Err(e) => {
+                    out.refused.push(format!(
+                        "sip.tls_cert_file, sip.tls_key_file: {} (the certificate in use stays)",
+                        chain(&e)
+                    ));
+                    let t = tried.get_or_insert_with(|| next.clone());
+                    t.sip.tls_cert_file.clone_from(cert);
+                    t.sip.tls_key_file.clone_from(key);
+                }
+            }
         }
         out.needs_restart = changed_settings(tried.as_ref().unwrap_or(&next), new);
         // Remember what is in force: the new live values, the old fixed ones.

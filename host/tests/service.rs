@@ -513,3 +513,106 @@ fn sipp_registers_with_the_switch_over_udp_and_tcp() {
         "{metrics}"
     );
 }
+
+/// The certificate `openssl s_client` is shown on `addr`, as its base64 body (no lines), and
+/// the answer to an OPTIONS sent over the connection.
+fn s_client(addr: std::net::SocketAddr) -> (String, String) {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        // Without -ign_eof: the session ends when stdin closes, after the answer came.
+        .args(["s_client", "-connect", &addr.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("openssl could not run ({e}): install the Debian package openssl")
+        });
+    let options = format!(
+        "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKssl\r\n\
+         From: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:{addr}>\r\nCall-ID: ssl-probe\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(options.as_bytes()).unwrap();
+    // Give the answer time to arrive, then end the session.
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(stdin);
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let cert = text
+        .split("-----BEGIN CERTIFICATE-----")
+        .nth(1)
+        .and_then(|rest| rest.split("-----END CERTIFICATE-----").next())
+        .unwrap_or_else(|| panic!("no certificate in {text}"))
+        .split_whitespace()
+        .collect();
+    (cert, text)
+}
+
+fn pem_body(pem: &str) -> String {
+    pem.lines().filter(|l| !l.starts_with("-----")).collect()
+}
+
+/// SIP over TLS on the running switch, with openssl as the peer: OPTIONS is answered, and
+/// after the certificate files are renewed (and a SIGHUP sent; the file watch would also see
+/// it within 2 s) the switch serves the new one to new connections.
+#[test]
+fn tls_is_served_and_a_renewed_certificate_is_picked_up_without_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let (cert, key) = (data.path().join("sip.crt"), data.path().join("sip.key"));
+    let make = || {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        pem_body(&made.cert.pem())
+    };
+    let first = make();
+    let server = serve_with(
+        data.path(),
+        None,
+        &[
+            ("WASMSWITCH_SIP_TLS_LISTEN", "127.0.0.1:0"),
+            ("WASMSWITCH_SIP_TLS_CERT_FILE", &cert.display().to_string()),
+            ("WASMSWITCH_SIP_TLS_KEY_FILE", &key.display().to_string()),
+        ],
+    );
+    let tls: std::net::SocketAddr = server
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("wasmswitch SIP over TLS on "))
+        .unwrap_or_else(|| panic!("no TLS line in {:?}", server.banner))
+        .parse()
+        .unwrap();
+    let (shown, text) = s_client(tls);
+    assert_eq!(shown, first);
+    assert!(text.contains("SIP/2.0 200 OK"), "{text}");
+
+    let second = make();
+    assert_ne!(first, second);
+    let hup = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (shown, _) = s_client(tls);
+        if shown == second {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "still the first certificate after SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

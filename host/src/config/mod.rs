@@ -168,6 +168,14 @@ pub struct SipConfig {
     pub t1_ms: u64,
     /// T2, the cap on retransmission intervals, in ms. Default 4000.
     pub t2_ms: u64,
+    /// Where SIP over TLS listens (port 5061 is SIP's); empty: no TLS. Default empty.
+    pub tls_listen: String,
+    /// The certificate chain served over TLS, PEM (the server's certificate first). Live: read
+    /// again on every reload (SIGHUP, or when it or the configuration file changes), so a
+    /// renewed certificate is served without a restart.
+    pub tls_cert_file: String,
+    /// The certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1). Live, as the certificate.
+    pub tls_key_file: String,
 }
 
 impl Default for SipConfig {
@@ -189,6 +197,9 @@ impl Default for SipConfig {
             max_message_bytes: 65535,
             t1_ms: 500,
             t2_ms: 4000,
+            tls_listen: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
         }
     }
 }
@@ -252,6 +263,19 @@ impl SipConfig {
         }
         if self.t2_ms < self.t1_ms || self.t2_ms > 60_000 {
             bad.push("sip.t2_ms: must be t1_ms-60000".into());
+        }
+        if !self.tls_listen.is_empty() {
+            if self.tls_listen.parse::<SocketAddr>().is_err() {
+                bad.push(format!(
+                    "sip.tls_listen: {:?} is not an address like 0.0.0.0:5061",
+                    self.tls_listen
+                ));
+            }
+            if self.tls_cert_file.is_empty() || self.tls_key_file.is_empty() {
+                bad.push(
+                    "sip.tls_cert_file, sip.tls_key_file: TLS (sip.tls_listen) needs a certificate and its key".into(),
+                );
+            }
         }
     }
 

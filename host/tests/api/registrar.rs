@@ -440,3 +440,147 @@ both! {
         db.drop_db().await;
     }
 }
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, as PEM files at `cert` and `key`;
+/// returns it in DER for a client to trust.
+fn make_cert(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> rustls::pki_types::CertificateDer<'static> {
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    std::fs::write(cert, made.cert.pem()).unwrap();
+    std::fs::write(key, made.signing_key.serialize_pem()).unwrap();
+    made.cert.der().clone()
+}
+
+/// A TLS connection to `target` trusting only `trusted`; also the certificate it was shown.
+#[allow(deprecated)] // rustls' ring provider, as the switch uses (wasmswitch_sip::tls)
+async fn tls_connect(
+    target: SocketAddr,
+    trusted: &rustls::pki_types::CertificateDer<'static>,
+) -> (
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    rustls::pki_types::CertificateDer<'static>,
+) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trusted.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(target).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let shown = conn.get_ref().1.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned();
+    (conn, shown)
+}
+
+/// Writes `text` on the connection and reads the final response (heads only: these
+/// responses carry no body).
+async fn tls_ask<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    conn: &mut S,
+    text: &str,
+) -> Response {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(text.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head: Vec<u8> = buf.drain(..end + 4).collect();
+            match Message::parse(&head) {
+                Ok(Message::Response(r)) if r.status >= 200 => return r,
+                Ok(_) => continue,
+                Err(e) => panic!("unreadable answer: {e:?}"),
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert!(n > 0, "the switch closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn tls_register(local: SocketAddr, cseq: u32, authorization: Option<&str>) -> String {
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "REGISTER sip:acme.wasmswitch.local SIP/2.0\r\n\
+         Via: SIP/2.0/TLS {local};branch=z9hG4bK-tls-{cseq};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@acme.wasmswitch.local>;tag=tls{cseq}\r\n\
+         To: <sip:alice@acme.wasmswitch.local>\r\n\
+         Call-ID: tls-phone@test\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: <sips:alice@{local};transport=tls>\r\n\
+         Expires: 600\r\n\
+         {auth}Content-Length: 0\r\n\r\n"
+    )
+}
+
+both! {
+    async fn a_phone_registers_over_tls_and_a_renewed_certificate_is_served_without_a_restart(db) {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("sip.crt"), dir.path().join("sip.key"));
+        let first = make_cert(&cert, &key);
+        let mut config = config(&db);
+        config.sip.tls_listen = "127.0.0.1:0".into();
+        config.sip.tls_cert_file = cert.display().to_string();
+        config.sip.tls_key_file = key.display().to_string();
+        let app = App::start(config.clone()).await;
+        let admin = app.tenant("acme").await;
+        sip_user(&app, &admin, "acme", "alice", "correct horse").await;
+        let tls = app.service.sip_addrs.tls.expect("TLS listens");
+
+        let (mut conn, shown) = tls_connect(tls, &first).await;
+        assert_eq!(shown, first);
+        let local = conn.get_ref().0.local_addr().unwrap();
+        let challenge = tls_ask(&mut conn, &tls_register(local, 1, None)).await;
+        assert_eq!(challenge.status, 401);
+        let mut digest = DigestClient::new("alice", "correct horse");
+        digest.challenged(challenge.headers().get_all(&HeaderName::WwwAuthenticate).map(|v| v.as_ref())).unwrap();
+        let auth = digest.authorization("REGISTER", "sip:acme.wasmswitch.local", "cn-tls").unwrap();
+        let ok = tls_ask(&mut conn, &tls_register(local, 2, Some(&auth))).await;
+        assert_eq!(ok.status, 200, "{ok:?}");
+        let (_, regs) = app.get("/v1/tenants/acme/registrations", &admin).await;
+        assert_eq!(regs[0]["transport"], "tls", "{regs}");
+        assert_eq!(regs[0]["source"], local.to_string(), "{regs}");
+        assert!(regs[0]["connection"].is_i64(), "the connection is remembered, for calls to reach the phone over it: {regs}");
+
+        // A renewed certificate, written over the old files, is served to new connections
+        // after a reload; the open connection keeps working.
+        let second = make_cert(&cert, &key);
+        let done = app.service.reload(&config);
+        assert!(done.applied.iter().any(|a| a.contains("TLS certificate")), "{done:?}");
+        assert!(done.refused.is_empty() && done.needs_restart.is_empty(), "{done:?}");
+        let (_, shown) = tls_connect(tls, &second).await;
+        assert_eq!(shown, second);
+        let refresh = tls_ask(&mut conn, &tls_register(local, 3, digest.authorization("REGISTER", "sip:acme.wasmswitch.local", "cn-tls-2").as_deref())).await;
+        assert_eq!(refresh.status, 200, "{refresh:?}");
+
+        // A key that does not match is refused, and the certificate in use stays.
+        let other_key = dir.path().join("other.key");
+        make_cert(&dir.path().join("other.crt"), &other_key);
+        let mut broken = config.clone();
+        broken.sip.tls_key_file = other_key.display().to_string();
+        let done = app.service.reload(&broken);
+        assert!(done.refused.iter().any(|r| r.contains("does not match")), "{done:?}");
+        assert!(done.needs_restart.is_empty(), "{done:?}");
+        let (_, shown) = tls_connect(tls, &second).await;
+        assert_eq!(shown, second);
+        app.stop().await;
+        db.drop_db().await;
+    }
+}
