@@ -13,3 +13,4 @@ pub use wasmswitch_plugins as plugins;
 pub mod registrar;
 pub mod service;
 pub mod store;
+pub mod trunks;

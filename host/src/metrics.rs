@@ -15,7 +15,9 @@
 //!   `sip_dropped_total{reason}`, `sip_rate_limited_total`, `sip_parse_errors_total{transport}`,
 //!   `sip_overload_total`, `sip_retransmissions_total{direction}`, `sip_transactions{side}`;
 //! - the registrar: `sip_registers_total{outcome}` and `sip_registrations` (live bindings in the
-//!   store, read every 30 s).
+//!   store, read every 30 s);
+//! - trunk registration: `sip_trunk_registrations{state}` (this host's registering trunks by
+//!   state) and `sip_trunk_register_attempts_total{outcome}`.
 //!
 //! Call and SMS series arrive with the calls and SMS modules.
 

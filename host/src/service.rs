@@ -260,7 +260,7 @@ impl Service {
         // This run's id, stored beside what only it can use (a TCP connection's id).
         let host_id = crate::store::new_id("hst")?;
         let registrar = Arc::new(
-            Registrar::new(state.store.clone(), &config.sip, host_id)
+            Registrar::new(state.store.clone(), &config.sip, host_id.clone())
                 .await
                 .map_err(ServiceError::Store)?,
         );
@@ -273,6 +273,15 @@ impl Service {
             registrar,
             stopped.clone(),
         ));
+        let trunks = crate::trunks::TrunkContext::new(
+            state.store.clone(),
+            sip.clone(),
+            host_id.clone(),
+            config.sip.trunk_register_expires_secs,
+            config.sip.public_address(sip_addrs.udp.port()),
+            sip_addrs.udp,
+        );
+        let trunk_task = tokio::spawn(crate::trunks::supervise(trunks, stopped.clone()));
         let sync_task = tokio::spawn(keep_in_sync(state.clone(), broken, stopped));
         tracing::info!(api = %api_addr, sip_udp = %sip_addrs.udp, sip_tcp = %sip_addrs.tcp, database = %crate::config::redact_url(&config.database.url), "wasmswitch started");
         Ok(Service {
@@ -282,7 +291,9 @@ impl Service {
             state,
             first_operator_key,
             shutdown,
-            tasks: std::sync::Mutex::new(vec![api_task, sync_task, sip_task, sweep_task]),
+            tasks: std::sync::Mutex::new(vec![
+                api_task, sync_task, sip_task, sweep_task, trunk_task,
+            ]),
             config: std::sync::Mutex::new(config_in_force),
         })
     }

@@ -105,7 +105,68 @@ pub struct Endpoint {
 enum Command {
     Respond(TxId, Response, oneshot::Sender<Result<(), TxError>>),
     Send(Request, Flow, oneshot::Sender<Result<TxId, TxError>>),
+    Request(
+        Request,
+        Flow,
+        oneshot::Sender<Result<ClientTransaction, TxError>>,
+    ),
     Shutdown,
+}
+
+/// What a client transaction started with [`Endpoint::request`] reports, in order.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// A response: every provisional, the final one, and (for an INVITE, in RFC 6026's
+    /// Accepted state) retransmitted or forked 2xx.
+    Response(Response),
+    /// No final response came in time (Timer B or F): as a 408 (RFC 3261 section 8.1.3.1).
+    Timeout,
+}
+
+/// How many of a client transaction's events may wait for its owner; past it, provisionals
+/// are dropped (a final response still gets through: the layer sends one at most, after
+/// which the transaction ends).
+const CLIENT_QUEUE: usize = 32;
+
+/// A client transaction started with [`Endpoint::request`]: its responses come here rather
+/// than to the endpoint's event receiver. The stream ends when the transaction does.
+#[derive(Debug)]
+pub struct ClientTransaction {
+    /// The transaction's id.
+    pub id: TxId,
+    events: mpsc::Receiver<ClientEvent>,
+}
+
+/// Why a client transaction gave no final response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NoFinal {
+    /// No final response in time: treat as 408.
+    #[error("no final response in time")]
+    Timeout,
+    /// The transaction ended without one (the endpoint stopped).
+    #[error("the transaction ended without a final response")]
+    Ended,
+}
+
+impl ClientTransaction {
+    /// The next event; `None` once the transaction has ended.
+    pub async fn next(&mut self) -> Option<ClientEvent> {
+        self.events.recv().await
+    }
+
+    /// Waits for the final response, passing over provisionals.
+    pub async fn final_response(&mut self) -> Result<Response, NoFinal> {
+        loop {
+            match self.events.recv().await {
+                Some(ClientEvent::Response(r)) if r.status >= 200 => return Ok(r),
+                Some(ClientEvent::Response(_)) => continue,
+                Some(ClientEvent::Timeout) => return Err(NoFinal::Timeout),
+                None => return Err(NoFinal::Ended),
+            }
+        }
+    }
 }
 
 /// The endpoint stopped.
@@ -196,6 +257,7 @@ impl Endpoint {
             udp,
             conns: HashMap::new(),
             events: event_tx,
+            clients: HashMap::new(),
         };
         tokio::spawn(async move {
             driver.run(raw_rx, cmd_rx, tasks).await;
@@ -252,7 +314,25 @@ impl Endpoint {
         Ok(result.await.map_err(|_| Stopped)??)
     }
 
-    /// Sends a request on a new client transaction.
+    /// Sends a request on a new client transaction whose responses come back on the returned
+    /// [`ClientTransaction`] (not on the endpoint's event receiver). The request carries its
+    /// own top Via, with a branch starting `z9hG4bK`.
+    pub async fn request(
+        &self,
+        request: Request,
+        flow: Flow,
+    ) -> Result<ClientTransaction, EndpointError> {
+        let (done, result) = oneshot::channel();
+        self.commands
+            .send(Command::Request(request, flow, done))
+            .await
+            .map_err(|_| Stopped)?;
+        Ok(result.await.map_err(|_| Stopped)??)
+    }
+
+    /// Sends a request on a new client transaction; its responses arrive on the endpoint's
+    /// event receiver as [`Event::Response`] (see [`Endpoint::request`] for a transaction
+    /// with a receiver of its own).
     pub async fn send_request(&self, request: Request, flow: Flow) -> Result<TxId, EndpointError> {
         let (done, result) = oneshot::channel();
         self.commands
@@ -295,6 +375,8 @@ struct Driver {
     udp: Vec<(Arc<UdpSocket>, SocketAddr)>,
     conns: HashMap<u64, mpsc::Sender<Bytes>>,
     events: mpsc::Sender<Event>,
+    /// Client transactions whose events go to a receiver of their own.
+    clients: HashMap<TxId, mpsc::Sender<ClientEvent>>,
 }
 
 impl Driver {
@@ -388,6 +470,16 @@ impl Driver {
             Command::Send(request, flow, done) => {
                 let _ = done.send(self.core.send_request(now, request, flow));
             }
+            Command::Request(request, flow, done) => {
+                let started = self.core.send_request(now, request, flow).map(|id| {
+                    let (tx, events) = mpsc::channel(CLIENT_QUEUE);
+                    // Registered before any event of the transaction can be handled: events
+                    // are handled by this task, after this command.
+                    self.clients.insert(id, tx);
+                    ClientTransaction { id, events }
+                });
+                let _ = done.send(started);
+            }
             Command::Shutdown => {}
         }
     }
@@ -427,7 +519,27 @@ impl Driver {
     fn event(&mut self, event: Event) {
         let now = Instant::now();
         match event {
-            Event::Terminated { .. } => {}
+            Event::Terminated { tx } => {
+                // Dropping the sender ends the owner's stream.
+                self.clients.remove(&tx);
+            }
+            Event::Response { tx, response } if self.clients.contains_key(&tx) => {
+                let delivered = self
+                    .clients
+                    .get(&tx)
+                    .is_some_and(|c| c.try_send(ClientEvent::Response(response)).is_ok());
+                if !delivered {
+                    tracing::debug!(
+                        ?tx,
+                        "a client transaction's owner is gone or behind; a response was dropped"
+                    );
+                }
+            }
+            Event::Timeout { tx } if self.clients.contains_key(&tx) => {
+                if let Some(c) = self.clients.remove(&tx) {
+                    let _ = c.try_send(ClientEvent::Timeout);
+                }
+            }
             Event::Request { tx, request, .. } if request.method() == &Method::Options => {
                 let response = self.options_response(&request);
                 let _ = self.core.respond(now, tx, response);

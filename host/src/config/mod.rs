@@ -168,6 +168,14 @@ pub struct SipConfig {
     pub t1_ms: u64,
     /// T2, the cap on retransmission intervals, in ms. Default 4000.
     pub t2_ms: u64,
+    /// The address providers and phones should reach the switch at, `ip` or `ip:port`, for the
+    /// `Via` and `Contact` of requests the switch sends (registering with trunks) when it sits
+    /// behind NAT. Empty: the address SIP is bound to, or when bound to every interface the
+    /// local address the system routes to the peer from. Default empty.
+    pub public_address: String,
+    /// The registration lifetime the switch asks of trunks it registers with, in seconds
+    /// (they may grant less; it refreshes at 85% of the grant). Default 3600.
+    pub trunk_register_expires_secs: u32,
     /// Where SIP over TLS listens (port 5061 is SIP's); empty: no TLS. Default empty.
     pub tls_listen: String,
     /// The certificate chain served over TLS, PEM (the server's certificate first). Live: read
@@ -197,6 +205,8 @@ impl Default for SipConfig {
             max_message_bytes: 65535,
             t1_ms: 500,
             t2_ms: 4000,
+            public_address: String::new(),
+            trunk_register_expires_secs: 3600,
             tls_listen: String::new(),
             tls_cert_file: String::new(),
             tls_key_file: String::new(),
@@ -264,6 +274,15 @@ impl SipConfig {
         if self.t2_ms < self.t1_ms || self.t2_ms > 60_000 {
             bad.push("sip.t2_ms: must be t1_ms-60000".into());
         }
+        if !self.public_address.is_empty() && self.public_address(5060).is_none() {
+            bad.push(format!(
+                "sip.public_address: {:?} is not an IP address, with or without a port",
+                self.public_address
+            ));
+        }
+        if !(60..=86_400).contains(&self.trunk_register_expires_secs) {
+            bad.push("sip.trunk_register_expires_secs: must be 60-86400".into());
+        }
         if !self.tls_listen.is_empty() {
             if self.tls_listen.parse::<SocketAddr>().is_err() {
                 bad.push(format!(
@@ -277,6 +296,17 @@ impl SipConfig {
                 );
             }
         }
+    }
+
+    /// `public_address` as a socket address, with `port` when it names none; `None` when it
+    /// is empty or not an address.
+    pub fn public_address(&self, port: u16) -> Option<SocketAddr> {
+        let a = self.public_address.as_str();
+        a.parse::<SocketAddr>().ok().or_else(|| {
+            a.parse::<std::net::IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, port))
+        })
     }
 
     /// The digest algorithms offered, parsed (names that do not parse were refused by

@@ -15,6 +15,7 @@ mod numbers;
 mod plugins;
 mod registrations;
 mod tenants;
+mod trunk_registrations;
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,6 +38,7 @@ pub use plugins::{
 };
 pub use registrations::{Registration, RegistrationChange};
 pub use tenants::{MAX_TEXT_CHARS, Tenant, check_text, valid_sip_domain, valid_tenant_id};
+pub use trunk_registrations::{RegisteringTrunk, TrunkRegistration};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");

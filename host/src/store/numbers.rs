@@ -70,6 +70,9 @@ pub struct Trunk {
     pub has_password: bool,
     /// Whether the switch registers to the trunk.
     pub register: bool,
+    /// How registering to the trunk is going (none while no host has tried yet, or when
+    /// `register` is off).
+    pub registration: Option<super::TrunkRegistration>,
     pub created_at: i64,
 }
 
@@ -220,6 +223,7 @@ fn trunk(row: &AnyRow) -> Result<Trunk, sqlx::Error> {
         username: row.try_get("username")?,
         has_password: row.try_get::<Option<String>, _>("password")?.is_some(),
         register: row.try_get::<i64, _>("register")? != 0,
+        registration: None,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -405,7 +409,22 @@ impl Store {
             .bind(tenant)
             .fetch_all(self.pool())
             .await?;
-        Ok(rows.iter().map(trunk).collect::<Result<_, _>>()?)
+        let mut trunks: Vec<Trunk> = rows.iter().map(trunk).collect::<Result<_, _>>()?;
+        let sql = format!(
+            "SELECT trunk_id, {} FROM trunk_registrations WHERE tenant_id = $1",
+            super::trunk_registrations::REGISTRATION_COLUMNS
+        );
+        let states = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .fetch_all(self.pool())
+            .await?;
+        for row in &states {
+            let id: String = row.try_get("trunk_id")?;
+            if let Some(t) = trunks.iter_mut().find(|t| t.id == id && t.register) {
+                t.registration = Some(super::trunk_registrations::registration(row)?);
+            }
+        }
+        Ok(trunks)
     }
 
     pub async fn trunk(&self, tenant: &str, id: &str) -> Result<Trunk, StoreError> {
@@ -416,7 +435,22 @@ impl Store {
             .fetch_optional(self.pool())
             .await?
             .ok_or(StoreError::NotFound("trunk"))?;
-        Ok(trunk(&row)?)
+        let mut t = trunk(&row)?;
+        if t.register {
+            let sql = format!(
+                "SELECT {} FROM trunk_registrations WHERE trunk_id = $1",
+                super::trunk_registrations::REGISTRATION_COLUMNS
+            );
+            let state = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?;
+            t.registration = state
+                .as_ref()
+                .map(super::trunk_registrations::registration)
+                .transpose()?;
+        }
+        Ok(t)
     }
 
     pub async fn delete_trunk(&self, tenant: &str, id: &str) -> Result<(), StoreError> {

@@ -17,3 +17,4 @@ mod plugins;
 mod registrar;
 mod resources;
 mod store;
+mod trunks;

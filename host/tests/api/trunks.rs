@@ -1,0 +1,159 @@
+//! The switch registering with trunks, against sipp playing the provider's registrar: digest
+//! with the trunk's credentials, refresh before the grant lapses, and a refusal shown in the
+//! API's trunk resource with its reason.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both;
+use crate::util::*;
+
+/// sipp as a provider's registrar on a free UDP port of 127.0.0.1, running `scenario` from
+/// host/tests/sipp once.
+struct Provider {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Provider {
+    fn start(scenario: &str, grant: u32) -> Provider {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .unwrap()
+            .port();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sipp")
+            .join(scenario);
+        let child = Command::new("sipp")
+            .arg("-sf")
+            .arg(path)
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                "u1",
+                "-m",
+                "1",
+            ])
+            .args(["-key", "grant", &grant.to_string()])
+            .args(["-timeout", "40s", "-timeout_error", "-nostdin"])
+            // Its screen goes to a file: a pipe nobody reads would fill and stop it.
+            .stdout(Stdio::from(tempfile::tempfile().unwrap()))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("sipp could not run ({e}): scripts/setup.sh installs it"));
+        Provider {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    /// Waits (up to `secs`) for sipp to end; true when its scenario succeeded.
+    fn finished(mut self, secs: u64) -> bool {
+        let until = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                if !status.success() {
+                    let out = self.child.wait_with_output().unwrap();
+                    eprintln!("sipp: {status}\n{}", String::from_utf8_lossy(&out.stderr));
+                }
+                return status.success();
+            }
+            if std::time::Instant::now() > until {
+                let _ = self.child.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Polls the trunk until `done` holds for its `registration` (up to `secs`); returns it.
+async fn wait_for(
+    app: &App,
+    key: &str,
+    id: &str,
+    secs: u64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let until = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (s, t) = app.get(&format!("/v1/tenants/acme/trunks/{id}"), key).await;
+        assert_eq!(s, StatusCode::OK, "{t}");
+        if done(&t["registration"]) {
+            return t;
+        }
+        assert!(std::time::Instant::now() < until, "still {t}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+both! {
+    async fn a_registering_trunk_is_registered_and_refreshed(db) {
+        let provider = Provider::start("trunk-registrar.xml", 4);
+        with_app(db, |app| async move {
+            let admin = app.tenant("acme").await;
+            let (s, t) = app.post("/v1/tenants/acme/trunks", &admin, json!({
+                "name": "provider", "host": "127.0.0.1", "port": provider.addr.port(),
+                "username": "acme-trunk", "password": "trunk-secret", "register": true,
+            })).await;
+            assert_eq!(s, StatusCode::CREATED, "{t}");
+            let id = t["id"].as_str().unwrap().to_string();
+            let t = wait_for(&app, &admin, &id, 15, |r| r["state"] == "registered").await;
+            let r = &t["registration"];
+            assert_eq!(r["failures"], 0, "{t}");
+            assert_eq!(r["last_error"], Value::Null, "{t}");
+            let now = wasmswitch::store::now_ms();
+            let until = r["registered_until"].as_i64().unwrap();
+            assert!((now..=now + 4_000).contains(&until), "granted 4 s: {t}");
+            let next = r["next_attempt"].as_i64().unwrap();
+            assert!(next < until, "the refresh is due before the grant lapses: {t}");
+            // sipp accepts the refresh (same Call-ID, credentials for its nonce) and ends well.
+            let ok = tokio::task::spawn_blocking(move || provider.finished(20)).await.unwrap();
+            assert!(ok, "the provider saw a registration and its refresh");
+            let t = wait_for(&app, &admin, &id, 5, |r| r["registered_until"].as_i64() > Some(until)).await;
+            assert_eq!(t["registration"]["state"], "registered", "{t}");
+            let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+            assert!(metrics.contains("sip_trunk_register_attempts_total{outcome=\"ok\"}"), "{metrics}");
+            // Registration turned off: the state goes.
+            let (s, _) = app.call(reqwest::Method::PUT, &format!("/v1/tenants/acme/trunks/{id}"), Some(&admin), Some(json!({
+                "name": "provider", "host": "127.0.0.1", "port": 5060, "register": false,
+            }))).await;
+            assert_eq!(s, StatusCode::OK);
+            let (_, t) = app.get(&format!("/v1/tenants/acme/trunks/{id}"), &admin).await;
+            assert_eq!(t["registration"], Value::Null, "{t}");
+            app
+        })
+        .await;
+    }
+}
+
+both! {
+    async fn a_refusing_trunk_shows_as_failing_with_the_reason(db) {
+        let provider = Provider::start("trunk-refuses.xml", 60);
+        with_app(db, |app| async move {
+            let admin = app.tenant("acme").await;
+            let (_, t) = app.post("/v1/tenants/acme/trunks", &admin, json!({
+                "name": "provider", "host": "127.0.0.1", "port": provider.addr.port(),
+                "username": "acme-trunk", "password": "trunk-secret", "register": true,
+            })).await;
+            let id = t["id"].as_str().unwrap().to_string();
+            let t = wait_for(&app, &admin, &id, 15, |r| r["state"] == "failing").await;
+            let r = &t["registration"];
+            assert_eq!(r["last_error"], "403 Forbidden", "{t}");
+            assert_eq!(r["failures"], 1, "{t}");
+            assert_eq!(r["registered_until"], Value::Null, "{t}");
+            let wait = r["next_attempt"].as_i64().unwrap() - r["updated_at"].as_i64().unwrap();
+            assert!((4_000..=6_000).contains(&wait), "the first back-off is 5 s, +-20%: {wait}");
+            assert!(tokio::task::spawn_blocking(move || provider.finished(10)).await.unwrap());
+            app
+        })
+        .await;
+    }
+}
