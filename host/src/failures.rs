@@ -12,10 +12,10 @@ pub(crate) fn whole_secs(d: Duration) -> u64 {
 }
 
 /// Failed authentications per source address: a token bucket per address (per /64 for IPv6,
-/// where one host has many), refilled at a steady rate. When an address has spent its bucket,
-/// its failures answer 429, and its credentials are checked only where that costs no database
-/// read (configured operator keys, credentials verified in the last few seconds); others wait
-/// until the bucket refills.
+/// where one host has many), refilled at a steady rate. What a spent bucket means is the
+/// caller's: the API answers 429 and checks only credentials that need no database read; the
+/// registrar answers 503 with Retry-After without reading the database. Only failures create
+/// a bucket, so requests from spoofed sources cannot crowd out the addresses being limited.
 #[derive(Debug)]
 pub(crate) struct FailureLimiter {
     state: Mutex<FailureState>,
@@ -62,12 +62,29 @@ impl FailureLimiter {
         s.buckets.clear();
     }
 
-    /// The address's bucket, refilled up to `now`, and the refill rate.
-    fn refilled(s: &mut FailureState, ip: IpAddr, now: Instant) -> (&mut Bucket, f64) {
+    /// The address's bucket, refilled up to `now`, and the refill rate; `None` when the
+    /// address has none and `create` is false, or the table is full of addresses still
+    /// paying off failures (then a new one goes untracked rather than freeing them all).
+    fn refilled(
+        s: &mut FailureState,
+        ip: IpAddr,
+        now: Instant,
+        create: bool,
+    ) -> Option<(&mut Bucket, f64)> {
         let (rate, burst) = (s.rate, s.burst);
         let ip = bucket_key(ip);
-        if s.buckets.len() >= FAILURE_ADDRESSES_MAX && !s.buckets.contains_key(&ip) {
-            s.buckets.clear();
+        if !s.buckets.contains_key(&ip) {
+            if !create {
+                return None;
+            }
+            if s.buckets.len() >= FAILURE_ADDRESSES_MAX {
+                s.buckets.retain(|_, b| {
+                    b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst
+                });
+                if s.buckets.len() >= FAILURE_ADDRESSES_MAX {
+                    return None;
+                }
+            }
         }
         let b = s.buckets.entry(ip).or_insert(Bucket {
             tokens: burst,
@@ -75,24 +92,25 @@ impl FailureLimiter {
         });
         b.tokens = (b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate).min(burst);
         b.at = now;
-        (b, rate)
+        Some((b, rate))
     }
 
     fn retry_after(tokens: f64, rate: f64) -> u64 {
         whole_secs(Duration::from_secs_f64(((1.0 - tokens) / rate).max(0.0)))
     }
 
-    /// `Some(seconds to wait)` if the address has no failures left to spend.
+    /// `Some(seconds to wait)` if the address has no failures left to spend. Only looks: an
+    /// address that never failed is not tracked (spoofed sources cannot fill the table).
     pub(crate) fn blocked(&self, ip: IpAddr, now: Instant) -> Option<u64> {
         let mut s = self.state();
-        let (b, rate) = Self::refilled(&mut s, ip, now);
+        let (b, rate) = Self::refilled(&mut s, ip, now, false)?;
         (b.tokens < 1.0).then(|| Self::retry_after(b.tokens, rate))
     }
 
     /// Spends one failure; `Some(seconds to wait)` if there was none left.
     pub(crate) fn record(&self, ip: IpAddr, now: Instant) -> Option<u64> {
         let mut s = self.state();
-        let (b, rate) = Self::refilled(&mut s, ip, now);
+        let (b, rate) = Self::refilled(&mut s, ip, now, true)?;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
             None

@@ -176,8 +176,13 @@ impl Registrar {
             );
         };
         if let Some(wait) = self.failures.blocked(source.ip(), Instant::now()) {
+            // 503 with Retry-After, not 403: the refusal is for a while, and a phone told 403
+            // stops trying (RFC 3261 section 21.4.4), which a spoofed flood "from" an
+            // office's NAT address must not be able to make all its phones do.
             tracing::warn!(%source, %domain, %user, retry_after_secs = wait, "REGISTER refused: too many failed authentications from this address");
-            let r = request.reply(403, "Too Many Failed Authentications", Some(&tag));
+            let mut r = request.reply(503, "Too Many Failed Authentications", Some(&tag));
+            r.headers_mut()
+                .push(HeaderName::RetryAfter, wait.max(1).to_string());
             return (r, Ending::Forbidden);
         }
         let tenant = match self
@@ -305,6 +310,14 @@ impl Registrar {
                 (
                     request.reply(400, "Contact Is Not UTF-8", Some(tag)),
                     Ending::Refused,
+                )
+            }
+            Err(StoreError::NotFound(_)) => {
+                // Deleted between the credentials' check and the write.
+                tracing::info!(tenant = %user.tenant_id, user = %user.username, source = %flow.remote, "REGISTER refused: the SIP user was deleted meanwhile");
+                (
+                    request.reply(403, "Forbidden", Some(tag)),
+                    Ending::Forbidden,
                 )
             }
             Err(e) => self.store_failed(request, &e),

@@ -60,6 +60,9 @@ pub struct Service {
     pub first_operator_key: Option<String>,
     shutdown: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// The trunk registrations' supervisor: it unregisters on the way out, so it ends before
+    /// the SIP endpoint does.
+    trunk_task: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// The configuration in force, for [`Service::reload`].
     config: std::sync::Mutex<Config>,
 }
@@ -291,9 +294,8 @@ impl Service {
             state,
             first_operator_key,
             shutdown,
-            tasks: std::sync::Mutex::new(vec![
-                api_task, sync_task, sip_task, sweep_task, trunk_task,
-            ]),
+            tasks: std::sync::Mutex::new(vec![api_task, sync_task, sip_task, sweep_task]),
+            trunk_task: std::sync::Mutex::new(Some(trunk_task)),
             config: std::sync::Mutex::new(config_in_force),
         })
     }
@@ -301,6 +303,14 @@ impl Service {
     /// Stops serving (in-flight API requests finish) and closes the database.
     pub async fn stop(&self) {
         let _ = self.shutdown.send(true);
+        let trunks = self
+            .trunk_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = trunks {
+            let _ = t.await;
+        }
         self.sip.shutdown().await;
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for t in tasks {

@@ -19,6 +19,7 @@ use wasmswitch_sip::digest::DigestClient;
 use wasmswitch_sip::endpoint::{Endpoint, NoFinal};
 use wasmswitch_sip::transaction::{Flow, FlowTransport};
 use wasmswitch_sip::typed::NameAddr;
+use wasmswitch_sip::uri::{Host, Uri};
 use wasmswitch_sip::{HeaderName, Message, Request, Response};
 
 use crate::store::{RegisteringTrunk, Store, Transport, TrunkRegistration, now_ms};
@@ -84,9 +85,36 @@ impl TrunkContext {
     }
 }
 
-/// Runs until `stopped`: claims registering trunks and keeps a task for each one held.
+/// A trunk this host holds: its settings, its task, and the signal that tells the task to
+/// unregister and end.
+struct Held {
+    trunk: RegisteringTrunk,
+    task: JoinHandle<()>,
+    let_go: watch::Sender<bool>,
+}
+
+/// How long a task that was told to let go may take to unregister before it is aborted.
+const LET_GO_WITHIN: Duration = Duration::from_secs(6);
+
+impl Held {
+    /// Tells the task to unregister and end, and waits for it (aborting it past
+    /// [`LET_GO_WITHIN`]).
+    async fn let_go(mut self) {
+        let _ = self.let_go.send(true);
+        if tokio::time::timeout(LET_GO_WITHIN, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+}
+
+/// Runs until `stopped`: claims registering trunks and keeps a task for each one held. On
+/// the way out every held trunk is unregistered (`Expires: 0`) and released, so the provider
+/// and the other hosts know at once; the caller must keep the SIP endpoint up until then.
 pub async fn supervise(ctx: TrunkContext, mut stopped: watch::Receiver<bool>) {
-    let mut held: HashMap<String, (RegisteringTrunk, JoinHandle<()>)> = HashMap::new();
+    let mut held: HashMap<String, Held> = HashMap::new();
     let mut every = tokio::time::interval(SUPERVISE_EVERY);
     loop {
         tokio::select! {
@@ -103,12 +131,12 @@ pub async fn supervise(ctx: TrunkContext, mut stopped: watch::Receiver<bool>) {
         // Let go of trunks no longer wanted as they are, and of finished tasks.
         let gone: Vec<String> = held
             .iter()
-            .filter(|(_, (t, task))| task.is_finished() || !wanted.contains(t))
+            .filter(|(_, h)| h.task.is_finished() || !wanted.contains(&h.trunk))
             .map(|(id, _)| id.clone())
             .collect();
         for id in gone {
-            if let Some((_, task)) = held.remove(&id) {
-                task.abort();
+            if let Some(h) = held.remove(&id) {
+                h.let_go().await;
                 ctx.set_state(&id, None);
                 if let Err(e) = ctx.store.release_trunk(&id, &ctx.host_id).await {
                     tracing::warn!(trunk = %id, error = %e, "cannot release a trunk");
@@ -125,15 +153,24 @@ pub async fn supervise(ctx: TrunkContext, mut stopped: watch::Receiver<bool>) {
             {
                 Ok(true) if !held.contains_key(&trunk.id) => {
                     tracing::info!(trunk = %trunk.name, tenant = %trunk.tenant_id, host = %trunk.host, "registering with a trunk");
-                    let task = tokio::spawn(keep_registered(ctx.clone(), trunk.clone()));
-                    held.insert(trunk.id.clone(), (trunk, task));
+                    let (let_go, told) = watch::channel(false);
+                    let task = tokio::spawn(keep_registered(ctx.clone(), trunk.clone(), told));
+                    held.insert(
+                        trunk.id.clone(),
+                        Held {
+                            trunk,
+                            task,
+                            let_go,
+                        },
+                    );
                 }
                 Ok(true) => {}
                 Ok(false) => {
                     // Another host holds it (now): stop if this one thought it did.
-                    if let Some((_, task)) = held.remove(&trunk.id) {
+                    // Another host holds it now: this host's contact comes off the provider.
+                    if let Some(h) = held.remove(&trunk.id) {
                         tracing::warn!(trunk = %trunk.name, "another host took the trunk over");
-                        task.abort();
+                        h.let_go().await;
                         ctx.set_state(&trunk.id, None);
                     }
                 }
@@ -141,21 +178,38 @@ pub async fn supervise(ctx: TrunkContext, mut stopped: watch::Receiver<bool>) {
             }
         }
     }
-    for (id, (_, task)) in held {
-        task.abort();
+    // Every trunk lets go at once: each unregisters in parallel.
+    let ids: Vec<String> = held.keys().cloned().collect();
+    let mut leaving = tokio::task::JoinSet::new();
+    for h in held.into_values() {
+        leaving.spawn(h.let_go());
+    }
+    while leaving.join_next().await.is_some() {}
+    for id in ids {
         ctx.set_state(&id, None);
         let _ = ctx.store.release_trunk(&id, &ctx.host_id).await;
     }
 }
 
-/// Registers with one trunk for as long as the task lives.
-async fn keep_registered(ctx: TrunkContext, trunk: RegisteringTrunk) {
+/// Registers with one trunk until told to let go, then unregisters.
+async fn keep_registered(
+    ctx: TrunkContext,
+    trunk: RegisteringTrunk,
+    mut let_go: watch::Receiver<bool>,
+) {
     let mut ua = Registering::new(&ctx, &trunk);
     let mut failures = 0i64;
     let mut registered_until = None;
     ctx.set_state(&trunk.id, Some("registering"));
     loop {
-        let result = ua.attempt(&ctx, &trunk).await;
+        let result = tokio::select! {
+            r = ua.attempt(&ctx, &trunk) => r,
+            _ = let_go.changed() => {
+                // Mid-attempt: the provider may have bound the contact already.
+                ua.unregister(&ctx, &trunk).await;
+                return;
+            }
+        };
         let now = now_ms();
         let (state, last_error, wait) = match result {
             Ok(granted) => {
@@ -195,21 +249,44 @@ async fn keep_registered(ctx: TrunkContext, trunk: RegisteringTrunk) {
         {
             Ok(true) => {}
             Ok(false) => {
-                tracing::warn!(trunk = %trunk.name, "the trunk is held by another host now; stopping here");
+                // Deleted, or held by another host now (which registers a contact of its
+                // own): this host's contact comes off the provider either way.
+                tracing::info!(trunk = %trunk.name, "the trunk was deleted or taken over; letting it go");
+                if registered_until.is_some() {
+                    ua.unregister(&ctx, &trunk).await;
+                }
                 return;
             }
             Err(e) => {
                 tracing::warn!(trunk = %trunk.name, error = %e, "cannot record the trunk's registration")
             }
         }
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = let_go.changed() => {
+                if registered_until.is_some() {
+                    ua.unregister(&ctx, &trunk).await;
+                }
+                return;
+            }
+        }
     }
 }
 
-/// When to refresh a grant of `granted` seconds: at 85% of it, so a lost REGISTER still has
-/// time for its retransmissions (32 s) and a retry before the grant lapses.
+/// How much of a grant is kept in hand at the refresh: a REGISTER that gets no answer is
+/// given up after 64 x T1 (32 s), and the retry comes after the first back-off (5 s).
+const REFRESH_MARGIN: Duration = Duration::from_secs(37);
+
+/// When to refresh a grant of `granted` seconds: 15% of it, and at least [`REFRESH_MARGIN`],
+/// before it lapses; a grant too short for that margin is refreshed halfway. At least 1 s.
 fn refresh_after(granted: u32) -> Duration {
-    Duration::from_millis((u64::from(granted) * 850).max(1000))
+    let granted = Duration::from_secs(u64::from(granted));
+    let at = if granted > REFRESH_MARGIN * 2 {
+        granted - granted.mul_f64(0.15).max(REFRESH_MARGIN)
+    } else {
+        granted / 2
+    };
+    at.max(Duration::from_secs(1))
 }
 
 /// The wait after `failures` failures in a row: doubling from [`FIRST_BACKOFF`] up to
@@ -236,7 +313,20 @@ struct Registering {
     from_tag: String,
     cseq: u32,
     digest: DigestClient,
+    /// The header the held challenge is answered in: `Authorization` for a registrar's 401,
+    /// `Proxy-Authorization` for a proxy's 407.
+    answer_in: HeaderName,
     expires: u32,
+    /// Where the last attempt went and the contact it registered, for the unregister.
+    last: Option<(SocketAddr, SocketAddr)>,
+}
+
+/// How a response to a REGISTER goes on.
+enum Next {
+    /// Registered for this many seconds.
+    Granted(u32),
+    /// Send again (a challenge answered, a longer expiry asked).
+    Again,
 }
 
 impl Registering {
@@ -246,12 +336,14 @@ impl Registering {
             from_tag: random_hex(),
             cseq: 0,
             digest: DigestClient::new(trunk.username.clone(), trunk.password.clone()),
+            answer_in: HeaderName::Authorization,
             expires: ctx.expires,
+            last: None,
         }
     }
 
-    /// One registration: REGISTER, answering at most two challenges. The seconds granted, or
-    /// why it failed.
+    /// One registration: REGISTER, answering challenges (at most three rounds). The seconds
+    /// granted, or why it failed.
     async fn attempt(
         &mut self,
         ctx: &TrunkContext,
@@ -263,80 +355,167 @@ impl Registering {
                 trunk.transport.as_str()
             ));
         }
-        let remote = tokio::net::lookup_host((trunk.host.as_str(), trunk.port))
-            .await
-            .map_err(|e| format!("cannot resolve {}: {e}", trunk.host))?
-            .next()
-            .ok_or_else(|| format!("{} has no address", trunk.host))?;
+        let remote = resolve(ctx, trunk).await?;
         let local = local_address(ctx, remote);
+        self.last = Some((remote, local));
         let uri = format!("sip:{}:{}", host_for_uri(&trunk.host), trunk.port);
-        // The credentials of the last challenge are sent at once: most registrars accept
-        // them until the nonce goes stale, which saves a round trip per refresh.
+        // The credentials of the held challenge go at once: most registrars accept them until
+        // the nonce goes stale, which saves a round trip per refresh. They are not `fresh`:
+        // a challenge in answer to them may only mean the registrar forgot the nonce.
         let mut authorization = self.digest.authorization("REGISTER", &uri, &random_hex());
-        let mut auth_header = HeaderName::Authorization;
+        let mut fresh = false;
+        let mut last = String::new();
         for _ in 0..3 {
-            self.cseq += 1;
-            let request =
-                self.request(trunk, &uri, local, authorization.as_deref(), &auth_header)?;
-            let flow = Flow {
-                transport: FlowTransport::Udp,
-                remote,
-                connection: None,
-            };
-            let mut tx = ctx
-                .endpoint
-                .request(request, flow)
-                .await
-                .map_err(|e| format!("cannot send: {e}"))?;
-            let response = tx.final_response().await.map_err(|e| match e {
-                NoFinal::Timeout => format!("no answer from {remote}"),
-                _ => format!("no answer from {remote}: {e}"),
-            })?;
-            let status = response.status;
-            let reason = String::from_utf8_lossy(&response.reason).into_owned();
-            match status {
-                200..=299 => return Ok(granted(&response, local, self.expires)),
-                401 | 407 => {
-                    let (challenge_header, answer_header) = if status == 401 {
-                        (HeaderName::WwwAuthenticate, HeaderName::Authorization)
-                    } else {
-                        (
-                            HeaderName::ProxyAuthenticate,
-                            HeaderName::ProxyAuthorization,
-                        )
-                    };
-                    let sent = authorization.is_some();
-                    let challenge = self
-                        .digest
-                        .challenged(
-                            response
-                                .headers()
-                                .get_all(&challenge_header)
-                                .map(|v| v.as_ref()),
-                        )
-                        .map_err(|e| {
-                            format!("{status} {reason}: the challenge cannot be answered: {e}")
-                        })?;
-                    if sent && !challenge.stale {
-                        return Err(format!(
-                            "{status} {reason}: the trunk refused the username or password"
-                        ));
-                    }
+            let response = self
+                .send(
+                    ctx,
+                    trunk,
+                    &uri,
+                    remote,
+                    local,
+                    self.expires,
+                    authorization.as_deref(),
+                )
+                .await?;
+            last = format!(
+                "{} {}",
+                response.status,
+                String::from_utf8_lossy(&response.reason)
+            );
+            match self.next(&response, local, fresh)? {
+                Next::Granted(secs) => return Ok(secs),
+                Next::Again => {
+                    // A challenge was just taken (fresh credentials), or the expiry changed
+                    // (the same challenge, counted up: a repeated nc is a replay).
+                    fresh |= matches!(response.status, 401 | 407);
                     authorization = self.digest.authorization("REGISTER", &uri, &random_hex());
-                    auth_header = answer_header;
                 }
-                423 => {
-                    let min = response
-                        .headers()
-                        .get(&HeaderName::MinExpires)
-                        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok())
-                        .ok_or_else(|| format!("{status} {reason} without a usable Min-Expires"))?;
-                    self.expires = min;
-                }
-                _ => return Err(format!("{status} {reason}")),
             }
         }
-        Err("challenged again and again".into())
+        Err(format!("{last} again after answering it"))
+    }
+
+    /// What `response` means for the registration.
+    fn next(
+        &mut self,
+        response: &Response,
+        local: SocketAddr,
+        fresh: bool,
+    ) -> Result<Next, String> {
+        let status = response.status;
+        let reason = String::from_utf8_lossy(&response.reason).into_owned();
+        match status {
+            200..=299 => match granted(response, local, self.expires) {
+                Some(0) | None => Err(format!(
+                    "{status} {reason} without a lifetime for our contact {local}"
+                )),
+                Some(secs) => Ok(Next::Granted(secs)),
+            },
+            401 | 407 => {
+                let (challenge_in, answer_in) = if status == 401 {
+                    (HeaderName::WwwAuthenticate, HeaderName::Authorization)
+                } else {
+                    (
+                        HeaderName::ProxyAuthenticate,
+                        HeaderName::ProxyAuthorization,
+                    )
+                };
+                let challenge = self
+                    .digest
+                    .challenged(
+                        response
+                            .headers()
+                            .get_all(&challenge_in)
+                            .map(|v| v.as_ref()),
+                    )
+                    .map_err(|e| {
+                        format!("{status} {reason}: the challenge cannot be answered: {e}")
+                    })?;
+                if fresh && !challenge.stale {
+                    return Err(format!(
+                        "{status} {reason}: the trunk refused the username or password"
+                    ));
+                }
+                self.answer_in = answer_in;
+                Ok(Next::Again)
+            }
+            423 => {
+                let min = response
+                    .headers()
+                    .get(&HeaderName::MinExpires)
+                    .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok())
+                    .filter(|m| *m > self.expires)
+                    .ok_or_else(|| format!("{status} {reason} without a usable Min-Expires"))?;
+                self.expires = min;
+                Ok(Next::Again)
+            }
+            _ => Err(format!("{status} {reason}")),
+        }
+    }
+
+    /// Takes this host's contact off the provider (`Expires: 0`), answering one challenge;
+    /// bounded, and only logged: the trunk is being let go either way.
+    async fn unregister(&mut self, ctx: &TrunkContext, trunk: &RegisteringTrunk) {
+        let Some((remote, local)) = self.last else {
+            return;
+        };
+        let uri = format!("sip:{}:{}", host_for_uri(&trunk.host), trunk.port);
+        let work = async {
+            let mut authorization = self.digest.authorization("REGISTER", &uri, &random_hex());
+            for _ in 0..2 {
+                let response = self
+                    .send(ctx, trunk, &uri, remote, local, 0, authorization.as_deref())
+                    .await?;
+                match response.status {
+                    200..=299 => return Ok(()),
+                    401 | 407 => {
+                        self.next(&response, local, false)?;
+                        authorization = self.digest.authorization("REGISTER", &uri, &random_hex());
+                    }
+                    s => return Err(format!("{s} {}", String::from_utf8_lossy(&response.reason))),
+                }
+            }
+            Err("challenged again".to_owned())
+        };
+        match tokio::time::timeout(Duration::from_secs(5), work).await {
+            Ok(Ok(())) => tracing::info!(trunk = %trunk.name, "unregistered from the trunk"),
+            Ok(Err(why)) => {
+                tracing::warn!(trunk = %trunk.name, error = %why, "unregistering from the trunk failed")
+            }
+            Err(_) => {
+                tracing::warn!(trunk = %trunk.name, "unregistering from the trunk took too long")
+            }
+        }
+    }
+
+    /// Sends one REGISTER asking for `expires` seconds and waits for its final response.
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &mut self,
+        ctx: &TrunkContext,
+        trunk: &RegisteringTrunk,
+        uri: &str,
+        remote: SocketAddr,
+        local: SocketAddr,
+        expires: u32,
+        authorization: Option<&str>,
+    ) -> Result<Response, String> {
+        self.cseq += 1;
+        let request = self.request(trunk, uri, local, expires, authorization)?;
+        let flow = Flow {
+            transport: FlowTransport::Udp,
+            remote,
+            connection: None,
+        };
+        let mut tx = ctx
+            .endpoint
+            .request(request, flow)
+            .await
+            .map_err(|e| format!("cannot send: {e}"))?;
+        tx.final_response().await.map_err(|e| match e {
+            NoFinal::Timeout => format!("no answer from {remote}"),
+            _ => format!("no answer from {remote}: {e}"),
+        })
     }
 
     fn request(
@@ -344,12 +523,12 @@ impl Registering {
         trunk: &RegisteringTrunk,
         uri: &str,
         local: SocketAddr,
+        expires: u32,
         authorization: Option<&str>,
-        auth_header: &HeaderName,
     ) -> Result<Request, String> {
         let host = host_for_uri(&trunk.host);
         let auth = authorization
-            .map(|a| format!("{}: {a}\r\n", auth_header.as_str()))
+            .map(|a| format!("{}: {a}\r\n", self.answer_in.as_str()))
             .unwrap_or_default();
         let text = format!(
             "REGISTER {uri} SIP/2.0\r\n\
@@ -368,7 +547,6 @@ impl Registering {
             tag = self.from_tag,
             call_id = self.call_id,
             cseq = self.cseq,
-            expires = self.expires,
         );
         match Message::parse(text.as_bytes()) {
             Ok(Message::Request(r)) => Ok(r),
@@ -379,27 +557,59 @@ impl Registering {
     }
 }
 
-/// The seconds a 200 grants our contact: its `expires` parameter in the Contact that is ours,
-/// else the Expires header, else what was asked.
-fn granted(response: &Response, local: SocketAddr, asked: u32) -> u32 {
-    let ours = local.to_string();
-    let from_contact = response
+/// The trunk's address, of a family the switch has a UDP socket for.
+async fn resolve(ctx: &TrunkContext, trunk: &RegisteringTrunk) -> Result<SocketAddr, String> {
+    // The API takes an IPv6 address in brackets, as a URI writes it; the resolver does not.
+    let host = trunk.host.trim_start_matches('[').trim_end_matches(']');
+    let all: Vec<SocketAddr> = tokio::net::lookup_host((host, trunk.port))
+        .await
+        .map_err(|e| format!("cannot resolve {}: {e}", trunk.host))?
+        .collect();
+    // A socket bound to [::] takes both families; one bound to IPv4 only IPv4, and so on.
+    let usable = |a: &SocketAddr| {
+        (ctx.udp.is_ipv6() && ctx.udp.ip().is_unspecified()) || a.is_ipv4() == ctx.udp.is_ipv4()
+    };
+    all.iter().copied().find(usable).ok_or_else(|| {
+        format!(
+            "{} resolves to no {} address (SIP is bound to {})",
+            trunk.host,
+            if ctx.udp.is_ipv4() { "IPv4" } else { "IPv6" },
+            ctx.udp
+        )
+    })
+}
+
+/// The seconds a 2xx grants our contact (`local`): the `expires` parameter of the Contact
+/// whose host and port are ours, else the Expires header, else (a registrar that lists no
+/// contacts at all) what was `asked`; `None` when the 2xx lists contacts but not ours (the
+/// registrar did not bind it).
+fn granted(response: &Response, local: SocketAddr, asked: u32) -> Option<u32> {
+    let parse = |v: &[u8]| std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok();
+    let contacts: Vec<NameAddr> = response
         .headers()
         .get_all(&HeaderName::Contact)
         .filter_map(|v| NameAddr::parse(v.clone()).ok())
-        .find(|a| String::from_utf8_lossy(a.uri.as_bytes()).contains(&ours))
-        .and_then(|a| {
-            let v = a.params.get("expires").flatten()?;
-            std::str::from_utf8(v).ok()?.parse::<u32>().ok()
-        });
-    from_contact
-        .or_else(|| {
-            response
-                .headers()
-                .get(&HeaderName::Expires)
-                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok())
-        })
-        .unwrap_or(asked)
+        .collect();
+    let ours = contacts.iter().find(|a| match &a.uri {
+        Uri::Sip(u) => {
+            let host_is_ours = match (u.host(), local.ip()) {
+                (Host::V4(h), std::net::IpAddr::V4(l)) => *h == l,
+                (Host::V6(h), std::net::IpAddr::V6(l)) => *h == l,
+                _ => false,
+            };
+            host_is_ours && u.port().unwrap_or(5060) == local.port()
+        }
+        Uri::Other(_) => false,
+    });
+    let header = response
+        .headers()
+        .get(&HeaderName::Expires)
+        .and_then(|v| parse(v));
+    match ours {
+        Some(a) => a.params.get("expires").flatten().and_then(parse).or(header),
+        None if contacts.is_empty() => header.or(Some(asked)),
+        None => None,
+    }
 }
 
 /// Where the provider should reach the switch: `sip.public_address` if set, else the bound
@@ -455,9 +665,12 @@ mod tests {
     }
 
     #[test]
-    fn refreshes_come_before_the_grant_lapses() {
+    fn refreshes_come_before_the_grant_lapses_with_time_for_a_retry() {
         assert_eq!(refresh_after(3600), Duration::from_secs(3060));
-        assert_eq!(refresh_after(10), Duration::from_millis(8500));
+        // 15% of 120 s is 18 s, less than the 37 s a lost REGISTER and a retry take.
+        assert_eq!(refresh_after(120), Duration::from_secs(83));
+        assert_eq!(refresh_after(60), Duration::from_secs(30));
+        assert_eq!(refresh_after(4), Duration::from_secs(2));
         assert_eq!(refresh_after(0), Duration::from_secs(1));
     }
 }

@@ -124,9 +124,8 @@ pub enum ClientEvent {
     Timeout,
 }
 
-/// How many of a client transaction's events may wait for its owner; past it, provisionals
-/// are dropped (a final response still gets through: the layer sends one at most, after
-/// which the transaction ends).
+/// How many of a client transaction's events may wait for its owner. The last slot is kept
+/// for the final response (or the timeout): provisionals that find only it free are dropped.
 const CLIENT_QUEUE: usize = 32;
 
 /// A client transaction started with [`Endpoint::request`]: its responses come here rather
@@ -524,10 +523,11 @@ impl Driver {
                 self.clients.remove(&tx);
             }
             Event::Response { tx, response } if self.clients.contains_key(&tx) => {
-                let delivered = self
-                    .clients
-                    .get(&tx)
-                    .is_some_and(|c| c.try_send(ClientEvent::Response(response)).is_ok());
+                let provisional = response.status < 200;
+                let delivered = self.clients.get(&tx).is_some_and(|c| {
+                    (!provisional || c.capacity() > 1)
+                        && c.try_send(ClientEvent::Response(response)).is_ok()
+                });
                 if !delivered {
                     tracing::debug!(
                         ?tx,

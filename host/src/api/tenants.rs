@@ -30,7 +30,8 @@ pub struct TenantUpdate {
     #[serde(default)]
     pub name: Option<String>,
     /// The SIP domain the tenant's phones register in, e.g. `sip.acme.com` (its DNS must lead
-    /// to the switch); `null` goes back to `<tenant>.<sip.domain>`. SIP users keep the realm
+    /// to the switch); `null` goes back to `<tenant>.<sip.domain>`. Operators only: whoever
+    /// holds a domain receives its phones' registrations. SIP users keep the realm
     /// their password was hashed in until the password is set again.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
@@ -147,13 +148,12 @@ pub async fn update(
 ) -> Reply<TenantView> {
     who.admin(&p.tenant)?;
     let mut t = state.store.tenant(&p.tenant).await?;
-    if let Some(name) = &body.name {
-        t = state.store.rename_tenant(&p.tenant, name).await?;
-        state
-            .audit(&who, Some(&t.id), "tenant.update", &t.id, name)
-            .await;
-    }
+    // The domain first: it is the change that can be refused (taken, or not a domain), and a
+    // refused request must change nothing.
     if let Some(domain) = &body.sip_domain {
+        // Operators only: a domain is first come, first served, and whoever holds it
+        // receives the phones' REGISTERs for it; a tenant must not squat another's name.
+        who.operator()?;
         t = state
             .store
             .set_tenant_sip_domain(&p.tenant, domain.as_deref(), &state.sip_domain)
@@ -161,6 +161,12 @@ pub async fn update(
         let detail = domain.as_deref().unwrap_or("(default)");
         state
             .audit(&who, Some(&t.id), "tenant.sip-domain", &t.id, detail)
+            .await;
+    }
+    if let Some(name) = &body.name {
+        t = state.store.rename_tenant(&p.tenant, name).await?;
+        state
+            .audit(&who, Some(&t.id), "tenant.update", &t.id, name)
             .await;
     }
     Ok(axum::Json(state.tenant_view(t)))

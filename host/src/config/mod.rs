@@ -174,7 +174,8 @@ pub struct SipConfig {
     /// local address the system routes to the peer from. Default empty.
     pub public_address: String,
     /// The registration lifetime the switch asks of trunks it registers with, in seconds
-    /// (they may grant less; it refreshes at 85% of the grant). Default 3600.
+    /// (they may grant less; it refreshes at 85% of the grant, and at least 37 s before it
+    /// lapses). Default 3600.
     pub trunk_register_expires_secs: u32,
     /// Where SIP over TLS listens (port 5061 is SIP's); empty: no TLS. Default empty.
     pub tls_listen: String,

@@ -151,8 +151,9 @@ pub struct SipUser {
 }
 
 /// What the registrar needs to check a SIP user's digest response: never the password, only
-/// its hashes (HA1) in the user's realm.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// its hashes (HA1) in the user's realm. An HA1 answers challenges as the password does, so
+/// `Debug` leaves them out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SipCredentials {
     /// The user's id.
     pub user_id: String,
@@ -246,6 +247,18 @@ fn sip_user(row: &AnyRow) -> Result<SipUser, sqlx::Error> {
         algorithms,
         created_at: row.try_get("created_at")?,
     })
+}
+
+impl std::fmt::Debug for SipCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipCredentials")
+            .field("user_id", &self.user_id)
+            .field("tenant_id", &self.tenant_id)
+            .field("username", &self.username)
+            .field("realm", &self.realm)
+            .field("sha256", &self.ha1_sha256.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 fn sip_credentials(row: &AnyRow) -> Result<SipCredentials, sqlx::Error> {

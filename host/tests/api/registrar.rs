@@ -243,7 +243,9 @@ both! {
         // now refused, before any database read, until the bucket refills.
         assert_eq!(wrong.register(60, false).await.status, 403);
         let r = alice.register(60, false).await;
-        assert_eq!((r.status, &r.reason[..]), (403, &b"Too Many Failed Authentications"[..]));
+        assert_eq!((r.status, &r.reason[..]), (503, &b"Too Many Failed Authentications"[..]));
+        let wait: u64 = header(&r, HeaderName::RetryAfter)[0].parse().unwrap();
+        assert!((1..=60).contains(&wait), "one failure a minute comes back: {wait}");
         let (_, regs) = app.get("/v1/tenants/acme/registrations", &admin).await;
         assert_eq!(regs, json!([]));
         app.stop().await;
@@ -262,14 +264,23 @@ both! {
                 let app = &app;
                 async move { app.call(Method::PATCH, &format!("/v1/tenants/{tenant}"), Some(&who), Some(body)).await }
             };
-            let (s, t) = patch(admin.clone(), "acme", json!({"sip_domain": "SIP.Acme.Example"})).await;
+            // A tenant's own key cannot claim a domain: whoever holds one gets its phones.
+            assert_problem(&patch(admin.clone(), "acme", json!({"sip_domain": "sip.acme.example"})).await, 403, "forbidden");
+            let (_, unchanged) = app.get("/v1/tenants/acme", &admin).await;
+            assert_eq!(unchanged["sip_domain"], "acme.wasmswitch.local");
+            let op = app.operator.clone();
+            let (s, t) = patch(op.clone(), "acme", json!({"sip_domain": "SIP.Acme.Example"})).await;
             assert_eq!(s, StatusCode::OK, "{t}");
             assert_eq!(t["sip_domain"], "sip.acme.example");
             assert_eq!(t["default_sip_domain"], "acme.wasmswitch.local");
             assert_eq!(t["name"], "acme", "the name is kept");
-            assert_problem(&patch(other.clone(), "other", json!({"sip_domain": "sip.acme.example"})).await, 409, "conflict");
-            assert_problem(&patch(other.clone(), "other", json!({"sip_domain": "x.wasmswitch.local"})).await, 422, "unprocessable");
-            assert_problem(&patch(other.clone(), "other", json!({"sip_domain": "10.0.0.1"})).await, 422, "unprocessable");
+            let _ = &other;
+            assert_problem(&patch(op.clone(), "other", json!({"sip_domain": "sip.acme.example"})).await, 409, "conflict");
+            assert_problem(&patch(op.clone(), "other", json!({"sip_domain": "x.wasmswitch.local"})).await, 422, "unprocessable");
+            assert_problem(&patch(op.clone(), "other", json!({"sip_domain": "10.0.0.1"})).await, 422, "unprocessable");
+            // A refused domain changes nothing, not even a name sent with it.
+            assert_problem(&patch(op.clone(), "other", json!({"name": "renamed", "sip_domain": "10.0.0.1"})).await, 422, "unprocessable");
+            assert_eq!(app.get("/v1/tenants/other", &op).await.1["name"], "other");
 
             let switch = app.service.sip_addrs.udp;
             // Alice registers in the new domain, challenged in her own realm.
@@ -295,7 +306,7 @@ both! {
             let (_, regs) = app.get("/v1/tenants/acme/registrations", &admin).await;
             assert_eq!(regs.as_array().unwrap().len(), 3, "{regs}");
             // Back to the default domain.
-            let (_, t) = patch(admin.clone(), "acme", json!({"sip_domain": null})).await;
+            let (_, t) = patch(op.clone(), "acme", json!({"sip_domain": null})).await;
             assert_eq!(t["sip_domain"], "acme.wasmswitch.local");
             let mut lost = Phone::new(switch, "alice", "sip.acme.example", "new horse!").await;
             assert_eq!(lost.send(60, None).await.status, 404);
@@ -314,14 +325,17 @@ both! {
         sip_user(&app, &admin, "acme", "alice", "correct horse").await;
         let mut long = Phone::new(app.service.sip_addrs.udp, "alice", "acme.wasmswitch.local", "correct horse").await;
         assert_eq!(long.register(3600, false).await.status, 200);
-        let mut short = Phone::new(app.service.sip_addrs.udp, "alice", "acme.wasmswitch.local", "correct horse").await;
-        assert_eq!(short.register(2, false).await.status, 200);
         let operator = app.operator.clone();
         app.stop().await;
 
         let app = App::start_existing(config, operator).await;
         let (_, regs) = app.get("/v1/tenants/acme/registrations", &admin).await;
-        assert_eq!(regs.as_array().unwrap().len(), 2, "both survive the restart: {regs}");
+        assert_eq!(regs.as_array().unwrap().len(), 1, "the binding survives the restart: {regs}");
+        // A short one, made after the restart (a slow restart must not lapse it first).
+        let mut short = Phone::new(app.service.sip_addrs.udp, "alice", "acme.wasmswitch.local", "correct horse").await;
+        assert_eq!(short.register(2, false).await.status, 200);
+        let (_, regs) = app.get("/v1/tenants/acme/registrations", &admin).await;
+        assert_eq!(regs.as_array().unwrap().len(), 2, "{regs}");
         tokio::time::sleep(Duration::from_millis(2200)).await;
         let (_, regs) = app.get("/v1/tenants/acme/registrations", &admin).await;
         let regs = regs.as_array().unwrap();
@@ -418,16 +432,17 @@ both! {
         let local = other.local_addr().unwrap();
         let (r, took) = ask(&other, switch, request("OPTIONS", local, 1)).await;
         assert_eq!(r.status, 200);
-        assert!(took < Duration::from_millis(500), "OPTIONS took {took:?}");
+        assert!(took < Duration::from_secs(2), "OPTIONS took {took:?}");
         let (r, took) = ask(&other, switch, request("INVITE", local, 2)).await;
         assert_eq!(r.status, 501);
-        assert!(took < Duration::from_millis(500), "INVITE took {took:?}");
+        assert!(took < Duration::from_secs(2), "INVITE took {took:?}");
         let mut bob = Phone::new(switch, "bob", "acme.wasmswitch.local", "whatever1").await;
         let started = std::time::Instant::now();
         let r = bob.send(60, None).await;
         assert_eq!(r.status, 503);
         assert_eq!(header(&r, HeaderName::RetryAfter), ["5"]);
-        assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(!waiting.is_finished(), "all of that while the REGISTER still waits");
 
         // The lock goes; Alice's REGISTER completes.
         sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();

@@ -114,18 +114,19 @@ both! {
             assert!((now..=now + 4_000).contains(&until), "granted 4 s: {t}");
             let next = r["next_attempt"].as_i64().unwrap();
             assert!(next < until, "the refresh is due before the grant lapses: {t}");
-            // sipp accepts the refresh (same Call-ID, credentials for its nonce) and ends well.
-            let ok = tokio::task::spawn_blocking(move || provider.finished(20)).await.unwrap();
-            assert!(ok, "the provider saw a registration and its refresh");
-            let t = wait_for(&app, &admin, &id, 5, |r| r["registered_until"].as_i64() > Some(until)).await;
+            // The refresh (same Call-ID, credentials for the nonce, nc=2) is accepted.
+            let t = wait_for(&app, &admin, &id, 10, |r| r["registered_until"].as_i64() > Some(until)).await;
             assert_eq!(t["registration"]["state"], "registered", "{t}");
             let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
             assert!(metrics.contains("sip_trunk_register_attempts_total{outcome=\"ok\"}"), "{metrics}");
-            // Registration turned off: the state goes.
+            // Registration turned off: the switch unregisters (Expires: 0, which ends the
+            // provider's scenario) and the state goes.
             let (s, _) = app.call(reqwest::Method::PUT, &format!("/v1/tenants/acme/trunks/{id}"), Some(&admin), Some(json!({
-                "name": "provider", "host": "127.0.0.1", "port": 5060, "register": false,
+                "name": "provider", "host": "127.0.0.1", "port": provider.addr.port(), "register": false,
             }))).await;
             assert_eq!(s, StatusCode::OK);
+            let ok = tokio::task::spawn_blocking(move || provider.finished(20)).await.unwrap();
+            assert!(ok, "the provider saw the registration, refreshes and the unregister");
             let (_, t) = app.get(&format!("/v1/tenants/acme/trunks/{id}"), &admin).await;
             assert_eq!(t["registration"], Value::Null, "{t}");
             app
@@ -152,6 +153,32 @@ both! {
             let wait = r["next_attempt"].as_i64().unwrap() - r["updated_at"].as_i64().unwrap();
             assert!((4_000..=6_000).contains(&wait), "the first back-off is 5 s, +-20%: {wait}");
             assert!(tokio::task::spawn_blocking(move || provider.finished(10)).await.unwrap());
+            app
+        })
+        .await;
+    }
+}
+
+both! {
+    async fn a_trunk_behind_a_challenging_proxy_is_refreshed_with_proxy_authorization(db) {
+        let provider = Provider::start("trunk-proxy.xml", 4);
+        with_app(db, |app| async move {
+            let admin = app.tenant("acme").await;
+            let (_, t) = app.post("/v1/tenants/acme/trunks", &admin, json!({
+                "name": "provider", "host": "127.0.0.1", "port": provider.addr.port(),
+                "username": "acme-trunk", "password": "trunk-secret", "register": true,
+            })).await;
+            let id = t["id"].as_str().unwrap().to_string();
+            let t = wait_for(&app, &admin, &id, 15, |r| r["state"] == "registered").await;
+            let first = t["registration"]["registered_until"].as_i64().unwrap();
+            // Two refreshes later it is still registered, never failing: each answered the
+            // held 407 challenge in Proxy-Authorization.
+            let t = wait_for(&app, &admin, &id, 15, |r| r["registered_until"].as_i64() > Some(first + 1500)).await;
+            assert_eq!(t["registration"]["state"], "registered", "{t}");
+            assert_eq!(t["registration"]["failures"], 0, "{t}");
+            app.call(reqwest::Method::DELETE, &format!("/v1/tenants/acme/trunks/{id}"), Some(&admin), None).await;
+            let ok = tokio::task::spawn_blocking(move || provider.finished(20)).await.unwrap();
+            assert!(ok, "the proxy saw Proxy-Authorization on the answer and every refresh, then the unregister");
             app
         })
         .await;
