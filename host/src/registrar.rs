@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Semaphore;
-use wasmswitch_sip::digest::{Algorithm, Outcome, Verifier, VerifierConfig};
+use wasmswitch_sip::digest::{Algorithm, Credentials, Outcome, Verifier, VerifierConfig};
 use wasmswitch_sip::endpoint::Endpoint;
 use wasmswitch_sip::registrar::{self, Binding, RegistrarPolicy, Update};
 use wasmswitch_sip::transaction::{Flow, FlowTransport, TxId};
@@ -33,6 +33,9 @@ use crate::store::{
 /// The name of the store secret that keys digest nonces, shared by every host on one
 /// database so that a nonce one host issued verifies on another.
 const NONCE_KEY: &str = "sip-digest-nonce-key";
+
+/// How long a nonce may be used (the verifier's default, named here for the store's counts).
+const NONCE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Seconds a REGISTER refused for load is told to wait.
 const RETRY_AFTER_SECS: u32 = 5;
@@ -97,6 +100,7 @@ impl Registrar {
             key,
             VerifierConfig {
                 algorithms: config.digest_algorithms(),
+                nonce_lifetime: NONCE_LIFETIME,
                 ..VerifierConfig::default()
             },
         );
@@ -255,7 +259,38 @@ impl Registrar {
                 Ending::Forbidden,
             );
         };
+        // The verifier refused counts this host saw; the store refuses those any host saw,
+        // before or after a restart.
+        match self.fresh_count(request, &realm).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(%source, %tenant, %user, "REGISTER challenged: its nonce count was used already (a replay, or a retransmission to another host)");
+                return self.challenge(request, &realm, Some(&credentials), now, true);
+            }
+            Err(e) => return self.store_failed(request, &e),
+        }
         self.bind(request, &credentials, flow, &tag).await
+    }
+
+    /// Whether the verified credentials' `nc` is above every count accepted with their nonce
+    /// on any host (and records it).
+    async fn fresh_count(&self, request: &Request, realm: &str) -> Result<bool, StoreError> {
+        let verified = request
+            .headers()
+            .get_all(&HeaderName::Authorization)
+            .filter_map(|v| Credentials::parse(v).ok())
+            .find(|c| c.realm == realm);
+        let Some(c) = verified else {
+            // Verified, so there is one; if not, there is nothing to replay either.
+            return Ok(true);
+        };
+        let nc = c.qop.as_ref().map_or(0, |q| i64::from(q.count));
+        // Kept twice the nonce lifetime: a nonce is accepted up to its lifetime either side of
+        // its issue time (a clock stepped back).
+        let expires_at = crate::store::now_ms() + 2 * NONCE_LIFETIME.as_millis() as i64;
+        self.store
+            .accept_nonce_count(&c.nonce, nc, expires_at)
+            .await
     }
 
     /// Applies the REGISTER to the user's bindings and builds the 200 (or the refusal).

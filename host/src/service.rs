@@ -209,6 +209,9 @@ async fn sweep_registrations(
         if let Err(e) = store.sweep_registrations(now).await {
             tracing::warn!(error = %e, "cannot sweep lapsed registrations");
         }
+        if let Err(e) = store.sweep_nonces(now).await {
+            tracing::warn!(error = %e, "cannot sweep lapsed digest nonce counts");
+        }
         match store.count_registrations(now).await {
             Ok(n) => metrics::gauge!("sip_registrations").set(n as f64),
             Err(e) => tracing::warn!(error = %e, "cannot count registrations"),

@@ -198,6 +198,37 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
+    /// Records `nc` as the count last used with the digest `nonce`, if it is above every count
+    /// accepted with it before, on any host; false when it is not (a replayed request). The
+    /// record lapses at `expires_at`.
+    pub async fn accept_nonce_count(
+        &self,
+        nonce: &str,
+        nc: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO digest_nonces (nonce, nc, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (nonce) DO UPDATE SET nc = excluded.nc \
+             WHERE digest_nonces.nc < excluded.nc",
+        )
+        .bind(nonce)
+        .bind(nc)
+        .bind(expires_at)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Forgets the counts of nonces that lapsed before `now`.
+    pub async fn sweep_nonces(&self, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM digest_nonces WHERE expires_at <= $1")
+            .bind(now)
+            .execute(self.writer())
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The secret named `name` that every host sharing this database uses: made from the OS
     /// random source by the first host that asks, read by the rest.
     pub async fn shared_secret(&self, name: &str) -> Result<[u8; 32], StoreError> {

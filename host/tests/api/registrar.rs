@@ -366,6 +366,14 @@ both! {
         // A sees what B wrote.
         let (_, regs) = a.get("/v1/tenants/acme/registrations", &admin).await;
         assert_eq!(regs.as_array().unwrap().len(), 1, "{regs}");
+        // The same credentials (nonce and nc) replayed to A, in a new request: refused as a
+        // replay (401 with stale=true), though A never saw them.
+        phone.switch = a.service.sip_addrs.udp;
+        let replayed = phone.send(0, Some(&auth)).await;
+        assert_eq!(replayed.status, 401, "{replayed:?}");
+        assert!(header(&replayed, HeaderName::WwwAuthenticate)[0].contains("stale=true"), "{replayed:?}");
+        let (_, regs) = a.get("/v1/tenants/acme/registrations", &admin).await;
+        assert_eq!(regs.as_array().unwrap().len(), 1, "the replayed unregister changed nothing: {regs}");
         b.stop().await;
         a.stop().await;
         db.drop_db().await;
