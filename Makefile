@@ -1,7 +1,7 @@
 # wasmswitch developer commands. `make test` is what CI runs.
 CARGO ?= cargo
 
-.PHONY: setup test check lint bench bench-sip plugins run try-plugin fuzz-api fuzz-sip probe
+.PHONY: setup test check lint bench bench-sip bench-register plugins run try-plugin fuzz-api fuzz-sip probe
 
 setup:
 	bash scripts/setup.sh
@@ -69,6 +69,12 @@ bench:
 # INVITE, 200 OK and REGISTER in one run.
 bench-sip:
 	$(CARGO) bench -p wasmswitch-sip-bench --bench messages --locked
+
+# The registrar under load: sipp registering 1,000 users with digest at rising rates against
+# wasmswitch (SQLite and PostgreSQL) and Kamailio in the same run (a few minutes). Needs sipp;
+# installs Kamailio with apt-get when missing. Figures in BENCHMARKS.md.
+bench-register:
+	python3 tests/bench/register.py --postgres "$(WASMSWITCH_TEST_POSTGRES_URL)"
 
 # Fuzzes the SIP parser and framer for longer: `make fuzz-sip SIP_FUZZ_SECONDS=3600`.
 fuzz-sip:
