@@ -189,6 +189,13 @@ def _switches(pids):
     return n
 
 
+def busy_seconds():
+    """CPU time the whole machine spent busy (every core; user, nice, system, irq, softirq, steal)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK_TCK
+
+
 def usage(root_pid=None, comm=None):
     """(CPU seconds, context switches) of a process tree, or of every process named `comm`."""
     table = _proc_table()
@@ -422,6 +429,7 @@ def run_sipp(target, rate, seconds, sipp_port, users_csv, rundir, limit=None):
     cpu0 = target.cpu()
     counters0 = target.counters()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy0 = busy_seconds()
     t0 = time.monotonic()
     with open(os.path.join(rundir, "sipp.out"), "w") as out:
         proc = subprocess.Popen(args, cwd=rundir, stdout=out, stderr=subprocess.STDOUT)
@@ -431,6 +439,7 @@ def run_sipp(target, rate, seconds, sipp_port, users_csv, rundir, limit=None):
             proc.kill()
             proc.wait()
     wall = time.monotonic() - t0
+    busy1 = busy_seconds()
     cpu1 = target.cpu()
     counters1 = target.counters()
     # sipp's own CPU time: the only child of ours that ended during the rung.
@@ -492,6 +501,9 @@ def run_sipp(target, rate, seconds, sipp_port, users_csv, rundir, limit=None):
         "server_switches_per_reg": server_switches / ok if ok else None,
         "server_cpu_pct": 100.0 * server_cpu / elapsed if elapsed else None,
         "sipp_cpu_pct": 100.0 * sipp_cpu / elapsed if elapsed else None,
+        # Everything else the machine ran meanwhile (other users of the machine, this script,
+        # the kernel's own threads), in % of one core: a check that the rung had the machine.
+        "other_cpu_pct": 100.0 * max(0.0, (busy1 - busy0) - server_cpu - db_cpu - sipp_cpu) / wall,
         "fail_kinds": fail_kinds,
         "unexpected_codes": codes,
         "rundir": rundir,
@@ -624,10 +636,12 @@ def main():
                 log(f"  {rate:>5}/s: ok {r['ok']}, failed {r['failed']}, unfinished {r['unfinished']}, "
                     f"achieved {r['achieved']:.0f}/s, 200 p50/p99 {fmt(r['register_p50'], '.0f')}/"
                     f"{fmt(r['register_p99'], '.0f')} ms, sipp CPU {fmt(r['sipp_cpu_pct'], '.0f')}%, server CPU {fmt(r['server_cpu_ms_per_reg'], '.3f')} ms/reg, "
-                    f"{fmt(r['server_switches_per_reg'], '.1f')} cs/reg"
+                    f"{fmt(r['server_switches_per_reg'], '.1f')} cs/reg, other CPU {r['other_cpu_pct']:.0f}%"
                     + (f", outcomes {r['outcomes']}" if r.get("outcomes") else "")
                     + (f", failures {r['fail_kinds']}" if r["fail_kinds"] else "")
                     + (f", unexpected {r['unexpected_codes']}" if r["unexpected_codes"] else ""))
+                if r["other_cpu_pct"] > 15:
+                    log(f"  warning: other processes used {r['other_cpu_pct']:.0f}% of a core during this rate")
                 if not sustained(r):
                     break
             results.append((key, target.name, warm, ladder, target.bindings()))
@@ -663,6 +677,20 @@ def markdown(results, vers, args, took):
         "",
         f"Machine: {os.cpu_count()} cores ({platform.machine()}); sipp, the server and PostgreSQL share them.",
         "",
+        "Settings: wasmswitch `serve` with `WASMSWITCH_SIP_DIGEST_ALGORITHMS='[\"MD5\"]'` (sipp knows only "
+        "MD5 and answers only the first challenge), `WASMSWITCH_SIP_RATE_LIMIT_PER_SECOND=0` (the per-source "
+        "limit would hold one sipp to 100/s), `WASMSWITCH_SIP_AUTH_FAILURE_BURST=1000000`, "
+        "`sip.register_concurrency` at its default (256), log level at its default (info), the API's "
+        "per-key budget raised only to create the users; the database a fresh SQLite file "
+        "(WAL, synchronous FULL: sqlx's defaults) or a fresh PostgreSQL database. Kamailio: "
+        "`tests/bench/kamailio/registrar.cfg`, `kamailio -DD -E -n 2 -m 256 -l udp:127.0.0.1:PORT` "
+        "(`-n 1` where said), HA1 stored as wasmswitch stores it, usrloc `db_mode` 1 (write-through: "
+        "the binding is in the database before the 200, as in wasmswitch) unless `in memory` "
+        "(`db_mode` 0); its SQLite file in WAL mode (synchronous FULL, SQLite's default). sipp: "
+        "`tests/bench/sipp/register-load.xml`, `-t u1 -rp 1000 -l max(200, rate/2) -recv_timeout 5000`, "
+        "one process. Every user registered once before the ladder (the `first registrations` rows), so "
+        "the ladder's REGISTERs refresh existing bindings.",
+        "",
         "Columns: calls asked for (rate x seconds) and completed (`ok`: REGISTER, 401, REGISTER, 200), "
         "failed (sipp's count, plus calls sipp never finished), the achieved rate (completed calls over "
         "sipp's run, first call to last answer), response times from sipp's `-trace_rtt` "
@@ -672,10 +700,11 @@ def markdown(results, vers, args, took):
         "retransmissions (500 ms without an answer); the CPU time (user + system) the server's processes "
         "used per completed registration, the context switches of the server's threads per registration "
         "(voluntary + involuntary, from /proc), PostgreSQL's CPU (all its processes) for the PostgreSQL runs; "
-        "sipp's CPU (one core is 100%).",
+        "sipp's CPU (one core is 100%), and what every other process on the machine used meanwhile "
+        "(a check that nothing else was running: the machine is shared).",
         "",
-        "| contestant | asked /s | ok | failed | achieved /s | 401 p50 / p99 ms | 200 p50 / p99 / max ms | retrans | server CPU ms/reg | server ctx sw/reg | PG CPU ms/reg | sipp CPU |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| contestant | asked /s | ok | failed | achieved /s | 401 p50 / p99 ms | 200 p50 / p99 / max ms | retrans | server CPU ms/reg | server ctx sw/reg | PG CPU ms/reg | sipp CPU | other CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     best = {}
     for key, name, warm, ladder, _ in results:
@@ -688,7 +717,7 @@ def markdown(results, vers, args, took):
                 f"{fmt(r['register_p50'], '.0f')} / {fmt(r['register_p99'], '.0f')} / {fmt(r['register_max'], '.0f')} | "
                 f"{r['retrans']} | {fmt(r['server_cpu_ms_per_reg'], '.3f')} | {fmt(r['server_switches_per_reg'], '.1f')} | "
                 f"{fmt(r['db_cpu_ms_per_reg'], '.3f')} | "
-                f"{fmt(r['sipp_cpu_pct'], '.0f')}% |")
+                f"{fmt(r['sipp_cpu_pct'], '.0f')}% | {r['other_cpu_pct']:.0f}% |")
             if sustained(r) and r is not warm:
                 best[key] = (name, r)
     lines += ["", "Best sustained rate:", ""]
@@ -725,6 +754,11 @@ def markdown(results, vers, args, took):
                 failures.append(f"* {name}, {r['rate']}/s: " + "; ".join(extra))
     if failures:
         lines += ["", "Outcomes per rate:", ""] + failures
+    busy = [f"{name} at {r['rate']}/s ({r['other_cpu_pct']:.0f}%)"
+            for _, name, warm, ladder, _ in results for r in [warm] + ladder if r["other_cpu_pct"] > 15]
+    if busy:
+        lines += ["", "**Other processes used more than 15% of a core during:** " + "; ".join(busy)
+                  + ". Those rows are suspect; run again on a quiet machine."]
     lines.append("")
     return "\n".join(lines)
 
