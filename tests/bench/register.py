@@ -743,7 +743,7 @@ def markdown(results, vers, args, took):
     failures = []
     for key, name, warm, ladder, _ in results:
         for r in ladder:
-            if r["fail_kinds"] or r["unexpected_codes"] or r.get("outcomes"):
+            if r["fail_kinds"] or r["unexpected_codes"] or r["unfinished"]:
                 extra = []
                 if r["fail_kinds"]:
                     extra.append("sipp failures " + ", ".join(f"{k} {v}" for k, v in r["fail_kinds"].items()))
@@ -753,7 +753,7 @@ def markdown(results, vers, args, took):
                     extra.append("sip_registers_total " + ", ".join(f"{k} {v}" for k, v in sorted(r["outcomes"].items())))
                 failures.append(f"* {name}, {r['rate']}/s: " + "; ".join(extra))
     if failures:
-        lines += ["", "Outcomes per rate:", ""] + failures
+        lines += ["", "What failed:", ""] + failures
     busy = [f"{name} at {r['rate']}/s ({r['other_cpu_pct']:.0f}%)"
             for _, name, warm, ladder, _ in results for r in [warm] + ladder if r["other_cpu_pct"] > 15]
     if busy:
