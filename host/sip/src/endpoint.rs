@@ -14,17 +14,32 @@
 //! nothing holds no task; failures are counted in `sip_tls_handshake_failures_total`. The
 //! certificate can be replaced while running ([`Endpoint::reload_tls`]): new connections get
 //! the new one, open connections keep theirs.
+//!
+//! Requests go over a connection the endpoint opens when none to the peer is open: the
+//! transaction user names the transport and address in the [`Flow`] and the endpoint reuses
+//! a connection it has to that address (one it opened, or the one a phone registered over,
+//! named by [`Flow::connection`]), or connects. Until the connection is up, what is sent to
+//! the peer waits; if it cannot be opened, the waiting client transactions end at once with
+//! [`ClientEvent::TransportError`] (RFC 3261 section 8.1.3.1: as a 503). TLS connections
+//! check the peer's certificate against [`EndpointConfig::tls_trust`] and the host of the
+//! request's next hop (its top Route, else its Request-URI; RFC 5922 section 7.2).
+//! Connections are capped in all and per source address
+//! ([`EndpointConfig::max_connections`], [`EndpointConfig::max_connections_per_address`]):
+//! a connection over a cap is closed at accept and counted in
+//! `sip_connections_refused_total`. Connection ids are unique across restarts, so a stored
+//! id (a registration's flow) never names another peer's connection after a restart.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rustls::ServerConfig;
+use rustls::{ClientConfig, ServerConfig};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -32,12 +47,13 @@ use tokio::task::JoinSet;
 
 use crate::framing::{Frame, PONG, Role, StreamFramer};
 use crate::header::HeaderName;
-use crate::limits::{RateLimit, SourceLimiter};
+use crate::limits::{ConnectionSlot, ConnectionSlots, RateLimit, SourceLimiter};
 use crate::message::{Message, Request, Response};
 use crate::screen::{self, Inbound, Policy};
-use crate::tls::{TlsError, TlsIdentity};
+use crate::tls::{TlsError, TlsIdentity, TlsTrust};
 use crate::transaction::{Event, Flow, FlowTransport, Stats, Timers, Transactions, TxError, TxId};
-use crate::typed::Method;
+use crate::typed::{Method, NameAddr};
+use crate::uri::Host;
 
 /// What an endpoint listens on and how it behaves.
 #[derive(Debug, Clone)]
@@ -67,8 +83,21 @@ pub struct EndpointConfig {
     pub server: String,
     /// Requests per source address; `None` turns the limit off.
     pub rate_limit: Option<RateLimit>,
-    /// Addresses never limited (trunks that carry many calls per second).
-    pub rate_limit_exempt: Vec<std::net::IpAddr>,
+    /// Addresses never limited (trunks that carry many calls per second), neither in requests
+    /// nor in connections per address.
+    pub rate_limit_exempt: Vec<IpAddr>,
+    /// Whom TLS connections the endpoint opens trust. Default: Mozilla's roots.
+    pub tls_trust: TlsTrust,
+    /// How long opening a connection may take, TCP connect and TLS handshake together.
+    /// Default 5 s: well past a carrier's round trip, well inside Timer B and F (32 s), so a
+    /// black-holed address fails a call attempt in seconds, not half a minute.
+    pub connect_timeout: Duration,
+    /// TCP and TLS connections open at once, accepted and opened together. Default 16,384.
+    pub max_connections: usize,
+    /// Connections accepted from one source at once (an IPv4 address, an IPv6 /64), except
+    /// from `rate_limit_exempt`. Default 128: an office of phones behind one NAT fits; one
+    /// address cannot take every socket.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for EndpointConfig {
@@ -86,6 +115,10 @@ impl Default for EndpointConfig {
             server: "wasmswitch".into(),
             rate_limit: Some(RateLimit::default()),
             rate_limit_exempt: Vec::new(),
+            tls_trust: TlsTrust::default(),
+            connect_timeout: Duration::from_secs(5),
+            max_connections: 16_384,
+            max_connections_per_address: 128,
         }
     }
 }
@@ -122,6 +155,9 @@ pub enum ClientEvent {
     Response(Response),
     /// No final response came in time (Timer B or F): as a 408 (RFC 3261 section 8.1.3.1).
     Timeout,
+    /// The request could not be sent: no connection to the peer could be opened. As a 503
+    /// (RFC 3261 section 8.1.3.1).
+    TransportError,
 }
 
 /// How many of a client transaction's events may wait for its owner. The last slot is kept
@@ -144,6 +180,9 @@ pub enum NoFinal {
     /// No final response in time: treat as 408.
     #[error("no final response in time")]
     Timeout,
+    /// The peer could not be reached (no connection could be opened): treat as 503.
+    #[error("the peer could not be reached")]
+    Unreachable,
     /// The transaction ended without one (the endpoint stopped).
     #[error("the transaction ended without a final response")]
     Ended,
@@ -162,6 +201,7 @@ impl ClientTransaction {
                 Some(ClientEvent::Response(r)) if r.status >= 200 => return Ok(r),
                 Some(ClientEvent::Response(_)) => continue,
                 Some(ClientEvent::Timeout) => return Err(NoFinal::Timeout),
+                Some(ClientEvent::TransportError) => return Err(NoFinal::Unreachable),
                 None => return Err(NoFinal::Ended),
             }
         }
@@ -207,6 +247,10 @@ impl Endpoint {
                 Some(Arc::new(watch::channel(server).0))
             }
         };
+        let tls_client = config
+            .tls_trust
+            .client_config()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let (raw_tx, raw_rx) = mpsc::channel(4096);
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (event_tx, event_rx) = mpsc::channel(config.event_queue.max(1));
@@ -224,9 +268,14 @@ impl Endpoint {
         let (stop_tx, stop_rx) = watch::channel(false);
         let conn = ConnContext {
             raw: raw_tx.clone(),
-            ids: Arc::new(AtomicU64::new(1)),
+            ids: Arc::new(AtomicU64::new(first_connection_id())),
             max_message: config.max_message,
             stop: stop_rx,
+            slots: Arc::new(ConnectionSlots::new(
+                config.max_connections,
+                config.max_connections_per_address,
+                config.rate_limit_exempt.clone(),
+            )),
         };
         for addr in &config.tcp {
             let listener = TcpListener::bind(addr).await?;
@@ -255,6 +304,11 @@ impl Endpoint {
             server: config.server,
             udp,
             conns: HashMap::new(),
+            by_peer: HashMap::new(),
+            connecting: HashMap::new(),
+            conn,
+            tls_client,
+            connect_timeout: config.connect_timeout,
             events: event_tx,
             clients: HashMap::new(),
         };
@@ -357,11 +411,30 @@ enum Raw {
     Opened {
         id: u64,
         writer: mpsc::Sender<Bytes>,
+        transport: FlowTransport,
+        remote: SocketAddr,
     },
     Closed {
         id: u64,
     },
+    /// A connection the endpoint set out to open could not be.
+    Failed {
+        transport: FlowTransport,
+        remote: SocketAddr,
+    },
 }
+
+/// An open connection, as the driver knows it.
+#[derive(Debug)]
+struct Conn {
+    writer: mpsc::Sender<Bytes>,
+    transport: FlowTransport,
+    remote: SocketAddr,
+}
+
+/// How many messages may wait for a connection being opened; more are dropped (the
+/// transaction layer retransmits over UDP only, so on TCP this bounds a burst to one peer).
+const CONNECTING_QUEUE: usize = 64;
 
 struct Driver {
     limiter: Option<SourceLimiter>,
@@ -372,7 +445,17 @@ struct Driver {
     server: String,
     /// The UDP sockets and the addresses they are bound to.
     udp: Vec<(Arc<UdpSocket>, SocketAddr)>,
-    conns: HashMap<u64, mpsc::Sender<Bytes>>,
+    conns: HashMap<u64, Conn>,
+    /// The newest open connection to each peer address, per transport: what a request to the
+    /// peer reuses.
+    by_peer: HashMap<(FlowTransport, SocketAddr), u64>,
+    /// Connections being opened, and what waits to go over them.
+    connecting: HashMap<(FlowTransport, SocketAddr), Vec<Bytes>>,
+    /// What the connection tasks this driver starts need.
+    conn: ConnContext,
+    /// The configuration of TLS connections the endpoint opens.
+    tls_client: Arc<ClientConfig>,
+    connect_timeout: Duration,
     events: mpsc::Sender<Event>,
     /// Client transactions whose events go to a receiver of their own.
     clients: HashMap<TxId, mpsc::Sender<ClientEvent>>,
@@ -411,14 +494,49 @@ impl Driver {
 
     fn raw(&mut self, raw: Raw) {
         match raw {
-            Raw::Opened { id, writer } => {
-                self.conns.insert(id, writer);
+            Raw::Opened {
+                id,
+                writer,
+                transport,
+                remote,
+            } => {
+                // What waited for this connection goes first, in order.
+                for bytes in self
+                    .connecting
+                    .remove(&(transport, remote))
+                    .into_iter()
+                    .flatten()
+                {
+                    if writer.try_send(bytes).is_err() {
+                        tracing::debug!(peer = %remote, "a new connection is backed up already");
+                    }
+                }
+                self.by_peer.insert((transport, remote), id);
+                self.conns.insert(
+                    id,
+                    Conn {
+                        writer,
+                        transport,
+                        remote,
+                    },
+                );
             }
             Raw::Closed { id } => {
-                self.conns.remove(&id);
+                if let Some(conn) = self.conns.remove(&id) {
+                    let key = (conn.transport, conn.remote);
+                    if self.by_peer.get(&key) == Some(&id) {
+                        self.by_peer.remove(&key);
+                    }
+                }
             }
-            Raw::Message { bytes, flow } => self.message(bytes, flow),
+            Raw::Failed { transport, remote } => {
+                self.connecting.remove(&(transport, remote));
+                self.core.connection_failed(transport, remote);
+            }
+            Raw::Message { bytes, flow } => return self.message(bytes, flow),
         }
+        // Handshaking connections hold a slot too, so this counts from the caps' view.
+        metrics::gauge!("sip_connections").set(self.conn.slots.held() as f64);
     }
 
     fn message(&mut self, bytes: Bytes, flow: Flow) {
@@ -540,6 +658,11 @@ impl Driver {
                     let _ = c.try_send(ClientEvent::Timeout);
                 }
             }
+            Event::TransportError { tx } if self.clients.contains_key(&tx) => {
+                if let Some(c) = self.clients.remove(&tx) {
+                    let _ = c.try_send(ClientEvent::TransportError);
+                }
+            }
             Event::Request { tx, request, .. } if request.method() == &Method::Options => {
                 let response = self.options_response(&request);
                 let _ = self.core.respond(now, tx, response);
@@ -603,18 +726,99 @@ impl Driver {
                 }
             }
             FlowTransport::Tcp | FlowTransport::Tls => {
-                let writer = flow.connection.and_then(|id| self.conns.get(&id));
-                match writer {
-                    Some(w) => {
-                        if w.try_send(Bytes::from(bytes)).is_err() {
-                            tracing::debug!(peer = %flow.remote, "connection gone or backed up");
-                        }
+                let key = (flow.transport, flow.remote);
+                // The flow's own connection if it is still open, else the newest one to the
+                // peer's address, else (for a request) a new one.
+                let conn = flow
+                    .connection
+                    .and_then(|id| self.conns.get(&id))
+                    .or_else(|| self.by_peer.get(&key).and_then(|id| self.conns.get(id)));
+                if let Some(conn) = conn {
+                    if conn.writer.try_send(Bytes::from(bytes)).is_err() {
+                        tracing::debug!(peer = %flow.remote, "connection gone or backed up");
                     }
-                    None => tracing::debug!(peer = %flow.remote, "no connection to send on"),
+                    return;
+                }
+                if let Some(waiting) = self.connecting.get_mut(&key) {
+                    if waiting.len() < CONNECTING_QUEUE {
+                        waiting.push(Bytes::from(bytes));
+                    } else {
+                        tracing::debug!(peer = %flow.remote, "too much waits for a connection; dropped");
+                    }
+                    return;
+                }
+                match message {
+                    Message::Request(request) => self.connect(flow, request, Bytes::from(bytes)),
+                    // A response goes back over the connection its request came on; a peer
+                    // that closed it cannot be reached behind its NAT anyway.
+                    Message::Response(_) => {
+                        tracing::debug!(peer = %flow.remote, "the connection to answer on is closed")
+                    }
                 }
             }
         }
     }
+
+    /// Starts opening a connection to the flow's peer, with `first` waiting to go over it.
+    fn connect(&mut self, flow: Flow, request: &Request, first: Bytes) {
+        let transport = flow.transport;
+        let slot = match self.conn.slots.open() {
+            Ok(slot) => slot,
+            Err(refused) => {
+                metrics::counter!("sip_connections_refused_total", "reason" => refused.label())
+                    .increment(1);
+                tracing::warn!(peer = %flow.remote, "no connection may be opened: the endpoint holds as many as it may");
+                self.core.connection_failed(transport, flow.remote);
+                return;
+            }
+        };
+        let tls = (transport == FlowTransport::Tls).then(|| {
+            (
+                self.tls_client.clone(),
+                tls_server_name(request, flow.remote),
+            )
+        });
+        self.connecting
+            .insert((transport, flow.remote), vec![first]);
+        tokio::spawn(connector(
+            flow.remote,
+            tls,
+            self.connect_timeout,
+            self.conn.clone(),
+            slot,
+        ));
+    }
+}
+
+/// The name a TLS peer's certificate must carry (RFC 5922 section 7.2): the host of the
+/// request's next hop, its top Route if it has one, else its Request-URI. A next hop named by
+/// an IP address (or a URI we cannot read) is checked against the address.
+fn tls_server_name(request: &Request, remote: SocketAddr) -> ServerName<'static> {
+    let route = request
+        .headers()
+        .get(&HeaderName::Route)
+        .and_then(|v| NameAddr::parse_list(v).next())
+        .and_then(Result::ok)
+        .map(|a| a.uri);
+    let uri = route.as_ref().unwrap_or(request.uri());
+    let name = match uri.as_sip().map(|u| u.host()) {
+        Some(Host::Name(name)) => std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| ServerName::try_from(n.to_ascii_lowercase()).ok()),
+        _ => None,
+    };
+    name.unwrap_or_else(|| ServerName::IpAddress(remote.ip().into()))
+}
+
+/// The first connection id of this run: the clock in microseconds, shifted, so ids never
+/// repeat across restarts (a registration stored with a connection id must not name a
+/// different peer's connection after the host restarts).
+fn first_connection_id() -> u64 {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(1);
+    (micros << 8).max(1)
 }
 
 fn dropped_label(why: &screen::Dropped) -> &'static str {
@@ -678,6 +882,8 @@ struct ConnContext {
     ids: Arc<AtomicU64>,
     max_message: usize,
     stop: watch::Receiver<bool>,
+    /// The caps on open connections.
+    slots: Arc<ConnectionSlots>,
 }
 
 /// The TLS handshake a listener runs before a connection carries SIP.
@@ -696,21 +902,42 @@ const DRAIN: Duration = Duration::from_secs(5);
 async fn acceptor(listener: TcpListener, conn: ConnContext, handshake: Option<Handshake>) {
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => match &handshake {
-                None => {
-                    let (reader, writer) = stream.into_split();
-                    let conn = conn.clone();
-                    tokio::spawn(connection(reader, writer, FlowTransport::Tcp, peer, conn));
+            Ok((stream, peer)) => {
+                // Over a cap, the connection is closed before it costs a task or a handshake.
+                let slot = match conn.slots.accept(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(refused) => {
+                        metrics::counter!("sip_connections_refused_total", "reason" => refused.label())
+                            .increment(1);
+                        tracing::debug!(%peer, reason = refused.label(), "refused a connection over the cap");
+                        drop(stream);
+                        continue;
+                    }
+                };
+                // SIP messages are small and answered at once: no Nagle delay.
+                let _ = stream.set_nodelay(true);
+                match &handshake {
+                    None => {
+                        let (reader, writer) = stream.into_split();
+                        let open = Open {
+                            transport: FlowTransport::Tcp,
+                            peer,
+                            role: Role::Accepted,
+                            slot,
+                        };
+                        tokio::spawn(connection(reader, writer, open, conn.clone()));
+                    }
+                    Some(handshake) => {
+                        tokio::spawn(tls_connection(
+                            stream,
+                            peer,
+                            slot,
+                            handshake.clone(),
+                            conn.clone(),
+                        ));
+                    }
                 }
-                Some(handshake) => {
-                    tokio::spawn(tls_connection(
-                        stream,
-                        peer,
-                        handshake.clone(),
-                        conn.clone(),
-                    ));
-                }
-            },
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "TCP accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -726,6 +953,7 @@ async fn acceptor(listener: TcpListener, conn: ConnContext, handshake: Option<Ha
 async fn tls_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    slot: ConnectionSlot,
     handshake: Handshake,
     mut conn: ConnContext,
 ) {
@@ -751,26 +979,119 @@ async fn tls_connection(
         }
     };
     let (reader, writer) = tokio::io::split(stream);
-    connection(reader, writer, FlowTransport::Tls, peer, conn).await;
+    let open = Open {
+        transport: FlowTransport::Tls,
+        peer,
+        role: Role::Accepted,
+        slot,
+    };
+    connection(reader, writer, open, conn).await;
 }
 
-/// Carries SIP over one TCP or TLS connection from `peer`: frames what `reader` gives and
-/// hands the messages to the driver; writes to `writer` what the driver sends back.
-async fn connection<R, W>(
-    mut reader: R,
-    mut writer: W,
+/// Opens a connection to `remote` (TLS when `tls` gives the configuration and the name
+/// to check), then carries SIP over it. If it cannot be opened in `timeout`, the driver
+/// hears [`Raw::Failed`].
+async fn connector(
+    remote: SocketAddr,
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    timeout: Duration,
+    mut conn: ConnContext,
+    slot: ConnectionSlot,
+) {
+    let transport = if tls.is_some() {
+        FlowTransport::Tls
+    } else {
+        FlowTransport::Tcp
+    };
+    let label = transport_label(transport);
+    let open = async {
+        let stream = TcpStream::connect(remote)
+            .await
+            .map_err(|e| ("connect", e))?;
+        let _ = stream.set_nodelay(true);
+        match tls {
+            None => Ok(Stream::Tcp(stream)),
+            Some((config, name)) => tokio_rustls::TlsConnector::from(config)
+                .connect(name, stream)
+                .await
+                .map(|s| Stream::Tls(Box::new(s)))
+                .map_err(|e| ("handshake", e)),
+        }
+    };
+    let result = tokio::select! {
+        r = tokio::time::timeout(timeout, open) => r,
+        _ = conn.stop.wait_for(|stopped| *stopped) => return,
+    };
+    let stream = match result {
+        Ok(Ok(stream)) => stream,
+        Ok(Err((stage, e))) => {
+            metrics::counter!("sip_connect_failures_total", "transport" => label, "reason" => stage)
+                .increment(1);
+            tracing::info!(peer = %remote, transport = label, stage, error = %e, "could not open a connection");
+            let _ = conn.raw.send(Raw::Failed { transport, remote }).await;
+            return;
+        }
+        Err(_) => {
+            metrics::counter!("sip_connect_failures_total", "transport" => label, "reason" => "timeout")
+                .increment(1);
+            tracing::info!(peer = %remote, transport = label, ?timeout, "opening a connection timed out");
+            let _ = conn.raw.send(Raw::Failed { transport, remote }).await;
+            return;
+        }
+    };
+    let open = Open {
+        transport,
+        peer: remote,
+        role: Role::Opened,
+        slot,
+    };
+    match stream {
+        Stream::Tcp(stream) => {
+            let (reader, writer) = stream.into_split();
+            connection(reader, writer, open, conn).await;
+        }
+        Stream::Tls(stream) => {
+            let (reader, writer) = tokio::io::split(*stream);
+            connection(reader, writer, open, conn).await;
+        }
+    }
+}
+
+/// A connection the endpoint opened.
+enum Stream {
+    Tcp(TcpStream),
+    // Boxed: a TLS client connection is kilobytes, a TCP stream a handle.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// What a connection is: its transport, its peer, who opened it, and its slot under the caps
+/// (given back when the connection ends).
+struct Open {
     transport: FlowTransport,
     peer: SocketAddr,
-    conn: ConnContext,
-) where
+    role: Role,
+    slot: ConnectionSlot,
+}
+
+/// Carries SIP over one TCP or TLS connection with `open.peer`: frames what `reader` gives
+/// and hands the messages to the driver; writes to `writer` what the driver sends.
+async fn connection<R, W>(mut reader: R, mut writer: W, open: Open, conn: ConnContext)
+where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let Open {
+        transport,
+        peer,
+        role,
+        slot: _slot,
+    } = open;
     let ConnContext {
         raw,
         ids,
         max_message,
         mut stop,
+        ..
     } = conn;
     let id = ids.fetch_add(1, Ordering::Relaxed);
     let flow = Flow {
@@ -784,6 +1105,8 @@ async fn connection<R, W>(
         .send(Raw::Opened {
             id,
             writer: out_tx.clone(),
+            transport,
+            remote: peer,
         })
         .await
         .is_err()
@@ -799,7 +1122,7 @@ async fn connection<R, W>(
         // TLS sends close_notify, so the peer can tell the end from a cut; TCP sends FIN.
         let _ = writer.shutdown().await;
     });
-    let mut framer = StreamFramer::new(Role::Accepted, max_message);
+    let mut framer = StreamFramer::new(role, max_message);
     let mut buf = vec![0u8; 16 * 1024];
     'read: loop {
         let read = tokio::select! {

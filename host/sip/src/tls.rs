@@ -72,6 +72,16 @@ pub enum TlsError {
     /// A reload was asked of an endpoint that listens on no TLS address.
     #[error("the endpoint has no TLS listener")]
     NotListening,
+    /// A certificate given as a trust anchor cannot be one (not a CA certificate rustls can
+    /// read).
+    #[error("{} holds a certificate that cannot be a trust anchor", path.display())]
+    BadAnchor {
+        /// The file.
+        path: PathBuf,
+        /// What rustls said.
+        #[source]
+        source: rustls::Error,
+    },
 }
 
 /// A certificate chain and the private key of its first certificate, checked to belong
@@ -168,6 +178,103 @@ impl TlsIdentity {
             .map_err(TlsError::Config)?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(SingleCertAndKey::from(self.certified.clone())));
+        Ok(Arc::new(config))
+    }
+}
+
+/// Whom the endpoint trusts when it opens a TLS connection (to a trunk, or to a peer a
+/// request is sent to): Mozilla's root certificates, compiled in, and any anchors added from
+/// files (a carrier's private CA, a test's own). The peer's certificate must name the host
+/// of the URI the request goes to (RFC 5922 section 7.2), which the endpoint checks.
+#[derive(Clone)]
+pub struct TlsTrust {
+    roots: Arc<rustls::RootCertStore>,
+}
+
+impl std::fmt::Debug for TlsTrust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTrust")
+            .field("anchors", &self.roots.len())
+            .finish()
+    }
+}
+
+impl Default for TlsTrust {
+    /// Mozilla's roots.
+    fn default() -> TlsTrust {
+        TlsTrust::mozilla()
+    }
+}
+
+impl TlsTrust {
+    /// Mozilla's root certificates (the `webpki-roots` crate).
+    pub fn mozilla() -> TlsTrust {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        TlsTrust {
+            roots: Arc::new(roots),
+        }
+    }
+
+    /// Trusts nothing yet: build up with [`TlsTrust::add_pem_file`] or [`TlsTrust::add`].
+    pub fn empty() -> TlsTrust {
+        TlsTrust {
+            roots: Arc::new(rustls::RootCertStore::empty()),
+        }
+    }
+
+    /// Adds every certificate in a PEM file as a trust anchor.
+    pub fn add_pem_file(mut self, path: impl AsRef<Path>) -> Result<TlsTrust, TlsError> {
+        let path = path.as_ref();
+        let text = std::fs::read(path).map_err(|source| TlsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let certs = CertificateDer::pem_slice_iter(&text)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| TlsError::Pem {
+                path: path.to_owned(),
+                source,
+            })?;
+        if certs.is_empty() {
+            return Err(TlsError::NoCertificate {
+                path: path.to_owned(),
+            });
+        }
+        let roots = Arc::make_mut(&mut self.roots);
+        for cert in certs {
+            roots.add(cert).map_err(|source| TlsError::BadAnchor {
+                path: path.to_owned(),
+                source,
+            })?;
+        }
+        Ok(self)
+    }
+
+    /// Adds one certificate (DER) as a trust anchor.
+    pub fn add(mut self, cert: CertificateDer<'_>) -> Result<TlsTrust, rustls::Error> {
+        Arc::make_mut(&mut self.roots).add(cert)?;
+        Ok(self)
+    }
+
+    /// How many anchors are trusted.
+    pub fn len(&self) -> usize {
+        self.roots.len()
+    }
+
+    /// Whether no anchor is trusted (every TLS connection the endpoint opens would fail).
+    pub fn is_empty(&self) -> bool {
+        self.roots.is_empty()
+    }
+
+    /// The rustls configuration for connections the endpoint opens: no client certificate.
+    pub(crate) fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::Config)?
+            .with_root_certificates(self.roots.clone())
+            .with_no_client_auth();
         Ok(Arc::new(config))
     }
 }

@@ -130,6 +130,13 @@ pub enum Event {
         /// The client transaction.
         tx: TxId,
     },
+    /// A client transaction's request could not be sent: the connection to the next hop
+    /// could not be opened (refused, unreachable, no TLS handshake). Treat as 503 (RFC 3261
+    /// section 8.1.3.1); the transaction has ended.
+    TransportError {
+        /// The client transaction.
+        tx: TxId,
+    },
     /// A server INVITE transaction's non-2xx final response was never acknowledged
     /// (Timer H).
     NoAck {
@@ -742,6 +749,31 @@ impl Transactions {
     }
 
     // ----- timers -----
+
+    /// The transport could not open a connection to `remote` over `transport`: every client
+    /// transaction still waiting to reach it there, over no connection yet, ends with
+    /// [`Event::TransportError`] (RFC 3261 section 17.1.4), at once rather than at Timer B
+    /// or F.
+    pub fn connection_failed(&mut self, transport: FlowTransport, remote: SocketAddr) {
+        let mut failed: Vec<TxId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| {
+                c.flow.transport == transport
+                    && c.flow.remote == remote
+                    && matches!(
+                        c.state,
+                        ClientState::Calling | ClientState::Trying | ClientState::Proceeding
+                    )
+            })
+            .map(|(tx, _)| *tx)
+            .collect();
+        failed.sort();
+        for tx in failed {
+            self.events.push_back(Event::TransportError { tx });
+            self.remove_client(tx);
+        }
+    }
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
