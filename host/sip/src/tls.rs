@@ -217,7 +217,7 @@ impl TlsTrust {
         }
     }
 
-    /// Trusts nothing yet: build up with [`TlsTrust::add_pem_file`] or [`TlsTrust::add`].
+    /// Trusts nothing yet: build up with [`TlsTrust::add_pem_file`] or [`TlsTrust::add_der`].
     pub fn empty() -> TlsTrust {
         TlsTrust {
             roots: Arc::new(rustls::RootCertStore::empty()),
@@ -253,7 +253,7 @@ impl TlsTrust {
     }
 
     /// Adds one certificate (DER) as a trust anchor.
-    pub fn add(mut self, cert: CertificateDer<'_>) -> Result<TlsTrust, rustls::Error> {
+    pub fn add_der(mut self, cert: CertificateDer<'_>) -> Result<TlsTrust, rustls::Error> {
         Arc::make_mut(&mut self.roots).add(cert)?;
         Ok(self)
     }

@@ -252,7 +252,7 @@ fn tls_server() -> (tokio_rustls::TlsAcceptor, CertificateDer<'static>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_reaches_a_peer_whose_certificate_names_the_uri_host_and_no_other() {
     let (acceptor, cert) = tls_server();
-    let trust = TlsTrust::empty().add(cert).expect("an anchor");
+    let trust = TlsTrust::empty().add_der(cert).expect("an anchor");
     let (ep, _events) = endpoint(EndpointConfig {
         tls_trust: trust,
         ..EndpointConfig::default()
