@@ -58,11 +58,17 @@ pub struct Dialog {
     route_set: Vec<Bytes>,
     /// Whether the dialog was made by a `sips` request (later requests keep `sips`).
     secure: bool,
+    /// Made by a provisional response, not yet confirmed by a 2xx.
+    early: bool,
+    /// Whether we sent the request that made the dialog, so chose its Call-ID (the glare
+    /// retry delays of RFC 3261 section 14.1 depend on it).
+    call_id_owner: bool,
 }
 
 impl Dialog {
     /// The dialog a UAC has once a response with a To tag arrives to its INVITE (a 1xx with
     /// a tag makes an early dialog, a 2xx a confirmed one; RFC 3261 section 12.1.2).
+    /// [`crate::invite::InviteClient`] makes these, one per To tag (forks).
     pub fn uac(invite: &Request, response: &Response) -> Result<Dialog, DialogError> {
         let core = response.core().ok_or(DialogError::Mismatch)?;
         let remote_tag = core.to().tag().ok_or(DialogError::NoTag)?;
@@ -84,6 +90,8 @@ impl Dialog {
             remote_target,
             route_set,
             secure: invite.uri().as_sip().is_some_and(|u| u.is_secure()),
+            early: response.status < 200,
+            call_id_owner: true,
         })
     }
 
@@ -112,6 +120,10 @@ impl Dialog {
             // The route set is the Record-Route of the request, in order.
             route_set: record_routes(invite.headers()),
             secure: invite.uri().as_sip().is_some_and(|u| u.is_secure()),
+            // Confirmed for the UAS's purposes once it sends its 2xx; nothing it builds
+            // depends on the difference.
+            early: false,
+            call_id_owner: false,
         })
     }
 
@@ -140,17 +152,38 @@ impl Dialog {
         self.local_seq
     }
 
-    /// The UAC's update from a later response to its INVITE: a 2xx fixes the route set and
-    /// target (RFC 3261 section 12.2.1.2 for a target refresh).
+    /// Whether the dialog is early: made by a provisional response, not yet confirmed.
+    pub fn is_early(&self) -> bool {
+        self.early
+    }
+
+    /// Whether we chose the Call-ID (we sent the INVITE that made the dialog). It decides
+    /// the wait before retrying a re-INVITE refused 491: see [`glare_retry_delay`].
+    pub fn owns_call_id(&self) -> bool {
+        self.call_id_owner
+    }
+
+    /// The UAC's update from a later response to its INVITE (RFC 3261 section 12.1.2 and
+    /// 13.2.2.4): the 2xx that confirms an early dialog recomputes its route set and target;
+    /// a 2xx to a re-INVITE moves the target only (section 12.2.1.2: the route set is fixed
+    /// once the dialog is confirmed).
     pub fn update_from_response(&mut self, response: &Response) -> Result<(), DialogError> {
         let core = response.core().ok_or(DialogError::Mismatch)?;
         if core.call_id() != &self.id.call_id || core.to().tag() != Some(&self.id.remote_tag[..]) {
             return Err(DialogError::Mismatch);
         }
-        if (200..300).contains(&response.status)
-            && let Ok(target) = first_contact(response.headers())
-        {
+        if !(200..300).contains(&response.status) {
+            return Ok(());
+        }
+        if let Ok(target) = first_contact(response.headers()) {
             self.remote_target = target;
+        }
+        if self.early {
+            self.early = false;
+            let mut route_set = record_routes(response.headers());
+            route_set.reverse();
+            self.route_set = route_set;
+            self.remote = core.to().to_bytes();
         }
         Ok(())
     }
@@ -258,6 +291,19 @@ impl Dialog {
         };
         Ok(Request::from_parts(method, uri, headers, body)?)
     }
+}
+
+/// How long to wait before retrying a re-INVITE (or UPDATE) refused 491 Request Pending
+/// (RFC 3261 section 14.1), so that the two sides that crossed do not cross again: the side
+/// that owns the Call-ID waits 2.1 to 4 s, the other 0 to 2 s, each in 10 ms steps chosen by
+/// `random` (the caller's random number: the core draws none itself, so tests choose).
+pub fn glare_retry_delay(owns_call_id: bool, random: u32) -> std::time::Duration {
+    let ms = if owns_call_id {
+        2_100 + u64::from(random % 191) * 10
+    } else {
+        u64::from(random % 201) * 10
+    };
+    std::time::Duration::from_millis(ms)
 }
 
 fn first_contact(headers: &Headers) -> Result<Uri, DialogError> {

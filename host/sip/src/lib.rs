@@ -13,6 +13,7 @@ pub mod digest;
 pub mod endpoint;
 pub mod framing;
 pub mod header;
+pub mod invite;
 pub mod limits;
 pub mod message;
 pub mod params;
