@@ -1,0 +1,623 @@
+//! Two user agents on a simulated clock and a simulated network: the caller (A) and the callee
+//! (B), each a transaction layer plus the INVITE cores, driven by a small call layer written
+//! here the way the B2BUA drives them. The network delivers at once unless a test drops or
+//! holds a message; every message on the wire and everything a user is told is recorded with
+//! its virtual time, and each test asserts on those. Nothing sleeps.
+#![allow(clippy::unwrap_used)] // the simulation's helpers panic on what a test never expects
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use wasmswitch_sip::dialog::Dialog;
+use wasmswitch_sip::invite::{InviteClient, InviteServer, Received, ServerEvent};
+use wasmswitch_sip::transaction::{Event, Flow, FlowTransport, Timers, Transactions, TxId};
+use wasmswitch_sip::{HeaderName, Message, Method, Request, Response};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+
+    fn host(self) -> &'static str {
+        match self {
+            Side::A => "192.0.2.1:5060",
+            Side::B => "192.0.2.2:5060",
+        }
+    }
+}
+
+/// One message as it crossed (or failed to cross) the network.
+#[derive(Debug)]
+struct Wire {
+    ms: u128,
+    from: Side,
+    message: Message,
+    dropped: bool,
+}
+
+/// The call layer of one user agent.
+struct Ua {
+    side: Side,
+    layer: Transactions,
+    branches: u32,
+    /// UAC: the INVITE's transaction and core.
+    client: Option<(TxId, InviteClient)>,
+    /// UAS: the INVITE's transaction and core.
+    server: Option<(TxId, InviteServer)>,
+    /// Every dialog this side has (forks included), the first one the call's.
+    dialogs: Vec<Dialog>,
+    /// Direct sends (ACK for a 2xx) that bypass the transaction layer.
+    direct: Vec<Message>,
+    /// What the user was told, with the virtual time.
+    told: Vec<(u128, String)>,
+}
+
+impl Ua {
+    fn new(side: Side) -> Ua {
+        Ua {
+            side,
+            layer: Transactions::new(Timers::default()),
+            branches: 0,
+            client: None,
+            server: None,
+            dialogs: Vec::new(),
+            direct: Vec::new(),
+            told: Vec::new(),
+        }
+    }
+
+    fn flow(&self) -> Flow {
+        Flow {
+            transport: FlowTransport::Udp,
+            remote: self.side.other().host().parse::<SocketAddr>().unwrap(),
+            connection: None,
+        }
+    }
+
+    fn via(&mut self) -> Bytes {
+        self.branches += 1;
+        Bytes::from(format!(
+            "SIP/2.0/UDP {};branch=z9hG4bK{:?}{}",
+            self.side.host(),
+            self.side,
+            self.branches
+        ))
+    }
+
+    fn tell(&mut self, ms: u128, what: impl Into<String>) {
+        self.told.push((ms, what.into()));
+    }
+
+    /// Hands what the INVITE server core wants sent to its transaction.
+    fn flush_server(&mut self, now: Instant) {
+        if let Some((tx, core)) = &mut self.server {
+            while let Some(r) = core.poll_transmit() {
+                // After Timer L the transaction is gone and so is the 2xx's last chance.
+                let _ = self.layer.respond(now, *tx, r);
+            }
+        }
+    }
+
+    fn send_in_dialog(&mut self, now: Instant, method: Method) -> Option<TxId> {
+        let via = self.via();
+        let req = self
+            .dialogs
+            .first_mut()?
+            .request(method, via, None, None)
+            .unwrap();
+        Some(self.layer.send_request(now, req, self.flow()).unwrap())
+    }
+
+    fn handle(&mut self, now: Instant, ms: u128, event: Event) {
+        match event {
+            Event::Request { tx, request, .. } => self.request(now, ms, tx, request),
+            Event::Ack { request, .. } => {
+                if let Some((_, core)) = &mut self.server
+                    && core.receive_ack(&request)
+                {
+                    self.tell(ms, "acked");
+                }
+            }
+            Event::Cancelled { tx } => {
+                self.tell(ms, "cancelled");
+                if let Some((stx, core)) = &mut self.server
+                    && *stx == tx
+                    && !core.is_finished()
+                {
+                    let invite = self.layer.request(tx).unwrap().clone();
+                    core.respond(now, invite.reply(487, "Request Terminated", Some("b")))
+                        .unwrap();
+                }
+            }
+            Event::Response { response, .. } | Event::Stray { response } => {
+                self.response(now, ms, response)
+            }
+            Event::Timeout { .. } => self.tell(ms, "timeout"),
+            Event::NoAck { .. } | Event::Terminated { .. } => {}
+        }
+    }
+
+    fn request(&mut self, now: Instant, ms: u128, tx: TxId, request: Request) {
+        match request.method() {
+            Method::Invite if request.to().tag().is_none() => {
+                self.tell(ms, "invite");
+                self.dialogs
+                    .push(Dialog::uas(&request, "b", 9_000).unwrap());
+                self.server = Some((tx, InviteServer::new(&request, Timers::default())));
+            }
+            Method::Bye => {
+                let known = self
+                    .dialogs
+                    .first_mut()
+                    .is_some_and(|d| d.receive_request(&request).is_ok());
+                let (status, what) = if known {
+                    (200, "bye")
+                } else {
+                    (481, "bye for no dialog")
+                };
+                self.tell(ms, what);
+                if known {
+                    self.dialogs.clear();
+                }
+                self.layer
+                    .respond(now, tx, request.reply(status, "Answer", None))
+                    .unwrap();
+            }
+            other => panic!("the test call layer does not take {other}"),
+        }
+    }
+
+    fn response(&mut self, now: Instant, ms: u128, response: Response) {
+        let method = response.cseq().unwrap().method;
+        if method != Method::Invite {
+            self.tell(ms, format!("{} {}", response.status, method));
+            return;
+        }
+        let Some((_, client)) = &mut self.client else {
+            return;
+        };
+        match client.receive_response(&response).unwrap() {
+            Received::Provisional { status, dialog, .. } => {
+                self.tell(ms, format!("{status}"));
+                self.dialogs.extend(dialog);
+            }
+            Received::Answered {
+                remote_tag,
+                dialog,
+                forked,
+            } => {
+                match dialog {
+                    Some(d) => self.dialogs.push(d),
+                    None => {
+                        let d = self
+                            .dialogs
+                            .iter_mut()
+                            .find(|d| d.id().remote_tag == remote_tag)
+                            .unwrap();
+                        d.update_from_response(&response).unwrap();
+                    }
+                }
+                let at = self
+                    .dialogs
+                    .iter()
+                    .position(|d| d.id().remote_tag == remote_tag)
+                    .unwrap();
+                self.branches += 1;
+                let via = Bytes::from(format!(
+                    "SIP/2.0/UDP {};branch=z9hG4bKack{}",
+                    self.side.host(),
+                    self.branches
+                ));
+                let ack = self
+                    .client
+                    .as_mut()
+                    .unwrap()
+                    .1
+                    .ack(&self.dialogs[at], via, None)
+                    .unwrap();
+                self.direct.push(Message::Request(ack));
+                if forked {
+                    // RFC 3261 section 13.2.2.4: ACK the second dialog, then end it.
+                    self.tell(ms, "forked");
+                    let mut fork = self.dialogs.remove(at);
+                    let via = self.via();
+                    let bye = fork.request(Method::Bye, via, None, None).unwrap();
+                    self.layer.send_request(now, bye, self.flow()).unwrap();
+                } else {
+                    self.tell(ms, "answered");
+                }
+            }
+            Received::Retransmitted { ack } => {
+                self.tell(ms, "2xx again");
+                if let Some(ack) = ack {
+                    self.direct.push(Message::Request(ack));
+                }
+            }
+            Received::Rejected { status } => self.tell(ms, format!("{status}")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn server_events(&mut self, now: Instant, ms: u128) {
+        let mut events = Vec::new();
+        if let Some((_, core)) = &mut self.server {
+            while let Some(e) = core.poll_event() {
+                events.push(e);
+            }
+        }
+        for e in events {
+            match e {
+                ServerEvent::AckTimeout => {
+                    self.tell(ms, "ack timeout");
+                    self.send_in_dialog(now, Method::Bye);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    fn next_timeout(&mut self) -> Option<Instant> {
+        let core = self.server.as_ref().and_then(|(_, c)| c.poll_timeout());
+        [self.layer.poll_timeout(), core].into_iter().flatten().min()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.layer.handle_timeout(now);
+        if let Some((_, core)) = &mut self.server {
+            core.handle_timeout(now);
+        }
+    }
+}
+
+type Filter = Box<dyn FnMut(Side, &Message) -> bool>;
+
+struct Net {
+    t0: Instant,
+    now: Instant,
+    a: Ua,
+    b: Ua,
+    wire: Vec<Wire>,
+    /// Messages matching are lost on the wire.
+    drop: Option<Filter>,
+    /// Messages matching are held in flight until [`Net::release`].
+    hold: Option<Filter>,
+    held: Vec<(Side, Message)>,
+}
+
+impl Net {
+    fn new() -> Net {
+        let t0 = Instant::now();
+        Net {
+            t0,
+            now: t0,
+            a: Ua::new(Side::A),
+            b: Ua::new(Side::B),
+            wire: Vec::new(),
+            drop: None,
+            hold: None,
+            held: Vec::new(),
+        }
+    }
+
+    fn ms(&self) -> u128 {
+        (self.now - self.t0).as_millis()
+    }
+
+    fn ua(&mut self, side: Side) -> &mut Ua {
+        match side {
+            Side::A => &mut self.a,
+            Side::B => &mut self.b,
+        }
+    }
+
+    /// Moves everything both sides want sent, and everything they answer to it, until the
+    /// network is quiet.
+    fn pump(&mut self) {
+        let now = self.now;
+        let ms = self.ms();
+        loop {
+            let mut moving = Vec::new();
+            for side in [Side::A, Side::B] {
+                let ua = self.ua(side);
+                ua.server_events(now, ms);
+                ua.flush_server(now);
+                for m in ua.direct.drain(..) {
+                    moving.push((side, m));
+                }
+                while let Some(t) = ua.layer.poll_transmit() {
+                    moving.push((side, t.message));
+                }
+            }
+            if moving.is_empty() {
+                break;
+            }
+            for (from, message) in moving {
+                self.carry(from, message);
+            }
+            for side in [Side::A, Side::B] {
+                let ua = self.ua(side);
+                while let Some(e) = ua.layer.poll_event() {
+                    ua.handle(now, ms, e);
+                }
+            }
+        }
+    }
+
+    fn carry(&mut self, from: Side, message: Message) {
+        let ms = self.ms();
+        let dropped = self.drop.as_mut().is_some_and(|f| f(from, &message));
+        self.wire.push(Wire {
+            ms,
+            from,
+            message: message.clone(),
+            dropped,
+        });
+        if dropped {
+            return;
+        }
+        if self.hold.as_mut().is_some_and(|f| f(from, &message)) {
+            self.held.push((from, message));
+            return;
+        }
+        self.deliver(from.other(), message);
+    }
+
+    /// Delivers a message to `to` as printed and read back.
+    fn deliver(&mut self, to: Side, message: Message) {
+        let now = self.now;
+        let message = Message::parse(&message.to_vec()).unwrap();
+        let flow = self.ua(to).flow();
+        let ua = self.ua(to);
+        match message {
+            Message::Request(r) => ua.layer.receive_request(now, r, flow),
+            Message::Response(r) => ua.layer.receive_response(now, r),
+        }
+    }
+
+    /// Delivers every held message, in order, then lets the network settle.
+    fn release(&mut self) {
+        self.hold = None;
+        for (from, m) in std::mem::take(&mut self.held) {
+            self.deliver(from.other(), m);
+        }
+        self.pump_events();
+    }
+
+    fn pump_events(&mut self) {
+        let now = self.now;
+        let ms = self.ms();
+        for side in [Side::A, Side::B] {
+            let ua = self.ua(side);
+            while let Some(e) = ua.layer.poll_event() {
+                ua.handle(now, ms, e);
+            }
+        }
+        self.pump();
+    }
+
+    /// Fires every timer of both sides up to `ms`, each at its own time.
+    fn run_to(&mut self, ms: u64) {
+        let end = self.t0 + Duration::from_millis(ms);
+        loop {
+            let next = [self.a.next_timeout(), self.b.next_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= end => {
+                    self.now = t.max(self.now);
+                    let now = self.now;
+                    self.a.handle_timeout(now);
+                    self.b.handle_timeout(now);
+                    self.pump_events();
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+    }
+
+    /// A calls B.
+    fn call(&mut self) {
+        let via = self.a.via();
+        let text = format!(
+            "INVITE sip:bob@{b} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\n\
+From: <sip:alice@example.com>;tag=a\r\nTo: <sip:bob@example.com>\r\nCall-ID: call-1\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:alice@{a}>\r\nContent-Length: 0\r\n\r\n",
+            a = Side::A.host(),
+            b = Side::B.host(),
+            via = String::from_utf8_lossy(&via),
+        );
+        let Ok(Message::Request(invite)) = Message::parse(text.as_bytes()) else {
+            panic!("the INVITE parses")
+        };
+        let flow = self.a.flow();
+        let tx = self
+            .a
+            .layer
+            .send_request(self.now, invite.clone(), flow)
+            .unwrap();
+        self.a.client = Some((tx, InviteClient::new(invite)));
+        self.pump_events();
+    }
+
+    /// The INVITE B received.
+    fn b_invite(&self) -> Request {
+        let (tx, _) = self.b.server.as_ref().unwrap();
+        self.b.layer.request(*tx).unwrap().clone()
+    }
+
+    /// B sends a final response to the INVITE.
+    fn b_answer(&mut self, status: u16) {
+        let mut r = self.b_invite().reply(status, "Answer", Some("b"));
+        r.headers_mut()
+            .push(HeaderName::Contact, format!("<sip:bob@{}>", Side::B.host()));
+        let now = self.now;
+        self.b.server.as_mut().unwrap().1.respond(now, r).unwrap();
+        self.pump();
+    }
+
+    /// B sends a provisional response to the INVITE.
+    fn b_ring(&mut self, status: u16) {
+        let mut r = self.b_invite().reply(status, "Ringing", Some("b"));
+        r.headers_mut()
+            .push(HeaderName::Contact, format!("<sip:bob@{}>", Side::B.host()));
+        let now = self.now;
+        self.b.server.as_mut().unwrap().1.provisional(now, r).unwrap();
+        self.pump();
+    }
+
+    /// When requests of `method` went on the wire from `from` (dropped ones included).
+    fn sent(&self, from: Side, method: &str) -> Vec<u128> {
+        self.wire
+            .iter()
+            .filter(|w| w.from == from)
+            .filter_map(|w| match &w.message {
+                Message::Request(r) if r.method().as_str() == method => Some(w.ms),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// When responses `status` to `method` went on the wire from `from`.
+    fn answered(&self, from: Side, status: u16, method: &str) -> Vec<u128> {
+        self.wire
+            .iter()
+            .filter(|w| w.from == from)
+            .filter_map(|w| match &w.message {
+                Message::Response(r)
+                    if r.status == status
+                        && r.cseq().is_some_and(|c| c.method.as_str() == method) =>
+                {
+                    Some(w.ms)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// What `side`'s user was told, as `"ms what"`.
+    fn told(&self, side: Side) -> Vec<String> {
+        let ua = match side {
+            Side::A => &self.a,
+            Side::B => &self.b,
+        };
+        ua.told.iter().map(|(t, w)| format!("{t} {w}")).collect()
+    }
+}
+
+fn is_request(method: &'static str) -> impl Fn(&Message) -> bool {
+    move |m| matches!(m, Message::Request(r) if r.method().as_str() == method)
+}
+
+fn is_response(status: u16, method: &'static str) -> impl Fn(&Message) -> bool {
+    move |m| {
+        matches!(m, Message::Response(r) if r.status == status
+            && r.cseq().is_some_and(|c| c.method.as_str() == method))
+    }
+}
+
+/// Drops the first `n` messages matching `pred` from `from`.
+fn drop_first(n: usize, from: Side, pred: impl Fn(&Message) -> bool + 'static) -> Filter {
+    let mut left = n;
+    Box::new(move |side, m| {
+        if left > 0 && side == from && pred(m) {
+            left -= 1;
+            true
+        } else {
+            false
+        }
+    })
+}
+
+// ----- 2xx reliability (RFC 3261 sections 13.2.2.4 and 13.3.1.4, RFC 6026) -----
+
+#[test]
+fn a_lost_ack_brings_the_2xx_again_and_the_same_ack_answers_it() {
+    let mut net = Net::new();
+    net.call();
+    net.run_to(100);
+    net.drop = Some(drop_first(1, Side::A, is_request("ACK")));
+    net.b_answer(200);
+    net.run_to(40_000);
+    // B sent the 2xx at 100 ms and again at T1 after it; the second ACK stopped it.
+    assert_eq!(net.answered(Side::B, 200, "INVITE"), [100, 600]);
+    assert_eq!(net.sent(Side::A, "ACK"), [100, 600]);
+    let acks: Vec<_> = net
+        .wire
+        .iter()
+        .filter(|w| is_request("ACK")(&w.message))
+        .map(|w| w.message.to_vec())
+        .collect();
+    assert_eq!(acks[0], acks[1], "the same ACK, byte for byte");
+    assert_eq!(net.told(Side::A), ["100 answered", "600 2xx again"]);
+    assert_eq!(net.told(Side::B), ["0 invite", "600 acked"]);
+}
+
+#[test]
+fn a_2xx_never_acked_is_retransmitted_to_t2_and_given_up_after_64_t1() {
+    let mut net = Net::new();
+    net.call();
+    net.drop = Some(Box::new(|_, m| is_request("ACK")(m)));
+    net.b_answer(200);
+    net.run_to(40_000);
+    assert_eq!(
+        net.answered(Side::B, 200, "INVITE"),
+        [0, 500, 1_500, 3_500, 7_500, 11_500, 15_500, 19_500, 23_500, 27_500, 31_500]
+    );
+    // Each 2xx was ACKed again by A (and each ACK lost).
+    assert_eq!(net.sent(Side::A, "ACK").len(), 11);
+    assert_eq!(
+        net.told(Side::B),
+        ["0 invite", "32000 ack timeout", "32000 200 BYE"]
+    );
+    // B ends the session with BYE, which A accepts.
+    assert_eq!(net.sent(Side::B, "BYE"), [32_000]);
+    assert_eq!(net.answered(Side::A, 200, "BYE"), [32_000]);
+    assert_eq!(net.told(Side::A).last().unwrap(), "32000 bye");
+}
+
+#[test]
+fn a_2xx_from_a_second_fork_is_acked_then_hung_up() {
+    let mut net = Net::new();
+    net.call();
+    net.b_answer(200);
+    // A second UAS behind a forking proxy answers the same INVITE with its own tag.
+    let invite = net.b_invite();
+    let mut fork = invite.reply(200, "OK", Some("c"));
+    fork.headers_mut()
+        .push(HeaderName::Contact, "<sip:carol@192.0.2.2:5060>");
+    net.run_to(200);
+    net.deliver(Side::A, Message::Response(fork));
+    net.pump_events();
+    // (The simulated network takes Carol's BYE to Bob, who knows no such dialog.)
+    assert_eq!(
+        net.told(Side::A),
+        ["0 answered", "200 forked", "200 481 BYE"]
+    );
+    // Both 2xx are ACKed; the fork's dialog gets a BYE to Carol's Contact, with its tag.
+    assert_eq!(net.sent(Side::A, "ACK"), [0, 200]);
+    let bye = net
+        .wire
+        .iter()
+        .find_map(|w| match &w.message {
+            Message::Request(r) if r.method() == &Method::Bye => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(bye.uri().as_bytes(), b"sip:carol@192.0.2.2:5060");
+    assert_eq!(bye.to().tag(), Some(&b"c"[..]));
+    // The call itself stays with B.
+    assert_eq!(net.a.dialogs.len(), 1);
+    assert_eq!(net.a.dialogs[0].id().remote_tag, "b");
+}
