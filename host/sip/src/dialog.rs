@@ -6,6 +6,7 @@
 use bytes::Bytes;
 
 use crate::header::{HeaderName, Headers};
+use crate::invite::RAck;
 use crate::message::{ParseError, Request, Response};
 use crate::typed::{Method, NameAddr};
 use crate::uri::Uri;
@@ -223,9 +224,36 @@ impl Dialog {
         contact: Option<Bytes>,
         body: Option<(Bytes, Bytes)>,
     ) -> Result<Request, DialogError> {
+        self.request_with(method, via, contact, &Headers::new(), body)
+    }
+
+    /// Like [`Dialog::request`], with `extra` headers after the dialog's own (Session-Expires,
+    /// Supported, Require, ...).
+    pub fn request_with(
+        &mut self,
+        method: Method,
+        via: Bytes,
+        contact: Option<Bytes>,
+        extra: &Headers,
+        body: Option<(Bytes, Bytes)>,
+    ) -> Result<Request, DialogError> {
         self.local_seq = self.local_seq.wrapping_add(1).max(1);
         let seq = self.local_seq;
-        self.build(method, seq, via, contact, body)
+        self.build(method, seq, via, contact, extra, body)
+    }
+
+    /// The PRACK for a reliable provisional response (RFC 3262 section 7.2): a new request in
+    /// the early dialog, with `RAck` naming the response. `body` carries an offer or answer
+    /// if the media layer has one.
+    pub fn prack(
+        &mut self,
+        rack: &RAck,
+        via: Bytes,
+        body: Option<(Bytes, Bytes)>,
+    ) -> Result<Request, DialogError> {
+        let mut extra = Headers::with_capacity(1);
+        extra.push(HeaderName::RAck, rack.to_string());
+        self.request_with(Method::Prack, via, None, &extra, body)
     }
 
     /// The ACK for a 2xx to the INVITE with CSeq `invite_seq` (RFC 3261 section 13.2.2.4): same
@@ -236,7 +264,7 @@ impl Dialog {
         via: Bytes,
         body: Option<(Bytes, Bytes)>,
     ) -> Result<Request, DialogError> {
-        self.build(Method::Ack, invite_seq, via, None, body)
+        self.build(Method::Ack, invite_seq, via, None, &Headers::new(), body)
     }
 
     fn build(
@@ -245,6 +273,7 @@ impl Dialog {
         seq: u32,
         via: Bytes,
         contact: Option<Bytes>,
+        extra: &Headers,
         body: Option<(Bytes, Bytes)>,
     ) -> Result<Request, DialogError> {
         let mut headers = Headers::with_capacity(10);
@@ -281,6 +310,9 @@ impl Dialog {
         headers.push(HeaderName::CSeq, format!("{seq} {method}"));
         if let Some(c) = contact {
             headers.push(HeaderName::Contact, c);
+        }
+        for h in extra.iter() {
+            headers.push(h.name.clone(), h.value.clone());
         }
         let body = match body {
             Some((content_type, body)) => {

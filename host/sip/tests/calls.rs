@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasmswitch_sip::dialog::Dialog;
-use wasmswitch_sip::invite::{InviteClient, InviteServer, Received, ServerEvent};
+use wasmswitch_sip::invite::{InviteClient, InviteServer, Received, Reliability, ServerEvent};
 use wasmswitch_sip::transaction::{Event, Flow, FlowTransport, Timers, Transactions, TxId};
 use wasmswitch_sip::{HeaderName, Message, Method, Request, Response};
 
@@ -153,7 +153,10 @@ impl Ua {
                 self.tell(ms, "invite");
                 self.dialogs
                     .push(Dialog::uas(&request, "b", 9_000).unwrap());
-                self.server = Some((tx, InviteServer::new(&request, Timers::default())));
+                self.server = Some((
+                    tx,
+                    InviteServer::new(&request, Timers::default(), Reliability::WhenSupported, 0),
+                ));
             }
             Method::Bye => {
                 let known = self
@@ -173,6 +176,18 @@ impl Ua {
                     .respond(now, tx, request.reply(status, "Answer", None))
                     .unwrap();
             }
+            Method::Prack => {
+                let in_dialog = self
+                    .dialogs
+                    .first_mut()
+                    .is_some_and(|d| d.receive_request(&request).is_ok());
+                let reply = match &mut self.server {
+                    Some((_, core)) if in_dialog => core.receive_prack(now, &request),
+                    _ => request.reply(481, "Call/Transaction Does Not Exist", None),
+                };
+                self.tell(ms, format!("prack {}", reply.status));
+                self.layer.respond(now, tx, reply).unwrap();
+            }
             other => panic!("the test call layer does not take {other}"),
         }
     }
@@ -187,10 +202,26 @@ impl Ua {
             return;
         };
         match client.receive_response(&response).unwrap() {
-            Received::Provisional { status, dialog, .. } => {
+            Received::Provisional {
+                status,
+                dialog,
+                prack,
+                remote_tag,
+            } => {
                 self.tell(ms, format!("{status}"));
                 self.dialogs.extend(dialog);
+                if let (Some(rack), Some(tag)) = (prack, remote_tag) {
+                    let via = self.via();
+                    let d = self
+                        .dialogs
+                        .iter_mut()
+                        .find(|d| d.id().remote_tag == tag)
+                        .unwrap();
+                    let p = d.prack(&rack, via, None).unwrap();
+                    self.layer.send_request(now, p, self.flow()).unwrap();
+                }
             }
+            Received::Ignored => self.tell(ms, "ignored"),
             Received::Answered {
                 remote_tag,
                 dialog,
@@ -261,6 +292,13 @@ impl Ua {
                     self.tell(ms, "ack timeout");
                     self.send_in_dialog(now, Method::Bye);
                 }
+                ServerEvent::PrackTimeout => {
+                    self.tell(ms, "prack timeout");
+                    let (tx, core) = self.server.as_mut().unwrap();
+                    let invite = self.layer.request(*tx).unwrap().clone();
+                    core.respond(now, invite.reply(500, "No PRACK", Some("b")))
+                        .unwrap();
+                }
                 other => panic!("{other:?}"),
             }
         }
@@ -268,7 +306,10 @@ impl Ua {
 
     fn next_timeout(&mut self) -> Option<Instant> {
         let core = self.server.as_ref().and_then(|(_, c)| c.poll_timeout());
-        [self.layer.poll_timeout(), core].into_iter().flatten().min()
+        [self.layer.poll_timeout(), core]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -429,11 +470,16 @@ impl Net {
 
     /// A calls B.
     fn call(&mut self) {
+        self.call_with("");
+    }
+
+    /// A calls B with `extra` header lines (each ending in CRLF) in the INVITE.
+    fn call_with(&mut self, extra: &str) {
         let via = self.a.via();
         let text = format!(
             "INVITE sip:bob@{b} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\n\
 From: <sip:alice@example.com>;tag=a\r\nTo: <sip:bob@example.com>\r\nCall-ID: call-1\r\n\
-CSeq: 1 INVITE\r\nContact: <sip:alice@{a}>\r\nContent-Length: 0\r\n\r\n",
+CSeq: 1 INVITE\r\nContact: <sip:alice@{a}>\r\n{extra}Content-Length: 0\r\n\r\n",
             a = Side::A.host(),
             b = Side::B.host(),
             via = String::from_utf8_lossy(&via),
@@ -473,7 +519,13 @@ CSeq: 1 INVITE\r\nContact: <sip:alice@{a}>\r\nContent-Length: 0\r\n\r\n",
         r.headers_mut()
             .push(HeaderName::Contact, format!("<sip:bob@{}>", Side::B.host()));
         let now = self.now;
-        self.b.server.as_mut().unwrap().1.provisional(now, r).unwrap();
+        self.b
+            .server
+            .as_mut()
+            .unwrap()
+            .1
+            .provisional(now, r)
+            .unwrap();
         self.pump();
     }
 
@@ -573,7 +625,9 @@ fn a_2xx_never_acked_is_retransmitted_to_t2_and_given_up_after_64_t1() {
     net.run_to(40_000);
     assert_eq!(
         net.answered(Side::B, 200, "INVITE"),
-        [0, 500, 1_500, 3_500, 7_500, 11_500, 15_500, 19_500, 23_500, 27_500, 31_500]
+        [
+            0, 500, 1_500, 3_500, 7_500, 11_500, 15_500, 19_500, 23_500, 27_500, 31_500
+        ]
     );
     // Each 2xx was ACKed again by A (and each ACK lost).
     assert_eq!(net.sent(Side::A, "ACK").len(), 11);
@@ -620,4 +674,85 @@ fn a_2xx_from_a_second_fork_is_acked_then_hung_up() {
     // The call itself stays with B.
     assert_eq!(net.a.dialogs.len(), 1);
     assert_eq!(net.a.dialogs[0].id().remote_tag, "b");
+}
+
+// ----- reliable provisionals (RFC 3262) -----
+
+const SUPPORTED_100REL: &str = "Supported: 100rel\r\n";
+
+#[test]
+fn a_reliable_ringing_is_pracked_and_stops_being_sent() {
+    let mut net = Net::new();
+    net.call_with(SUPPORTED_100REL);
+    net.run_to(50);
+    net.b_ring(180);
+    net.run_to(10_000);
+    net.b_answer(200);
+    net.run_to(60_000);
+    // Once, PRACKed at once, never again.
+    assert_eq!(net.answered(Side::B, 180, "INVITE"), [50]);
+    assert_eq!(net.sent(Side::A, "PRACK"), [50]);
+    assert_eq!(net.answered(Side::B, 200, "PRACK"), [50]);
+    let ringing = net
+        .wire
+        .iter()
+        .find_map(|w| match &w.message {
+            Message::Response(r) if r.status == 180 => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        ringing.headers().get(&HeaderName::Require).unwrap(),
+        "100rel"
+    );
+    assert_eq!(ringing.headers().get(&HeaderName::RSeq).unwrap(), "1");
+    assert_eq!(
+        net.told(Side::A),
+        ["50 180", "50 200 PRACK", "10000 answered"]
+    );
+    assert_eq!(
+        net.told(Side::B),
+        ["0 invite", "50 prack 200", "10000 acked"]
+    );
+}
+
+#[test]
+fn without_100rel_in_the_invite_ringing_goes_once_unreliably() {
+    let mut net = Net::new();
+    net.call();
+    net.b_ring(180);
+    net.run_to(40_000);
+    assert_eq!(net.answered(Side::B, 180, "INVITE"), [0]);
+    assert_eq!(net.sent(Side::A, "PRACK"), Vec::<u128>::new());
+}
+
+#[test]
+fn a_reliable_provisional_never_pracked_ends_the_invite_with_a_5xx_after_64_t1() {
+    let mut net = Net::new();
+    net.call_with(SUPPORTED_100REL);
+    net.drop = Some(Box::new(|_, m| is_request("PRACK")(m)));
+    net.b_ring(180);
+    net.run_to(40_000);
+    // Doubling from T1 with no cap at T2, until 64*T1.
+    assert_eq!(
+        net.answered(Side::B, 180, "INVITE"),
+        [0, 500, 1_500, 3_500, 7_500, 15_500, 31_500]
+    );
+    // A PRACKed the first only; its transaction retransmitted it (Timer E) until Timer F.
+    let pracks = net.sent(Side::A, "PRACK");
+    assert_eq!(&pracks[..6], [0, 500, 1_500, 3_500, 7_500, 11_500]);
+    assert_eq!(net.answered(Side::B, 500, "INVITE"), [32_000]);
+    assert_eq!(net.told(Side::B), ["0 invite", "32000 prack timeout"]);
+    let told_a = net.told(Side::A);
+    assert_eq!(
+        told_a.iter().filter(|t| t.ends_with(" 180")).count(),
+        1,
+        "{told_a:?}"
+    );
+    assert_eq!(
+        told_a.iter().filter(|t| t.ends_with(" ignored")).count(),
+        6,
+        "each retransmission was recognised and not PRACKed: {told_a:?}"
+    );
+    assert!(told_a.contains(&"32000 500".to_string()), "{told_a:?}");
 }
