@@ -19,6 +19,7 @@ pub mod message;
 pub mod params;
 pub mod registrar;
 pub mod screen;
+pub mod session_timer;
 mod syntax;
 #[cfg(feature = "endpoint")]
 pub mod tls;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use wasmswitch_sip::dialog::Dialog;
 use wasmswitch_sip::invite::{InviteClient, InviteServer, Received, Reliability, ServerEvent};
+use wasmswitch_sip::session_timer::{self, Grant, SessionTimer};
 use wasmswitch_sip::transaction::{Event, Flow, FlowTransport, Timers, Transactions, TxId};
 use wasmswitch_sip::{HeaderName, Message, Method, Request, Response};
 
@@ -60,6 +61,12 @@ struct Ua {
     direct: Vec<Message>,
     /// What the user was told, with the virtual time.
     told: Vec<(u128, String)>,
+    /// The dialog's session timer, for a side that runs RFC 4028.
+    timer: Option<SessionTimer>,
+    /// UAS: what the session timer grants in the 2xx to the INVITE.
+    grant: Option<Grant>,
+    /// UAC: header lines the INVITE carries besides the timer's.
+    invite_extra: String,
 }
 
 impl Ua {
@@ -73,7 +80,22 @@ impl Ua {
             dialogs: Vec::new(),
             direct: Vec::new(),
             told: Vec::new(),
+            timer: None,
+            grant: None,
+            invite_extra: String::new(),
         }
+    }
+
+    /// The headers a refresh or an INVITE carries when this side runs session timers.
+    fn timer_headers(&self) -> wasmswitch_sip::Headers {
+        let mut h = wasmswitch_sip::Headers::new();
+        if let Some(t) = &self.timer {
+            h.push(HeaderName::Supported, "timer");
+            for x in t.request_headers().iter() {
+                h.push(x.name.clone(), x.value.clone());
+            }
+        }
+        h
     }
 
     fn flow(&self) -> Flow {
@@ -151,12 +173,43 @@ impl Ua {
         match request.method() {
             Method::Invite if request.to().tag().is_none() => {
                 self.tell(ms, "invite");
-                self.dialogs
-                    .push(Dialog::uas(&request, "b", 9_000).unwrap());
-                self.server = Some((
-                    tx,
-                    InviteServer::new(&request, Timers::default(), Reliability::WhenSupported, 0),
-                ));
+                let mut core =
+                    InviteServer::new(&request, Timers::default(), Reliability::WhenSupported, 0);
+                let mut rejected = false;
+                if let Some(timer) = &self.timer {
+                    match timer.receive_request(&request) {
+                        Ok(grant) => self.grant = grant,
+                        Err(too_small) => {
+                            rejected = true;
+                            core.respond(now, too_small.response(&request, Some("b")))
+                                .unwrap();
+                        }
+                    }
+                }
+                if !rejected {
+                    self.dialogs
+                        .push(Dialog::uas(&request, "b", 9_000).unwrap());
+                }
+                self.server = Some((tx, core));
+            }
+            Method::Update => {
+                let in_dialog = self
+                    .dialogs
+                    .first_mut()
+                    .is_some_and(|d| d.receive_request(&request).is_ok());
+                let mut reply = if in_dialog {
+                    request.reply(200, "OK", None)
+                } else {
+                    request.reply(481, "Call/Transaction Does Not Exist", None)
+                };
+                if in_dialog && let Some(timer) = &mut self.timer {
+                    match timer.receive_request(&request) {
+                        Ok(grant) => timer.answer(now, grant, &mut reply),
+                        Err(too_small) => reply = too_small.response(&request, None),
+                    }
+                }
+                self.tell(ms, format!("update {}", reply.status));
+                self.layer.respond(now, tx, reply).unwrap();
             }
             Method::Bye => {
                 let known = self
@@ -171,6 +224,9 @@ impl Ua {
                 self.tell(ms, what);
                 if known {
                     self.dialogs.clear();
+                    if let Some(t) = &mut self.timer {
+                        t.stop();
+                    }
                 }
                 self.layer
                     .respond(now, tx, request.reply(status, "Answer", None))
@@ -196,6 +252,14 @@ impl Ua {
         let method = response.cseq().unwrap().method;
         if method != Method::Invite {
             self.tell(ms, format!("{} {}", response.status, method));
+            if method == Method::Update
+                && response.status >= 200
+                && let Some(t) = &mut self.timer
+                && t.receive_response(now, &response).is_err()
+            {
+                // A 422 to a refresh: ask again with the larger Min-SE.
+                self.refresh(now);
+            }
             return;
         }
         let Some((_, client)) = &mut self.client else {
@@ -266,6 +330,9 @@ impl Ua {
                     self.layer.send_request(now, bye, self.flow()).unwrap();
                 } else {
                     self.tell(ms, "answered");
+                    if let Some(t) = &mut self.timer {
+                        t.receive_response(now, &response).unwrap();
+                    }
                 }
             }
             Received::Retransmitted { ack } => {
@@ -274,12 +341,84 @@ impl Ua {
                     self.direct.push(Message::Request(ack));
                 }
             }
-            Received::Rejected { status } => self.tell(ms, format!("{status}")),
+            Received::Rejected { status } => {
+                self.tell(ms, format!("{status}"));
+                if status == 422
+                    && let Some(t) = &mut self.timer
+                    && t.receive_response(now, &response).is_err()
+                {
+                    // RFC 4028 section 7.3: the INVITE again, with the larger Min-SE.
+                    let old = self.client.take().unwrap().1.invite().clone();
+                    self.invite(now, old.cseq().seq + 1);
+                }
+            }
             other => panic!("{other:?}"),
         }
     }
 
+    /// Sends a session refresh (UPDATE) with the timer's headers.
+    fn refresh(&mut self, now: Instant) {
+        let via = self.via();
+        let extra = self.timer_headers();
+        if let Some(d) = self.dialogs.first_mut() {
+            let update = d
+                .request_with(Method::Update, via, None, &extra, None)
+                .unwrap();
+            self.layer.send_request(now, update, self.flow()).unwrap();
+        }
+    }
+
+    /// Sends the INVITE that starts the call, with CSeq `seq`.
+    fn invite(&mut self, now: Instant, seq: u32) {
+        let via = self.via();
+        let mut extra = String::new();
+        for h in self.timer_headers().iter() {
+            extra.push_str(&format!(
+                "{}: {}\r\n",
+                h.name,
+                String::from_utf8_lossy(&h.value)
+            ));
+        }
+        extra.push_str(&self.invite_extra);
+        let text = format!(
+            "INVITE sip:bob@{b} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\n\
+From: <sip:alice@example.com>;tag=a\r\nTo: <sip:bob@example.com>\r\nCall-ID: call-1\r\n\
+CSeq: {seq} INVITE\r\nContact: <sip:alice@{a}>\r\n{extra}Content-Length: 0\r\n\r\n",
+            a = Side::A.host(),
+            b = Side::B.host(),
+            via = String::from_utf8_lossy(&via),
+        );
+        let Ok(Message::Request(invite)) = Message::parse(text.as_bytes()) else {
+            panic!("the INVITE parses")
+        };
+        let tx = self
+            .layer
+            .send_request(now, invite.clone(), self.flow())
+            .unwrap();
+        self.client = Some((tx, InviteClient::new(invite)));
+    }
+
     fn server_events(&mut self, now: Instant, ms: u128) {
+        let mut timer_events = Vec::new();
+        if let Some(t) = &mut self.timer {
+            while let Some(e) = t.poll_event() {
+                timer_events.push(e);
+            }
+        }
+        for e in timer_events {
+            match e {
+                session_timer::Event::Refresh => {
+                    self.tell(ms, "refresh");
+                    self.refresh(now);
+                }
+                session_timer::Event::Expired => {
+                    self.tell(ms, "expired");
+                    self.send_in_dialog(now, Method::Bye);
+                    self.dialogs.clear();
+                }
+                other => panic!("{other:?}"),
+            }
+        }
         let mut events = Vec::new();
         if let Some((_, core)) = &mut self.server {
             while let Some(e) = core.poll_event() {
@@ -306,7 +445,8 @@ impl Ua {
 
     fn next_timeout(&mut self) -> Option<Instant> {
         let core = self.server.as_ref().and_then(|(_, c)| c.poll_timeout());
-        [self.layer.poll_timeout(), core]
+        let timer = self.timer.as_ref().and_then(SessionTimer::poll_timeout);
+        [self.layer.poll_timeout(), core, timer]
             .into_iter()
             .flatten()
             .min()
@@ -316,6 +456,9 @@ impl Ua {
         self.layer.handle_timeout(now);
         if let Some((_, core)) = &mut self.server {
             core.handle_timeout(now);
+        }
+        if let Some(t) = &mut self.timer {
+            t.handle_timeout(now);
         }
     }
 }
@@ -475,25 +618,9 @@ impl Net {
 
     /// A calls B with `extra` header lines (each ending in CRLF) in the INVITE.
     fn call_with(&mut self, extra: &str) {
-        let via = self.a.via();
-        let text = format!(
-            "INVITE sip:bob@{b} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\n\
-From: <sip:alice@example.com>;tag=a\r\nTo: <sip:bob@example.com>\r\nCall-ID: call-1\r\n\
-CSeq: 1 INVITE\r\nContact: <sip:alice@{a}>\r\n{extra}Content-Length: 0\r\n\r\n",
-            a = Side::A.host(),
-            b = Side::B.host(),
-            via = String::from_utf8_lossy(&via),
-        );
-        let Ok(Message::Request(invite)) = Message::parse(text.as_bytes()) else {
-            panic!("the INVITE parses")
-        };
-        let flow = self.a.flow();
-        let tx = self
-            .a
-            .layer
-            .send_request(self.now, invite.clone(), flow)
-            .unwrap();
-        self.a.client = Some((tx, InviteClient::new(invite)));
+        self.a.invite_extra = extra.to_string();
+        let now = self.now;
+        self.a.invite(now, 1);
         self.pump_events();
     }
 
@@ -509,6 +636,11 @@ CSeq: 1 INVITE\r\nContact: <sip:alice@{a}>\r\n{extra}Content-Length: 0\r\n\r\n",
         r.headers_mut()
             .push(HeaderName::Contact, format!("<sip:bob@{}>", Side::B.host()));
         let now = self.now;
+        if status < 300
+            && let Some(t) = &mut self.b.timer
+        {
+            t.answer(now, self.b.grant, &mut r);
+        }
         self.b.server.as_mut().unwrap().1.respond(now, r).unwrap();
         self.pump();
     }
@@ -755,4 +887,160 @@ fn a_reliable_provisional_never_pracked_ends_the_invite_with_a_5xx_after_64_t1()
         "each retransmission was recognised and not PRACKed: {told_a:?}"
     );
     assert!(told_a.contains(&"32000 500".to_string()), "{told_a:?}");
+}
+
+// ----- session timers (RFC 4028) -----
+
+fn timers(net: &mut Net, a: session_timer::Config, b: session_timer::Config) {
+    net.a.timer = Some(SessionTimer::new(a));
+    net.b.timer = Some(SessionTimer::new(b));
+}
+
+/// The values of `name` in the messages from `from` that match `pred`.
+fn header(net: &Net, from: Side, pred: impl Fn(&Message) -> bool, name: HeaderName) -> Vec<String> {
+    net.wire
+        .iter()
+        .filter(|w| w.from == from && pred(&w.message))
+        .filter_map(|w| match &w.message {
+            Message::Request(r) => r.headers().get(&name).cloned(),
+            Message::Response(r) => r.headers().get(&name).cloned(),
+        })
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .collect()
+}
+
+#[test]
+fn the_refresher_refreshes_at_half_the_interval_and_the_other_side_expires_without_it() {
+    let mut net = Net::new();
+    timers(&mut net, Default::default(), Default::default());
+    net.call();
+    net.b_answer(200);
+    // A asked 1800 s; B granted it with A as refresher, and requires timer of A.
+    assert_eq!(
+        header(
+            &net,
+            Side::A,
+            is_request("INVITE"),
+            HeaderName::SessionExpires
+        ),
+        ["1800"]
+    );
+    assert_eq!(
+        header(
+            &net,
+            Side::B,
+            is_response(200, "INVITE"),
+            HeaderName::SessionExpires
+        ),
+        ["1800;refresher=uac"]
+    );
+    assert_eq!(
+        header(
+            &net,
+            Side::B,
+            is_response(200, "INVITE"),
+            HeaderName::Require
+        ),
+        ["timer"]
+    );
+    net.run_to(2_000_000);
+    // A refreshes every 900 s with UPDATE, each 2xx restarting the interval.
+    assert_eq!(net.sent(Side::A, "UPDATE"), [900_000, 1_800_000]);
+    assert_eq!(
+        header(
+            &net,
+            Side::A,
+            is_request("UPDATE"),
+            HeaderName::SessionExpires
+        ),
+        ["1800;refresher=uac", "1800;refresher=uac"]
+    );
+    assert!(!net.told(Side::B).iter().any(|t| t.ends_with("expired")));
+
+    // Now A's refreshes are lost: B ends the call 1800 - 32 s after the last one.
+    net.drop = Some(Box::new(|_, m| is_request("UPDATE")(m)));
+    net.run_to(4_000_000);
+    assert_eq!(net.sent(Side::B, "BYE"), [1_800_000 + 1_768_000]);
+    assert!(net.told(Side::B).contains(&"3568000 expired".to_string()));
+    // A's refresh at 2700 s failed (Timer F): A, the refresher, expires at the same instant
+    // and hangs up too; the two BYEs cross, each finding its dialog gone.
+    let told_a = net.told(Side::A);
+    assert!(
+        told_a.contains(&"2732000 timeout".to_string()),
+        "{told_a:?}"
+    );
+    assert!(
+        told_a.contains(&"3568000 expired".to_string()),
+        "{told_a:?}"
+    );
+    assert_eq!(net.sent(Side::A, "BYE"), [3_568_000]);
+}
+
+#[test]
+fn a_422_is_retried_with_the_larger_min_se() {
+    let mut net = Net::new();
+    let a = session_timer::Config {
+        interval: 300,
+        ..Default::default()
+    };
+    let b = session_timer::Config {
+        min_se: 1200,
+        ..Default::default()
+    };
+    timers(&mut net, a, b);
+    net.call();
+    assert_eq!(net.answered(Side::B, 422, "INVITE"), [0]);
+    assert_eq!(
+        header(&net, Side::B, is_response(422, "INVITE"), HeaderName::MinSe),
+        ["1200"]
+    );
+    // The second INVITE asks for the larger interval, with it as Min-SE.
+    assert_eq!(
+        header(
+            &net,
+            Side::A,
+            is_request("INVITE"),
+            HeaderName::SessionExpires
+        ),
+        ["300", "1200"]
+    );
+    assert_eq!(
+        header(&net, Side::A, is_request("INVITE"), HeaderName::MinSe),
+        ["90", "1200"]
+    );
+    net.b_answer(200);
+    assert_eq!(net.a.timer.as_ref().unwrap().interval(), Some(1200));
+    net.run_to(700_000);
+    assert_eq!(net.sent(Side::A, "UPDATE"), [600_000]);
+}
+
+#[test]
+fn a_uac_without_timer_support_gets_the_uas_as_refresher() {
+    let mut net = Net::new();
+    // Only B runs session timers.
+    net.b.timer = Some(SessionTimer::new(Default::default()));
+    net.call();
+    net.b_answer(200);
+    assert_eq!(
+        header(
+            &net,
+            Side::B,
+            is_response(200, "INVITE"),
+            HeaderName::SessionExpires
+        ),
+        ["1800;refresher=uas"]
+    );
+    assert_eq!(
+        header(
+            &net,
+            Side::B,
+            is_response(200, "INVITE"),
+            HeaderName::Require
+        ),
+        Vec::<String>::new(),
+        "timer is not required of a UAC that does not support it"
+    );
+    net.run_to(1_000_000);
+    assert_eq!(net.sent(Side::B, "UPDATE"), [900_000]);
+    assert_eq!(net.answered(Side::A, 200, "UPDATE"), [900_000]);
 }
