@@ -39,6 +39,14 @@ pub enum DialogError {
     /// The request or response is not of this dialog.
     #[error("not of this dialog")]
     Mismatch,
+    /// An INVITE from the peer while our own INVITE in the dialog waits for its final
+    /// response (RFC 3261 section 14.2): answer 491 Request Pending.
+    #[error("our INVITE is pending")]
+    Glare,
+    /// An INVITE from the peer while its previous INVITE is not yet answered (RFC 3261
+    /// section 14.2): answer 500 with a Retry-After of 0 to 10 s.
+    #[error("the peer's previous INVITE is not yet answered")]
+    InviteInProgress,
     /// A request built here failed the message checks (a header that cannot be read).
     #[error(transparent)]
     Build(#[from] ParseError),
@@ -64,6 +72,10 @@ pub struct Dialog {
     /// Whether we sent the request that made the dialog, so chose its Call-ID (the glare
     /// retry delays of RFC 3261 section 14.1 depend on it).
     call_id_owner: bool,
+    /// The CSeq of our re-INVITE that has no final response yet.
+    local_invite: Option<u32>,
+    /// The CSeq of the peer's re-INVITE we have not answered with a final yet.
+    remote_invite: Option<u32>,
 }
 
 impl Dialog {
@@ -93,6 +105,8 @@ impl Dialog {
             secure: invite.uri().as_sip().is_some_and(|u| u.is_secure()),
             early: response.status < 200,
             call_id_owner: true,
+            local_invite: None,
+            remote_invite: None,
         })
     }
 
@@ -125,6 +139,8 @@ impl Dialog {
             // depends on the difference.
             early: false,
             call_id_owner: false,
+            local_invite: None,
+            remote_invite: None,
         })
     }
 
@@ -173,6 +189,12 @@ impl Dialog {
         if core.call_id() != &self.id.call_id || core.to().tag() != Some(&self.id.remote_tag[..]) {
             return Err(DialogError::Mismatch);
         }
+        if response.status >= 200
+            && core.cseq().method == Method::Invite
+            && self.local_invite == Some(core.cseq().seq)
+        {
+            self.local_invite = None;
+        }
         if !(200..300).contains(&response.status) {
             return Ok(());
         }
@@ -191,7 +213,11 @@ impl Dialog {
 
     /// Checks a request from the peer inside the dialog (RFC 3261 section 12.2.2): it must be
     /// of this dialog and, except ACK and CANCEL, have a CSeq above the last; a re-INVITE or
-    /// UPDATE with a Contact moves the remote target.
+    /// UPDATE with a Contact moves the remote target. A re-INVITE that crosses ours is
+    /// [`DialogError::Glare`] (491), one that overtakes the peer's unanswered previous one is
+    /// [`DialogError::InviteInProgress`] (500); the re-INVITE we build is pending until
+    /// [`Dialog::update_from_response`] sees its final response, the peer's until
+    /// [`Dialog::answered_invite`].
     pub fn receive_request(&mut self, request: &Request) -> Result<(), DialogError> {
         if request.call_id() != &self.id.call_id
             || request.from().tag() != Some(&self.id.remote_tag[..])
@@ -206,12 +232,26 @@ impl Dialog {
             }
             self.remote_seq = Some(seq);
         }
+        if request.method() == &Method::Invite {
+            if self.local_invite.is_some() {
+                return Err(DialogError::Glare);
+            }
+            if self.remote_invite.is_some() {
+                return Err(DialogError::InviteInProgress);
+            }
+            self.remote_invite = Some(seq);
+        }
         if matches!(request.method(), Method::Invite | Method::Update)
             && let Ok(target) = first_contact(request.headers())
         {
             self.remote_target = target;
         }
         Ok(())
+    }
+
+    /// We sent the final response to the peer's re-INVITE: a new one may come.
+    pub fn answered_invite(&mut self) {
+        self.remote_invite = None;
     }
 
     /// A new request inside the dialog (RFC 3261 section 12.2.1.1), taking the next CSeq.
@@ -239,7 +279,11 @@ impl Dialog {
     ) -> Result<Request, DialogError> {
         self.local_seq = self.local_seq.wrapping_add(1).max(1);
         let seq = self.local_seq;
-        self.build(method, seq, via, contact, extra, body)
+        let request = self.build(method, seq, via, contact, extra, body)?;
+        if request.method() == &Method::Invite {
+            self.local_invite = Some(seq);
+        }
+        Ok(request)
     }
 
     /// The PRACK for a reliable provisional response (RFC 3262 section 7.2): a new request in
@@ -525,5 +569,48 @@ Content-Length: 0
             Dialog::uac(&invite, &no_contact).unwrap_err(),
             DialogError::NoContact
         );
+    }
+
+    #[test]
+    fn crossing_reinvites_are_glare_and_an_overtaking_one_is_in_progress() {
+        let invite = request(INVITE);
+        let mut uac = Dialog::uac(&invite, &response(OK)).unwrap();
+        let mut uas = Dialog::uas(&invite, "8321234356", 1).unwrap();
+        let from_uac = uac
+            .request(Method::Invite, via("z9hG4bK5"), None, None)
+            .unwrap();
+        let from_uas = uas
+            .request(Method::Invite, via("z9hG4bK6"), None, None)
+            .unwrap();
+        assert_eq!(uas.receive_request(&from_uac), Err(DialogError::Glare));
+        assert_eq!(uac.receive_request(&from_uas), Err(DialogError::Glare));
+        // The UAC's re-INVITE is refused 491: no longer pending, so the UAS's retry is taken.
+        let mut refused = from_uac.reply(491, "Request Pending", None);
+        refused.check().unwrap();
+        uac.update_from_response(&refused).unwrap();
+        let retry = uas
+            .request(Method::Invite, via("z9hG4bK7"), None, None)
+            .unwrap();
+        uac.receive_request(&retry).unwrap();
+        // A second one before the first is answered is refused 500; after, it is taken.
+        let second = uas
+            .request(Method::Invite, via("z9hG4bK8"), None, None)
+            .unwrap();
+        assert_eq!(
+            uac.receive_request(&second),
+            Err(DialogError::InviteInProgress)
+        );
+        uac.answered_invite();
+        let third = uas
+            .request(Method::Invite, via("z9hG4bK9"), None, None)
+            .unwrap();
+        uac.receive_request(&third).unwrap();
+        // The Call-ID's owner waits 2.1 to 4 s before retrying, the other 0 to 2 s.
+        assert!(uac.owns_call_id() && !uas.owns_call_id());
+        assert_eq!(glare_retry_delay(true, 0).as_millis(), 2_100);
+        assert_eq!(glare_retry_delay(true, 190).as_millis(), 4_000);
+        assert_eq!(glare_retry_delay(true, 191).as_millis(), 2_100);
+        assert_eq!(glare_retry_delay(false, 200).as_millis(), 2_000);
+        assert_eq!(glare_retry_delay(false, 201).as_millis(), 0);
     }
 }

@@ -9,8 +9,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wasmswitch_sip::dialog::Dialog;
-use wasmswitch_sip::invite::{InviteClient, InviteServer, Received, Reliability, ServerEvent};
+use wasmswitch_sip::dialog::{Dialog, DialogError, glare_retry_delay};
+use wasmswitch_sip::invite::{
+    InviteClient, InviteServer, RAck, Received, Reliability, ServerEvent,
+};
 use wasmswitch_sip::session_timer::{self, Grant, SessionTimer};
 use wasmswitch_sip::transaction::{Event, Flow, FlowTransport, Timers, Transactions, TxId};
 use wasmswitch_sip::{HeaderName, Message, Method, Request, Response};
@@ -49,6 +51,8 @@ struct Wire {
 /// The call layer of one user agent.
 struct Ua {
     side: Side,
+    /// The simulation's start, for the times in `told`.
+    start: Instant,
     layer: Transactions,
     branches: u32,
     /// UAC: the INVITE's transaction and core.
@@ -67,12 +71,19 @@ struct Ua {
     grant: Option<Grant>,
     /// UAC: header lines the INVITE carries besides the timer's.
     invite_extra: String,
+    /// UAC: the user cancelled the INVITE.
+    cancelled: bool,
+    /// A re-INVITE refused 491 is sent again then.
+    retry_at: Option<Instant>,
+    /// The random number for the glare retry delay.
+    random: u32,
 }
 
 impl Ua {
-    fn new(side: Side) -> Ua {
+    fn new(side: Side, start: Instant) -> Ua {
         Ua {
             side,
+            start,
             layer: Transactions::new(Timers::default()),
             branches: 0,
             client: None,
@@ -83,6 +94,9 @@ impl Ua {
             timer: None,
             grant: None,
             invite_extra: String::new(),
+            cancelled: false,
+            retry_at: None,
+            random: 0,
         }
     }
 
@@ -96,6 +110,10 @@ impl Ua {
             }
         }
         h
+    }
+
+    fn t0(&self) -> Instant {
+        self.start
     }
 
     fn flow(&self) -> Flow {
@@ -192,6 +210,41 @@ impl Ua {
                 }
                 self.server = Some((tx, core));
             }
+            Method::Invite => {
+                let check = match self.dialogs.first_mut() {
+                    Some(d) => d.receive_request(&request),
+                    None => Err(DialogError::Mismatch),
+                };
+                let reply = match check {
+                    Ok(()) => {
+                        let mut ok = request.reply(200, "OK", None);
+                        ok.headers_mut()
+                            .push(HeaderName::Contact, format!("<sip:x@{}>", self.side.host()));
+                        let mut core = InviteServer::new(
+                            &request,
+                            Timers::default(),
+                            Reliability::WhenSupported,
+                            0,
+                        );
+                        core.respond(now, ok).unwrap();
+                        self.server = Some((tx, core));
+                        if let Some(d) = self.dialogs.first_mut() {
+                            d.answered_invite();
+                        }
+                        self.tell(ms, "reinvite 200");
+                        return;
+                    }
+                    Err(DialogError::Glare) => request.reply(491, "Request Pending", None),
+                    Err(DialogError::InviteInProgress) => {
+                        let mut r = request.reply(500, "Server Internal Error", None);
+                        r.headers_mut().push(HeaderName::RetryAfter, "5");
+                        r
+                    }
+                    Err(_) => request.reply(481, "Call/Transaction Does Not Exist", None),
+                };
+                self.tell(ms, format!("reinvite {}", reply.status));
+                self.layer.respond(now, tx, reply).unwrap();
+            }
             Method::Update => {
                 let in_dialog = self
                     .dialogs
@@ -252,6 +305,14 @@ impl Ua {
         let method = response.cseq().unwrap().method;
         if method != Method::Invite {
             self.tell(ms, format!("{} {}", response.status, method));
+            if response.status == 481 && !matches!(method, Method::Bye | Method::Prack) {
+                // RFC 3261 section 12.2.1.2: the dialog is gone. (A 481 to PRACK only says
+                // its RAck matched nothing, RFC 3262 section 3.)
+                self.dialogs.clear();
+                if let Some(t) = &mut self.timer {
+                    t.stop();
+                }
+            }
             if method == Method::Update
                 && response.status >= 200
                 && let Some(t) = &mut self.timer
@@ -321,7 +382,11 @@ impl Ua {
                     .ack(&self.dialogs[at], via, None)
                     .unwrap();
                 self.direct.push(Message::Request(ack));
-                if forked {
+                if self.cancelled {
+                    // The 2xx beat the CANCEL (RFC 3261 section 9.1): ACK it, then hang up.
+                    self.tell(ms, "answered after cancel");
+                    self.send_in_dialog(now, Method::Bye);
+                } else if forked {
                     // RFC 3261 section 13.2.2.4: ACK the second dialog, then end it.
                     self.tell(ms, "forked");
                     let mut fork = self.dialogs.remove(at);
@@ -343,6 +408,13 @@ impl Ua {
             }
             Received::Rejected { status } => {
                 self.tell(ms, format!("{status}"));
+                if let Some(d) = self.dialogs.first_mut() {
+                    let _ = d.update_from_response(&response);
+                }
+                if status == 491 {
+                    let owner = self.dialogs.first().is_some_and(Dialog::owns_call_id);
+                    self.retry_at = Some(now + glare_retry_delay(owner, self.random));
+                }
                 if status == 422
                     && let Some(t) = &mut self.timer
                     && t.receive_response(now, &response).is_err()
@@ -353,6 +425,28 @@ impl Ua {
                 }
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Sends a re-INVITE in the call's dialog.
+    fn reinvite(&mut self, now: Instant) {
+        let via = self.via();
+        let contact = Bytes::from(format!("<sip:x@{}>", self.side.host()));
+        let Some(d) = self.dialogs.first_mut() else {
+            return;
+        };
+        let invite = d.request(Method::Invite, via, Some(contact), None).unwrap();
+        let client = InviteClient::within(invite.clone(), d);
+        let tx = self.layer.send_request(now, invite, self.flow()).unwrap();
+        self.client = Some((tx, client));
+    }
+
+    /// Hangs up: BYE, and the dialog is over for this side.
+    fn hangup(&mut self, now: Instant) {
+        self.send_in_dialog(now, Method::Bye);
+        self.dialogs.clear();
+        if let Some(t) = &mut self.timer {
+            t.stop();
         }
     }
 
@@ -446,7 +540,7 @@ CSeq: {seq} INVITE\r\nContact: <sip:alice@{a}>\r\n{extra}Content-Length: 0\r\n\r
     fn next_timeout(&mut self) -> Option<Instant> {
         let core = self.server.as_ref().and_then(|(_, c)| c.poll_timeout());
         let timer = self.timer.as_ref().and_then(SessionTimer::poll_timeout);
-        [self.layer.poll_timeout(), core, timer]
+        [self.layer.poll_timeout(), core, timer, self.retry_at]
             .into_iter()
             .flatten()
             .min()
@@ -459,6 +553,11 @@ CSeq: {seq} INVITE\r\nContact: <sip:alice@{a}>\r\n{extra}Content-Length: 0\r\n\r
         }
         if let Some(t) = &mut self.timer {
             t.handle_timeout(now);
+        }
+        if self.retry_at.is_some_and(|at| at <= now) {
+            self.retry_at = None;
+            self.tell((now - self.t0()).as_millis(), "retry");
+            self.reinvite(now);
         }
     }
 }
@@ -484,8 +583,8 @@ impl Net {
         Net {
             t0,
             now: t0,
-            a: Ua::new(Side::A),
-            b: Ua::new(Side::B),
+            a: Ua::new(Side::A, t0),
+            b: Ua::new(Side::B, t0),
             wire: Vec::new(),
             drop: None,
             hold: None,
@@ -673,6 +772,22 @@ impl Net {
             .collect()
     }
 
+    /// When requests of `method` from `from` were lost on the wire.
+    fn lost(&self, from: Side, method: &str) -> Vec<u128> {
+        self.wire
+            .iter()
+            .filter(|w| w.from == from && w.dropped && is_request_named(&w.message, method))
+            .map(|w| w.ms)
+            .collect()
+    }
+
+    /// Runs one side's call-layer action at the current time, then lets the network settle.
+    fn act(&mut self, side: Side, f: impl FnOnce(&mut Ua, Instant)) {
+        let now = self.now;
+        f(self.ua(side), now);
+        self.pump();
+    }
+
     /// When responses `status` to `method` went on the wire from `from`.
     fn answered(&self, from: Side, status: u16, method: &str) -> Vec<u128> {
         self.wire
@@ -698,6 +813,10 @@ impl Net {
         };
         ua.told.iter().map(|(t, w)| format!("{t} {w}")).collect()
     }
+}
+
+fn is_request_named(m: &Message, method: &str) -> bool {
+    matches!(m, Message::Request(r) if r.method().as_str() == method)
 }
 
 fn is_request(method: &'static str) -> impl Fn(&Message) -> bool {
@@ -1043,4 +1162,280 @@ fn a_uac_without_timer_support_gets_the_uas_as_refresher() {
     net.run_to(1_000_000);
     assert_eq!(net.sent(Side::B, "UPDATE"), [900_000]);
     assert_eq!(net.answered(Side::A, 200, "UPDATE"), [900_000]);
+}
+
+// ----- races (issue 10: CANCEL, ACK, PRACK, glare, refresh against BYE) -----
+
+fn hold_matching(from: Side, pred: impl Fn(&Message) -> bool + 'static) -> Filter {
+    Box::new(move |side, m| side == from && pred(m))
+}
+
+#[test]
+fn a_cancel_crossing_the_200_loses_and_the_caller_acks_then_hangs_up() {
+    let mut net = Net::new();
+    net.call();
+    net.b_ring(180);
+    net.run_to(1_000);
+    // The CANCEL leaves A, but B answers before it arrives.
+    net.hold = Some(hold_matching(Side::A, is_request("CANCEL")));
+    net.act(Side::A, |a, now| {
+        a.cancelled = true;
+        let (tx, _) = a.client.as_ref().unwrap();
+        assert_eq!(a.layer.cancel(now, *tx).map(|c| c.is_some()), Ok(true));
+    });
+    net.b_answer(200);
+    net.run_to(1_100);
+    net.release();
+    net.run_to(40_000);
+    // The CANCEL is answered 200, but the INVITE stands: no 487, ever.
+    assert_eq!(net.answered(Side::B, 200, "CANCEL"), [1_100]);
+    assert_eq!(net.answered(Side::B, 487, "INVITE"), Vec::<u128>::new());
+    assert_eq!(net.answered(Side::B, 200, "INVITE"), [1_000]);
+    // The caller ACKs the 2xx and ends the call with BYE.
+    assert_eq!(net.sent(Side::A, "ACK"), [1_000]);
+    assert_eq!(net.sent(Side::A, "BYE"), [1_000]);
+    assert_eq!(
+        net.told(Side::A),
+        [
+            "0 180",
+            "1000 answered after cancel",
+            "1000 200 BYE",
+            "1100 200 CANCEL"
+        ]
+    );
+    assert_eq!(net.told(Side::B), ["0 invite", "1000 acked", "1000 bye"]);
+}
+
+#[test]
+fn a_cancel_before_any_provisional_waits_for_the_100() {
+    let mut net = Net::new();
+    net.call();
+    net.act(Side::A, |a, now| {
+        let (tx, _) = a.client.as_ref().unwrap();
+        assert_eq!(a.layer.cancel(now, *tx), Ok(None), "held back");
+    });
+    net.run_to(1_000);
+    // B's transaction sent 100 Trying at 200 ms; only then did the CANCEL go.
+    assert_eq!(net.answered(Side::B, 100, "INVITE"), [200]);
+    assert_eq!(net.sent(Side::A, "CANCEL"), [200]);
+    assert_eq!(net.answered(Side::B, 200, "CANCEL"), [200]);
+    // B's user is told, and the INVITE ends 487, ACKed by A's transaction layer.
+    assert_eq!(net.answered(Side::B, 487, "INVITE"), [200]);
+    assert_eq!(net.sent(Side::A, "ACK"), [200]);
+    assert_eq!(net.told(Side::B), ["0 invite", "200 cancelled"]);
+    assert_eq!(net.told(Side::A), ["200 100", "200 200 CANCEL", "200 487"]);
+}
+
+#[test]
+fn a_prack_crossing_the_200_is_still_answered_200() {
+    let mut net = Net::new();
+    net.call_with(SUPPORTED_100REL);
+    net.hold = Some(hold_matching(Side::A, is_request("PRACK")));
+    net.b_ring(180);
+    net.run_to(100);
+    // The 180 had no body, so B may answer before the PRACK arrives.
+    net.b_answer(200);
+    net.release();
+    net.run_to(40_000);
+    assert_eq!(net.answered(Side::B, 200, "INVITE"), [100]);
+    assert_eq!(net.answered(Side::B, 200, "PRACK"), [100]);
+    assert_eq!(net.answered(Side::B, 481, "PRACK"), Vec::<u128>::new());
+    // The 180 was retransmitted until the 200 went, not after.
+    assert_eq!(net.answered(Side::B, 180, "INVITE"), [0]);
+    assert_eq!(
+        net.told(Side::B),
+        ["0 invite", "100 acked", "100 prack 200"]
+    );
+    assert_eq!(
+        net.told(Side::A),
+        ["0 180", "100 answered", "100 200 PRACK"]
+    );
+}
+
+#[test]
+fn a_2xx_waits_for_the_prack_of_an_18x_with_a_body() {
+    let mut net = Net::new();
+    net.call_with(SUPPORTED_100REL);
+    net.hold = Some(hold_matching(Side::A, is_request("PRACK")));
+    let mut progress = net.b_invite().reply(183, "Session Progress", Some("b"));
+    progress
+        .headers_mut()
+        .push(HeaderName::Contact, format!("<sip:bob@{}>", Side::B.host()));
+    progress.body = Bytes::from_static(b"v=0\r\n");
+    net.act(Side::B, |b, now| {
+        b.server
+            .as_mut()
+            .unwrap()
+            .1
+            .provisional(now, progress)
+            .unwrap();
+    });
+    net.run_to(100);
+    net.b_answer(200);
+    assert_eq!(net.answered(Side::B, 200, "INVITE"), Vec::<u128>::new());
+    net.run_to(300);
+    net.release();
+    net.run_to(40_000);
+    // The 2xx went with the PRACK's answer, not before.
+    assert_eq!(net.answered(Side::B, 200, "PRACK"), [300]);
+    assert_eq!(net.answered(Side::B, 200, "INVITE"), [300]);
+    assert_eq!(
+        net.told(Side::A),
+        ["0 183", "300 200 PRACK", "300 answered"]
+    );
+}
+
+#[test]
+fn a_prack_for_an_unknown_rseq_is_answered_481_and_changes_nothing() {
+    let mut net = Net::new();
+    net.call_with(SUPPORTED_100REL);
+    net.b_ring(180);
+    net.run_to(100);
+    // The 180 (RSeq 1) is PRACKed; then a PRACK naming RSeq 99 arrives.
+    net.act(Side::A, |a, now| {
+        let via = a.via();
+        let rack = RAck {
+            rseq: 99,
+            cseq: 1,
+            method: Method::Invite,
+        };
+        let p = a.dialogs[0].prack(&rack, via, None).unwrap();
+        a.layer.send_request(now, p, a.flow()).unwrap();
+    });
+    net.run_to(200);
+    // The next reliable provisional (RSeq 2) is still sent and PRACKed as usual.
+    net.b_ring(183);
+    net.run_to(40_000);
+    assert_eq!(net.answered(Side::B, 200, "PRACK"), [0, 200]);
+    assert_eq!(net.answered(Side::B, 481, "PRACK"), [100]);
+    assert_eq!(net.answered(Side::B, 183, "INVITE"), [200]);
+    assert_eq!(
+        net.told(Side::A),
+        [
+            "0 180",
+            "0 200 PRACK",
+            "100 481 PRACK",
+            "200 183",
+            "200 200 PRACK"
+        ]
+    );
+    assert_eq!(
+        net.told(Side::B),
+        ["0 invite", "0 prack 200", "100 prack 481", "200 prack 200"]
+    );
+}
+
+#[test]
+fn a_reliable_18x_retransmitted_while_its_prack_is_in_flight_is_not_pracked_again() {
+    let mut net = Net::new();
+    net.call_with(SUPPORTED_100REL);
+    net.drop = Some(drop_first(1, Side::A, is_request("PRACK")));
+    net.b_ring(180);
+    net.run_to(40_000);
+    // The PRACK was lost once; B sent its 180 again at T1, and A's PRACK transaction
+    // retransmitted the same PRACK at T1 (Timer E): one PRACK transaction, one 200.
+    assert_eq!(net.lost(Side::A, "PRACK"), [0]);
+    assert_eq!(net.answered(Side::B, 180, "INVITE"), [0, 500]);
+    let pracks: Vec<_> = net
+        .wire
+        .iter()
+        .filter_map(|w| match &w.message {
+            Message::Request(r) if r.method() == &Method::Prack => {
+                Some((w.ms, r.via().branch().map(<[u8]>::to_vec), r.cseq().seq))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pracks.len(), 2, "{pracks:?}");
+    assert_eq!(pracks[0].1, pracks[1].1, "the same transaction");
+    assert_eq!(pracks[0].2, pracks[1].2);
+    assert_eq!(net.answered(Side::B, 200, "PRACK"), [500]);
+    // A's user heard of the 180 once; the retransmission was recognised.
+    assert_eq!(net.told(Side::A), ["0 180", "500 ignored", "500 200 PRACK"]);
+}
+
+#[test]
+fn crossing_reinvites_get_491_and_retry_after_the_owner_and_non_owner_delays() {
+    let mut net = Net::new();
+    net.call();
+    net.b_answer(200);
+    net.run_to(1_000);
+    // Both re-INVITE at once; each reaches the other while its own is pending.
+    net.a.random = 0; // A owns the Call-ID: 2.1 s
+    net.b.random = 50; // B does not: 0.5 s
+    net.hold = Some(Box::new(|_, m| is_request("INVITE")(m)));
+    net.act(Side::A, Ua::reinvite);
+    net.act(Side::B, Ua::reinvite);
+    net.release();
+    net.run_to(10_000);
+    assert_eq!(net.answered(Side::A, 491, "INVITE"), [1_000]);
+    assert_eq!(net.answered(Side::B, 491, "INVITE"), [1_000]);
+    // B, not the owner, retries first; A's retry comes later, after B's has completed.
+    assert_eq!(net.sent(Side::B, "INVITE"), [1_000, 1_500]);
+    assert_eq!(net.sent(Side::A, "INVITE"), [0, 1_000, 3_100]);
+    assert_eq!(net.answered(Side::A, 200, "INVITE"), [1_500]);
+    assert_eq!(
+        net.told(Side::A),
+        [
+            "0 answered",
+            "1000 reinvite 491",
+            "1000 491",
+            "1500 reinvite 200",
+            "1500 acked",
+            "3100 retry",
+            "3100 answered"
+        ]
+    );
+    assert_eq!(
+        net.told(Side::B),
+        [
+            "0 invite",
+            "0 acked",
+            "1000 reinvite 491",
+            "1000 491",
+            "1500 retry",
+            "1500 answered",
+            "3100 reinvite 200",
+            "3100 acked"
+        ]
+    );
+}
+
+#[test]
+fn a_session_refresh_crossing_a_bye_ends_quietly() {
+    let mut net = Net::new();
+    timers(&mut net, Default::default(), Default::default());
+    net.call();
+    net.b_answer(200);
+    // A's refresh at 900 s and B's BYE at the same instant cross on the wire.
+    net.hold = Some(Box::new(|side, m| {
+        (side == Side::A && is_request("UPDATE")(m)) || (side == Side::B && is_request("BYE")(m))
+    }));
+    net.run_to(900_000);
+    net.act(Side::B, Ua::hangup);
+    net.release();
+    net.run_to(5_000_000);
+    assert_eq!(net.sent(Side::A, "UPDATE"), [900_000]);
+    assert_eq!(net.answered(Side::B, 481, "UPDATE"), [900_000]);
+    assert_eq!(net.answered(Side::A, 200, "BYE"), [900_000]);
+    // Nobody refreshes or expires later, and A sends no BYE of its own.
+    assert_eq!(net.sent(Side::A, "BYE"), Vec::<u128>::new());
+    for side in [Side::A, Side::B] {
+        assert!(
+            !net.told(side).iter().any(|t| t.ends_with("expired")),
+            "{:?}",
+            net.told(side)
+        );
+    }
+    assert_eq!(net.a.timer.as_ref().unwrap().interval(), None);
+    assert_eq!(net.b.timer.as_ref().unwrap().interval(), None);
+    assert_eq!(
+        net.told(Side::A),
+        [
+            "0 answered",
+            "900000 refresh",
+            "900000 bye",
+            "900000 481 UPDATE"
+        ]
+    );
 }
