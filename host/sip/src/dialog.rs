@@ -6,6 +6,7 @@
 use bytes::Bytes;
 
 use crate::header::{HeaderName, Headers};
+use crate::invite::RAck;
 use crate::message::{ParseError, Request, Response};
 use crate::typed::{Method, NameAddr};
 use crate::uri::Uri;
@@ -38,6 +39,14 @@ pub enum DialogError {
     /// The request or response is not of this dialog.
     #[error("not of this dialog")]
     Mismatch,
+    /// An INVITE from the peer while our own INVITE in the dialog waits for its final
+    /// response (RFC 3261 section 14.2): answer 491 Request Pending.
+    #[error("our INVITE is pending")]
+    Glare,
+    /// An INVITE from the peer while its previous INVITE is not yet answered (RFC 3261
+    /// section 14.2): answer 500 with a Retry-After of 0 to 10 s.
+    #[error("the peer's previous INVITE is not yet answered")]
+    InviteInProgress,
     /// A request built here failed the message checks (a header that cannot be read).
     #[error(transparent)]
     Build(#[from] ParseError),
@@ -58,11 +67,21 @@ pub struct Dialog {
     route_set: Vec<Bytes>,
     /// Whether the dialog was made by a `sips` request (later requests keep `sips`).
     secure: bool,
+    /// Made by a provisional response, not yet confirmed by a 2xx.
+    early: bool,
+    /// Whether we sent the request that made the dialog, so chose its Call-ID (the glare
+    /// retry delays of RFC 3261 section 14.1 depend on it).
+    call_id_owner: bool,
+    /// The CSeq of our re-INVITE that has no final response yet.
+    local_invite: Option<u32>,
+    /// The CSeq of the peer's re-INVITE we have not answered with a final yet.
+    remote_invite: Option<u32>,
 }
 
 impl Dialog {
     /// The dialog a UAC has once a response with a To tag arrives to its INVITE (a 1xx with
     /// a tag makes an early dialog, a 2xx a confirmed one; RFC 3261 section 12.1.2).
+    /// [`crate::invite::InviteClient`] makes these, one per To tag (forks).
     pub fn uac(invite: &Request, response: &Response) -> Result<Dialog, DialogError> {
         let core = response.core().ok_or(DialogError::Mismatch)?;
         let remote_tag = core.to().tag().ok_or(DialogError::NoTag)?;
@@ -84,6 +103,10 @@ impl Dialog {
             remote_target,
             route_set,
             secure: invite.uri().as_sip().is_some_and(|u| u.is_secure()),
+            early: response.status < 200,
+            call_id_owner: true,
+            local_invite: None,
+            remote_invite: None,
         })
     }
 
@@ -112,6 +135,12 @@ impl Dialog {
             // The route set is the Record-Route of the request, in order.
             route_set: record_routes(invite.headers()),
             secure: invite.uri().as_sip().is_some_and(|u| u.is_secure()),
+            // Confirmed for the UAS's purposes once it sends its 2xx; nothing it builds
+            // depends on the difference.
+            early: false,
+            call_id_owner: false,
+            local_invite: None,
+            remote_invite: None,
         })
     }
 
@@ -140,24 +169,55 @@ impl Dialog {
         self.local_seq
     }
 
-    /// The UAC's update from a later response to its INVITE: a 2xx fixes the route set and
-    /// target (RFC 3261 section 12.2.1.2 for a target refresh).
+    /// Whether the dialog is early: made by a provisional response, not yet confirmed.
+    pub fn is_early(&self) -> bool {
+        self.early
+    }
+
+    /// Whether we chose the Call-ID (we sent the INVITE that made the dialog). It decides
+    /// the wait before retrying a re-INVITE refused 491: see [`glare_retry_delay`].
+    pub fn owns_call_id(&self) -> bool {
+        self.call_id_owner
+    }
+
+    /// The UAC's update from a later response to its INVITE (RFC 3261 section 12.1.2 and
+    /// 13.2.2.4): the 2xx that confirms an early dialog recomputes its route set and target;
+    /// a 2xx to a re-INVITE moves the target only (section 12.2.1.2: the route set is fixed
+    /// once the dialog is confirmed).
     pub fn update_from_response(&mut self, response: &Response) -> Result<(), DialogError> {
         let core = response.core().ok_or(DialogError::Mismatch)?;
         if core.call_id() != &self.id.call_id || core.to().tag() != Some(&self.id.remote_tag[..]) {
             return Err(DialogError::Mismatch);
         }
-        if (200..300).contains(&response.status)
-            && let Ok(target) = first_contact(response.headers())
+        if response.status >= 200
+            && core.cseq().method == Method::Invite
+            && self.local_invite == Some(core.cseq().seq)
         {
+            self.local_invite = None;
+        }
+        if !(200..300).contains(&response.status) {
+            return Ok(());
+        }
+        if let Ok(target) = first_contact(response.headers()) {
             self.remote_target = target;
+        }
+        if self.early {
+            self.early = false;
+            let mut route_set = record_routes(response.headers());
+            route_set.reverse();
+            self.route_set = route_set;
+            self.remote = core.to().to_bytes();
         }
         Ok(())
     }
 
     /// Checks a request from the peer inside the dialog (RFC 3261 section 12.2.2): it must be
     /// of this dialog and, except ACK and CANCEL, have a CSeq above the last; a re-INVITE or
-    /// UPDATE with a Contact moves the remote target.
+    /// UPDATE with a Contact moves the remote target. A re-INVITE that crosses ours is
+    /// [`DialogError::Glare`] (491), one that overtakes the peer's unanswered previous one is
+    /// [`DialogError::InviteInProgress`] (500); the re-INVITE we build is pending until
+    /// [`Dialog::update_from_response`] sees its final response, the peer's until
+    /// [`Dialog::answered_invite`].
     pub fn receive_request(&mut self, request: &Request) -> Result<(), DialogError> {
         if request.call_id() != &self.id.call_id
             || request.from().tag() != Some(&self.id.remote_tag[..])
@@ -172,12 +232,26 @@ impl Dialog {
             }
             self.remote_seq = Some(seq);
         }
+        if request.method() == &Method::Invite {
+            if self.local_invite.is_some() {
+                return Err(DialogError::Glare);
+            }
+            if self.remote_invite.is_some() {
+                return Err(DialogError::InviteInProgress);
+            }
+            self.remote_invite = Some(seq);
+        }
         if matches!(request.method(), Method::Invite | Method::Update)
             && let Ok(target) = first_contact(request.headers())
         {
             self.remote_target = target;
         }
         Ok(())
+    }
+
+    /// We sent the final response to the peer's re-INVITE: a new one may come.
+    pub fn answered_invite(&mut self) {
+        self.remote_invite = None;
     }
 
     /// A new request inside the dialog (RFC 3261 section 12.2.1.1), taking the next CSeq.
@@ -190,9 +264,40 @@ impl Dialog {
         contact: Option<Bytes>,
         body: Option<(Bytes, Bytes)>,
     ) -> Result<Request, DialogError> {
+        self.request_with(method, via, contact, &Headers::new(), body)
+    }
+
+    /// Like [`Dialog::request`], with `extra` headers after the dialog's own (Session-Expires,
+    /// Supported, Require, ...).
+    pub fn request_with(
+        &mut self,
+        method: Method,
+        via: Bytes,
+        contact: Option<Bytes>,
+        extra: &Headers,
+        body: Option<(Bytes, Bytes)>,
+    ) -> Result<Request, DialogError> {
         self.local_seq = self.local_seq.wrapping_add(1).max(1);
         let seq = self.local_seq;
-        self.build(method, seq, via, contact, body)
+        let request = self.build(method, seq, via, contact, extra, body)?;
+        if request.method() == &Method::Invite {
+            self.local_invite = Some(seq);
+        }
+        Ok(request)
+    }
+
+    /// The PRACK for a reliable provisional response (RFC 3262 section 7.2): a new request in
+    /// the early dialog, with `RAck` naming the response. `body` carries an offer or answer
+    /// if the media layer has one.
+    pub fn prack(
+        &mut self,
+        rack: &RAck,
+        via: Bytes,
+        body: Option<(Bytes, Bytes)>,
+    ) -> Result<Request, DialogError> {
+        let mut extra = Headers::with_capacity(1);
+        extra.push(HeaderName::RAck, rack.to_string());
+        self.request_with(Method::Prack, via, None, &extra, body)
     }
 
     /// The ACK for a 2xx to the INVITE with CSeq `invite_seq` (RFC 3261 section 13.2.2.4): same
@@ -203,7 +308,7 @@ impl Dialog {
         via: Bytes,
         body: Option<(Bytes, Bytes)>,
     ) -> Result<Request, DialogError> {
-        self.build(Method::Ack, invite_seq, via, None, body)
+        self.build(Method::Ack, invite_seq, via, None, &Headers::new(), body)
     }
 
     fn build(
@@ -212,6 +317,7 @@ impl Dialog {
         seq: u32,
         via: Bytes,
         contact: Option<Bytes>,
+        extra: &Headers,
         body: Option<(Bytes, Bytes)>,
     ) -> Result<Request, DialogError> {
         let mut headers = Headers::with_capacity(10);
@@ -249,6 +355,9 @@ impl Dialog {
         if let Some(c) = contact {
             headers.push(HeaderName::Contact, c);
         }
+        for h in extra.iter() {
+            headers.push(h.name.clone(), h.value.clone());
+        }
         let body = match body {
             Some((content_type, body)) => {
                 headers.push(HeaderName::ContentType, content_type);
@@ -258,6 +367,19 @@ impl Dialog {
         };
         Ok(Request::from_parts(method, uri, headers, body)?)
     }
+}
+
+/// How long to wait before retrying a re-INVITE (or UPDATE) refused 491 Request Pending
+/// (RFC 3261 section 14.1), so that the two sides that crossed do not cross again: the side
+/// that owns the Call-ID waits 2.1 to 4 s, the other 0 to 2 s, each in 10 ms steps chosen by
+/// `random` (the caller's random number: the core draws none itself, so tests choose).
+pub fn glare_retry_delay(owns_call_id: bool, random: u32) -> std::time::Duration {
+    let ms = if owns_call_id {
+        2_100 + u64::from(random % 191) * 10
+    } else {
+        u64::from(random % 201) * 10
+    };
+    std::time::Duration::from_millis(ms)
 }
 
 fn first_contact(headers: &Headers) -> Result<Uri, DialogError> {
@@ -447,5 +569,48 @@ Content-Length: 0
             Dialog::uac(&invite, &no_contact).unwrap_err(),
             DialogError::NoContact
         );
+    }
+
+    #[test]
+    fn crossing_reinvites_are_glare_and_an_overtaking_one_is_in_progress() {
+        let invite = request(INVITE);
+        let mut uac = Dialog::uac(&invite, &response(OK)).unwrap();
+        let mut uas = Dialog::uas(&invite, "8321234356", 1).unwrap();
+        let from_uac = uac
+            .request(Method::Invite, via("z9hG4bK5"), None, None)
+            .unwrap();
+        let from_uas = uas
+            .request(Method::Invite, via("z9hG4bK6"), None, None)
+            .unwrap();
+        assert_eq!(uas.receive_request(&from_uac), Err(DialogError::Glare));
+        assert_eq!(uac.receive_request(&from_uas), Err(DialogError::Glare));
+        // The UAC's re-INVITE is refused 491: no longer pending, so the UAS's retry is taken.
+        let mut refused = from_uac.reply(491, "Request Pending", None);
+        refused.check().unwrap();
+        uac.update_from_response(&refused).unwrap();
+        let retry = uas
+            .request(Method::Invite, via("z9hG4bK7"), None, None)
+            .unwrap();
+        uac.receive_request(&retry).unwrap();
+        // A second one before the first is answered is refused 500; after, it is taken.
+        let second = uas
+            .request(Method::Invite, via("z9hG4bK8"), None, None)
+            .unwrap();
+        assert_eq!(
+            uac.receive_request(&second),
+            Err(DialogError::InviteInProgress)
+        );
+        uac.answered_invite();
+        let third = uas
+            .request(Method::Invite, via("z9hG4bK9"), None, None)
+            .unwrap();
+        uac.receive_request(&third).unwrap();
+        // The Call-ID's owner waits 2.1 to 4 s before retrying, the other 0 to 2 s.
+        assert!(uac.owns_call_id() && !uas.owns_call_id());
+        assert_eq!(glare_retry_delay(true, 0).as_millis(), 2_100);
+        assert_eq!(glare_retry_delay(true, 190).as_millis(), 4_000);
+        assert_eq!(glare_retry_delay(true, 191).as_millis(), 2_100);
+        assert_eq!(glare_retry_delay(false, 200).as_millis(), 2_000);
+        assert_eq!(glare_retry_delay(false, 201).as_millis(), 0);
     }
 }

@@ -13,11 +13,13 @@ pub mod digest;
 pub mod endpoint;
 pub mod framing;
 pub mod header;
+pub mod invite;
 pub mod limits;
 pub mod message;
 pub mod params;
 pub mod registrar;
 pub mod screen;
+pub mod session_timer;
 mod syntax;
 #[cfg(feature = "endpoint")]
 pub mod tls;

@@ -20,8 +20,9 @@ pub struct Policy {
     /// with `Allow` listing these.
     pub allow: Vec<Method>,
     /// Option tags this element supports; a request that `Require`s any other is answered 420.
-    /// Empty by default: `100rel` and `timer` join when the dialog layer implements them (a
-    /// tag listed here is a promise to the peer).
+    /// By default `100rel` (reliable provisionals, [`crate::invite`]) and `timer` (session
+    /// timers, [`crate::session_timer`]): a tag listed here is a promise to the peer, kept by
+    /// those cores.
     pub supported: Vec<String>,
     /// Request-URI schemes accepted (compared case-insensitively); any other is answered 416.
     /// `tel` is accepted because IMS carriers send `INVITE tel:+1...`.
@@ -57,9 +58,9 @@ impl Default for Policy {
                 Method::Update,
                 Method::Refer,
                 Method::Notify,
+                Method::Prack,
             ],
-            // PRACK joins `allow` with 100rel in `supported`.
-            supported: Vec::new(),
+            supported: ["100rel", "timer"].map(String::from).to_vec(),
             schemes: ["sip", "sips", "tel"].map(String::from).to_vec(),
             silent_user_agents: [
                 "friendly-scanner",
@@ -280,6 +281,25 @@ Content-Length: 0\r\n\r\n";
 
     fn screen(text: &str) -> Inbound {
         message(Bytes::copy_from_slice(text.as_bytes()), &Policy::default())
+    }
+
+    #[test]
+    fn the_default_policy_takes_100rel_and_timer_and_prack() {
+        let invite = OPTIONS
+            .replace("OPTIONS sip", "INVITE sip")
+            .replace("1 OPTIONS", "1 INVITE")
+            .replace("Max-Forwards", "Require: 100rel, timer\r\nMax-Forwards");
+        assert!(matches!(screen(&invite), Inbound::Request(_)));
+        let prack = OPTIONS
+            .replace("OPTIONS sip", "PRACK sip")
+            .replace("1 OPTIONS", "2 PRACK");
+        assert!(matches!(screen(&prack), Inbound::Request(_)));
+        let Inbound::Reply(r) = screen(&invite.replace("100rel, timer", "100rel, foo")) else {
+            panic!("420")
+        };
+        assert_eq!(r.status, 420);
+        assert_eq!(r.headers().get(&HeaderName::Unsupported).unwrap(), "foo");
+        assert!(Policy::default().allow_header().ends_with("NOTIFY, PRACK"));
     }
 
     #[test]
