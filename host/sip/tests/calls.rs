@@ -183,6 +183,7 @@ impl Ua {
                 self.response(now, ms, response)
             }
             Event::Timeout { .. } => self.tell(ms, "timeout"),
+            Event::TransportError { .. } => self.tell(ms, "unreachable"),
             Event::NoAck { .. } | Event::Terminated { .. } => {}
         }
     }
