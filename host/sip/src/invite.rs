@@ -491,6 +491,9 @@ pub struct InviteClient {
     invite: Request,
     legs: Vec<Leg>,
     answered: bool,
+    /// A re-INVITE: its one dialog is the only one (a response with another To tag is not
+    /// of it).
+    within: bool,
 }
 
 impl InviteClient {
@@ -500,10 +503,12 @@ impl InviteClient {
             invite,
             legs: Vec::new(),
             answered: false,
+            within: false,
         }
     }
 
-    /// The core for a re-INVITE inside `dialog`: its responses make no new dialog.
+    /// The core for a re-INVITE inside `dialog`: its responses make no new dialog, and one
+    /// with another To tag is refused ([`DialogError::Mismatch`]).
     pub fn within(invite: Request, dialog: &Dialog) -> InviteClient {
         InviteClient {
             invite,
@@ -514,6 +519,7 @@ impl InviteClient {
                 ack: None,
             }],
             answered: false,
+            within: true,
         }
     }
 
@@ -551,6 +557,9 @@ impl InviteClient {
                     && self.leg(tag).is_none()
                     && status > 100
                 {
+                    if self.within {
+                        return Err(DialogError::Mismatch);
+                    }
                     match Dialog::uac(&self.invite, response) {
                         Ok(d) => {
                             self.legs.push(Leg {
@@ -606,6 +615,9 @@ impl InviteClient {
                         dialog: None,
                         forked,
                     });
+                }
+                if self.within {
+                    return Err(DialogError::Mismatch);
                 }
                 let dialog = Dialog::uac(&self.invite, response)?;
                 self.legs.push(Leg {
@@ -805,6 +817,36 @@ Content-Length: 0
         assert!(matches!(
             uac.receive_response(&ok).unwrap(),
             Received::Retransmitted { ack: None }
+        ));
+    }
+
+    #[test]
+    fn a_reinvite_makes_no_new_dialog() {
+        let invite = request(INVITE);
+        let dialog = Dialog::uac(&invite, &answer(&invite, 200, "b")).unwrap();
+        let reinvite = request(&INVITE.replace("314159", "314160").replace(
+            "To: Bob <sip:bob@biloxi.example.com>",
+            "To: Bob <sip:bob@biloxi.example.com>;tag=b",
+        ));
+        let mut uac = InviteClient::within(reinvite.clone(), &dialog);
+        // (`reply` keeps a To tag the request has: build the stranger's from an untagged copy.)
+        let untagged = request(&INVITE.replace("314159", "314160"));
+        for status in [183, 200] {
+            assert_eq!(
+                uac.receive_response(&answer(&untagged, status, "c"))
+                    .unwrap_err(),
+                DialogError::Mismatch,
+                "{status} with another To tag"
+            );
+        }
+        assert!(!uac.is_answered());
+        assert!(matches!(
+            uac.receive_response(&answer(&reinvite, 200, "b")).unwrap(),
+            Received::Answered {
+                dialog: None,
+                forked: false,
+                ..
+            }
         ));
     }
 
