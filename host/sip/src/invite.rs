@@ -428,6 +428,14 @@ impl InviteServer {
     }
 }
 
+/// How many dialogs (To tags) the responses to one INVITE may make. 32: a forking proxy fans
+/// out to the few contacts of one user, so this is far above any real call, and it bounds what
+/// a peer that makes up a new To tag for each provisional can make us (and the call layer,
+/// which keeps each early dialog) hold for the 64*T1 the INVITE may last. A response that
+/// would make one more is [`Received::Ignored`]; for a 2xx that means no ACK, so that fork's
+/// UAS gives up after 64*T1 and ends its dialog itself.
+pub const MAX_FORKS: usize = 32;
+
 /// One dialog (To tag) of the responses to an INVITE.
 #[derive(Debug)]
 struct Leg {
@@ -459,7 +467,8 @@ pub enum Received {
         prack: Option<RAck>,
     },
     /// A reliable provisional already processed, or one out of order (RFC 3262 section 4):
-    /// not processed further, not PRACKed.
+    /// not processed further, not PRACKed. Also any response that would make a dialog beyond
+    /// [`MAX_FORKS`].
     Ignored,
     /// The first 2xx of a dialog: ACK it with [`InviteClient::ack`]. `dialog` is set when no
     /// provisional made the dialog before (otherwise confirm the early one with
@@ -560,6 +569,9 @@ impl InviteClient {
                     if self.within {
                         return Err(DialogError::Mismatch);
                     }
+                    if self.legs.len() >= MAX_FORKS {
+                        return Ok(Received::Ignored);
+                    }
                     match Dialog::uac(&self.invite, response) {
                         Ok(d) => {
                             self.legs.push(Leg {
@@ -618,6 +630,9 @@ impl InviteClient {
                 }
                 if self.within {
                     return Err(DialogError::Mismatch);
+                }
+                if self.legs.len() >= MAX_FORKS {
+                    return Ok(Received::Ignored);
                 }
                 let dialog = Dialog::uac(&self.invite, response)?;
                 self.legs.push(Leg {
@@ -848,6 +863,41 @@ Content-Length: 0
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn made_up_to_tags_make_at_most_max_forks_dialogs() {
+        let invite = request(INVITE);
+        let mut uac = InviteClient::new(invite.clone());
+        let mut made = 0;
+        for i in 0..MAX_FORKS + 10 {
+            match uac
+                .receive_response(&answer(&invite, 183, &format!("t{i}")))
+                .unwrap()
+            {
+                Received::Provisional {
+                    dialog: Some(_), ..
+                } => made += 1,
+                Received::Ignored => assert!(i >= MAX_FORKS, "{i}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(made, MAX_FORKS);
+        assert_eq!(uac.legs.len(), MAX_FORKS);
+        // A 2xx from a dialog already made is still the answer; a new one is not kept.
+        assert!(matches!(
+            uac.receive_response(&answer(&invite, 200, "t0")).unwrap(),
+            Received::Answered {
+                dialog: None,
+                forked: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            uac.receive_response(&answer(&invite, 200, "late")).unwrap(),
+            Received::Ignored
+        ));
+        assert_eq!(uac.legs.len(), MAX_FORKS);
     }
 
     #[test]
