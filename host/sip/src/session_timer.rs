@@ -22,6 +22,9 @@
 //!   the UAC, the refresher: refreshing too often is harmless, being cut is not.
 //! - As UAS, [`Config::always`] runs a timer even when the request asked for none (we refresh
 //!   if the UAC does not support `timer`): a switch between carriers must not keep dead calls.
+//!   Such a peer answers our refreshes with no `Session-Expires`, so under `always` a 2xx
+//!   without one leaves a timer we refresh running instead of turning it off (section 7.2
+//!   would turn it off after the first refresh).
 //! - `Supported: timer` is the caller's to list (from the screening policy), not this module's.
 
 use std::collections::VecDeque;
@@ -272,7 +275,13 @@ impl SessionTimer {
                         let local = se.refresher != Some(Refresher::Uas);
                         self.start(now, se.delta.max(MIN_INTERVAL), local);
                     }
-                    None => self.active = None,
+                    None => match self.active {
+                        // A peer without `timer` never sends it (see the module docs).
+                        Some(a) if self.config.always && a.local_refresher => {
+                            self.start(now, a.interval, true)
+                        }
+                        _ => self.active = None,
+                    },
                 }
                 Ok(())
             }
