@@ -266,7 +266,9 @@ impl SessionTimer {
     /// A final response to an INVITE or UPDATE we sent. A 2xx sets (or turns off) the timer;
     /// a 422 raises our `Min-SE` and asks for the request again
     /// ([`SessionTimer::request_headers`] then carries the larger value); anything else
-    /// changes nothing (a failed refresh lets the session run to its expiry).
+    /// changes nothing (a failed refresh lets the session run to its expiry). So does a 422
+    /// whose `Min-SE` is no more than we asked (zero, say): asking again would be refused
+    /// again, for ever.
     pub fn receive_response(&mut self, now: Instant, response: &Response) -> Result<(), TooSmall> {
         match response.status {
             200..=299 => {
@@ -286,13 +288,18 @@ impl SessionTimer {
                 Ok(())
             }
             422 => {
+                // What `request_headers` asked for.
+                let asked = self
+                    .active
+                    .map_or(self.config.interval, |a| a.interval)
+                    .max(self.min_se);
                 // A 422 without a usable Min-SE still says "more": double what we asked.
-                let asked = self.config.interval.max(self.min_se);
                 let wanted = min_se(response.headers()).unwrap_or(asked.saturating_mul(2));
-                self.min_se = self.min_se.max(wanted);
-                Err(TooSmall {
-                    min_se: self.min_se,
-                })
+                if wanted <= asked {
+                    return Ok(());
+                }
+                self.min_se = wanted;
+                Err(TooSmall { min_se: wanted })
             }
             _ => Ok(()),
         }
@@ -505,6 +512,47 @@ Call-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
         let r = TooSmall { min_se: 90 }.response(&req, Some("t"));
         assert_eq!(r.status, 422);
         assert_eq!(r.headers().get(&HeaderName::MinSe).unwrap(), "90");
+    }
+
+    #[test]
+    fn a_422_is_retried_only_when_it_asks_for_more() {
+        let t0 = Instant::now();
+        let req = request("Supported: timer\r\nSession-Expires: 1800\r\n");
+        let too_small = |min_se: &str| {
+            let mut r = req.reply(422, "Session Interval Too Small", Some("b"));
+            if !min_se.is_empty() {
+                r.headers_mut().push(HeaderName::MinSe, min_se.to_string());
+            }
+            r
+        };
+        let mut timer = SessionTimer::new(Config::default());
+        // No more than we asked (1800 s): a retry would be refused again, so none.
+        for min_se in ["90", "1800", "0"] {
+            assert_eq!(timer.receive_response(t0, &too_small(min_se)), Ok(()));
+        }
+        assert_eq!(
+            timer.request_headers().get(&HeaderName::MinSe).unwrap(),
+            "90"
+        );
+        // More: retried with it. Unreadable: retried with double what we asked.
+        assert_eq!(
+            timer.receive_response(t0, &too_small("2400")),
+            Err(TooSmall { min_se: 2400 })
+        );
+        assert_eq!(
+            timer.receive_response(t0, &too_small("x")),
+            Err(TooSmall { min_se: 4800 })
+        );
+        // The largest value saturates, and then nothing more can be asked.
+        assert_eq!(
+            timer.receive_response(t0, &too_small("4294967295")),
+            Err(TooSmall { min_se: u32::MAX })
+        );
+        assert_eq!(timer.receive_response(t0, &too_small("")), Ok(()));
+        // A running timer's refresh is what was asked.
+        let mut timer = SessionTimer::new(Config::default());
+        timer.start(t0, 3600, true);
+        assert_eq!(timer.receive_response(t0, &too_small("1800")), Ok(()));
     }
 
     #[test]
