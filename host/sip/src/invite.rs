@@ -1023,6 +1023,35 @@ Content-Length: 0
     }
 
     #[test]
+    fn the_first_rseq_is_in_range_and_a_prack_must_name_the_invite() {
+        let invite = request(&INVITE.replace(
+            "Contact: <sip:alice@pc33.atlanta.example.com>",
+            SUPPORTED_100REL,
+        ));
+        let t0 = Instant::now();
+        // RFC 3262 section 3: the first RSeq is in 1 ..= 2**31 - 1 whatever the random start.
+        for (start, rseq) in [(0, "1"), (2_147_483_646, "2147483647"), (u32::MAX, "2")] {
+            let mut uas = InviteServer::new(
+                &invite,
+                Timers::default(),
+                Reliability::WhenSupported,
+                start,
+            );
+            uas.provisional(t0, answer(&invite, 180, "b")).unwrap();
+            assert_eq!(drain(&mut uas), [(180, Some(Bytes::from(rseq)))], "{start}");
+        }
+        let mut uas = InviteServer::new(&invite, Timers::default(), Reliability::WhenSupported, 0);
+        uas.provisional(t0, answer(&invite, 180, "b")).unwrap();
+        for bad in ["1 314159 BYE", "1 314159", "x 314159 INVITE", ""] {
+            assert_eq!(uas.receive_prack(t0, &prack(bad, 1)).status, 481, "{bad}");
+        }
+        assert_eq!(
+            uas.receive_prack(t0, &prack("1 314159 INVITE", 2)).status,
+            200
+        );
+    }
+
+    #[test]
     fn a_reliable_provisional_doubles_without_cap_and_gives_up_after_64_t1() {
         let t0 = Instant::now();
         let invite = request(&INVITE.replace(
@@ -1166,6 +1195,16 @@ Content-Length: 0
         assert!(matches!(
             uac.receive_response(&answer(&invite, 180, "b")).unwrap(),
             Received::Provisional { prack: None, .. }
+        ));
+        // Once the dialog is answered, a reliable provisional (late, reordered) is not PRACKed.
+        assert!(matches!(
+            uac.receive_response(&answer(&invite, 200, "b")).unwrap(),
+            Received::Answered { .. }
+        ));
+        assert!(matches!(
+            uac.receive_response(&reliable(&invite, 183, "b", 9))
+                .unwrap(),
+            Received::Ignored
         ));
     }
 }

@@ -499,6 +499,14 @@ Call-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
                 refresher: Refresher::Uas
             }))
         );
+        // A UAC without timer support cannot be made the refresher, whatever it names.
+        assert_eq!(
+            grant("Session-Expires: 1800;refresher=uac\r\n", c),
+            Ok(Some(Grant {
+                interval: 1800,
+                refresher: Refresher::Uas
+            }))
+        );
         let accept_only = Config {
             always: false,
             ..Config::default()
@@ -571,6 +579,24 @@ Call-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
         assert!(!timer.is_refresher());
         // The other side refreshes: we only expire, at 1800 - 32 s.
         assert_eq!(timer.poll_timeout(), Some(t0 + Duration::from_secs(1768)));
+    }
+
+    #[test]
+    fn the_uac_refreshes_unless_the_2xx_names_the_uas() {
+        let t0 = Instant::now();
+        let req = request("Supported: timer\r\nSession-Expires: 1800\r\n");
+        for (se, refresher) in [
+            ("1800;refresher=uac", true),
+            ("1800", true),
+            ("1800;refresher=uas", false),
+        ] {
+            let mut ok = req.reply(200, "OK", Some("b"));
+            ok.headers_mut().push(HeaderName::SessionExpires, se);
+            let mut timer = SessionTimer::new(Config::default());
+            timer.receive_response(t0, &ok).unwrap();
+            assert_eq!(timer.interval(), Some(1800), "{se}");
+            assert_eq!(timer.is_refresher(), refresher, "{se}");
+        }
     }
 
     #[test]
