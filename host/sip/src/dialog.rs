@@ -105,7 +105,9 @@ impl Dialog {
             secure: invite.uri().as_sip().is_some_and(|u| u.is_secure()),
             early: response.status < 200,
             call_id_owner: true,
-            local_invite: None,
+            // An early dialog's INVITE is still pending: an INVITE from the peer in it is
+            // glare (RFC 3261 section 14.2) until the 2xx confirms it.
+            local_invite: (response.status < 200).then_some(invite.cseq().seq),
             remote_invite: None,
         })
     }
@@ -609,6 +611,23 @@ Content-Length: 0
                 "<sip:p2.biloxi.example.com;lr>"
             ]
         );
+    }
+
+    #[test]
+    fn an_invite_from_the_peer_in_an_early_dialog_is_glare() {
+        let invite = request(INVITE);
+        let mut uac =
+            Dialog::uac(&invite, &response(&OK.replace("200 OK", "180 Ringing"))).unwrap();
+        let mut uas = Dialog::uas(&invite, "8321234356", 1).unwrap();
+        let early = uas
+            .request(Method::Invite, via("z9hG4bK5"), None, None)
+            .unwrap();
+        assert_eq!(uac.receive_request(&early), Err(DialogError::Glare));
+        uac.update_from_response(&response(OK)).unwrap();
+        let confirmed = uas
+            .request(Method::Invite, via("z9hG4bK6"), None, None)
+            .unwrap();
+        uac.receive_request(&confirmed).unwrap();
     }
 
     #[test]
