@@ -19,7 +19,8 @@
 //! [`Reliability`] chosen says so: each carries `Require: 100rel` and an `RSeq` that starts
 //! where the caller's random number says and grows by one; it is sent again at T1 doubling
 //! (no cap at T2, section 3) until a PRACK names it in `RAck`, and after 64*T1 without one the
-//! core reports [`ServerEvent::PrackTimeout`] (answer the INVITE 5xx). One reliable
+//! core reports [`ServerEvent::PrackTimeout`] (answer the INVITE 5xx; the provisional is
+//! given up, so a PRACK for it is 481 and a 2xx is no longer held for it). One reliable
 //! provisional is unacknowledged at a time: later ones wait in order. A PRACK that matches
 //! (RSeq, CSeq number, method) is answered 200, any other 481. A 2xx is held back while a
 //! reliable provisional that carried a body (an offer or answer) is unacknowledged, and sent
@@ -392,8 +393,9 @@ impl InviteServer {
         while let Some(u) = &mut self.unacked {
             let r = &mut u.retransmit;
             if r.give_up_at.is_some_and(|at| at <= now) {
-                r.next_at = None;
-                r.give_up_at = None;
+                // Given up: a later 2xx is not held for it (it would wait for ever, with no
+                // timer left to report it), and a PRACK for it is 481.
+                self.unacked = None;
                 self.queued.clear();
                 if self.held.take().is_some() {
                     self.finished = false;
@@ -1102,6 +1104,18 @@ Content-Length: 0
         assert_eq!(uas.poll_event(), Some(ServerEvent::PrackTimeout));
         uas.respond(t0, answer(&invite, 500, "b")).unwrap();
         assert_eq!(drain(&mut uas).last(), Some(&(500, None)));
+
+        // A call layer that answers 2xx after the PrackTimeout all the same is not left with
+        // a 2xx held for ever: it goes at once.
+        let mut uas = InviteServer::new(&invite, Timers::default(), Reliability::WhenSupported, 0);
+        uas.provisional(t0, with_body(answer(&invite, 183, "b")))
+            .unwrap();
+        uas.handle_timeout(t0 + Duration::from_secs(32));
+        assert_eq!(uas.poll_event(), Some(ServerEvent::PrackTimeout));
+        drain(&mut uas);
+        uas.respond(t0, answer(&invite, 200, "b")).unwrap();
+        assert_eq!(drain(&mut uas), [(200, None)]);
+        assert!(uas.awaits_ack());
     }
 
     #[test]
