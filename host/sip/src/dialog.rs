@@ -105,7 +105,9 @@ impl Dialog {
             secure: invite.uri().as_sip().is_some_and(|u| u.is_secure()),
             early: response.status < 200,
             call_id_owner: true,
-            local_invite: None,
+            // An early dialog's INVITE is still pending: an INVITE from the peer in it is
+            // glare (RFC 3261 section 14.2) until the 2xx confirms it.
+            local_invite: (response.status < 200).then_some(invite.cseq().seq),
             remote_invite: None,
         })
     }
@@ -180,28 +182,33 @@ impl Dialog {
         self.call_id_owner
     }
 
-    /// The UAC's update from a later response to its INVITE (RFC 3261 section 12.1.2 and
-    /// 13.2.2.4): the 2xx that confirms an early dialog recomputes its route set and target;
-    /// a 2xx to a re-INVITE moves the target only (section 12.2.1.2: the route set is fixed
-    /// once the dialog is confirmed).
+    /// The UAC's update from a later response to a request of ours in the dialog (RFC 3261
+    /// section 12.1.2 and 13.2.2.4): the 2xx to the INVITE that confirms an early dialog
+    /// recomputes its route set and target; a 2xx to a re-INVITE or UPDATE (RFC 3311) moves
+    /// the target only (section 12.2.1.2: the route set is fixed once the dialog is
+    /// confirmed). A 2xx to anything else, a PRACK in the early dialog say, changes nothing:
+    /// it neither confirms the dialog nor carries a route set.
     pub fn update_from_response(&mut self, response: &Response) -> Result<(), DialogError> {
         let core = response.core().ok_or(DialogError::Mismatch)?;
         if core.call_id() != &self.id.call_id || core.to().tag() != Some(&self.id.remote_tag[..]) {
             return Err(DialogError::Mismatch);
         }
+        let method = core.cseq().method.clone();
         if response.status >= 200
-            && core.cseq().method == Method::Invite
+            && method == Method::Invite
             && self.local_invite == Some(core.cseq().seq)
         {
             self.local_invite = None;
         }
-        if !(200..300).contains(&response.status) {
+        if !(200..300).contains(&response.status)
+            || !matches!(method, Method::Invite | Method::Update)
+        {
             return Ok(());
         }
         if let Ok(target) = first_contact(response.headers()) {
             self.remote_target = target;
         }
-        if self.early {
+        if self.early && method == Method::Invite {
             self.early = false;
             let mut route_set = record_routes(response.headers());
             route_set.reverse();
@@ -569,6 +576,58 @@ Content-Length: 0
             Dialog::uac(&invite, &no_contact).unwrap_err(),
             DialogError::NoContact
         );
+    }
+
+    #[test]
+    fn only_the_2xx_to_the_invite_confirms_an_early_dialog_and_fixes_its_route_set() {
+        let invite = request(INVITE);
+        // The 183 came back through p1 only; the 200 through p2 and p1.
+        let progress = response(
+            &OK.replace("200 OK", "183 Session Progress")
+                .replace("Record-Route: <sip:p2.biloxi.example.com;lr>\n", ""),
+        );
+        let mut uac = Dialog::uac(&invite, &progress).unwrap();
+        assert!(uac.is_early());
+        assert_eq!(uac.route_set(), ["<sip:p1.atlanta.example.com;lr>"]);
+        // The 200 to a PRACK in the early dialog (no Record-Route) confirms nothing.
+        let rack = RAck {
+            rseq: 1,
+            cseq: 314159,
+            method: Method::Invite,
+        };
+        let prack = uac.prack(&rack, via("z9hG4bKpr"), None).unwrap();
+        let mut prack_ok = prack.reply(200, "OK", None);
+        prack_ok.check().unwrap();
+        uac.update_from_response(&prack_ok).unwrap();
+        assert!(uac.is_early());
+        assert_eq!(uac.route_set(), ["<sip:p1.atlanta.example.com;lr>"]);
+        // The 200 to the INVITE does, with its own Record-Route, reversed.
+        uac.update_from_response(&response(OK)).unwrap();
+        assert!(!uac.is_early());
+        assert_eq!(
+            uac.route_set(),
+            [
+                "<sip:p1.atlanta.example.com;lr>",
+                "<sip:p2.biloxi.example.com;lr>"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_invite_from_the_peer_in_an_early_dialog_is_glare() {
+        let invite = request(INVITE);
+        let mut uac =
+            Dialog::uac(&invite, &response(&OK.replace("200 OK", "180 Ringing"))).unwrap();
+        let mut uas = Dialog::uas(&invite, "8321234356", 1).unwrap();
+        let early = uas
+            .request(Method::Invite, via("z9hG4bK5"), None, None)
+            .unwrap();
+        assert_eq!(uac.receive_request(&early), Err(DialogError::Glare));
+        uac.update_from_response(&response(OK)).unwrap();
+        let confirmed = uas
+            .request(Method::Invite, via("z9hG4bK6"), None, None)
+            .unwrap();
+        uac.receive_request(&confirmed).unwrap();
     }
 
     #[test]

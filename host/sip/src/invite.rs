@@ -19,7 +19,8 @@
 //! [`Reliability`] chosen says so: each carries `Require: 100rel` and an `RSeq` that starts
 //! where the caller's random number says and grows by one; it is sent again at T1 doubling
 //! (no cap at T2, section 3) until a PRACK names it in `RAck`, and after 64*T1 without one the
-//! core reports [`ServerEvent::PrackTimeout`] (answer the INVITE 5xx). One reliable
+//! core reports [`ServerEvent::PrackTimeout`] (answer the INVITE 5xx; the provisional is
+//! given up, so a PRACK for it is 481 and a 2xx is no longer held for it). One reliable
 //! provisional is unacknowledged at a time: later ones wait in order. A PRACK that matches
 //! (RSeq, CSeq number, method) is answered 200, any other 481. A 2xx is held back while a
 //! reliable provisional that carried a body (an offer or answer) is unacknowledged, and sent
@@ -392,8 +393,9 @@ impl InviteServer {
         while let Some(u) = &mut self.unacked {
             let r = &mut u.retransmit;
             if r.give_up_at.is_some_and(|at| at <= now) {
-                r.next_at = None;
-                r.give_up_at = None;
+                // Given up: a later 2xx is not held for it (it would wait for ever, with no
+                // timer left to report it), and a PRACK for it is 481.
+                self.unacked = None;
                 self.queued.clear();
                 if self.held.take().is_some() {
                     self.finished = false;
@@ -428,6 +430,14 @@ impl InviteServer {
     }
 }
 
+/// How many dialogs (To tags) the responses to one INVITE may make. 32: a forking proxy fans
+/// out to the few contacts of one user, so this is far above any real call, and it bounds what
+/// a peer that makes up a new To tag for each provisional can make us (and the call layer,
+/// which keeps each early dialog) hold for the 64*T1 the INVITE may last. A response that
+/// would make one more is [`Received::Ignored`]; for a 2xx that means no ACK, so that fork's
+/// UAS gives up after 64*T1 and ends its dialog itself.
+pub const MAX_FORKS: usize = 32;
+
 /// One dialog (To tag) of the responses to an INVITE.
 #[derive(Debug)]
 struct Leg {
@@ -459,7 +469,8 @@ pub enum Received {
         prack: Option<RAck>,
     },
     /// A reliable provisional already processed, or one out of order (RFC 3262 section 4):
-    /// not processed further, not PRACKed.
+    /// not processed further, not PRACKed. Also any response that would make a dialog beyond
+    /// [`MAX_FORKS`].
     Ignored,
     /// The first 2xx of a dialog: ACK it with [`InviteClient::ack`]. `dialog` is set when no
     /// provisional made the dialog before (otherwise confirm the early one with
@@ -491,6 +502,9 @@ pub struct InviteClient {
     invite: Request,
     legs: Vec<Leg>,
     answered: bool,
+    /// A re-INVITE: its one dialog is the only one (a response with another To tag is not
+    /// of it).
+    within: bool,
 }
 
 impl InviteClient {
@@ -500,10 +514,12 @@ impl InviteClient {
             invite,
             legs: Vec::new(),
             answered: false,
+            within: false,
         }
     }
 
-    /// The core for a re-INVITE inside `dialog`: its responses make no new dialog.
+    /// The core for a re-INVITE inside `dialog`: its responses make no new dialog, and one
+    /// with another To tag is refused ([`DialogError::Mismatch`]).
     pub fn within(invite: Request, dialog: &Dialog) -> InviteClient {
         InviteClient {
             invite,
@@ -514,6 +530,7 @@ impl InviteClient {
                 ack: None,
             }],
             answered: false,
+            within: true,
         }
     }
 
@@ -551,6 +568,12 @@ impl InviteClient {
                     && self.leg(tag).is_none()
                     && status > 100
                 {
+                    if self.within {
+                        return Err(DialogError::Mismatch);
+                    }
+                    if self.legs.len() >= MAX_FORKS {
+                        return Ok(Received::Ignored);
+                    }
                     match Dialog::uac(&self.invite, response) {
                         Ok(d) => {
                             self.legs.push(Leg {
@@ -606,6 +629,12 @@ impl InviteClient {
                         dialog: None,
                         forked,
                     });
+                }
+                if self.within {
+                    return Err(DialogError::Mismatch);
+                }
+                if self.legs.len() >= MAX_FORKS {
+                    return Ok(Received::Ignored);
                 }
                 let dialog = Dialog::uac(&self.invite, response)?;
                 self.legs.push(Leg {
@@ -809,6 +838,71 @@ Content-Length: 0
     }
 
     #[test]
+    fn a_reinvite_makes_no_new_dialog() {
+        let invite = request(INVITE);
+        let dialog = Dialog::uac(&invite, &answer(&invite, 200, "b")).unwrap();
+        let reinvite = request(&INVITE.replace("314159", "314160").replace(
+            "To: Bob <sip:bob@biloxi.example.com>",
+            "To: Bob <sip:bob@biloxi.example.com>;tag=b",
+        ));
+        let mut uac = InviteClient::within(reinvite.clone(), &dialog);
+        // (`reply` keeps a To tag the request has: build the stranger's from an untagged copy.)
+        let untagged = request(&INVITE.replace("314159", "314160"));
+        for status in [183, 200] {
+            assert_eq!(
+                uac.receive_response(&answer(&untagged, status, "c"))
+                    .unwrap_err(),
+                DialogError::Mismatch,
+                "{status} with another To tag"
+            );
+        }
+        assert!(!uac.is_answered());
+        assert!(matches!(
+            uac.receive_response(&answer(&reinvite, 200, "b")).unwrap(),
+            Received::Answered {
+                dialog: None,
+                forked: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn made_up_to_tags_make_at_most_max_forks_dialogs() {
+        let invite = request(INVITE);
+        let mut uac = InviteClient::new(invite.clone());
+        let mut made = 0;
+        for i in 0..MAX_FORKS + 10 {
+            match uac
+                .receive_response(&answer(&invite, 183, &format!("t{i}")))
+                .unwrap()
+            {
+                Received::Provisional {
+                    dialog: Some(_), ..
+                } => made += 1,
+                Received::Ignored => assert!(i >= MAX_FORKS, "{i}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(made, MAX_FORKS);
+        assert_eq!(uac.legs.len(), MAX_FORKS);
+        // A 2xx from a dialog already made is still the answer; a new one is not kept.
+        assert!(matches!(
+            uac.receive_response(&answer(&invite, 200, "t0")).unwrap(),
+            Received::Answered {
+                dialog: None,
+                forked: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            uac.receive_response(&answer(&invite, 200, "late")).unwrap(),
+            Received::Ignored
+        ));
+        assert_eq!(uac.legs.len(), MAX_FORKS);
+    }
+
+    #[test]
     fn a_response_to_another_request_is_refused() {
         let invite = request(INVITE);
         let mut uac = InviteClient::new(invite.clone());
@@ -931,6 +1025,35 @@ Content-Length: 0
     }
 
     #[test]
+    fn the_first_rseq_is_in_range_and_a_prack_must_name_the_invite() {
+        let invite = request(&INVITE.replace(
+            "Contact: <sip:alice@pc33.atlanta.example.com>",
+            SUPPORTED_100REL,
+        ));
+        let t0 = Instant::now();
+        // RFC 3262 section 3: the first RSeq is in 1 ..= 2**31 - 1 whatever the random start.
+        for (start, rseq) in [(0, "1"), (2_147_483_646, "2147483647"), (u32::MAX, "2")] {
+            let mut uas = InviteServer::new(
+                &invite,
+                Timers::default(),
+                Reliability::WhenSupported,
+                start,
+            );
+            uas.provisional(t0, answer(&invite, 180, "b")).unwrap();
+            assert_eq!(drain(&mut uas), [(180, Some(Bytes::from(rseq)))], "{start}");
+        }
+        let mut uas = InviteServer::new(&invite, Timers::default(), Reliability::WhenSupported, 0);
+        uas.provisional(t0, answer(&invite, 180, "b")).unwrap();
+        for bad in ["1 314159 BYE", "1 314159", "x 314159 INVITE", ""] {
+            assert_eq!(uas.receive_prack(t0, &prack(bad, 1)).status, 481, "{bad}");
+        }
+        assert_eq!(
+            uas.receive_prack(t0, &prack("1 314159 INVITE", 2)).status,
+            200
+        );
+    }
+
+    #[test]
     fn a_reliable_provisional_doubles_without_cap_and_gives_up_after_64_t1() {
         let t0 = Instant::now();
         let invite = request(&INVITE.replace(
@@ -981,6 +1104,18 @@ Content-Length: 0
         assert_eq!(uas.poll_event(), Some(ServerEvent::PrackTimeout));
         uas.respond(t0, answer(&invite, 500, "b")).unwrap();
         assert_eq!(drain(&mut uas).last(), Some(&(500, None)));
+
+        // A call layer that answers 2xx after the PrackTimeout all the same is not left with
+        // a 2xx held for ever: it goes at once.
+        let mut uas = InviteServer::new(&invite, Timers::default(), Reliability::WhenSupported, 0);
+        uas.provisional(t0, with_body(answer(&invite, 183, "b")))
+            .unwrap();
+        uas.handle_timeout(t0 + Duration::from_secs(32));
+        assert_eq!(uas.poll_event(), Some(ServerEvent::PrackTimeout));
+        drain(&mut uas);
+        uas.respond(t0, answer(&invite, 200, "b")).unwrap();
+        assert_eq!(drain(&mut uas), [(200, None)]);
+        assert!(uas.awaits_ack());
     }
 
     #[test]
@@ -1074,6 +1209,16 @@ Content-Length: 0
         assert!(matches!(
             uac.receive_response(&answer(&invite, 180, "b")).unwrap(),
             Received::Provisional { prack: None, .. }
+        ));
+        // Once the dialog is answered, a reliable provisional (late, reordered) is not PRACKed.
+        assert!(matches!(
+            uac.receive_response(&answer(&invite, 200, "b")).unwrap(),
+            Received::Answered { .. }
+        ));
+        assert!(matches!(
+            uac.receive_response(&reliable(&invite, 183, "b", 9))
+                .unwrap(),
+            Received::Ignored
         ));
     }
 }

@@ -22,6 +22,9 @@
 //!   the UAC, the refresher: refreshing too often is harmless, being cut is not.
 //! - As UAS, [`Config::always`] runs a timer even when the request asked for none (we refresh
 //!   if the UAC does not support `timer`): a switch between carriers must not keep dead calls.
+//!   Such a peer answers our refreshes with no `Session-Expires`, so under `always` a 2xx
+//!   without one leaves a timer we refresh running instead of turning it off (section 7.2
+//!   would turn it off after the first refresh).
 //! - `Supported: timer` is the caller's to list (from the screening policy), not this module's.
 
 use std::collections::VecDeque;
@@ -263,7 +266,9 @@ impl SessionTimer {
     /// A final response to an INVITE or UPDATE we sent. A 2xx sets (or turns off) the timer;
     /// a 422 raises our `Min-SE` and asks for the request again
     /// ([`SessionTimer::request_headers`] then carries the larger value); anything else
-    /// changes nothing (a failed refresh lets the session run to its expiry).
+    /// changes nothing (a failed refresh lets the session run to its expiry). So does a 422
+    /// whose `Min-SE` is no more than we asked (zero, say): asking again would be refused
+    /// again, for ever.
     pub fn receive_response(&mut self, now: Instant, response: &Response) -> Result<(), TooSmall> {
         match response.status {
             200..=299 => {
@@ -272,18 +277,29 @@ impl SessionTimer {
                         let local = se.refresher != Some(Refresher::Uas);
                         self.start(now, se.delta.max(MIN_INTERVAL), local);
                     }
-                    None => self.active = None,
+                    None => match self.active {
+                        // A peer without `timer` never sends it (see the module docs).
+                        Some(a) if self.config.always && a.local_refresher => {
+                            self.start(now, a.interval, true)
+                        }
+                        _ => self.active = None,
+                    },
                 }
                 Ok(())
             }
             422 => {
+                // What `request_headers` asked for.
+                let asked = self
+                    .active
+                    .map_or(self.config.interval, |a| a.interval)
+                    .max(self.min_se);
                 // A 422 without a usable Min-SE still says "more": double what we asked.
-                let asked = self.config.interval.max(self.min_se);
                 let wanted = min_se(response.headers()).unwrap_or(asked.saturating_mul(2));
-                self.min_se = self.min_se.max(wanted);
-                Err(TooSmall {
-                    min_se: self.min_se,
-                })
+                if wanted <= asked {
+                    return Ok(());
+                }
+                self.min_se = wanted;
+                Err(TooSmall { min_se: wanted })
             }
             _ => Ok(()),
         }
@@ -483,6 +499,14 @@ Call-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
                 refresher: Refresher::Uas
             }))
         );
+        // A UAC without timer support cannot be made the refresher, whatever it names.
+        assert_eq!(
+            grant("Session-Expires: 1800;refresher=uac\r\n", c),
+            Ok(Some(Grant {
+                interval: 1800,
+                refresher: Refresher::Uas
+            }))
+        );
         let accept_only = Config {
             always: false,
             ..Config::default()
@@ -496,6 +520,47 @@ Call-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
         let r = TooSmall { min_se: 90 }.response(&req, Some("t"));
         assert_eq!(r.status, 422);
         assert_eq!(r.headers().get(&HeaderName::MinSe).unwrap(), "90");
+    }
+
+    #[test]
+    fn a_422_is_retried_only_when_it_asks_for_more() {
+        let t0 = Instant::now();
+        let req = request("Supported: timer\r\nSession-Expires: 1800\r\n");
+        let too_small = |min_se: &str| {
+            let mut r = req.reply(422, "Session Interval Too Small", Some("b"));
+            if !min_se.is_empty() {
+                r.headers_mut().push(HeaderName::MinSe, min_se.to_string());
+            }
+            r
+        };
+        let mut timer = SessionTimer::new(Config::default());
+        // No more than we asked (1800 s): a retry would be refused again, so none.
+        for min_se in ["90", "1800", "0"] {
+            assert_eq!(timer.receive_response(t0, &too_small(min_se)), Ok(()));
+        }
+        assert_eq!(
+            timer.request_headers().get(&HeaderName::MinSe).unwrap(),
+            "90"
+        );
+        // More: retried with it. Unreadable: retried with double what we asked.
+        assert_eq!(
+            timer.receive_response(t0, &too_small("2400")),
+            Err(TooSmall { min_se: 2400 })
+        );
+        assert_eq!(
+            timer.receive_response(t0, &too_small("x")),
+            Err(TooSmall { min_se: 4800 })
+        );
+        // The largest value saturates, and then nothing more can be asked.
+        assert_eq!(
+            timer.receive_response(t0, &too_small("4294967295")),
+            Err(TooSmall { min_se: u32::MAX })
+        );
+        assert_eq!(timer.receive_response(t0, &too_small("")), Ok(()));
+        // A running timer's refresh is what was asked.
+        let mut timer = SessionTimer::new(Config::default());
+        timer.start(t0, 3600, true);
+        assert_eq!(timer.receive_response(t0, &too_small("1800")), Ok(()));
     }
 
     #[test]
@@ -514,6 +579,24 @@ Call-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
         assert!(!timer.is_refresher());
         // The other side refreshes: we only expire, at 1800 - 32 s.
         assert_eq!(timer.poll_timeout(), Some(t0 + Duration::from_secs(1768)));
+    }
+
+    #[test]
+    fn the_uac_refreshes_unless_the_2xx_names_the_uas() {
+        let t0 = Instant::now();
+        let req = request("Supported: timer\r\nSession-Expires: 1800\r\n");
+        for (se, refresher) in [
+            ("1800;refresher=uac", true),
+            ("1800", true),
+            ("1800;refresher=uas", false),
+        ] {
+            let mut ok = req.reply(200, "OK", Some("b"));
+            ok.headers_mut().push(HeaderName::SessionExpires, se);
+            let mut timer = SessionTimer::new(Config::default());
+            timer.receive_response(t0, &ok).unwrap();
+            assert_eq!(timer.interval(), Some(1800), "{se}");
+            assert_eq!(timer.is_refresher(), refresher, "{se}");
+        }
     }
 
     #[test]

@@ -1160,9 +1160,23 @@ fn a_uac_without_timer_support_gets_the_uas_as_refresher() {
         Vec::<String>::new(),
         "timer is not required of a UAC that does not support it"
     );
-    net.run_to(1_000_000);
-    assert_eq!(net.sent(Side::B, "UPDATE"), [900_000]);
-    assert_eq!(net.answered(Side::A, 200, "UPDATE"), [900_000]);
+    net.run_to(2_000_000);
+    // A's 200s carry no Session-Expires (A knows no timers): B keeps refreshing all the same.
+    assert_eq!(net.sent(Side::B, "UPDATE"), [900_000, 1_800_000]);
+    assert_eq!(net.answered(Side::A, 200, "UPDATE"), [900_000, 1_800_000]);
+    assert_eq!(net.b.timer.as_ref().unwrap().interval(), Some(1800));
+    // And when A vanishes, B's refresh fails and B ends the call at its expiry.
+    net.drop = Some(Box::new(|from, _| from == Side::A));
+    net.run_to(5_000_000);
+    // (The third refresh goes at 2700 s and is retransmitted until Timer F.)
+    assert_eq!(net.sent(Side::B, "UPDATE")[2], 2_700_000);
+    assert!(net.told(Side::B).contains(&"2732000 timeout".to_string()));
+    assert!(
+        net.told(Side::B)
+            .contains(&format!("{} expired", 1_800_000 + 1_768_000)),
+        "{:?}",
+        net.told(Side::B)
+    );
 }
 
 // ----- races (issue 10: CANCEL, ACK, PRACK, glare, refresh against BYE) -----
