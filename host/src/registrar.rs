@@ -26,9 +26,7 @@ use wasmswitch_sip::{HeaderName, Request, Response};
 
 use crate::config::SipConfig;
 use crate::failures::FailureLimiter;
-use crate::store::{
-    Registration, RegistrationChange, SipCredentials, Store, StoreError, Transport,
-};
+use crate::store::{Registration, RegistrationChange, SipCredentials, Store, StoreError};
 
 /// The name of the store secret that keys digest nonces, shared by every host on one
 /// database so that a nonce one host issued verifies on another.
@@ -387,11 +385,7 @@ impl Registrar {
                 call_id: text(&b.call_id)?,
                 cseq: i64::from(b.cseq),
                 instance: b.instance.as_deref().map(text).transpose()?,
-                transport: match b.flow.transport {
-                    FlowTransport::Udp => Transport::Udp,
-                    FlowTransport::Tcp => Transport::Tcp,
-                    FlowTransport::Tls => Transport::Tls,
-                },
+                transport: b.flow.transport.into(),
                 source: b.flow.remote.to_string(),
                 host_id: self.host_id.clone(),
                 connection: b.flow.connection.map(|c| c as i64),
@@ -410,11 +404,7 @@ impl Registrar {
 
     /// A stored binding as the registrar's decision reads it.
     fn binding(&self, r: &Registration) -> Binding {
-        let transport = match r.transport {
-            Transport::Udp => FlowTransport::Udp,
-            Transport::Tcp => FlowTransport::Tcp,
-            Transport::Tls => FlowTransport::Tls,
-        };
+        let transport = FlowTransport::from(r.transport);
         Binding {
             uri: r.contact_uri.clone().into(),
             contact: r.contact.clone().into(),

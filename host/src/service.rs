@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use wasmswitch_sip::Method;
 use wasmswitch_sip::endpoint::{Endpoint, EndpointConfig};
 use wasmswitch_sip::limits::RateLimit;
-use wasmswitch_sip::tls::TlsIdentity;
+use wasmswitch_sip::tls::{TlsIdentity, TlsTrust};
 use wasmswitch_sip::transaction::{Event as SipEvent, FlowTransport, Timers};
 
 use crate::api::{self, AppState, Auth, EnsureLoadedError, Principal, Simulator};
@@ -128,6 +128,12 @@ async fn start_sip(
         per_second: f64::from(sip.rate_limit_per_second),
         burst: f64::from(sip.rate_limit_burst),
     });
+    let mut tls_trust = TlsTrust::mozilla();
+    if !sip.tls_ca_file.is_empty() {
+        tls_trust = tls_trust
+            .add_pem_file(&sip.tls_ca_file)
+            .map_err(|e| ServiceError::Config(format!("sip.tls_ca_file: {}", chain(&e))))?;
+    }
     let (endpoint, events) = Endpoint::start(EndpointConfig {
         udp: vec![addr],
         tcp: vec![addr],
@@ -145,6 +151,10 @@ async fn start_sip(
             .iter()
             .filter_map(|a| a.parse().ok())
             .collect(),
+        tls_trust,
+        connect_timeout: Duration::from_millis(sip.connect_timeout_ms),
+        max_connections: sip.max_connections,
+        max_connections_per_address: sip.max_connections_per_address,
         ..EndpointConfig::default()
     })
     .await
@@ -285,7 +295,11 @@ impl Service {
             host_id.clone(),
             config.sip.trunk_register_expires_secs,
             config.sip.public_address(sip_addrs.udp.port()),
-            sip_addrs.udp,
+            crate::trunks::Bound {
+                udp: sip_addrs.udp,
+                tcp: sip_addrs.tcp,
+                tls: sip_addrs.tls,
+            },
         );
         let trunk_task = tokio::spawn(crate::trunks::supervise(trunks, stopped.clone()));
         let sync_task = tokio::spawn(keep_in_sync(state.clone(), broken, stopped));

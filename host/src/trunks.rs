@@ -7,6 +7,11 @@
 //! One host registers each trunk: a supervisor claims trunks by a lease in the store and
 //! renews it every few seconds, so when a host dies another takes its trunks over within
 //! [`LEASE`]. A trunk whose settings change is let go and claimed afresh with the new ones.
+//!
+//! The trunk's transport is the registration's: over TCP or TLS the endpoint opens a
+//! connection to the provider (TLS checks the provider's certificate against the trunk's
+//! host name and `sip.tls_ca_file` or Mozilla's roots) and keeps it for the refreshes; the
+//! Contact names the transport, so the provider sends calls back over it or to our listener.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wasmswitch_sip::digest::DigestClient;
 use wasmswitch_sip::endpoint::{Endpoint, NoFinal};
-use wasmswitch_sip::transaction::{Flow, FlowTransport};
+use wasmswitch_sip::transaction::Flow;
 use wasmswitch_sip::typed::NameAddr;
 use wasmswitch_sip::uri::{Host, Uri};
 use wasmswitch_sip::{HeaderName, Message, Request, Response};
@@ -34,6 +39,15 @@ const SUPERVISE_EVERY: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
+/// The addresses SIP is bound to.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    /// `None` without a TLS listener (the switch can still open TLS connections).
+    pub tls: Option<SocketAddr>,
+}
+
 /// What every trunk's task needs.
 #[derive(Debug, Clone)]
 pub struct TrunkContext {
@@ -46,8 +60,8 @@ pub struct TrunkContext {
     /// The address the provider should reach the switch at (Via, Contact): `sip.public_address`,
     /// if set.
     pub public: Option<SocketAddr>,
-    /// The address SIP's UDP socket is bound to.
-    pub udp: SocketAddr,
+    /// The addresses SIP is bound to, for each transport.
+    pub bound: Bound,
     /// Each held trunk's state, for the metrics.
     states: Arc<Mutex<HashMap<String, &'static str>>>,
 }
@@ -59,7 +73,7 @@ impl TrunkContext {
         host_id: String,
         expires: u32,
         public: Option<SocketAddr>,
-        udp: SocketAddr,
+        bound: Bound,
     ) -> TrunkContext {
         TrunkContext {
             store,
@@ -67,7 +81,7 @@ impl TrunkContext {
             host_id,
             expires,
             public,
-            udp,
+            bound,
             states: Arc::default(),
         }
     }
@@ -349,16 +363,10 @@ impl Registering {
         ctx: &TrunkContext,
         trunk: &RegisteringTrunk,
     ) -> Result<u32, String> {
-        if trunk.transport != Transport::Udp {
-            return Err(format!(
-                "registering over {} is not supported yet (UDP only)",
-                trunk.transport.as_str()
-            ));
-        }
         let remote = resolve(ctx, trunk).await?;
-        let local = local_address(ctx, remote);
+        let local = local_address(ctx, trunk.transport, remote);
         self.last = Some((remote, local));
-        let uri = format!("sip:{}:{}", host_for_uri(&trunk.host), trunk.port);
+        let uri = registrar_uri(trunk);
         // The credentials of the held challenge go at once: most registrars accept them until
         // the nonce goes stale, which saves a round trip per refresh. They are not `fresh`:
         // a challenge in answer to them may only mean the registrar forgot the nonce.
@@ -459,7 +467,7 @@ impl Registering {
         let Some((remote, local)) = self.last else {
             return;
         };
-        let uri = format!("sip:{}:{}", host_for_uri(&trunk.host), trunk.port);
+        let uri = registrar_uri(trunk);
         let work = async {
             let mut authorization = self.digest.authorization("REGISTER", &uri, &random_hex());
             for _ in 0..2 {
@@ -503,7 +511,7 @@ impl Registering {
         self.cseq += 1;
         let request = self.request(trunk, uri, local, expires, authorization)?;
         let flow = Flow {
-            transport: FlowTransport::Udp,
+            transport: trunk.transport.into(),
             remote,
             connection: None,
         };
@@ -514,6 +522,10 @@ impl Registering {
             .map_err(|e| format!("cannot send: {e}"))?;
         tx.final_response().await.map_err(|e| match e {
             NoFinal::Timeout => format!("no answer from {remote}"),
+            NoFinal::Unreachable => format!(
+                "cannot connect to {remote} over {}",
+                trunk.transport.as_str()
+            ),
             _ => format!("no answer from {remote}: {e}"),
         })
     }
@@ -530,15 +542,20 @@ impl Registering {
         let auth = authorization
             .map(|a| format!("{}: {a}\r\n", self.answer_in.as_str()))
             .unwrap_or_default();
+        let (via, contact_param) = match trunk.transport {
+            Transport::Udp => ("UDP", ""),
+            Transport::Tcp => ("TCP", ";transport=tcp"),
+            Transport::Tls => ("TLS", ";transport=tls"),
+        };
         let text = format!(
             "REGISTER {uri} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport\r\n\
+             Via: SIP/2.0/{via} {local};branch=z9hG4bK{branch};rport\r\n\
              Max-Forwards: 70\r\n\
              From: <sip:{user}@{host}>;tag={tag}\r\n\
              To: <sip:{user}@{host}>\r\n\
              Call-ID: {call_id}\r\n\
              CSeq: {cseq} REGISTER\r\n\
-             Contact: <sip:{user}@{local}>\r\n\
+             Contact: <sip:{user}@{local}{contact_param}>\r\n\
              Expires: {expires}\r\n\
              {auth}User-Agent: wasmswitch\r\n\
              Content-Length: 0\r\n\r\n",
@@ -557,7 +574,18 @@ impl Registering {
     }
 }
 
-/// The trunk's address, of a family the switch has a UDP socket for.
+/// The registrar's URI: the trunk's host and port, and its transport when not UDP (so a
+/// proxy on the way, and the certificate check over TLS, see what was meant).
+fn registrar_uri(trunk: &RegisteringTrunk) -> String {
+    let host = host_for_uri(&trunk.host);
+    match trunk.transport {
+        Transport::Udp => format!("sip:{host}:{}", trunk.port),
+        other => format!("sip:{host}:{};transport={}", trunk.port, other.as_str()),
+    }
+}
+
+/// The trunk's address; over UDP, of a family the switch has a socket for (a connection can
+/// be opened from either family).
 async fn resolve(ctx: &TrunkContext, trunk: &RegisteringTrunk) -> Result<SocketAddr, String> {
     // The API takes an IPv6 address in brackets, as a URI writes it; the resolver does not.
     let host = trunk.host.trim_start_matches('[').trim_end_matches(']');
@@ -566,17 +594,26 @@ async fn resolve(ctx: &TrunkContext, trunk: &RegisteringTrunk) -> Result<SocketA
         .map_err(|e| format!("cannot resolve {}: {e}", trunk.host))?
         .collect();
     // A socket bound to [::] takes both families; one bound to IPv4 only IPv4, and so on.
+    let udp = ctx.bound.udp;
     let usable = |a: &SocketAddr| {
-        (ctx.udp.is_ipv6() && ctx.udp.ip().is_unspecified()) || a.is_ipv4() == ctx.udp.is_ipv4()
+        trunk.transport != Transport::Udp
+            || (udp.is_ipv6() && udp.ip().is_unspecified())
+            || a.is_ipv4() == udp.is_ipv4()
     };
-    all.iter().copied().find(usable).ok_or_else(|| {
-        format!(
-            "{} resolves to no {} address (SIP is bound to {})",
-            trunk.host,
-            if ctx.udp.is_ipv4() { "IPv4" } else { "IPv6" },
-            ctx.udp
-        )
-    })
+    // Over TCP or TLS either family will do; the bound one first (`localhost` may list ::1
+    // before 127.0.0.1, and a provider may listen on one family only).
+    let preferred = all.iter().copied().filter(|a| a.is_ipv4() == udp.is_ipv4());
+    preferred
+        .chain(all.iter().copied())
+        .find(usable)
+        .ok_or_else(|| {
+            format!(
+                "{} resolves to no {} address (SIP is bound to {})",
+                trunk.host,
+                if udp.is_ipv4() { "IPv4" } else { "IPv6" },
+                udp
+            )
+        })
 }
 
 /// The seconds a 2xx grants our contact (`local`): the `expires` parameter of the Contact
@@ -612,24 +649,34 @@ fn granted(response: &Response, local: SocketAddr, asked: u32) -> Option<u32> {
     }
 }
 
-/// Where the provider should reach the switch: `sip.public_address` if set, else the bound
-/// UDP address, or, bound to every interface, the local address the system routes to
+/// Where the provider should reach the switch over `transport`: `sip.public_address` if set
+/// (over TLS with the TLS listener's port), else the address bound for the transport (the
+/// UDP and TCP one for TLS without a TLS listener: the provider then answers over our
+/// connection), or, bound to every interface, the local address the system routes to
 /// `remote` from.
-fn local_address(ctx: &TrunkContext, remote: SocketAddr) -> SocketAddr {
+fn local_address(ctx: &TrunkContext, transport: Transport, remote: SocketAddr) -> SocketAddr {
+    let bound = match transport {
+        Transport::Udp => ctx.bound.udp,
+        Transport::Tcp => ctx.bound.tcp,
+        Transport::Tls => ctx.bound.tls.unwrap_or(ctx.bound.tcp),
+    };
     if let Some(public) = ctx.public {
-        return public;
+        return match (transport, ctx.bound.tls) {
+            (Transport::Tls, Some(tls)) => SocketAddr::new(public.ip(), tls.port()),
+            _ => public,
+        };
     }
-    if !ctx.udp.ip().is_unspecified() {
-        return ctx.udp;
+    if !bound.ip().is_unspecified() {
+        return bound;
     }
-    let routed = std::net::UdpSocket::bind(SocketAddr::new(ctx.udp.ip(), 0))
+    let routed = std::net::UdpSocket::bind(SocketAddr::new(bound.ip(), 0))
         .and_then(|s| {
             s.connect(remote)?;
             s.local_addr()
         })
         .map(|a| a.ip())
-        .unwrap_or(ctx.udp.ip());
-    SocketAddr::new(routed, ctx.udp.port())
+        .unwrap_or(bound.ip());
+    SocketAddr::new(routed, bound.port())
 }
 
 /// A host as a SIP URI writes it: an IPv6 address in brackets.

@@ -185,6 +185,18 @@ pub struct SipConfig {
     pub tls_cert_file: String,
     /// The certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1). Live, as the certificate.
     pub tls_key_file: String,
+    /// More certificate authorities (PEM) to trust, beside Mozilla's roots, when the switch
+    /// opens a TLS connection (a trunk with `"transport": "tls"` whose certificate a private
+    /// CA issued). Read at start. Default empty.
+    pub tls_ca_file: String,
+    /// How long opening a TCP or TLS connection to a peer may take, in ms; past it the
+    /// request fails as unreachable. Default 5000.
+    pub connect_timeout_ms: u64,
+    /// TCP and TLS connections open at once, in all. Default 16384.
+    pub max_connections: usize,
+    /// TCP and TLS connections one address (an IPv6 /64) may hold open to the switch;
+    /// addresses in `rate_limit_exempt` are not capped. Default 128.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for SipConfig {
@@ -211,6 +223,10 @@ impl Default for SipConfig {
             tls_listen: String::new(),
             tls_cert_file: String::new(),
             tls_key_file: String::new(),
+            tls_ca_file: String::new(),
+            connect_timeout_ms: 5000,
+            max_connections: 16_384,
+            max_connections_per_address: 128,
         }
     }
 }
@@ -283,6 +299,15 @@ impl SipConfig {
         }
         if !(60..=86_400).contains(&self.trunk_register_expires_secs) {
             bad.push("sip.trunk_register_expires_secs: must be 60-86400".into());
+        }
+        if !(100..=60_000).contains(&self.connect_timeout_ms) {
+            bad.push("sip.connect_timeout_ms: must be 100-60000".into());
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            bad.push("sip.max_connections: must be 1-1000000".into());
+        }
+        if !(1..=self.max_connections.max(1)).contains(&self.max_connections_per_address) {
+            bad.push("sip.max_connections_per_address: must be 1-max_connections".into());
         }
         if !self.tls_listen.is_empty() {
             if self.tls_listen.parse::<SocketAddr>().is_err() {

@@ -54,6 +54,27 @@ impl Transport {
     }
 }
 
+impl From<Transport> for wasmswitch_sip::transaction::FlowTransport {
+    fn from(t: Transport) -> Self {
+        match t {
+            Transport::Udp => Self::Udp,
+            Transport::Tcp => Self::Tcp,
+            Transport::Tls => Self::Tls,
+        }
+    }
+}
+
+impl From<wasmswitch_sip::transaction::FlowTransport> for Transport {
+    fn from(t: wasmswitch_sip::transaction::FlowTransport) -> Self {
+        use wasmswitch_sip::transaction::FlowTransport;
+        match t {
+            FlowTransport::Udp => Transport::Udp,
+            FlowTransport::Tcp => Transport::Tcp,
+            FlowTransport::Tls => Transport::Tls,
+        }
+    }
+}
+
 /// A SIP trunk of a tenant: where its outbound calls go. The password is write-only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Trunk {
