@@ -45,9 +45,10 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
+use crate::connections::{ConnectionSlot, ConnectionSlots};
 use crate::framing::{Frame, PONG, Role, StreamFramer};
 use crate::header::HeaderName;
-use crate::limits::{ConnectionSlot, ConnectionSlots, RateLimit, SourceLimiter};
+use crate::limits::{RateLimit, SourceLimiter};
 use crate::message::{Message, Request, Response};
 use crate::screen::{self, Inbound, Policy};
 use crate::tls::{TlsError, TlsIdentity, TlsTrust};

@@ -7,6 +7,8 @@
 //! they take `(now, input)` and return what to send and when to wake up, so their timers are
 //! tested on a simulated clock.
 
+#[cfg(feature = "endpoint")]
+mod connections;
 pub mod dialog;
 pub mod digest;
 #[cfg(feature = "endpoint")]
