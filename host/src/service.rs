@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wasmswitch_sip::Method;
-use wasmswitch_sip::endpoint::{Endpoint, EndpointConfig};
+use wasmswitch_sip::endpoint::{Endpoint, EndpointConfig, Keepalive};
 use wasmswitch_sip::limits::RateLimit;
 use wasmswitch_sip::tls::{TlsIdentity, TlsTrust};
 use wasmswitch_sip::transaction::{Event as SipEvent, FlowTransport, Timers};
@@ -155,6 +155,10 @@ async fn start_sip(
         connect_timeout: Duration::from_millis(sip.connect_timeout_ms),
         max_connections: sip.max_connections,
         max_connections_per_address: sip.max_connections_per_address,
+        keepalive: (sip.keepalive_secs > 0).then(|| Keepalive {
+            every: Duration::from_secs(sip.keepalive_secs),
+            ..Keepalive::default()
+        }),
         ..EndpointConfig::default()
     })
     .await

@@ -99,6 +99,9 @@ pub struct EndpointConfig {
     /// from `rate_limit_exempt`. Default 128: an office of phones behind one NAT fits; one
     /// address cannot take every socket.
     pub max_connections_per_address: usize,
+    /// RFC 5626 keep-alive pings on connections the endpoint opens (to trunks); `None` turns
+    /// them off. Default [`Keepalive::default`].
+    pub keepalive: Option<Keepalive>,
 }
 
 impl Default for EndpointConfig {
@@ -120,6 +123,7 @@ impl Default for EndpointConfig {
             connect_timeout: Duration::from_secs(5),
             max_connections: 16_384,
             max_connections_per_address: 128,
+            keepalive: Some(Keepalive::default()),
         }
     }
 }
@@ -277,6 +281,7 @@ impl Endpoint {
                 config.max_connections_per_address,
                 config.rate_limit_exempt.clone(),
             )),
+            keepalive: config.keepalive,
         };
         for addr in &config.tcp {
             let listener = TcpListener::bind(addr).await?;
@@ -885,6 +890,8 @@ struct ConnContext {
     stop: watch::Receiver<bool>,
     /// The caps on open connections.
     slots: Arc<ConnectionSlots>,
+    /// Keep-alives on connections the endpoint opens; `None`: none.
+    keepalive: Option<Keepalive>,
 }
 
 /// The TLS handshake a listener runs before a connection carries SIP.
@@ -898,6 +905,31 @@ struct Handshake {
 /// How long a closing connection may take to write what is queued for it: a peer that has
 /// stopped reading must not hold the task for ever.
 const DRAIN: Duration = Duration::from_secs(5);
+
+/// An RFC 5626 keep-alive ping on a stream: a double CRLF (the pong is one CRLF).
+const PING: &[u8] = b"\r\n\r\n";
+
+/// Keep-alives on connections the endpoint opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// How often to ping.
+    pub every: Duration,
+    /// How long a peer that answers pings may take to answer one before the connection is
+    /// taken for dead.
+    pub pong_timeout: Duration,
+}
+
+impl Default for Keepalive {
+    /// A ping every 90 s (RFC 5626 section 4.4.1 suggests 95-120 s for streams: a little
+    /// under, as NATs commonly drop idle TCP mappings after two minutes or more), a pong
+    /// within 10 s (the RFC's figure).
+    fn default() -> Keepalive {
+        Keepalive {
+            every: Duration::from_secs(90),
+            pong_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// Accepts connections on a TCP or, with `handshake`, a TLS listener.
 async fn acceptor(listener: TcpListener, conn: ConnContext, handshake: Option<Handshake>) {
@@ -1092,6 +1124,7 @@ where
         ids,
         max_message,
         mut stop,
+        keepalive,
         ..
     } = conn;
     let id = ids.fetch_add(1, Ordering::Relaxed);
@@ -1125,10 +1158,49 @@ where
     });
     let mut framer = StreamFramer::new(role, max_message);
     let mut buf = vec![0u8; 16 * 1024];
+    // RFC 5626 section 4.4.1 keep-alives on connections we opened: a double CRLF every
+    // `keepalive.every`, so NATs and firewalls on the way keep the connection (a provider
+    // sends our calls over it). A peer that has answered a ping with a pong is expected to
+    // answer every one: if it stops, the connection is dead and is closed, and the next
+    // request opens a new one. A peer that never answers (many do not implement RFC 5626)
+    // still gets the pings, and is not judged by them.
+    let mut pings = match (role, keepalive) {
+        (Role::Opened, Some(k)) => Some((
+            tokio::time::interval_at(tokio::time::Instant::now() + k.every, k.every),
+            k.pong_timeout,
+        )),
+        _ => None,
+    };
+    let mut answers_pings = false;
+    let mut pong_due: Option<tokio::time::Instant> = None;
     'read: loop {
+        let tick = async {
+            match &mut pings {
+                Some((interval, _)) => interval.tick().await,
+                None => std::future::pending().await,
+            }
+        };
+        let pong_late = async {
+            match pong_due {
+                Some(at) if answers_pings => tokio::time::sleep_until(at).await,
+                _ => std::future::pending().await,
+            }
+        };
         let read = tokio::select! {
             r = reader.read(&mut buf) => r,
             _ = stop.wait_for(|stopped| *stopped) => break,
+            _ = tick => {
+                if out_tx.try_send(Bytes::from_static(PING)).is_ok() && pong_due.is_none() {
+                    let timeout = pings.as_ref().map_or(DRAIN, |(_, t)| *t);
+                    pong_due = Some(tokio::time::Instant::now() + timeout);
+                }
+                continue;
+            }
+            () = pong_late => {
+                metrics::counter!("sip_keepalive_failures_total", "transport" => label).increment(1);
+                tracing::info!(%peer, "no pong to a keep-alive ping: closing the connection");
+                break;
+            }
         };
         let n = match read {
             Ok(0) | Err(_) => break,
@@ -1146,7 +1218,10 @@ where
                 Ok(Some(Frame::Ping)) => {
                     let _ = out_tx.send(Bytes::from_static(PONG)).await;
                 }
-                Ok(Some(Frame::Pong)) => {}
+                Ok(Some(Frame::Pong)) => {
+                    answers_pings = true;
+                    pong_due = None;
+                }
                 Ok(Some(Frame::Skipped(n))) => {
                     metrics::counter!("sip_parse_errors_total", "transport" => label).increment(1);
                     tracing::debug!(%peer, skipped = n, "skipped bytes that begin no message");

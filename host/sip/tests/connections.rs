@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc::Receiver;
-use wasmswitch_sip::endpoint::{Endpoint, EndpointConfig, NoFinal};
+use wasmswitch_sip::endpoint::{Endpoint, EndpointConfig, Keepalive, NoFinal};
 use wasmswitch_sip::framing::{Frame, Role, StreamFramer};
 use wasmswitch_sip::tls::TlsTrust;
 use wasmswitch_sip::transaction::{Event, Flow, FlowTransport};
@@ -536,4 +536,96 @@ async fn connection_ids_do_not_repeat_across_restarts() {
         ep.shutdown().await;
     }
     assert!(seen[1] > seen[0], "{seen:?}");
+}
+
+/// Reads raw bytes until `want` has arrived (keep-alives are not messages, so no framer).
+async fn read_exactly<S: AsyncRead + Unpin>(conn: &mut S, want: &[u8]) {
+    let mut got = vec![0u8; want.len()];
+    tokio::time::timeout(WAIT, conn.read_exact(&mut got))
+        .await
+        .expect("in time")
+        .expect("read");
+    assert_eq!(got, want);
+}
+
+/// An endpoint pinging every 100 ms, wanting pongs within 200 ms, and a provider it has
+/// opened a connection to (one REGISTER answered on it).
+async fn kept_alive() -> (Endpoint, Receiver<Event>, TcpListener, TcpStream, Flow) {
+    let (ep, events) = endpoint(EndpointConfig {
+        keepalive: Some(Keepalive {
+            every: Duration::from_millis(100),
+            pong_timeout: Duration::from_millis(200),
+        }),
+        ..EndpointConfig::default()
+    })
+    .await;
+    let provider = TcpListener::bind(loopback()).await.expect("bind");
+    let remote = provider.local_addr().expect("bound");
+    let flow = Flow {
+        transport: FlowTransport::Tcp,
+        remote,
+        connection: None,
+    };
+    let uri = format!("sip:{remote};transport=tcp");
+    let mut tx = ep
+        .request(request("REGISTER", &uri, "TCP", "ka1"), flow)
+        .await
+        .expect("sent");
+    let (mut conn, _) = provider.accept().await.expect("accepted");
+    let register = next_message(&mut conn, &mut StreamFramer::new(Role::Accepted, 65_535)).await;
+    send(&mut conn, &answer(&register, "200 OK")).await;
+    let ok = tx.final_response().await.expect("a final response");
+    assert_eq!(ok.status, 200);
+    (ep, events, provider, conn, flow)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_it_opened_is_pinged_and_closed_when_its_pongs_stop() {
+    let (ep, _events, provider, mut conn, flow) = kept_alive().await;
+    // Pings come; the provider answers the first two.
+    for _ in 0..2 {
+        read_exactly(&mut conn, b"\r\n\r\n").await;
+        send(&mut conn, "\r\n").await;
+    }
+    // It stops answering: having answered before, the silence means the flow is dead.
+    read_exactly(&mut conn, b"\r\n\r\n").await;
+    assert!(
+        closed(&mut conn, Duration::from_secs(2)).await,
+        "closed for want of a pong"
+    );
+    // The next request opens a new connection.
+    let uri = format!("sip:{};transport=tcp", flow.remote);
+    let _tx = ep
+        .request(request("OPTIONS", &uri, "TCP", "ka2"), flow)
+        .await
+        .expect("sent");
+    let (mut again, _) = tokio::time::timeout(WAIT, provider.accept())
+        .await
+        .expect("a new connection in time")
+        .expect("accepted");
+    let options = next_message(&mut again, &mut StreamFramer::new(Role::Accepted, 65_535)).await;
+    assert!(options.contains("branch=z9hG4bKka2"), "{options}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_answers_pings_keeps_its_connection() {
+    let (ep, _events, provider, mut conn, flow) = kept_alive().await;
+    // Five pings, none answered (the peer does not do RFC 5626): the connection stays.
+    for _ in 0..5 {
+        read_exactly(&mut conn, b"\r\n\r\n").await;
+    }
+    let uri = format!("sip:{};transport=tcp", flow.remote);
+    let _tx = ep
+        .request(request("OPTIONS", &uri, "TCP", "ka3"), flow)
+        .await
+        .expect("sent");
+    // The request comes on the same connection (pings may come before it).
+    let options = next_message(&mut conn, &mut StreamFramer::new(Role::Accepted, 65_535)).await;
+    assert!(options.contains("branch=z9hG4bKka3"), "{options}");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), provider.accept())
+            .await
+            .is_err(),
+        "no new connection"
+    );
 }

@@ -197,6 +197,10 @@ pub struct SipConfig {
     /// TCP and TLS connections one address (an IPv6 /64) may hold open to the switch;
     /// addresses in `rate_limit_exempt` are not capped. Default 128.
     pub max_connections_per_address: usize,
+    /// Seconds between RFC 5626 keep-alive pings (a double CRLF) on TCP and TLS connections
+    /// the switch opens (to trunks), so NATs and firewalls keep them; a provider that answers
+    /// pings and stops answering has its connection closed (10 s). 0: no pings. Default 90.
+    pub keepalive_secs: u64,
 }
 
 impl Default for SipConfig {
@@ -227,6 +231,7 @@ impl Default for SipConfig {
             connect_timeout_ms: 5000,
             max_connections: 16_384,
             max_connections_per_address: 128,
+            keepalive_secs: 90,
         }
     }
 }
@@ -299,6 +304,9 @@ impl SipConfig {
         }
         if !(60..=86_400).contains(&self.trunk_register_expires_secs) {
             bad.push("sip.trunk_register_expires_secs: must be 60-86400".into());
+        }
+        if self.keepalive_secs > 3600 {
+            bad.push("sip.keepalive_secs: must be 0-3600".into());
         }
         if !(100..=60_000).contains(&self.connect_timeout_ms) {
             bad.push("sip.connect_timeout_ms: must be 100-60000".into());
