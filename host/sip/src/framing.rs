@@ -10,6 +10,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::header::HeaderName;
+use crate::message::Length;
 
 /// The largest message accepted by default: a head and body of 64 KiB, the most a UDP
 /// datagram can carry, is far beyond any real SIP message.
@@ -210,30 +211,40 @@ fn find_head_end(b: &[u8], mut from: usize) -> Option<usize> {
 /// parser's own function); 0 when absent (RFC 3261 requires it on streams, and a message
 /// without a body is the only safe reading of its absence).
 fn content_length(head: &[u8]) -> Result<usize, FrameError> {
-    let mut values: Vec<Vec<u8>> = Vec::new();
-    let mut in_length = false;
-    for line in head.split(|&b| b == b'\n').skip(1) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.first().is_some_and(|&c| c == b' ' || c == b'\t') {
-            if in_length && let Some(v) = values.last_mut() {
-                let part = line.trim_ascii();
-                if !v.is_empty() && !part.is_empty() {
-                    v.push(b' ');
-                }
-                v.extend_from_slice(part);
-            }
+    let mut length = Length::default();
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .skip(1)
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .peekable();
+    let is_fold = |line: &&[u8]| line.first().is_some_and(|&c| c == b' ' || c == b'\t');
+    while let Some(line) = lines.next() {
+        if is_fold(&line) {
             continue;
         }
-        in_length = false;
         let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };
-        if HeaderName::known(line[..colon].trim_ascii_end()) == Some(HeaderName::ContentLength) {
-            in_length = true;
-            values.push(line[colon + 1..].trim_ascii().to_vec());
+        if HeaderName::known(line[..colon].trim_ascii_end()) != Some(HeaderName::ContentLength) {
+            continue;
         }
+        let first = line[colon + 1..].trim_ascii();
+        if lines.peek().is_none_or(|next| !is_fold(next)) {
+            length.add(first);
+            continue;
+        }
+        // Continuation lines: one SP where each fold was, as the parser unfolds.
+        let mut v = first.to_vec();
+        while let Some(fold) = lines.next_if(is_fold) {
+            let part = fold.trim_ascii();
+            if !v.is_empty() && !part.is_empty() {
+                v.push(b' ');
+            }
+            v.extend_from_slice(part);
+        }
+        length.add(&v);
     }
-    match crate::message::content_length(values.iter().map(Vec::as_slice)) {
+    match length.get() {
         Ok(n) => Ok(n.unwrap_or(0)),
         Err(_) => Err(FrameError::ContentLength),
     }

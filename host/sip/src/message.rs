@@ -10,8 +10,8 @@ use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::header::{HeaderName, Headers};
-use crate::syntax::{is_token_str, is_ws, parse_u32};
+use crate::header::{Header, HeaderName, Headers};
+use crate::syntax::{is_token, is_ws, parse_u32, scan};
 use crate::typed::{CSeq, ContactList, Method, NameAddr, ValueError, Via, is_call_id};
 use crate::uri::{Uri, UriError};
 
@@ -289,43 +289,62 @@ impl Message {
                 headers: Headers::new(),
             });
         }
-        let raw = parse_raw(&input);
-        let headers = raw.headers;
-        let fail = |error, kind| Malformed {
+        let Raw {
+            start,
+            headers,
+            length,
             error,
-            kind,
-            headers: headers.clone(),
+            body_start,
+        } = parse_raw(&input);
+        // The headers move into the error only when there is one: no copy on the way to a
+        // parsed message.
+        let fail = |error, kind, headers| {
+            Err(Malformed {
+                error,
+                kind,
+                headers,
+            })
         };
-        let start = match raw.start {
+        let start = match start {
             Ok(start) => start,
-            Err((error, kind)) => return Err(fail(error, kind)),
+            Err((error, kind)) => return fail(error, kind, headers),
         };
         let kind = match &start {
             Start::Request(Method::Ack, _) => Kind::Ack,
             Start::Request(..) => Kind::Request,
             Start::Response(..) => Kind::Other,
         };
-        if let Some(error) = raw.error {
-            return Err(fail(error, kind));
+        if let Some(error) = error {
+            return fail(error, kind, headers);
         }
-        let body = match body(&input, raw.body_start, &raw.content_length) {
+        let body = match body(&input, body_start, length) {
             Ok(body) => body,
-            Err(error) => return Err(fail(error, kind)),
+            Err(error) => return fail(error, kind, headers),
+        };
+        let core = match check_core(&headers) {
+            Ok(core) => core,
+            Err(error) => return fail(error, kind, headers),
         };
         match start {
-            Start::Request(method, uri) => Request::from_parts(method, uri, headers.clone(), body)
-                .map(Message::Request)
-                .map_err(|error| fail(error, kind)),
-            Start::Response(status, reason) => {
-                let core = check_core(&headers).map_err(|error| fail(error, kind))?;
-                Ok(Message::Response(Response {
-                    status,
-                    reason,
+            Start::Request(method, uri) => {
+                if core.cseq.method != method {
+                    return fail(ParseError::CSeqMethod, kind, headers);
+                }
+                Ok(Message::Request(Request {
+                    method,
+                    uri,
                     headers,
                     body,
-                    core: Some(Box::new(core)),
+                    core: Box::new(core),
                 }))
             }
+            Start::Response(status, reason) => Ok(Message::Response(Response {
+                status,
+                reason,
+                headers,
+                body,
+                core: Some(Box::new(core)),
+            })),
         }
     }
 
@@ -339,9 +358,10 @@ impl Message {
 
     /// The printed message.
     pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1024);
-        self.encode(&mut out);
-        out
+        match self {
+            Message::Request(r) => r.encode_to_vec(),
+            Message::Response(r) => r.to_vec(),
+        }
     }
 }
 
@@ -495,8 +515,19 @@ impl Request {
         contacts(&self.headers)
     }
 
+    /// The size of the printed request.
+    fn encoded_len(&self) -> usize {
+        self.method.as_str().len()
+            + 1
+            + self.uri.as_bytes().len()
+            + b" SIP/2.0\r\n".len()
+            + self.headers.encoded_len()
+            + finish_len(&self.body)
+    }
+
     /// Prints the request.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(self.encoded_len());
         out.extend_from_slice(self.method.as_str().as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.uri.as_bytes());
@@ -513,7 +544,7 @@ impl Request {
 
     /// The printed request.
     pub fn encode_to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512 + self.body.len());
+        let mut out = Vec::with_capacity(self.encoded_len());
         self.encode(&mut out);
         out
     }
@@ -620,10 +651,20 @@ impl Response {
         self.core.as_deref().map(|c| CoreRef { core: c })
     }
 
+    /// The size of the printed response.
+    fn encoded_len(&self) -> usize {
+        b"SIP/2.0 200 \r\n".len()
+            + self.reason.len()
+            + self.headers.encoded_len()
+            + finish_len(&self.body)
+    }
+
     /// Prints the response.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(self.encoded_len());
         out.extend_from_slice(b"SIP/2.0 ");
-        out.extend_from_slice(self.status.to_string().as_bytes());
+        // A status is three digits (100-699), but a built one is not checked: print any.
+        out.extend_from_slice(Decimal::of(self.status.into()).as_bytes());
         out.push(b' ');
         out.extend_from_slice(&self.reason);
         out.extend_from_slice(b"\r\n");
@@ -633,7 +674,7 @@ impl Response {
 
     /// The printed response.
     pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512);
+        let mut out = Vec::with_capacity(self.encoded_len());
         self.encode(&mut out);
         out
     }
@@ -652,9 +693,41 @@ impl fmt::Debug for Response {
 
 fn finish(out: &mut Vec<u8>, body: &[u8]) {
     out.extend_from_slice(b"Content-Length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(Decimal::of(body.len() as u64).as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
+}
+
+/// The printed size of what [`finish`] writes.
+fn finish_len(body: &[u8]) -> usize {
+    b"Content-Length: \r\n\r\n".len() + Decimal::of(body.len() as u64).as_bytes().len() + body.len()
+}
+
+/// A number printed in decimal without an allocation.
+struct Decimal {
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    fn of(mut n: u64) -> Decimal {
+        let mut d = Decimal {
+            digits: [b'0'; 20],
+            start: 20,
+        };
+        loop {
+            d.start -= 1;
+            d.digits[d.start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                return d;
+            }
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.digits[self.start..]
+    }
 }
 
 #[allow(clippy::large_enum_variant)] // short-lived, never moved far
@@ -667,7 +740,8 @@ enum Start {
 struct Raw {
     start: Result<Start, (ParseError, Kind)>,
     headers: Headers,
-    content_length: Vec<Bytes>,
+    /// Content-Length, read line by line.
+    length: Length,
     /// The first malformed header line, if any.
     error: Option<ParseError>,
     body_start: usize,
@@ -687,64 +761,15 @@ fn parse_raw(input: &Bytes) -> Raw {
         Some((a, b)) if a != b => parse_start(input, &s[a..b]),
         _ => Err((ParseError::StartLine, Kind::Other)),
     };
-    let mut headers = Headers::with_capacity(16);
-    let mut content_length = Vec::new();
-    let mut error = None;
-    // A header line, and its continuation lines.
-    let mut current: Option<Pending> = None;
-    let mut flush =
-        |cur: Option<Pending>, headers: &mut Headers, error: &mut Option<ParseError>| {
-            let Some(Pending {
-                line: (a, b),
-                folds,
-            }) = cur
-            else {
-                return;
-            };
-            let line = &s[a..b];
-            let Some(colon) = line.iter().position(|&c| c == b':') else {
-                error.get_or_insert(ParseError::HeaderLine);
-                return;
-            };
-            let name = line[..colon].trim_ascii_end();
-            if !is_token_str(name) {
-                error.get_or_insert(ParseError::HeaderLine);
-                return;
-            }
-            let first = line[colon + 1..].trim_ascii();
-            // A CR is never part of a value (RFC 3261 section 25.1): passed on, it could end the
-            // line early at a next hop that reads CR alone as a line end, and smuggle a header.
-            if memchr::memchr(b'\r', first).is_some()
-                || folds
-                    .iter()
-                    .any(|&(fa, fb)| memchr::memchr(b'\r', &s[fa..fb]).is_some())
-            {
-                error.get_or_insert(ParseError::HeaderLine);
-                return;
-            }
-            let value = if folds.is_empty() {
-                input.slice_ref(first)
-            } else {
-                // A folded value is one SP where the fold was (RFC 3261 section 7.3.1).
-                let mut v = BytesMut::from(first);
-                for (fa, fb) in folds {
-                    let part = s[fa..fb].trim_ascii();
-                    if part.is_empty() {
-                        continue;
-                    }
-                    if !v.is_empty() {
-                        v.extend_from_slice(b" ");
-                    }
-                    v.extend_from_slice(part);
-                }
-                v.freeze()
-            };
-            match HeaderName::known(name) {
-                Some(HeaderName::ContentLength) => content_length.push(value),
-                Some(known) => headers.push(known, value),
-                None => headers.push(HeaderName::Other(input.slice_ref(name)), value),
-            }
-        };
+    let mut head = Head {
+        input,
+        headers: Headers::with_capacity(16),
+        length: Length::default(),
+        error: None,
+    };
+    // A header line, and its continuation lines (one list, reused).
+    let mut current: Option<(usize, usize)> = None;
+    let mut folds: Vec<(usize, usize)> = Vec::new();
     let mut body_start = s.len();
     for (a, b) in lines.by_ref() {
         if a == b {
@@ -752,34 +777,94 @@ fn parse_raw(input: &Bytes) -> Raw {
             break;
         }
         if is_ws(s[a]) {
-            match current.as_mut() {
-                Some(pending) => pending.folds.push((a, b)),
-                None => {
-                    error.get_or_insert(ParseError::HeaderLine);
-                }
+            if current.is_some() {
+                folds.push((a, b));
+            } else {
+                head.error.get_or_insert(ParseError::HeaderLine);
             }
             continue;
         }
-        flush(current.take(), &mut headers, &mut error);
-        current = Some(Pending {
-            line: (a, b),
-            folds: Vec::new(),
-        });
+        if let Some(line) = current.replace((a, b)) {
+            head.line(line, &folds);
+            folds.clear();
+        }
     }
-    flush(current.take(), &mut headers, &mut error);
+    if let Some(line) = current {
+        head.line(line, &folds);
+    }
     Raw {
         start,
-        headers,
-        content_length,
-        error,
+        headers: head.headers,
+        length: head.length,
+        error: head.error,
         body_start,
     }
 }
 
-/// A header line whose continuation lines are still being collected.
-struct Pending {
-    line: (usize, usize),
-    folds: Vec<(usize, usize)>,
+/// The header lines read so far.
+struct Head<'a> {
+    input: &'a Bytes,
+    headers: Headers,
+    length: Length,
+    error: Option<ParseError>,
+}
+
+impl Head<'_> {
+    /// Reads one header line, `(a, b)` in the input, and its continuation lines.
+    fn line(&mut self, (a, b): (usize, usize), folds: &[(usize, usize)]) {
+        let s = &self.input[..];
+        let line = &s[a..b];
+        // name = token, then optional whitespace before the colon.
+        let name_end = scan(line, 0, is_token);
+        let colon = scan(line, name_end, |c| c.is_ascii_whitespace());
+        if name_end == 0 || line.get(colon) != Some(&b':') {
+            self.error.get_or_insert(ParseError::HeaderLine);
+            return;
+        }
+        let name = &line[..name_end];
+        let first = line[colon + 1..].trim_ascii();
+        // A CR is never part of a value (RFC 3261 section 25.1): passed on, it could end the
+        // line early at a next hop that reads CR alone as a line end, and smuggle a header.
+        if memchr::memchr(b'\r', first).is_some()
+            || folds
+                .iter()
+                .any(|&(fa, fb)| memchr::memchr(b'\r', &s[fa..fb]).is_some())
+        {
+            self.error.get_or_insert(ParseError::HeaderLine);
+            return;
+        }
+        let known = HeaderName::known(name);
+        if folds.is_empty() {
+            match known {
+                Some(HeaderName::ContentLength) => self.length.add(first),
+                Some(known) => self.headers.push(known, self.input.slice_ref(first)),
+                None => self.headers.push(
+                    HeaderName::Other(self.input.slice_ref(name)),
+                    self.input.slice_ref(first),
+                ),
+            }
+            return;
+        }
+        // A folded value is one SP where the fold was (RFC 3261 section 7.3.1).
+        let mut v = BytesMut::from(first);
+        for &(fa, fb) in folds {
+            let part = s[fa..fb].trim_ascii();
+            if part.is_empty() {
+                continue;
+            }
+            if !v.is_empty() {
+                v.extend_from_slice(b" ");
+            }
+            v.extend_from_slice(part);
+        }
+        match known {
+            Some(HeaderName::ContentLength) => self.length.add(&v),
+            Some(known) => self.headers.push(known, v.freeze()),
+            None => self
+                .headers
+                .push(HeaderName::Other(self.input.slice_ref(name)), v.freeze()),
+        }
+    }
 }
 
 /// Lines of the head: `(start, end)` without the line end.
@@ -901,80 +986,150 @@ fn parse_status_line(input: &Bytes, line: &[u8]) -> Result<Start, ParseError> {
 }
 
 /// The body, framed by Content-Length when there is one (all values must agree).
-fn body(input: &Bytes, start: usize, lengths: &[Bytes]) -> Result<Bytes, ParseError> {
+fn body(input: &Bytes, start: usize, length: Length) -> Result<Bytes, ParseError> {
     let available = input.len().saturating_sub(start);
-    match content_length(lengths.iter().map(|l| &l[..]))? {
+    match length.get()? {
         None => Ok(input.slice(start.min(input.len())..)),
         Some(n) if n > available => Err(ParseError::Truncated),
         Some(n) => Ok(input.slice(start..start + n)),
     }
 }
 
-/// Content-Length from the values of its lines, which must agree: the one reading the
-/// datagram parser and the stream framer share. `None` when there is no such line.
-pub(crate) fn content_length<'a>(
-    values: impl Iterator<Item = &'a [u8]>,
-) -> Result<Option<usize>, ParseError> {
-    let mut found = None;
-    for v in values {
-        let n = parse_u32(v).ok_or(ParseError::Header(
-            HeaderName::ContentLength,
-            if v.starts_with(b"-") {
-                ValueError::Negative
-            } else {
-                ValueError::Number
-            },
-        ))?;
-        match found {
-            Some(prev) if prev != n => return Err(ParseError::Multiple(HeaderName::ContentLength)),
-            _ => found = Some(n),
-        }
+/// Content-Length read from the values of its lines, in order: each must be a number, and all
+/// must agree. The one reading the datagram parser and the stream framer share.
+#[derive(Debug)]
+pub(crate) struct Length(Result<Option<u32>, ParseError>);
+
+impl Default for Length {
+    fn default() -> Length {
+        Length(Ok(None))
     }
-    found
-        .map(|n| usize::try_from(n).map_err(|_| ParseError::Truncated))
-        .transpose()
 }
 
-/// The one value of a header that may appear once.
-fn single<'a>(headers: &'a Headers, name: &HeaderName) -> Result<Option<&'a Bytes>, ParseError> {
-    let mut found = None;
-    for h in headers.iter().filter(|h| &h.name == name) {
-        if found.is_some() {
-            return Err(ParseError::Multiple(name.clone()));
-        }
-        found = Some(&h.value);
+impl Length {
+    /// Reads one more value; after a fault, the first fault stays.
+    pub(crate) fn add(&mut self, v: &[u8]) {
+        let Ok(found) = self.0 else {
+            return;
+        };
+        self.0 = match parse_u32(v) {
+            None => Err(ParseError::Header(
+                HeaderName::ContentLength,
+                if v.starts_with(b"-") {
+                    ValueError::Negative
+                } else {
+                    ValueError::Number
+                },
+            )),
+            Some(n) if found.is_some_and(|prev| prev != n) => {
+                Err(ParseError::Multiple(HeaderName::ContentLength))
+            }
+            Some(n) => Ok(Some(n)),
+        };
     }
-    Ok(found)
+
+    /// The length; `None` when there was no such line.
+    pub(crate) fn get(self) -> Result<Option<usize>, ParseError> {
+        self.0?
+            .map(|n| usize::try_from(n).map_err(|_| ParseError::Truncated))
+            .transpose()
+    }
 }
 
-fn required(headers: &Headers, name: HeaderName) -> Result<&Bytes, ParseError> {
-    single(headers, &name)?.ok_or(ParseError::Missing(name))
+/// Where a header that may appear once is in a header list.
+#[derive(Debug, Clone, Copy, Default)]
+enum Once {
+    #[default]
+    Absent,
+    At(usize),
+    Repeated,
+}
+
+impl Once {
+    fn see(&mut self, i: usize) {
+        *self = match self {
+            Once::Absent => Once::At(i),
+            _ => Once::Repeated,
+        };
+    }
+
+    fn value(self, headers: &[Header], name: HeaderName) -> Result<Option<&Bytes>, ParseError> {
+        match self {
+            Once::Absent => Ok(None),
+            Once::At(i) => Ok(headers.get(i).map(|h| &h.value)),
+            Once::Repeated => Err(ParseError::Multiple(name)),
+        }
+    }
+
+    fn required(self, headers: &[Header], name: HeaderName) -> Result<&Bytes, ParseError> {
+        self.value(headers, name.clone())?
+            .ok_or(ParseError::Missing(name))
+    }
+}
+
+/// Where the core headers are: found in one pass over the list, not one search per name.
+#[derive(Debug, Default)]
+struct CoreLines {
+    call_id: Once,
+    cseq: Once,
+    from: Once,
+    to: Once,
+    max_forwards: Once,
+    via: bool,
+    contact: bool,
+}
+
+impl CoreLines {
+    fn of(headers: &[Header]) -> CoreLines {
+        let mut lines = CoreLines::default();
+        for (i, h) in headers.iter().enumerate() {
+            match h.name {
+                HeaderName::CallId => lines.call_id.see(i),
+                HeaderName::CSeq => lines.cseq.see(i),
+                HeaderName::From => lines.from.see(i),
+                HeaderName::To => lines.to.see(i),
+                HeaderName::MaxForwards => lines.max_forwards.see(i),
+                HeaderName::Via => lines.via = true,
+                HeaderName::Contact => lines.contact = true,
+                _ => {}
+            }
+        }
+        lines
+    }
 }
 
 fn check_core(headers: &Headers) -> Result<Core, ParseError> {
     let bad = |name: HeaderName| move |e: ValueError| ParseError::Header(name.clone(), e);
-    let call_id = required(headers, HeaderName::CallId)?;
+    let list = headers.as_slice();
+    let lines = CoreLines::of(list);
+    let call_id = lines.call_id.required(list, HeaderName::CallId)?;
     if !is_call_id(call_id) {
         return Err(ParseError::Header(HeaderName::CallId, ValueError::BadToken));
     }
-    let cseq = CSeq::parse(required(headers, HeaderName::CSeq)?).map_err(bad(HeaderName::CSeq))?;
-    let from = one_addr(required(headers, HeaderName::From)?).map_err(bad(HeaderName::From))?;
-    let to = one_addr(required(headers, HeaderName::To)?).map_err(bad(HeaderName::To))?;
+    let cseq =
+        CSeq::parse(lines.cseq.required(list, HeaderName::CSeq)?).map_err(bad(HeaderName::CSeq))?;
+    let from =
+        one_addr(lines.from.required(list, HeaderName::From)?).map_err(bad(HeaderName::From))?;
+    let to = one_addr(lines.to.required(list, HeaderName::To)?).map_err(bad(HeaderName::To))?;
     let mut via = None;
-    for line in headers.get_all(&HeaderName::Via) {
-        for v in Via::parse_list(line) {
-            let v = v.map_err(bad(HeaderName::Via))?;
-            via.get_or_insert(v);
+    if lines.via {
+        for line in headers.get_all(&HeaderName::Via) {
+            for v in Via::parse_list(line) {
+                let v = v.map_err(bad(HeaderName::Via))?;
+                via.get_or_insert(v);
+            }
         }
     }
     let via = via.ok_or(ParseError::Missing(HeaderName::Via))?;
-    let max_forwards = match single(headers, &HeaderName::MaxForwards)? {
+    let max_forwards = match lines.max_forwards.value(list, HeaderName::MaxForwards)? {
         Some(v) => Some(parse_u32(v).and_then(|n| u8::try_from(n).ok()).ok_or(
             ParseError::Header(HeaderName::MaxForwards, ValueError::Number),
         )?),
         None => None,
     };
-    contacts(headers)?;
+    if lines.contact {
+        contacts(headers)?;
+    }
     Ok(Core {
         via,
         call_id: call_id.clone(),
@@ -1136,6 +1291,13 @@ v=0\n";
         let resp =
             b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCSeq: x INVITE\r\n\r\n";
         assert!(Message::parse(resp).unwrap_err().reply().is_none());
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0, 7, 10, 99, 100, 65_535, 4_294_967_296, u64::MAX] {
+            assert_eq!(Decimal::of(n).as_bytes(), n.to_string().as_bytes());
+        }
     }
 
     #[test]

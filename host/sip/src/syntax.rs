@@ -231,6 +231,46 @@ pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
     u32::try_from(n).ok()
 }
 
+/// A port: one to five digits, at most 65535 (leading zeros allowed, as `u16`'s parser does).
+pub(crate) fn parse_port(s: &[u8]) -> Option<u16> {
+    if s.is_empty() || s.len() > 5 {
+        return None;
+    }
+    let mut n: u32 = 0;
+    for &d in s {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u32::from(d - b'0');
+    }
+    u16::try_from(n).ok()
+}
+
+/// A dotted-quad IPv4 address, read as the standard library reads one (four octets of one to
+/// three digits, no leading zeros, each at most 255) without going through `str`.
+pub(crate) fn parse_ipv4(s: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = s.split(|&b| b == b'.');
+    for octet in &mut octets {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
+            return None;
+        }
+        let mut n: u16 = 0;
+        for &d in p {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + u16::from(d - b'0');
+        }
+        *octet = u8::try_from(n).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(std::net::Ipv4Addr::from(octets))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +298,52 @@ mod tests {
         assert_eq!(parse_u32(b"36893488147419103232"), None);
         assert_eq!(parse_u32(b"-1"), None);
         assert_eq!(parse_u32(b""), None);
+    }
+
+    #[test]
+    fn ports_and_addresses_read_as_the_standard_library_reads_them() {
+        let cases = [
+            "0",
+            "5060",
+            "05060",
+            "65535",
+            "65536",
+            "99999",
+            "123456",
+            "",
+            "+80",
+            "8a",
+            "-1",
+            "1.2.3.4",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "0.0.0.0",
+            "1.2.3",
+            "1.2.3.4.",
+            "1.2.3.4.5",
+            ".1.2.3",
+            "1..2.3",
+            "1.2.3.0004",
+            "1234.1.1.1",
+            "1.2.3.a",
+            "00.1.1.1",
+        ];
+        for c in cases {
+            assert_eq!(
+                parse_port(c.as_bytes()),
+                c.parse::<u16>().ok().filter(|_| !c.starts_with('+')),
+                "port {c:?}"
+            );
+            assert_eq!(parse_ipv4(c.as_bytes()), c.parse().ok(), "address {c:?}");
+        }
+        // Every octet value and form.
+        for n in 0..1100u32 {
+            for text in [format!("{n}"), format!("0{n}"), format!("00{n}")] {
+                let addr = format!("10.{text}.0.1");
+                assert_eq!(parse_ipv4(addr.as_bytes()), addr.parse().ok(), "{addr}");
+            }
+        }
     }
 
     #[test]

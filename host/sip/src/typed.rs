@@ -7,7 +7,9 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::params::Params;
-use crate::syntax::{is_token, is_token_str, is_ws, quoted_end, scan, skip_ws, split_commas};
+use crate::syntax::{
+    is_token, is_token_str, is_ws, parse_port, quoted_end, scan, skip_ws, split_commas,
+};
 use crate::uri::{Host, Uri};
 
 /// Why a header value was refused; the 400 response names the header and this fault.
@@ -271,11 +273,7 @@ impl Via {
         if s.get(i) == Some(&b':') {
             let p = skip_ws(s, i + 1);
             let end = scan(s, p, |b| b.is_ascii_digit());
-            let digits = std::str::from_utf8(&s[p..end]).map_err(|_| ValueError::BadSentBy)?;
-            if digits.is_empty() || digits.len() > 5 {
-                return Err(ValueError::BadSentBy);
-            }
-            port = Some(digits.parse().map_err(|_| ValueError::BadSentBy)?);
+            port = Some(parse_port(&s[p..end]).ok_or(ValueError::BadSentBy)?);
             i = end;
         }
         let params = Params::parse_header(&v, i).ok_or(ValueError::BadParam)?;

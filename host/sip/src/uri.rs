@@ -8,7 +8,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use bytes::Bytes;
 
 use crate::params::Params;
-use crate::syntax::{is_escaped_str, is_hnv_char, is_host_char, is_password_char, is_user_char};
+use crate::syntax::{
+    is_escaped_str, is_hnv_char, is_host_char, is_password_char, is_user_char, parse_ipv4,
+    parse_port,
+};
 
 /// Why a URI was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,7 +117,11 @@ impl fmt::Debug for Uri {
 
 impl fmt::Display for Uri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+        // Nearly every URI is ASCII: the strict check is the fast one.
+        match std::str::from_utf8(self.as_bytes()) {
+            Ok(text) => f.write_str(text),
+            Err(_) => f.write_str(&String::from_utf8_lossy(self.as_bytes())),
+        }
     }
 }
 
@@ -171,8 +178,7 @@ impl Host {
             return None;
         }
         if numeric {
-            let text = std::str::from_utf8(s).ok()?;
-            return text.parse().ok().map(Host::V4);
+            return parse_ipv4(s).map(Host::V4);
         }
         Some(Host::Name(src.slice_ref(s)))
     }
@@ -407,11 +413,7 @@ pub(crate) fn split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
             None => return Some((s, None)),
         }
     };
-    let port = &s[colon + 1..];
-    if port.is_empty() || port.len() > 5 || !port.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let port: u16 = std::str::from_utf8(port).ok()?.parse().ok()?;
+    let port = parse_port(&s[colon + 1..])?;
     Some((&s[..colon], Some(port)))
 }
 
