@@ -11,7 +11,7 @@ use std::fmt;
 use bytes::{Bytes, BytesMut};
 
 use crate::header::{Header, HeaderName, Headers};
-use crate::syntax::{is_token, is_ws, parse_u32, scan};
+use crate::syntax::{is_token, is_ws, parse_u32, scan, split_commas};
 use crate::typed::{CSeq, ContactList, Method, NameAddr, ValueError, Via, is_call_id};
 use crate::uri::{Uri, UriError};
 
@@ -528,6 +528,11 @@ impl Request {
     /// Prints the request.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.reserve(self.encoded_len());
+        self.write(out);
+    }
+
+    /// Prints the request into room already reserved.
+    fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.method.as_str().as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.uri.as_bytes());
@@ -545,7 +550,7 @@ impl Request {
     /// The printed request.
     pub fn encode_to_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
-        self.encode(&mut out);
+        self.write(&mut out);
         out
     }
 
@@ -662,6 +667,11 @@ impl Response {
     /// Prints the response.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.reserve(self.encoded_len());
+        self.write(out);
+    }
+
+    /// Prints the response into room already reserved.
+    fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"SIP/2.0 ");
         // A status is three digits (100-699), but a built one is not checked: print any.
         out.extend_from_slice(Decimal::of(self.status.into()).as_bytes());
@@ -675,7 +685,7 @@ impl Response {
     /// The printed response.
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
-        self.encode(&mut out);
+        self.write(&mut out);
         out
     }
 }
@@ -758,7 +768,7 @@ fn parse_raw(input: &Bytes) -> Raw {
     }
     let mut lines = Lines { s, pos };
     let start = match lines.next() {
-        Some((a, b)) if a != b => parse_start(input, &s[a..b]),
+        Some(Line { a, b, .. }) if a != b => parse_start(input, &s[a..b]),
         _ => Err((ParseError::StartLine, Kind::Other)),
     };
     let mut head = Head {
@@ -768,23 +778,23 @@ fn parse_raw(input: &Bytes) -> Raw {
         error: None,
     };
     // A header line, and its continuation lines (one list, reused).
-    let mut current: Option<(usize, usize)> = None;
-    let mut folds: Vec<(usize, usize)> = Vec::new();
+    let mut current: Option<Line> = None;
+    let mut folds: Vec<Line> = Vec::new();
     let mut body_start = s.len();
-    for (a, b) in lines.by_ref() {
-        if a == b {
+    for line in lines.by_ref() {
+        if line.a == line.b {
             body_start = lines.pos;
             break;
         }
-        if is_ws(s[a]) {
+        if is_ws(s[line.a]) {
             if current.is_some() {
-                folds.push((a, b));
+                folds.push(line);
             } else {
                 head.error.get_or_insert(ParseError::HeaderLine);
             }
             continue;
         }
-        if let Some(line) = current.replace((a, b)) {
+        if let Some(line) = current.replace(line) {
             head.line(line, &folds);
             folds.clear();
         }
@@ -810,8 +820,8 @@ struct Head<'a> {
 }
 
 impl Head<'_> {
-    /// Reads one header line, `(a, b)` in the input, and its continuation lines.
-    fn line(&mut self, (a, b): (usize, usize), folds: &[(usize, usize)]) {
+    /// Reads one header line and its continuation lines.
+    fn line(&mut self, Line { a, b, cr }: Line, folds: &[Line]) {
         let s = &self.input[..];
         let line = &s[a..b];
         // name = token, then optional whitespace before the colon.
@@ -825,11 +835,7 @@ impl Head<'_> {
         let first = line[colon + 1..].trim_ascii();
         // A CR is never part of a value (RFC 3261 section 25.1): passed on, it could end the
         // line early at a next hop that reads CR alone as a line end, and smuggle a header.
-        if memchr::memchr(b'\r', first).is_some()
-            || folds
-                .iter()
-                .any(|&(fa, fb)| memchr::memchr(b'\r', &s[fa..fb]).is_some())
-        {
+        if (cr && memchr::memchr(b'\r', first).is_some()) || folds.iter().any(|f| f.cr) {
             self.error.get_or_insert(ParseError::HeaderLine);
             return;
         }
@@ -847,8 +853,8 @@ impl Head<'_> {
         }
         // A folded value is one SP where the fold was (RFC 3261 section 7.3.1).
         let mut v = BytesMut::from(first);
-        for &(fa, fb) in folds {
-            let part = s[fa..fb].trim_ascii();
+        for fold in folds {
+            let part = s[fold.a..fold.b].trim_ascii();
             if part.is_empty() {
                 continue;
             }
@@ -867,36 +873,65 @@ impl Head<'_> {
     }
 }
 
-/// Lines of the head: `(start, end)` without the line end.
+/// Lines of the head: `(start, end)` without the line end, and whether a CR is inside.
 struct Lines<'a> {
     s: &'a [u8],
     pos: usize,
 }
 
-impl Iterator for Lines<'_> {
-    type Item = (usize, usize);
+/// One line of the head.
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    a: usize,
+    b: usize,
+    /// A CR is inside `a..b` (not part of the line end): a header value must not hold one.
+    cr: bool,
+}
 
-    fn next(&mut self) -> Option<(usize, usize)> {
-        if self.pos >= self.s.len() {
-            return None;
-        }
+impl Iterator for Lines<'_> {
+    type Item = Line;
+
+    fn next(&mut self) -> Option<Line> {
         let a = self.pos;
-        match memchr::memchr(b'\n', &self.s[a..]) {
-            Some(n) => {
-                let nl = a + n;
-                self.pos = nl + 1;
-                let b = if nl > a && self.s[nl - 1] == b'\r' {
-                    nl - 1
-                } else {
-                    nl
-                };
-                Some((a, b))
-            }
-            None => {
-                self.pos = self.s.len();
-                Some((a, self.s.len()))
-            }
-        }
+        let rest = self.s.get(a..).filter(|r| !r.is_empty())?;
+        // One search finds the line end and tells whether a CR comes before it, so the
+        // header values need no search of their own.
+        let line = match memchr::memchr2(b'\r', b'\n', rest) {
+            None => Line {
+                a,
+                b: self.s.len(),
+                cr: false,
+            },
+            Some(i) if rest[i] == b'\n' => Line {
+                a,
+                b: a + i,
+                cr: false,
+            },
+            Some(i) if rest.get(i + 1) == Some(&b'\n') => Line {
+                a,
+                b: a + i,
+                cr: false,
+            },
+            Some(i) => match memchr::memchr(b'\n', &rest[i + 1..]) {
+                Some(n) => {
+                    let nl = a + i + 1 + n;
+                    let b = if self.s[nl - 1] == b'\r' { nl - 1 } else { nl };
+                    Line { a, b, cr: true }
+                }
+                None => Line {
+                    a,
+                    b: self.s.len(),
+                    cr: true,
+                },
+            },
+        };
+        // Past the line end: LF, or CR LF.
+        self.pos = match self.s.get(line.b) {
+            None => self.s.len(),
+            Some(b'\n') => line.b + 1,
+            Some(_) => line.b + 2,
+        };
+        Some(line)
     }
 }
 
@@ -1111,12 +1146,19 @@ fn check_core(headers: &Headers) -> Result<Core, ParseError> {
     let from =
         one_addr(lines.from.required(list, HeaderName::From)?).map_err(bad(HeaderName::From))?;
     let to = one_addr(lines.to.required(list, HeaderName::To)?).map_err(bad(HeaderName::To))?;
+    // The top Via is built; the others are only checked (read on demand by `vias()`).
     let mut via = None;
     if lines.via {
         for line in headers.get_all(&HeaderName::Via) {
-            for v in Via::parse_list(line) {
-                let v = v.map_err(bad(HeaderName::Via))?;
-                via.get_or_insert(v);
+            for (a, b) in split_commas(line) {
+                if a == b {
+                    return Err(ParseError::Header(HeaderName::Via, ValueError::Empty));
+                }
+                if via.is_none() {
+                    via = Some(Via::parse(line.slice(a..b)).map_err(bad(HeaderName::Via))?);
+                } else {
+                    Via::check(&line[a..b]).map_err(bad(HeaderName::Via))?;
+                }
             }
         }
     }
@@ -1128,7 +1170,7 @@ fn check_core(headers: &Headers) -> Result<Core, ParseError> {
         None => None,
     };
     if lines.contact {
-        contacts(headers)?;
+        check_contacts(headers)?;
     }
     Ok(Core {
         via,
@@ -1144,6 +1186,30 @@ fn check_core(headers: &Headers) -> Result<Core, ParseError> {
 /// value (an unquoted display name, a second address), not a separator.
 fn one_addr(v: &Bytes) -> Result<NameAddr, ValueError> {
     NameAddr::parse(v.clone())
+}
+
+/// What [`contacts`] would say, without building the addresses.
+fn check_contacts(headers: &Headers) -> Result<(), ParseError> {
+    let bad = |e| ParseError::Header(HeaderName::Contact, e);
+    let mut addrs = false;
+    let mut wildcard = false;
+    for line in headers.get_all(&HeaderName::Contact) {
+        if line.as_ref() == b"*" {
+            wildcard = true;
+            continue;
+        }
+        for (a, b) in split_commas(line) {
+            if a == b {
+                return Err(bad(ValueError::Empty));
+            }
+            NameAddr::check(&line[a..b]).map_err(bad)?;
+            addrs = true;
+        }
+    }
+    if wildcard && addrs {
+        return Err(bad(ValueError::Multiple));
+    }
+    Ok(())
 }
 
 fn contacts(headers: &Headers) -> Result<ContactList, ParseError> {
@@ -1291,6 +1357,36 @@ v=0\n";
         let resp =
             b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCSeq: x INVITE\r\n\r\n";
         assert!(Message::parse(resp).unwrap_err().reply().is_none());
+    }
+
+    #[test]
+    fn a_cr_inside_a_value_is_refused_one_before_the_line_end_is_not() {
+        let with = |line: &str| {
+            let text = String::from_utf8_lossy(INVITE).replace(
+                "Content-Type: application/sdp\r\n",
+                &format!("Content-Type: application/sdp\r\n{line}"),
+            );
+            Message::parse(text.as_bytes())
+        };
+        assert!(with("Subject: a\r\n").is_ok());
+        assert_eq!(
+            with("Subject: a\rb\r\n").unwrap_err().error,
+            ParseError::HeaderLine
+        );
+        // Trimmed off the value, as whitespace around it is.
+        let Ok(Message::Request(r)) = with("Subject: a\r\r\n") else {
+            panic!("a CR before the line end is trimmed");
+        };
+        assert_eq!(r.headers().get(&HeaderName::Subject).unwrap(), "a");
+        // A continuation line holds none either.
+        assert_eq!(
+            with("Subject: a\r\n b\rc\r\n").unwrap_err().error,
+            ParseError::HeaderLine
+        );
+        let Ok(Message::Request(r)) = with("Subject: a\r\n b\r\n") else {
+            panic!("a plain fold");
+        };
+        assert_eq!(r.headers().get(&HeaderName::Subject).unwrap(), "a b");
     }
 
     #[test]

@@ -250,24 +250,30 @@ pub(crate) fn parse_port(s: &[u8]) -> Option<u16> {
 /// three digits, no leading zeros, each at most 255) without going through `str`.
 pub(crate) fn parse_ipv4(s: &[u8]) -> Option<std::net::Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut parts = s.split(|&b| b == b'.');
-    for octet in &mut octets {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
-            return None;
-        }
-        let mut n: u16 = 0;
-        for &d in p {
-            if !d.is_ascii_digit() {
+    // The octet being read: its index, value, digit count and first digit.
+    let (mut i, mut n, mut len, mut first) = (0, 0u16, 0, 0u8);
+    for &b in s {
+        if b == b'.' {
+            if len == 0 || (len > 1 && first == b'0') {
                 return None;
             }
-            n = n * 10 + u16::from(d - b'0');
+            *octets.get_mut(i)? = u8::try_from(n).ok()?;
+            (i, n, len) = (i + 1, 0, 0);
+            continue;
         }
-        *octet = u8::try_from(n).ok()?;
+        if !b.is_ascii_digit() || len == 3 {
+            return None;
+        }
+        if len == 0 {
+            first = b;
+        }
+        n = n * 10 + u16::from(b - b'0');
+        len += 1;
     }
-    if parts.next().is_some() {
+    if i != 3 || len == 0 || (len > 1 && first == b'0') {
         return None;
     }
+    octets[3] = u8::try_from(n).ok()?;
     Some(std::net::Ipv4Addr::from(octets))
 }
 

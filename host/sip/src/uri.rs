@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use bytes::Bytes;
 
-use crate::params::Params;
+use crate::params::{Check, Params, Sink, scan_uri};
 use crate::syntax::{
     is_escaped_str, is_hnv_char, is_host_char, is_password_char, is_user_char, parse_ipv4,
     parse_port,
@@ -54,25 +54,24 @@ pub enum Uri {
 impl Uri {
     /// Parses `raw`, which must be exactly the URI (no surrounding whitespace or brackets).
     pub fn parse(raw: Bytes) -> Result<Uri, UriError> {
-        let colon = memchr::memchr(b':', &raw).ok_or(UriError::NoScheme)?;
-        let scheme = &raw[..colon];
-        if !is_scheme(scheme) {
-            return Err(UriError::NoScheme);
-        }
-        if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
-            // Every part's scan admits only its own characters, so whitespace, quotes and
-            // brackets are refused there.
-            SipUri::parse_after_scheme(raw, colon).map(Uri::Sip)
-        } else if raw
-            .iter()
-            .any(|&b| b <= b' ' || b == b'<' || b == b'>' || b == b'"' || b == 0x7f)
-        {
-            Err(UriError::ForbiddenCharacter)
-        } else {
-            Ok(Uri::Other(OtherUri {
+        match Scheme::of(&raw)? {
+            Scheme::Sip(colon) => {
+                let mut params = Params::default();
+                let layout = SipLayout::scan(&raw, colon, &mut params)?;
+                Ok(Uri::Sip(layout.build(raw, params)))
+            }
+            Scheme::Other(colon) => Ok(Uri::Other(OtherUri {
                 raw,
                 scheme_len: colon,
-            }))
+            })),
+        }
+    }
+
+    /// What [`Uri::parse`] would say of `raw`, without building the URI.
+    pub(crate) fn check(raw: &[u8]) -> Result<(), UriError> {
+        match Scheme::of(raw)? {
+            Scheme::Sip(colon) => SipLayout::scan(raw, colon, &mut Check).map(drop),
+            Scheme::Other(_) => Ok(()),
         }
     }
 
@@ -125,6 +124,34 @@ impl fmt::Display for Uri {
     }
 }
 
+/// A URI's scheme, checked, and where its colon is.
+enum Scheme {
+    Sip(usize),
+    Other(usize),
+}
+
+impl Scheme {
+    fn of(raw: &[u8]) -> Result<Scheme, UriError> {
+        let colon = memchr::memchr(b':', raw).ok_or(UriError::NoScheme)?;
+        let scheme = &raw[..colon];
+        if !is_scheme(scheme) {
+            return Err(UriError::NoScheme);
+        }
+        if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
+            // Every part's scan admits only its own characters, so whitespace, quotes and
+            // brackets are refused there.
+            Ok(Scheme::Sip(colon))
+        } else if raw
+            .iter()
+            .any(|&b| b <= b' ' || b == b'<' || b == b'>' || b == b'"' || b == 0x7f)
+        {
+            Err(UriError::ForbiddenCharacter)
+        } else {
+            Ok(Scheme::Other(colon))
+        }
+    }
+}
+
 /// A URI of a scheme the stack does not interpret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OtherUri {
@@ -143,34 +170,34 @@ pub enum Host {
     V6(Ipv6Addr),
 }
 
-impl Host {
-    /// Parses a host: a bracketed IPv6 reference, an IPv4 address or a hostname.
-    /// Parses `s`, a part of `src` (which a hostname is then a slice of).
-    pub(crate) fn parse(src: &Bytes, s: &[u8]) -> Option<Host> {
+/// What a host is, found without building it (a hostname would be a slice of the message).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum HostKind {
+    Name,
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+}
+
+impl HostKind {
+    /// Checks `s`: a bracketed IPv6 reference, an IPv4 address or a hostname.
+    pub(crate) fn of(s: &[u8]) -> Option<HostKind> {
         if s.first()? == &b'[' {
             let inner = s.strip_prefix(b"[")?.strip_suffix(b"]")?;
             let text = std::str::from_utf8(inner).ok()?;
-            return text.parse().ok().map(Host::V6);
+            return text.parse().ok().map(HostKind::V6);
         }
         // hostname = *( domainlabel "." ) toplabel [ "." ]: labels of alphanum and inner
-        // '-'; one pass, which also tells an IPv4 address (digits and dots only).
-        let mut label = 0usize;
+        // '-'; one pass, which also tells an IPv4 address (digits and dots only). A label
+        // starts where the previous byte is a dot (or at the start).
         let mut prev = b'.';
         let mut numeric = true;
-        for &b in s.iter() {
-            if b == b'.' {
-                if label == 0 || prev == b'-' {
-                    return None;
-                }
-                label = 0;
-            } else if is_host_char(b) {
-                if label == 0 && b == b'-' {
-                    return None;
-                }
-                numeric &= b.is_ascii_digit();
-                label += 1;
-            } else {
-                return None;
+        for &b in s {
+            match b {
+                b'.' if prev == b'.' || prev == b'-' => return None,
+                b'-' if prev == b'.' => return None,
+                b'0'..=b'9' | b'.' => {}
+                _ if is_host_char(b) => numeric = false,
+                _ => return None,
             }
             prev = b;
         }
@@ -178,9 +205,18 @@ impl Host {
             return None;
         }
         if numeric {
-            return parse_ipv4(s).map(Host::V4);
+            return parse_ipv4(s).map(HostKind::V4);
         }
-        Some(Host::Name(src.slice_ref(s)))
+        Some(HostKind::Name)
+    }
+
+    /// The host, `s` being the part of `src` it was found in.
+    pub(crate) fn build(self, src: &Bytes, s: &[u8]) -> Host {
+        match self {
+            HostKind::Name => Host::Name(src.slice_ref(s)),
+            HostKind::V4(a) => Host::V4(a),
+            HostKind::V6(a) => Host::V6(a),
+        }
     }
 }
 
@@ -227,8 +263,21 @@ impl Span {
     }
 }
 
-impl SipUri {
-    fn parse_after_scheme(raw: Bytes, colon: usize) -> Result<SipUri, UriError> {
+/// Where the parts of a SIP URI lie in its bytes, found in one pass that builds nothing.
+struct SipLayout {
+    secure: bool,
+    user: Option<Span>,
+    password: Option<Span>,
+    host: HostKind,
+    host_raw: Span,
+    port: Option<u16>,
+    params: Span,
+    headers: Option<Span>,
+}
+
+impl SipLayout {
+    /// Scans `raw`, whose scheme ends at `colon`; the URI parameters go to `params`.
+    fn scan(raw: &[u8], colon: usize, params: &mut impl Sink) -> Result<SipLayout, UriError> {
         let secure = raw[..colon].eq_ignore_ascii_case(b"sips");
         let rest = colon + 1;
         // '@' may not appear unescaped anywhere after the userinfo, so the first one ends it.
@@ -249,8 +298,8 @@ impl SipUri {
                     return Err(UriError::BadUser);
                 }
                 (
-                    Some(Span::of(&raw, user)),
-                    password.map(|p| Span::of(&raw, p)),
+                    Some(Span::of(raw, user)),
+                    password.map(|p| Span::of(raw, p)),
                     at + 1,
                 )
             }
@@ -267,33 +316,50 @@ impl SipUri {
         };
         let hostport = &tail[..hostport_end];
         let (host_bytes, port) = split_host_port(hostport).ok_or(UriError::BadPort)?;
-        let host = Host::parse(&raw, host_bytes).ok_or(UriError::BadHost)?;
-        let host_raw = Span::of(&raw, host_bytes);
+        let host = HostKind::of(host_bytes).ok_or(UriError::BadHost)?;
         let after = &tail[hostport_end..];
         let (params_bytes, headers) = match memchr::memchr(b'?', after) {
             Some(q) => (&after[..q], Some(&after[q + 1..])),
             None => (after, None),
         };
-        let params =
-            Params::parse_uri(raw.slice_ref(params_bytes)).ok_or(UriError::BadParameter)?;
+        scan_uri(params_bytes, params).ok_or(UriError::BadParameter)?;
         if let Some(h) = headers
             && !valid_uri_headers(h)
         {
             return Err(UriError::BadHeaders);
         }
-        Ok(SipUri {
+        Ok(SipLayout {
             secure,
             user,
             password,
             host,
-            host_raw,
+            host_raw: Span::of(raw, host_bytes),
             port,
-            params,
-            headers: headers.map(|h| Span::of(&raw, h)),
-            raw,
+            params: Span::of(raw, params_bytes),
+            headers: headers.map(|h| Span::of(raw, h)),
         })
     }
 
+    /// The URI, `params` being what [`SipLayout::scan`] put in it.
+    fn build(self, raw: Bytes, mut params: Params) -> SipUri {
+        if !params.is_empty() {
+            params.set_src(raw.slice(self.params.0 as usize..self.params.1 as usize));
+        }
+        SipUri {
+            secure: self.secure,
+            user: self.user,
+            password: self.password,
+            host: self.host.build(&raw, self.host_raw.get(&raw)),
+            host_raw: self.host_raw,
+            port: self.port,
+            params,
+            headers: self.headers,
+            raw,
+        }
+    }
+}
+
+impl SipUri {
     fn scheme_len(&self) -> usize {
         if self.secure { 4 } else { 3 }
     }
@@ -442,6 +508,35 @@ mod tests {
     }
 
     #[test]
+    fn hosts() {
+        for (host, kind) in [
+            ("example.com", Some("name")),
+            ("example.com.", Some("name")),
+            ("a-b.c_d.example", Some("name")),
+            ("192.0.2.1", Some("v4")),
+            ("[2001:db8::1]", Some("v6")),
+            ("1.2.3", None),
+            ("256.0.0.1", None),
+            ("01.2.3.4", None),
+            ("-a.example.com", None),
+            ("a-.example.com", None),
+            ("a..b", None),
+            (".", None),
+            (".a", None),
+            ("a b", None),
+            ("", None),
+            ("[::1", None),
+        ] {
+            let found = HostKind::of(host.as_bytes()).map(|k| match k {
+                HostKind::Name => "name",
+                HostKind::V4(_) => "v4",
+                HostKind::V6(_) => "v6",
+            });
+            assert_eq!(found, kind, "{host}");
+        }
+    }
+
+    #[test]
     fn escaped_user_is_kept_and_decodable() {
         let u = sip("sip:sips%3Auser%40example.com@example.net");
         assert_eq!(u.user(), Some(&b"sips%3Auser%40example.com"[..]));
@@ -482,10 +577,9 @@ mod tests {
             "<sip:user@example.com>",
             "nocolon",
         ] {
-            assert!(
-                Uri::parse(Bytes::copy_from_slice(bad.as_bytes())).is_err(),
-                "{bad} was accepted"
-            );
+            let verdict = Uri::parse(Bytes::copy_from_slice(bad.as_bytes()));
+            assert!(verdict.is_err(), "{bad} was accepted");
+            assert_eq!(Uri::check(bad.as_bytes()), verdict.map(drop), "{bad}");
         }
     }
 
