@@ -30,6 +30,14 @@ macro_rules! header_names {
                 }
             }
 
+            /// `Name: ` as printed, for a known name (one copy per header line printed).
+            fn with_colon(&self) -> Option<&'static str> {
+                match self {
+                    $( HeaderName::$variant => Some(concat!($name, ": ")), )*
+                    HeaderName::Other(_) => None,
+                }
+            }
+
             /// Looks a name up, case-insensitively, compact forms included.
             pub fn from_bytes(name: &[u8]) -> HeaderName {
                 HeaderName::known(name).unwrap_or_else(|| HeaderName::Other(Bytes::copy_from_slice(name)))
@@ -61,17 +69,31 @@ macro_rules! header_names {
     };
 }
 
-/// The longest known name, in bytes (`P-Preferred-Identity`).
+/// Room for the longest known name (`P-Preferred-Identity` is 20 bytes).
 const LONGEST_NAME: usize = 24;
-const WORDS: usize = LONGEST_NAME / 8;
 
-/// A known name folded for comparison eight bytes at a time: its letters in lower case with
-/// a mask of their case bit; every other byte (`-`) must match exactly. Cheaper than folding
-/// both sides byte by byte, and exact: no other byte folds onto a letter or a `-`.
+/// A known name folded for a comparison in three loads: its letters in lower case with a
+/// mask of their case bit (every other byte, `-`, must match exactly), taken as three
+/// overlapping windows that together cover the name (see [`windows`]). Exact: no byte but a
+/// letter's other case folds onto a letter, and none folds onto `-`.
 #[derive(Clone, Copy)]
 struct Folded {
-    lower: [u64; WORDS],
-    mask: [u64; WORDS],
+    lower: [u64; 3],
+    mask: [u64; 3],
+}
+
+/// Where the three windows of a name of `len` bytes start, and how wide they are: eight bytes
+/// at 0, 8 (or less) and `len - 8` for a name of eight or more; four bytes at 0 and `len - 4`
+/// for four to seven; below four, the whole name, three times.
+const fn windows(len: usize) -> ([usize; 3], usize) {
+    if len >= 8 {
+        let mid = if len - 8 < 8 { len - 8 } else { 8 };
+        ([0, mid, len - 8], 8)
+    } else if len >= 4 {
+        ([0, len - 4, len - 4], 4)
+    } else {
+        ([0, 0, 0], len)
+    }
 }
 
 impl Folded {
@@ -81,19 +103,25 @@ impl Folded {
             "a known header name is too long"
         );
         let mut f = Folded {
-            lower: [0; WORDS],
-            mask: [0; WORDS],
+            lower: [0; 3],
+            mask: [0; 3],
         };
-        let mut i = 0;
-        while i < name.len() {
-            let (byte, mask) = if name[i].is_ascii_alphabetic() {
-                (name[i] | 0x20, 0x20)
-            } else {
-                (name[i], 0)
-            };
-            f.lower[i / 8] |= (byte as u64) << (8 * (i % 8));
-            f.mask[i / 8] |= (mask as u64) << (8 * (i % 8));
-            i += 1;
+        let (starts, width) = windows(name.len());
+        let mut w = 0;
+        while w < 3 {
+            let mut i = 0;
+            while i < width {
+                let b = name[starts[w] + i];
+                let (byte, mask) = if b.is_ascii_alphabetic() {
+                    (b | 0x20, 0x20)
+                } else {
+                    (b, 0)
+                };
+                f.lower[w] |= (byte as u64) << (8 * i);
+                f.mask[w] |= (mask as u64) << (8 * i);
+                i += 1;
+            }
+            w += 1;
         }
         f
     }
@@ -101,24 +129,31 @@ impl Folded {
     /// Whether `name`, of the same length, is this name in any case.
     #[inline]
     fn matches(&self, name: &[u8]) -> bool {
-        let mut chunks = name.chunks_exact(8);
-        let mut w = 0;
-        for chunk in &mut chunks {
-            let word = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or_default());
-            if w >= WORDS || word | self.mask[w] != self.lower[w] {
-                return false;
+        self.words(name)
+            .is_some_and(|words| (0..3).all(|w| words[w] | self.mask[w] == self.lower[w]))
+    }
+
+    /// The three windows of `name`.
+    #[inline]
+    fn words(&self, name: &[u8]) -> Option<[u64; 3]> {
+        let ([a, b, c], width) = windows(name.len());
+        let word = |at: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(name.get(at..at + 8)?.try_into().ok()?))
+        };
+        let half = |at: usize| -> Option<u64> {
+            Some(u32::from_le_bytes(name.get(at..at + 4)?.try_into().ok()?).into())
+        };
+        Some(match width {
+            8 => [word(a)?, word(b)?, word(c)?],
+            4 => [half(a)?, half(b)?, half(c)?],
+            _ => {
+                let short = name
+                    .iter()
+                    .rev()
+                    .fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
+                [short, short, short]
             }
-            w += 1;
-        }
-        let rest = chunks.remainder();
-        if rest.is_empty() {
-            return true;
-        }
-        let word = rest
-            .iter()
-            .rev()
-            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
-        w < WORDS && word | self.mask[w] == self.lower[w]
+        })
     }
 }
 
@@ -127,8 +162,8 @@ static FOLDED_NAMES: [Folded; KNOWN_NAMES.len()] = folded_names();
 
 const fn folded_names() -> [Folded; KNOWN_NAMES.len()] {
     let mut out = [Folded {
-        lower: [0; WORDS],
-        mask: [0; WORDS],
+        lower: [0; 3],
+        mask: [0; 3],
     }; KNOWN_NAMES.len()];
     let mut i = 0;
     while i < KNOWN_NAMES.len() {
@@ -445,8 +480,13 @@ impl Headers {
 
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         for h in &self.list {
-            out.extend_from_slice(h.name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
+            match h.name.with_colon() {
+                Some(name) => out.extend_from_slice(name.as_bytes()),
+                None => {
+                    out.extend_from_slice(h.name.as_str().as_bytes());
+                    out.extend_from_slice(b": ");
+                }
+            }
             out.extend_from_slice(&h.value);
             out.extend_from_slice(b"\r\n");
         }

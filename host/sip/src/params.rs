@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::syntax::{is_escaped_str, is_param_char, is_token, quoted_end, skip_ws};
+use crate::syntax::{is_param_char, is_token_or_colon, quoted_end, scan, scan_escaped, skip_ws};
 
 /// One parameter, name and value as written (escapes and quotes kept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,33 +134,37 @@ impl Sink for Params {
     }
 }
 
-/// URI parameters in `raw` (empty, or starting with `;`), into `sink`.
+/// URI parameters in `raw` (empty, or starting with `;`), into `sink`: `;name[=value]`, each
+/// a non-empty run of parameter characters and `%HH` escapes.
 pub(crate) fn scan_uri(raw: &[u8], sink: &mut impl Sink) -> Option<()> {
     if raw.is_empty() {
         return Some(());
     }
-    let body = raw.strip_prefix(b";")?;
-    let mut at = 1;
-    for p in body.split(|&b| b == b';') {
-        let (name, value) = match memchr::memchr(b'=', p) {
-            Some(e) => (&p[..e], Some(&p[e + 1..])),
-            None => (p, None),
-        };
-        if name.is_empty() || !is_escaped_str(name, is_param_char) {
-            return None;
-        }
-        if let Some(v) = value
-            && (v.is_empty() || !is_escaped_str(v, is_param_char))
-        {
-            return None;
-        }
-        sink.push(
-            (at, at + name.len()),
-            value.map(|_| (at + name.len() + 1, at + p.len())),
-        )?;
-        at += p.len() + 1;
+    if raw[0] != b';' {
+        return None;
     }
-    Some(())
+    let mut i = 1;
+    loop {
+        let name_end = scan_escaped(raw, i, is_param_char)?;
+        if name_end == i {
+            return None;
+        }
+        let (value, end) = if raw.get(name_end) == Some(&b'=') {
+            let value_end = scan_escaped(raw, name_end + 1, is_param_char)?;
+            if value_end == name_end + 1 {
+                return None;
+            }
+            (Some((name_end + 1, value_end)), value_end)
+        } else {
+            (None, name_end)
+        };
+        sink.push((i, name_end), value)?;
+        match raw.get(end) {
+            None => return Some(()),
+            Some(b';') => i = end + 1,
+            Some(_) => return None,
+        }
+    }
 }
 
 /// Header parameters in `s[start..]` into `sink` (see [`Params::parse_header`]).
@@ -200,11 +204,9 @@ pub(crate) fn scan_header(s: &[u8], start: usize, sink: &mut impl Sink) -> Optio
 }
 
 /// A token, or a host with `:` (IPv4 and names are tokens; `maddr=[...]` is handled apart).
-fn scan_token(s: &[u8], mut i: usize) -> usize {
-    while i < s.len() && (is_token(s[i]) || s[i] == b':') {
-        i += 1;
-    }
-    i
+#[inline]
+fn scan_token(s: &[u8], i: usize) -> usize {
+    scan(s, i, is_token_or_colon)
 }
 
 #[cfg(test)]

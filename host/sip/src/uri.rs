@@ -9,8 +9,8 @@ use bytes::Bytes;
 
 use crate::params::{Check, Params, Sink, scan_uri};
 use crate::syntax::{
-    is_escaped_str, is_hnv_char, is_host_char, is_password_char, is_user_char, parse_ipv4,
-    parse_port,
+    HostChars, is_escaped_str, is_hnv_char, is_password_char, is_user_char, parse_ipv4, parse_port,
+    scan_host,
 };
 
 /// Why a URI was refused.
@@ -132,6 +132,16 @@ enum Scheme {
 
 impl Scheme {
     fn of(raw: &[u8]) -> Result<Scheme, UriError> {
+        // Nearly every URI is `sip:` or `sips:`: no search for the colon.
+        match raw {
+            [s, i, p, b':', ..] if [*s, *i, *p].eq_ignore_ascii_case(b"sip") => {
+                return Ok(Scheme::Sip(3));
+            }
+            [s, i, p, s2, b':', ..] if [*s, *i, *p, *s2].eq_ignore_ascii_case(b"sips") => {
+                return Ok(Scheme::Sip(4));
+            }
+            _ => {}
+        }
         let colon = memchr::memchr(b':', raw).ok_or(UriError::NoScheme)?;
         let scheme = &raw[..colon];
         if !is_scheme(scheme) {
@@ -186,28 +196,11 @@ impl HostKind {
             let text = std::str::from_utf8(inner).ok()?;
             return text.parse().ok().map(HostKind::V6);
         }
-        // hostname = *( domainlabel "." ) toplabel [ "." ]: labels of alphanum and inner
-        // '-'; one pass, which also tells an IPv4 address (digits and dots only). A label
-        // starts where the previous byte is a dot (or at the start).
-        let mut prev = b'.';
-        let mut numeric = true;
-        for &b in s {
-            match b {
-                b'.' if prev == b'.' || prev == b'-' => return None,
-                b'-' if prev == b'.' => return None,
-                b'0'..=b'9' | b'.' => {}
-                _ if is_host_char(b) => numeric = false,
-                _ => return None,
-            }
-            prev = b;
+        match scan_host(s) {
+            HostChars::Numeric => parse_ipv4(s).map(HostKind::V4),
+            HostChars::Name => Some(HostKind::Name),
+            HostChars::Invalid => None,
         }
-        if prev == b'-' || (prev == b'.' && s.len() == 1) {
-            return None;
-        }
-        if numeric {
-            return parse_ipv4(s).map(HostKind::V4);
-        }
-        Some(HostKind::Name)
     }
 
     /// The host, `s` being the part of `src` it was found in.
