@@ -6,6 +6,7 @@
 //! broken message on. Header values are kept as received, so a URI, `From` or `To` the switch
 //! passes on is byte-for-byte what it was given.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
@@ -624,13 +625,15 @@ impl Response {
         Ok(())
     }
 
-    /// The top Via (the one this element added), if readable.
-    pub fn via(&self) -> Option<Via> {
+    /// The top Via (the one this element added), if readable: borrowed from the parsed core
+    /// headers when there are some (always, for a received response), else parsed.
+    pub fn via(&self) -> Option<Cow<'_, Via>> {
         match &self.core {
-            Some(core) => Some(core.via.clone()),
+            Some(core) => Some(Cow::Borrowed(&core.via)),
             None => Via::parse_list(self.headers.get(&HeaderName::Via)?)
                 .next()?
-                .ok(),
+                .ok()
+                .map(Cow::Owned),
         }
     }
 
@@ -642,11 +645,13 @@ impl Response {
             .sum()
     }
 
-    /// CSeq, if readable.
-    pub fn cseq(&self) -> Option<CSeq> {
+    /// CSeq, if readable: borrowed from the parsed core headers when there are some.
+    pub fn cseq(&self) -> Option<Cow<'_, CSeq>> {
         match &self.core {
-            Some(core) => Some(core.cseq.clone()),
-            None => CSeq::parse(self.headers.get(&HeaderName::CSeq)?).ok(),
+            Some(core) => Some(Cow::Borrowed(&core.cseq)),
+            None => CSeq::parse(self.headers.get(&HeaderName::CSeq)?)
+                .ok()
+                .map(Cow::Owned),
         }
     }
 
@@ -1298,6 +1303,12 @@ v=0\n";
         };
         assert_eq!(back.status, 180);
         assert_eq!(back.cseq().unwrap().seq, 314159);
+        // A received response's Via and CSeq are borrowed from its parsed core; a built one's
+        // are parsed from its lines.
+        assert!(matches!(back.via(), Some(Cow::Borrowed(_))));
+        assert!(matches!(back.cseq(), Some(Cow::Borrowed(_))));
+        assert!(matches!(resp.via(), Some(Cow::Owned(ref v)) if v == back.via().unwrap().as_ref()));
+        assert!(matches!(resp.cseq(), Some(Cow::Owned(ref c)) if c.seq == 314159));
         assert_eq!(
             r.reply(100, "Trying", Some("abc"))
                 .headers
