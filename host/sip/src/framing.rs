@@ -9,7 +9,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::header::HeaderName;
+use crate::message::Length;
 
 /// The largest message accepted by default: a head and body of 64 KiB, the most a UDP
 /// datagram can carry, is far beyond any real SIP message.
@@ -66,6 +66,10 @@ pub struct StreamFramer {
     /// buffer on every read.
     line_scanned: usize,
     head_scanned: usize,
+    /// Where the head lines found so far that could be a Content-Length (those that begin
+    /// with `C`, `c`, `L` or `l`) start: the search for the end of the head notes them, so
+    /// the head is searched once, and only these lines are read for the length.
+    length_lines: Vec<usize>,
 }
 
 impl StreamFramer {
@@ -78,6 +82,7 @@ impl StreamFramer {
             failed: None,
             line_scanned: 0,
             head_scanned: 0,
+            length_lines: Vec::new(),
         }
     }
 
@@ -103,6 +108,7 @@ impl StreamFramer {
             // Bytes were taken: the scans start again at the new front.
             self.line_scanned = 0;
             self.head_scanned = 0;
+            self.length_lines.clear();
         }
         if let Err(e) = &r {
             self.failed = Some(e.clone());
@@ -153,14 +159,15 @@ impl StreamFramer {
             self.buf.advance(eol + 1);
             return Ok(Some(Frame::Skipped(eol + 1)));
         }
-        let Some(head_end) = find_head_end(b, self.head_scanned.saturating_sub(2)) else {
+        let from = self.head_scanned.saturating_sub(2);
+        let Some(head_end) = find_head_end(b, from, &mut self.length_lines) else {
             self.head_scanned = b.len();
             if b.len() > self.max {
                 return Err(FrameError::TooLarge(self.max));
             }
             return Ok(None);
         };
-        let length = content_length(&b[..head_end])?;
+        let length = content_length(&b[..head_end], &self.length_lines)?;
         let total = head_end
             .checked_add(length)
             .ok_or(FrameError::TooLarge(self.max))?;
@@ -191,8 +198,10 @@ fn is_start_line(line: &[u8]) -> bool {
     }
 }
 
-/// The index just past the empty line that ends the head (CRLF CRLF, or LF LF leniently).
-fn find_head_end(b: &[u8], mut from: usize) -> Option<usize> {
+/// The index just past the empty line that ends the head (CRLF CRLF, or LF LF leniently),
+/// searching from `from`. The start of every line found that could be a Content-Length is
+/// added to `length_lines` (once, though a resumed search sees a line end again).
+fn find_head_end(b: &[u8], mut from: usize, length_lines: &mut Vec<usize>) -> Option<usize> {
     while let Some(nl) = memchr::memchr(b'\n', &b[from..]).map(|p| from + p) {
         let rest = &b[nl + 1..];
         if rest.starts_with(b"\r\n") {
@@ -201,39 +210,67 @@ fn find_head_end(b: &[u8], mut from: usize) -> Option<usize> {
         if rest.starts_with(b"\n") {
             return Some(nl + 2);
         }
+        if matches!(rest.first(), Some(b'C' | b'c' | b'L' | b'l'))
+            && length_lines.last().is_none_or(|&last| last < nl + 1)
+        {
+            length_lines.push(nl + 1);
+        }
         from = nl + 1;
     }
     None
 }
 
 /// Content-Length from the head's header lines (unfolded as the parser does, and read by the
-/// parser's own function); 0 when absent (RFC 3261 requires it on streams, and a message
-/// without a body is the only safe reading of its absence).
-fn content_length(head: &[u8]) -> Result<usize, FrameError> {
-    let mut values: Vec<Vec<u8>> = Vec::new();
-    let mut in_length = false;
-    for line in head.split(|&b| b == b'\n').skip(1) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.first().is_some_and(|&c| c == b' ' || c == b'\t') {
-            if in_length && let Some(v) = values.last_mut() {
-                let part = line.trim_ascii();
-                if !v.is_empty() && !part.is_empty() {
-                    v.push(b' ');
-                }
-                v.extend_from_slice(part);
-            }
-            continue;
-        }
-        in_length = false;
-        let Some(colon) = memchr::memchr(b':', line) else {
+/// parser's own reading); 0 when absent (RFC 3261 requires it on streams, and a message
+/// without a body is the only safe reading of its absence). Only the lines in `candidates`
+/// (every line that begins as the name can) are read.
+fn content_length(head: &[u8], candidates: &[usize]) -> Result<usize, FrameError> {
+    let mut length = Length::default();
+    let line_at = |start: usize| {
+        let rest = head.get(start..).unwrap_or_default();
+        let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        (&rest[..end], start + end + 1)
+    };
+    let is_fold = |line: &[u8]| line.first().is_some_and(|&c| c == b' ' || c == b'\t');
+    for &start in candidates {
+        // The name, `Content-Length` or `l` in any case, then whitespace and the colon (the
+        // name as the parser reads it), checked in place: most candidates are Call-ID, CSeq,
+        // Contact or Content-Type, and fail at once.
+        let at = head.get(start..).unwrap_or_default();
+        let name_len = if at.len() >= 14 && at[..14].eq_ignore_ascii_case(b"content-length") {
+            14
+        } else if at.first().is_some_and(|&c| c | 0x20 == b'l') {
+            1
+        } else {
             continue;
         };
-        if HeaderName::known(line[..colon].trim_ascii_end()) == Some(HeaderName::ContentLength) {
-            in_length = true;
-            values.push(line[colon + 1..].trim_ascii().to_vec());
+        let colon = crate::syntax::scan(at, name_len, |c| c != b'\n' && c.is_ascii_whitespace());
+        if at.get(colon) != Some(&b':') {
+            continue;
         }
+        let (line, mut next) = line_at(start);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let first = line.get(colon + 1..).unwrap_or_default().trim_ascii();
+        let (fold, after) = line_at(next);
+        if !is_fold(fold) {
+            length.add(first);
+            continue;
+        }
+        // Continuation lines: one SP where each fold was, as the parser unfolds.
+        let mut v = first.to_vec();
+        let (mut fold, mut after) = (fold, after);
+        while is_fold(fold) {
+            let part = fold.strip_suffix(b"\r").unwrap_or(fold).trim_ascii();
+            if !v.is_empty() && !part.is_empty() {
+                v.push(b' ');
+            }
+            v.extend_from_slice(part);
+            next = after;
+            (fold, after) = line_at(next);
+        }
+        length.add(&v);
     }
-    match crate::message::content_length(values.iter().map(Vec::as_slice)) {
+    match length.get() {
         Ok(n) => Ok(n.unwrap_or(0)),
         Err(_) => Err(FrameError::ContentLength),
     }
@@ -334,6 +371,57 @@ mod tests {
         let mut f = StreamFramer::new(Role::Accepted, DEFAULT_MAX_MESSAGE);
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length:\r\n 5\r\n\r\nhello");
         assert!(matches!(f.next_frame(), Ok(Some(Frame::Message(m))) if m.ends_with(b"hello")));
+    }
+
+    #[test]
+    fn the_length_is_found_wherever_the_reads_split_the_head() {
+        // A folded Content-Length, a compact one, other lines that begin as its name can, and
+        // a body that begins with 'C' (not a header line).
+        let msg: &[u8] = b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\nContent-Length:\r\n 4\r\ncontact: <sip:c@d>\r\nl: 4\r\n\r\nCxyz";
+        for split in 0..msg.len() {
+            let mut f = StreamFramer::new(Role::Accepted, DEFAULT_MAX_MESSAGE);
+            f.push(&msg[..split]);
+            let mut got = frames(&mut f);
+            f.push(&msg[split..]);
+            got.extend(frames(&mut f));
+            assert_eq!(
+                got,
+                [Frame::Message(Bytes::from_static(msg))],
+                "split at {split}"
+            );
+        }
+        // Names in any case, with whitespace before the colon; look-alikes are not the length.
+        for head in [
+            &b"OPTIONS sip:a@b SIP/2.0\r\nCONTENT-LENGTH \t: 4\r\n\r\n"[..],
+            b"OPTIONS sip:a@b SIP/2.0\r\nL:4\r\n\r\n",
+            b"OPTIONS sip:a@b SIP/2.0\r\nContent-Lengthx: 9\r\nl :4\r\n\r\n",
+            b"OPTIONS sip:a@b SIP/2.0\r\nl\r\nLength: 9\r\nc: 9\r\ncontent-length: 4\r\n\r\n",
+        ] {
+            let mut f = StreamFramer::new(Role::Accepted, DEFAULT_MAX_MESSAGE);
+            f.push(head);
+            f.push(b"abcdEXTRA");
+            let Ok(Some(Frame::Message(m))) = f.next_frame() else {
+                panic!("{}", String::from_utf8_lossy(head));
+            };
+            assert!(
+                m.ends_with(b"\r\n\r\nabcd"),
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
+        // Lengths that disagree, one of them folded, are refused however they arrive.
+        let bad: &[u8] = b"INVITE sip:a@b SIP/2.0\r\nContent-Length:\r\n 4\r\nl: 5\r\n\r\nCxyz";
+        for split in 0..bad.len() {
+            let mut f = StreamFramer::new(Role::Accepted, DEFAULT_MAX_MESSAGE);
+            f.push(&bad[..split]);
+            let _ = f.next_frame();
+            f.push(&bad[split..]);
+            assert_eq!(
+                f.next_frame(),
+                Err(FrameError::ContentLength),
+                "split at {split}"
+            );
+        }
     }
 
     #[test]

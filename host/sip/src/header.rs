@@ -30,22 +30,186 @@ macro_rules! header_names {
                 }
             }
 
+            /// `Name: ` as printed, for a known name (one copy per header line printed).
+            fn with_colon(&self) -> Option<&'static str> {
+                match self {
+                    $( HeaderName::$variant => Some(concat!($name, ": ")), )*
+                    HeaderName::Other(_) => None,
+                }
+            }
+
             /// Looks a name up, case-insensitively, compact forms included.
             pub fn from_bytes(name: &[u8]) -> HeaderName {
                 HeaderName::known(name).unwrap_or_else(|| HeaderName::Other(Bytes::copy_from_slice(name)))
             }
 
-            /// A known name, case-insensitively, compact forms included.
+            /// A known name, case-insensitively, compact forms included: one bucket of
+            /// [`NAME_BUCKETS`] holds the few candidates, so a name costs a hash and one or two
+            /// comparisons, not a scan of every name (this runs for each header line received).
             pub(crate) fn known(name: &[u8]) -> Option<HeaderName> {
-                $(
-                    if name.eq_ignore_ascii_case($name.as_bytes()) $(|| name.eq_ignore_ascii_case($compact.as_bytes()))? {
-                        return Some(HeaderName::$variant);
+                let (&first, &last) = (name.first()?, name.last()?);
+                for &i in &NAME_BUCKETS[name_bucket(name.len(), first, last)] {
+                    let (Some((known, variant)), Some(folded)) =
+                        (KNOWN_NAMES.get(usize::from(i)), FOLDED_NAMES.get(usize::from(i)))
+                    else {
+                        break;
+                    };
+                    if known.len() == name.len() && folded.matches(name) {
+                        return Some(variant.clone());
                     }
-                )*
+                }
                 None
             }
         }
+
+        /// Every known name, long and compact forms, with its variant.
+        const KNOWN_NAMES: &[(&str, HeaderName)] = &[
+            $( ($name, HeaderName::$variant), $( ($compact, HeaderName::$variant), )? )*
+        ];
     };
+}
+
+/// Room for the longest known name (`P-Preferred-Identity` is 20 bytes).
+const LONGEST_NAME: usize = 24;
+
+/// A known name folded for a comparison in three loads: its letters in lower case with a
+/// mask of their case bit (every other byte, `-`, must match exactly), taken as three
+/// overlapping windows that together cover the name (see [`windows`]). Exact: no byte but a
+/// letter's other case folds onto a letter, and none folds onto `-`.
+#[derive(Clone, Copy)]
+struct Folded {
+    lower: [u64; 3],
+    mask: [u64; 3],
+}
+
+/// Where the three windows of a name of `len` bytes start, and how wide they are: eight bytes
+/// at 0, 8 (or less) and `len - 8` for a name of eight or more; four bytes at 0 and `len - 4`
+/// for four to seven; below four, the whole name, three times.
+const fn windows(len: usize) -> ([usize; 3], usize) {
+    if len >= 8 {
+        let mid = if len - 8 < 8 { len - 8 } else { 8 };
+        ([0, mid, len - 8], 8)
+    } else if len >= 4 {
+        ([0, len - 4, len - 4], 4)
+    } else {
+        ([0, 0, 0], len)
+    }
+}
+
+impl Folded {
+    const fn of(name: &[u8]) -> Folded {
+        assert!(
+            name.len() <= LONGEST_NAME,
+            "a known header name is too long"
+        );
+        let mut f = Folded {
+            lower: [0; 3],
+            mask: [0; 3],
+        };
+        let (starts, width) = windows(name.len());
+        let mut w = 0;
+        while w < 3 {
+            let mut i = 0;
+            while i < width {
+                let b = name[starts[w] + i];
+                let (byte, mask) = if b.is_ascii_alphabetic() {
+                    (b | 0x20, 0x20)
+                } else {
+                    (b, 0)
+                };
+                f.lower[w] |= (byte as u64) << (8 * i);
+                f.mask[w] |= (mask as u64) << (8 * i);
+                i += 1;
+            }
+            w += 1;
+        }
+        f
+    }
+
+    /// Whether `name`, of the same length, is this name in any case.
+    #[inline]
+    fn matches(&self, name: &[u8]) -> bool {
+        self.words(name)
+            .is_some_and(|words| (0..3).all(|w| words[w] | self.mask[w] == self.lower[w]))
+    }
+
+    /// The three windows of `name`.
+    #[inline]
+    fn words(&self, name: &[u8]) -> Option<[u64; 3]> {
+        let ([a, b, c], width) = windows(name.len());
+        let word = |at: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(name.get(at..at + 8)?.try_into().ok()?))
+        };
+        let half = |at: usize| -> Option<u64> {
+            Some(u32::from_le_bytes(name.get(at..at + 4)?.try_into().ok()?).into())
+        };
+        Some(match width {
+            8 => [word(a)?, word(b)?, word(c)?],
+            4 => [half(a)?, half(b)?, half(c)?],
+            _ => {
+                let short = name
+                    .iter()
+                    .rev()
+                    .fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
+                [short, short, short]
+            }
+        })
+    }
+}
+
+/// [`KNOWN_NAMES`], folded; same order.
+static FOLDED_NAMES: [Folded; KNOWN_NAMES.len()] = folded_names();
+
+const fn folded_names() -> [Folded; KNOWN_NAMES.len()] {
+    let mut out = [Folded {
+        lower: [0; 3],
+        mask: [0; 3],
+    }; KNOWN_NAMES.len()];
+    let mut i = 0;
+    while i < KNOWN_NAMES.len() {
+        out[i] = Folded::of(KNOWN_NAMES[i].0.as_bytes());
+        i += 1;
+    }
+    out
+}
+
+/// Candidates per bucket of the name table; a build-time check keeps every bucket within it.
+const BUCKET_SIZE: usize = 3;
+const BUCKETS: usize = 128;
+/// An unused slot in a bucket.
+const EMPTY: u8 = u8::MAX;
+
+/// The bucket of a header name: its length and its first and last letters, case folded.
+/// Collisions are few (checked at build time, see [`name_buckets`]).
+const fn name_bucket(len: usize, first: u8, last: u8) -> usize {
+    (len.wrapping_mul(7)
+        ^ ((first | 0x20) as usize).wrapping_mul(3)
+        ^ ((last | 0x20) as usize) << 1)
+        % BUCKETS
+}
+
+/// Indices into [`KNOWN_NAMES`] by [`name_bucket`], built at compile time.
+static NAME_BUCKETS: [[u8; BUCKET_SIZE]; BUCKETS] = name_buckets();
+
+const fn name_buckets() -> [[u8; BUCKET_SIZE]; BUCKETS] {
+    let mut table = [[EMPTY; BUCKET_SIZE]; BUCKETS];
+    let mut i = 0;
+    while i < KNOWN_NAMES.len() {
+        let name = KNOWN_NAMES[i].0.as_bytes();
+        let bucket = &mut table[name_bucket(name.len(), name[0], name[name.len() - 1])];
+        let mut slot = 0;
+        while bucket[slot] != EMPTY {
+            slot += 1;
+            assert!(
+                slot < BUCKET_SIZE,
+                "a header name bucket is full: change name_bucket"
+            );
+        }
+        assert!(i < EMPTY as usize);
+        bucket[slot] = i as u8;
+        i += 1;
+    }
+    table
 }
 
 header_names! {
@@ -291,6 +455,11 @@ impl Headers {
         self.list.iter()
     }
 
+    /// All headers in order, indexable.
+    pub(crate) fn as_slice(&self) -> &[Header] {
+        &self.list
+    }
+
     /// How many header lines.
     pub fn len(&self) -> usize {
         self.list.len()
@@ -301,10 +470,23 @@ impl Headers {
         self.list.is_empty()
     }
 
+    /// The printed size of the header lines.
+    pub(crate) fn encoded_len(&self) -> usize {
+        self.list
+            .iter()
+            .map(|h| h.name.as_str().len() + h.value.len() + 4)
+            .sum()
+    }
+
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         for h in &self.list {
-            out.extend_from_slice(h.name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
+            match h.name.with_colon() {
+                Some(name) => out.extend_from_slice(name.as_bytes()),
+                None => {
+                    out.extend_from_slice(h.name.as_str().as_bytes());
+                    out.extend_from_slice(b": ");
+                }
+            }
             out.extend_from_slice(&h.value);
             out.extend_from_slice(b"\r\n");
         }
@@ -336,6 +518,27 @@ mod tests {
         assert_eq!(other.as_str(), "C%6Fntact");
         assert_ne!(other, HeaderName::Contact);
         assert_eq!(HeaderName::ContentLength.as_str(), "Content-Length");
+    }
+
+    #[test]
+    fn every_known_name_is_found_in_any_case() {
+        for (name, variant) in KNOWN_NAMES {
+            assert_eq!(HeaderName::known(name.as_bytes()).as_ref(), Some(variant));
+            let upper = name.to_ascii_uppercase();
+            assert_eq!(HeaderName::known(upper.as_bytes()).as_ref(), Some(variant));
+            let lower = name.to_ascii_lowercase();
+            assert_eq!(HeaderName::known(lower.as_bytes()).as_ref(), Some(variant));
+            // A name one letter longer or shorter is not it.
+            let longer = format!("{name}x");
+            assert_ne!(HeaderName::known(longer.as_bytes()).as_ref(), Some(variant));
+            assert_ne!(
+                HeaderName::known(&name.as_bytes()[1..]).as_ref(),
+                Some(variant)
+            );
+        }
+        for unknown in [&b""[..], b"y", b"Vi", b"Viaa", b"Fro", b"\xff", b"Call_ID"] {
+            assert_eq!(HeaderName::known(unknown), None, "{unknown:?}");
+        }
     }
 
     #[test]

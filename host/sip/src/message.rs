@@ -6,12 +6,13 @@
 //! broken message on. Header values are kept as received, so a URI, `From` or `To` the switch
 //! passes on is byte-for-byte what it was given.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::header::{HeaderName, Headers};
-use crate::syntax::{is_token_str, is_ws, parse_u32};
+use crate::header::{Header, HeaderName, Headers};
+use crate::syntax::{is_token, is_ws, parse_u32, scan, split_commas};
 use crate::typed::{CSeq, ContactList, Method, NameAddr, ValueError, Via, is_call_id};
 use crate::uri::{Uri, UriError};
 
@@ -289,43 +290,62 @@ impl Message {
                 headers: Headers::new(),
             });
         }
-        let raw = parse_raw(&input);
-        let headers = raw.headers;
-        let fail = |error, kind| Malformed {
+        let Raw {
+            start,
+            headers,
+            length,
             error,
-            kind,
-            headers: headers.clone(),
+            body_start,
+        } = parse_raw(&input);
+        // The headers move into the error only when there is one: no copy on the way to a
+        // parsed message.
+        let fail = |error, kind, headers| {
+            Err(Malformed {
+                error,
+                kind,
+                headers,
+            })
         };
-        let start = match raw.start {
+        let start = match start {
             Ok(start) => start,
-            Err((error, kind)) => return Err(fail(error, kind)),
+            Err((error, kind)) => return fail(error, kind, headers),
         };
         let kind = match &start {
             Start::Request(Method::Ack, _) => Kind::Ack,
             Start::Request(..) => Kind::Request,
             Start::Response(..) => Kind::Other,
         };
-        if let Some(error) = raw.error {
-            return Err(fail(error, kind));
+        if let Some(error) = error {
+            return fail(error, kind, headers);
         }
-        let body = match body(&input, raw.body_start, &raw.content_length) {
+        let body = match body(&input, body_start, length) {
             Ok(body) => body,
-            Err(error) => return Err(fail(error, kind)),
+            Err(error) => return fail(error, kind, headers),
+        };
+        let core = match check_core(&headers) {
+            Ok(core) => core,
+            Err(error) => return fail(error, kind, headers),
         };
         match start {
-            Start::Request(method, uri) => Request::from_parts(method, uri, headers.clone(), body)
-                .map(Message::Request)
-                .map_err(|error| fail(error, kind)),
-            Start::Response(status, reason) => {
-                let core = check_core(&headers).map_err(|error| fail(error, kind))?;
-                Ok(Message::Response(Response {
-                    status,
-                    reason,
+            Start::Request(method, uri) => {
+                if core.cseq.method != method {
+                    return fail(ParseError::CSeqMethod, kind, headers);
+                }
+                Ok(Message::Request(Request {
+                    method,
+                    uri,
                     headers,
                     body,
-                    core: Some(Box::new(core)),
+                    core,
                 }))
             }
+            Start::Response(status, reason) => Ok(Message::Response(Response {
+                status,
+                reason,
+                headers,
+                body,
+                core: Some(core),
+            })),
         }
     }
 
@@ -339,9 +359,10 @@ impl Message {
 
     /// The printed message.
     pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1024);
-        self.encode(&mut out);
-        out
+        match self {
+            Message::Request(r) => r.encode_to_vec(),
+            Message::Response(r) => r.to_vec(),
+        }
     }
 }
 
@@ -363,7 +384,7 @@ impl Request {
             uri,
             headers,
             body,
-            core: Box::new(core),
+            core,
         })
     }
 
@@ -495,8 +516,24 @@ impl Request {
         contacts(&self.headers)
     }
 
+    /// The size of the printed request.
+    fn encoded_len(&self) -> usize {
+        self.method.as_str().len()
+            + 1
+            + self.uri.as_bytes().len()
+            + b" SIP/2.0\r\n".len()
+            + self.headers.encoded_len()
+            + finish_len(&self.body)
+    }
+
     /// Prints the request.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(self.encoded_len());
+        self.write(out);
+    }
+
+    /// Prints the request into room already reserved.
+    fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.method.as_str().as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.uri.as_bytes());
@@ -513,8 +550,8 @@ impl Request {
 
     /// The printed request.
     pub fn encode_to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512 + self.body.len());
-        self.encode(&mut out);
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.write(&mut out);
         out
     }
 
@@ -583,18 +620,20 @@ impl Response {
     /// them without parsing again.
     pub fn check(&mut self) -> Result<(), ParseError> {
         if self.core.is_none() {
-            self.core = Some(Box::new(check_core(&self.headers)?));
+            self.core = Some(check_core(&self.headers)?);
         }
         Ok(())
     }
 
-    /// The top Via (the one this element added), if readable.
-    pub fn via(&self) -> Option<Via> {
+    /// The top Via (the one this element added), if readable: borrowed from the parsed core
+    /// headers when there are some (always, for a received response), else parsed.
+    pub fn via(&self) -> Option<Cow<'_, Via>> {
         match &self.core {
-            Some(core) => Some(core.via.clone()),
+            Some(core) => Some(Cow::Borrowed(&core.via)),
             None => Via::parse_list(self.headers.get(&HeaderName::Via)?)
                 .next()?
-                .ok(),
+                .ok()
+                .map(Cow::Owned),
         }
     }
 
@@ -606,11 +645,13 @@ impl Response {
             .sum()
     }
 
-    /// CSeq, if readable.
-    pub fn cseq(&self) -> Option<CSeq> {
+    /// CSeq, if readable: borrowed from the parsed core headers when there are some.
+    pub fn cseq(&self) -> Option<Cow<'_, CSeq>> {
         match &self.core {
-            Some(core) => Some(core.cseq.clone()),
-            None => CSeq::parse(self.headers.get(&HeaderName::CSeq)?).ok(),
+            Some(core) => Some(Cow::Borrowed(&core.cseq)),
+            None => CSeq::parse(self.headers.get(&HeaderName::CSeq)?)
+                .ok()
+                .map(Cow::Owned),
         }
     }
 
@@ -620,10 +661,25 @@ impl Response {
         self.core.as_deref().map(|c| CoreRef { core: c })
     }
 
+    /// The size of the printed response.
+    fn encoded_len(&self) -> usize {
+        b"SIP/2.0 200 \r\n".len()
+            + self.reason.len()
+            + self.headers.encoded_len()
+            + finish_len(&self.body)
+    }
+
     /// Prints the response.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(self.encoded_len());
+        self.write(out);
+    }
+
+    /// Prints the response into room already reserved.
+    fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"SIP/2.0 ");
-        out.extend_from_slice(self.status.to_string().as_bytes());
+        // A status is three digits (100-699), but a built one is not checked: print any.
+        out.extend_from_slice(Decimal::of(self.status.into()).as_bytes());
         out.push(b' ');
         out.extend_from_slice(&self.reason);
         out.extend_from_slice(b"\r\n");
@@ -633,8 +689,8 @@ impl Response {
 
     /// The printed response.
     pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512);
-        self.encode(&mut out);
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.write(&mut out);
         out
     }
 }
@@ -652,9 +708,41 @@ impl fmt::Debug for Response {
 
 fn finish(out: &mut Vec<u8>, body: &[u8]) {
     out.extend_from_slice(b"Content-Length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(Decimal::of(body.len() as u64).as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
+}
+
+/// The printed size of what [`finish`] writes.
+fn finish_len(body: &[u8]) -> usize {
+    b"Content-Length: \r\n\r\n".len() + Decimal::of(body.len() as u64).as_bytes().len() + body.len()
+}
+
+/// A number printed in decimal without an allocation.
+struct Decimal {
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    fn of(mut n: u64) -> Decimal {
+        let mut d = Decimal {
+            digits: [b'0'; 20],
+            start: 20,
+        };
+        loop {
+            d.start -= 1;
+            d.digits[d.start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                return d;
+            }
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.digits[self.start..]
+    }
 }
 
 #[allow(clippy::large_enum_variant)] // short-lived, never moved far
@@ -667,7 +755,8 @@ enum Start {
 struct Raw {
     start: Result<Start, (ParseError, Kind)>,
     headers: Headers,
-    content_length: Vec<Bytes>,
+    /// Content-Length, read line by line.
+    length: Length,
     /// The first malformed header line, if any.
     error: Option<ParseError>,
     body_start: usize,
@@ -684,134 +773,180 @@ fn parse_raw(input: &Bytes) -> Raw {
     }
     let mut lines = Lines { s, pos };
     let start = match lines.next() {
-        Some((a, b)) if a != b => parse_start(input, &s[a..b]),
+        Some(Line { a, b, .. }) if a != b => parse_start(input, &s[a..b]),
         _ => Err((ParseError::StartLine, Kind::Other)),
     };
-    let mut headers = Headers::with_capacity(16);
-    let mut content_length = Vec::new();
-    let mut error = None;
-    // A header line, and its continuation lines.
-    let mut current: Option<Pending> = None;
-    let mut flush =
-        |cur: Option<Pending>, headers: &mut Headers, error: &mut Option<ParseError>| {
-            let Some(Pending {
-                line: (a, b),
-                folds,
-            }) = cur
-            else {
-                return;
-            };
-            let line = &s[a..b];
-            let Some(colon) = line.iter().position(|&c| c == b':') else {
-                error.get_or_insert(ParseError::HeaderLine);
-                return;
-            };
-            let name = line[..colon].trim_ascii_end();
-            if !is_token_str(name) {
-                error.get_or_insert(ParseError::HeaderLine);
-                return;
-            }
-            let first = line[colon + 1..].trim_ascii();
-            // A CR is never part of a value (RFC 3261 section 25.1): passed on, it could end the
-            // line early at a next hop that reads CR alone as a line end, and smuggle a header.
-            if memchr::memchr(b'\r', first).is_some()
-                || folds
-                    .iter()
-                    .any(|&(fa, fb)| memchr::memchr(b'\r', &s[fa..fb]).is_some())
-            {
-                error.get_or_insert(ParseError::HeaderLine);
-                return;
-            }
-            let value = if folds.is_empty() {
-                input.slice_ref(first)
-            } else {
-                // A folded value is one SP where the fold was (RFC 3261 section 7.3.1).
-                let mut v = BytesMut::from(first);
-                for (fa, fb) in folds {
-                    let part = s[fa..fb].trim_ascii();
-                    if part.is_empty() {
-                        continue;
-                    }
-                    if !v.is_empty() {
-                        v.extend_from_slice(b" ");
-                    }
-                    v.extend_from_slice(part);
-                }
-                v.freeze()
-            };
-            match HeaderName::known(name) {
-                Some(HeaderName::ContentLength) => content_length.push(value),
-                Some(known) => headers.push(known, value),
-                None => headers.push(HeaderName::Other(input.slice_ref(name)), value),
-            }
-        };
+    let mut head = Head {
+        input,
+        headers: Headers::with_capacity(16),
+        length: Length::default(),
+        error: None,
+    };
+    // A header line, and its continuation lines (one list, reused).
+    let mut current: Option<Line> = None;
+    let mut folds: Vec<Line> = Vec::new();
     let mut body_start = s.len();
-    for (a, b) in lines.by_ref() {
-        if a == b {
+    for line in lines.by_ref() {
+        if line.a == line.b {
             body_start = lines.pos;
             break;
         }
-        if is_ws(s[a]) {
-            match current.as_mut() {
-                Some(pending) => pending.folds.push((a, b)),
-                None => {
-                    error.get_or_insert(ParseError::HeaderLine);
-                }
+        if is_ws(s[line.a]) {
+            if current.is_some() {
+                folds.push(line);
+            } else {
+                head.error.get_or_insert(ParseError::HeaderLine);
             }
             continue;
         }
-        flush(current.take(), &mut headers, &mut error);
-        current = Some(Pending {
-            line: (a, b),
-            folds: Vec::new(),
-        });
+        if let Some(line) = current.replace(line) {
+            head.line(line, &folds);
+            folds.clear();
+        }
     }
-    flush(current.take(), &mut headers, &mut error);
+    if let Some(line) = current {
+        head.line(line, &folds);
+    }
     Raw {
         start,
-        headers,
-        content_length,
-        error,
+        headers: head.headers,
+        length: head.length,
+        error: head.error,
         body_start,
     }
 }
 
-/// A header line whose continuation lines are still being collected.
-struct Pending {
-    line: (usize, usize),
-    folds: Vec<(usize, usize)>,
+/// The header lines read so far.
+struct Head<'a> {
+    input: &'a Bytes,
+    headers: Headers,
+    length: Length,
+    error: Option<ParseError>,
 }
 
-/// Lines of the head: `(start, end)` without the line end.
+impl Head<'_> {
+    /// Reads one header line and its continuation lines.
+    fn line(&mut self, Line { a, b, cr }: Line, folds: &[Line]) {
+        let s = &self.input[..];
+        let line = &s[a..b];
+        // name = token, then optional whitespace before the colon.
+        let name_end = scan(line, 0, is_token);
+        let colon = scan(line, name_end, |c| c.is_ascii_whitespace());
+        if name_end == 0 || line.get(colon) != Some(&b':') {
+            self.error.get_or_insert(ParseError::HeaderLine);
+            return;
+        }
+        let name = &line[..name_end];
+        // The value, trimmed, as offsets into the input (a slice by offsets is cheaper than
+        // `slice_ref`, which finds them again).
+        let mut va = a + colon + 1;
+        let mut vb = b;
+        while va < vb && s[va].is_ascii_whitespace() {
+            va += 1;
+        }
+        while vb > va && s[vb - 1].is_ascii_whitespace() {
+            vb -= 1;
+        }
+        let first = &s[va..vb];
+        // A CR is never part of a value (RFC 3261 section 25.1): passed on, it could end the
+        // line early at a next hop that reads CR alone as a line end, and smuggle a header.
+        if (cr && memchr::memchr(b'\r', first).is_some()) || folds.iter().any(|f| f.cr) {
+            self.error.get_or_insert(ParseError::HeaderLine);
+            return;
+        }
+        let known = HeaderName::known(name);
+        if folds.is_empty() {
+            match known {
+                Some(HeaderName::ContentLength) => self.length.add(first),
+                Some(known) => self.headers.push(known, self.input.slice(va..vb)),
+                None => self.headers.push(
+                    HeaderName::Other(self.input.slice(a..a + name_end)),
+                    self.input.slice(va..vb),
+                ),
+            }
+            return;
+        }
+        // A folded value is one SP where the fold was (RFC 3261 section 7.3.1).
+        let mut v = BytesMut::from(first);
+        for fold in folds {
+            let part = s[fold.a..fold.b].trim_ascii();
+            if part.is_empty() {
+                continue;
+            }
+            if !v.is_empty() {
+                v.extend_from_slice(b" ");
+            }
+            v.extend_from_slice(part);
+        }
+        match known {
+            Some(HeaderName::ContentLength) => self.length.add(&v),
+            Some(known) => self.headers.push(known, v.freeze()),
+            None => self
+                .headers
+                .push(HeaderName::Other(self.input.slice_ref(name)), v.freeze()),
+        }
+    }
+}
+
+/// Lines of the head: `(start, end)` without the line end, and whether a CR is inside.
 struct Lines<'a> {
     s: &'a [u8],
     pos: usize,
 }
 
-impl Iterator for Lines<'_> {
-    type Item = (usize, usize);
+/// One line of the head.
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    a: usize,
+    b: usize,
+    /// A CR is inside `a..b` (not part of the line end): a header value must not hold one.
+    cr: bool,
+}
 
-    fn next(&mut self) -> Option<(usize, usize)> {
-        if self.pos >= self.s.len() {
-            return None;
-        }
+impl Iterator for Lines<'_> {
+    type Item = Line;
+
+    fn next(&mut self) -> Option<Line> {
         let a = self.pos;
-        match memchr::memchr(b'\n', &self.s[a..]) {
-            Some(n) => {
-                let nl = a + n;
-                self.pos = nl + 1;
-                let b = if nl > a && self.s[nl - 1] == b'\r' {
-                    nl - 1
-                } else {
-                    nl
-                };
-                Some((a, b))
-            }
-            None => {
-                self.pos = self.s.len();
-                Some((a, self.s.len()))
-            }
-        }
+        let rest = self.s.get(a..).filter(|r| !r.is_empty())?;
+        // One search finds the line end and tells whether a CR comes before it, so the
+        // header values need no search of their own.
+        let line = match memchr::memchr2(b'\r', b'\n', rest) {
+            None => Line {
+                a,
+                b: self.s.len(),
+                cr: false,
+            },
+            Some(i) if rest[i] == b'\n' => Line {
+                a,
+                b: a + i,
+                cr: false,
+            },
+            Some(i) if rest.get(i + 1) == Some(&b'\n') => Line {
+                a,
+                b: a + i,
+                cr: false,
+            },
+            Some(i) => match memchr::memchr(b'\n', &rest[i + 1..]) {
+                Some(n) => {
+                    let nl = a + i + 1 + n;
+                    let b = if self.s[nl - 1] == b'\r' { nl - 1 } else { nl };
+                    Line { a, b, cr: true }
+                }
+                None => Line {
+                    a,
+                    b: self.s.len(),
+                    cr: true,
+                },
+            },
+        };
+        // Past the line end: LF, or CR LF.
+        self.pos = match self.s.get(line.b) {
+            None => self.s.len(),
+            Some(b'\n') => line.b + 1,
+            Some(_) => line.b + 2,
+        };
+        Some(line)
     }
 }
 
@@ -901,94 +1036,197 @@ fn parse_status_line(input: &Bytes, line: &[u8]) -> Result<Start, ParseError> {
 }
 
 /// The body, framed by Content-Length when there is one (all values must agree).
-fn body(input: &Bytes, start: usize, lengths: &[Bytes]) -> Result<Bytes, ParseError> {
+fn body(input: &Bytes, start: usize, length: Length) -> Result<Bytes, ParseError> {
     let available = input.len().saturating_sub(start);
-    match content_length(lengths.iter().map(|l| &l[..]))? {
+    match length.get()? {
         None => Ok(input.slice(start.min(input.len())..)),
         Some(n) if n > available => Err(ParseError::Truncated),
         Some(n) => Ok(input.slice(start..start + n)),
     }
 }
 
-/// Content-Length from the values of its lines, which must agree: the one reading the
-/// datagram parser and the stream framer share. `None` when there is no such line.
-pub(crate) fn content_length<'a>(
-    values: impl Iterator<Item = &'a [u8]>,
-) -> Result<Option<usize>, ParseError> {
-    let mut found = None;
-    for v in values {
-        let n = parse_u32(v).ok_or(ParseError::Header(
-            HeaderName::ContentLength,
-            if v.starts_with(b"-") {
-                ValueError::Negative
-            } else {
-                ValueError::Number
-            },
-        ))?;
-        match found {
-            Some(prev) if prev != n => return Err(ParseError::Multiple(HeaderName::ContentLength)),
-            _ => found = Some(n),
+/// Content-Length read from the values of its lines, in order: each must be a number, and all
+/// must agree. The one reading the datagram parser and the stream framer share.
+#[derive(Debug)]
+pub(crate) struct Length(Result<Option<u32>, ParseError>);
+
+impl Default for Length {
+    fn default() -> Length {
+        Length(Ok(None))
+    }
+}
+
+impl Length {
+    /// Reads one more value; after a fault, the first fault stays.
+    pub(crate) fn add(&mut self, v: &[u8]) {
+        let Ok(found) = self.0 else {
+            return;
+        };
+        self.0 = match parse_u32(v) {
+            None => Err(ParseError::Header(
+                HeaderName::ContentLength,
+                if v.starts_with(b"-") {
+                    ValueError::Negative
+                } else {
+                    ValueError::Number
+                },
+            )),
+            Some(n) if found.is_some_and(|prev| prev != n) => {
+                Err(ParseError::Multiple(HeaderName::ContentLength))
+            }
+            Some(n) => Ok(Some(n)),
+        };
+    }
+
+    /// The length; `None` when there was no such line.
+    pub(crate) fn get(self) -> Result<Option<usize>, ParseError> {
+        self.0?
+            .map(|n| usize::try_from(n).map_err(|_| ParseError::Truncated))
+            .transpose()
+    }
+}
+
+/// Where a header that may appear once is in a header list.
+#[derive(Debug, Clone, Copy, Default)]
+enum Once {
+    #[default]
+    Absent,
+    At(usize),
+    Repeated,
+}
+
+impl Once {
+    fn see(&mut self, i: usize) {
+        *self = match self {
+            Once::Absent => Once::At(i),
+            _ => Once::Repeated,
+        };
+    }
+
+    fn value(self, headers: &[Header], name: HeaderName) -> Result<Option<&Bytes>, ParseError> {
+        match self {
+            Once::Absent => Ok(None),
+            Once::At(i) => Ok(headers.get(i).map(|h| &h.value)),
+            Once::Repeated => Err(ParseError::Multiple(name)),
         }
     }
-    found
-        .map(|n| usize::try_from(n).map_err(|_| ParseError::Truncated))
-        .transpose()
-}
 
-/// The one value of a header that may appear once.
-fn single<'a>(headers: &'a Headers, name: &HeaderName) -> Result<Option<&'a Bytes>, ParseError> {
-    let mut found = None;
-    for h in headers.iter().filter(|h| &h.name == name) {
-        if found.is_some() {
-            return Err(ParseError::Multiple(name.clone()));
-        }
-        found = Some(&h.value);
+    fn required(self, headers: &[Header], name: HeaderName) -> Result<&Bytes, ParseError> {
+        self.value(headers, name.clone())?
+            .ok_or(ParseError::Missing(name))
     }
-    Ok(found)
 }
 
-fn required(headers: &Headers, name: HeaderName) -> Result<&Bytes, ParseError> {
-    single(headers, &name)?.ok_or(ParseError::Missing(name))
+/// Where the core headers are: found in one pass over the list, not one search per name.
+#[derive(Debug, Default)]
+struct CoreLines {
+    call_id: Once,
+    cseq: Once,
+    from: Once,
+    to: Once,
+    max_forwards: Once,
+    via: bool,
+    contact: bool,
 }
 
-fn check_core(headers: &Headers) -> Result<Core, ParseError> {
+impl CoreLines {
+    fn of(headers: &[Header]) -> CoreLines {
+        let mut lines = CoreLines::default();
+        for (i, h) in headers.iter().enumerate() {
+            match h.name {
+                HeaderName::CallId => lines.call_id.see(i),
+                HeaderName::CSeq => lines.cseq.see(i),
+                HeaderName::From => lines.from.see(i),
+                HeaderName::To => lines.to.see(i),
+                HeaderName::MaxForwards => lines.max_forwards.see(i),
+                HeaderName::Via => lines.via = true,
+                HeaderName::Contact => lines.contact = true,
+                _ => {}
+            }
+        }
+        lines
+    }
+}
+
+/// The core headers, checked and parsed; boxed here, where they are made, rather than moved
+/// into a box after (they are over a kilobyte).
+fn check_core(headers: &Headers) -> Result<Box<Core>, ParseError> {
     let bad = |name: HeaderName| move |e: ValueError| ParseError::Header(name.clone(), e);
-    let call_id = required(headers, HeaderName::CallId)?;
+    let list = headers.as_slice();
+    let lines = CoreLines::of(list);
+    let call_id = lines.call_id.required(list, HeaderName::CallId)?;
     if !is_call_id(call_id) {
         return Err(ParseError::Header(HeaderName::CallId, ValueError::BadToken));
     }
-    let cseq = CSeq::parse(required(headers, HeaderName::CSeq)?).map_err(bad(HeaderName::CSeq))?;
-    let from = one_addr(required(headers, HeaderName::From)?).map_err(bad(HeaderName::From))?;
-    let to = one_addr(required(headers, HeaderName::To)?).map_err(bad(HeaderName::To))?;
+    let cseq =
+        CSeq::parse(lines.cseq.required(list, HeaderName::CSeq)?).map_err(bad(HeaderName::CSeq))?;
+    let from =
+        one_addr(lines.from.required(list, HeaderName::From)?).map_err(bad(HeaderName::From))?;
+    let to = one_addr(lines.to.required(list, HeaderName::To)?).map_err(bad(HeaderName::To))?;
+    // The top Via is built; the others are only checked (read on demand by `vias()`).
     let mut via = None;
-    for line in headers.get_all(&HeaderName::Via) {
-        for v in Via::parse_list(line) {
-            let v = v.map_err(bad(HeaderName::Via))?;
-            via.get_or_insert(v);
+    if lines.via {
+        for line in headers.get_all(&HeaderName::Via) {
+            for (a, b) in split_commas(line) {
+                if a == b {
+                    return Err(ParseError::Header(HeaderName::Via, ValueError::Empty));
+                }
+                if via.is_none() {
+                    via = Some(Via::parse(line.slice(a..b)).map_err(bad(HeaderName::Via))?);
+                } else {
+                    Via::check(&line[a..b]).map_err(bad(HeaderName::Via))?;
+                }
+            }
         }
     }
     let via = via.ok_or(ParseError::Missing(HeaderName::Via))?;
-    let max_forwards = match single(headers, &HeaderName::MaxForwards)? {
+    let max_forwards = match lines.max_forwards.value(list, HeaderName::MaxForwards)? {
         Some(v) => Some(parse_u32(v).and_then(|n| u8::try_from(n).ok()).ok_or(
             ParseError::Header(HeaderName::MaxForwards, ValueError::Number),
         )?),
         None => None,
     };
-    contacts(headers)?;
-    Ok(Core {
+    if lines.contact {
+        check_contacts(headers)?;
+    }
+    Ok(Box::new(Core {
         via,
         call_id: call_id.clone(),
         cseq,
         from,
         to,
         max_forwards,
-    })
+    }))
 }
 
 /// From and To hold one address: the value is parsed whole, so a comma is a fault of the
 /// value (an unquoted display name, a second address), not a separator.
 fn one_addr(v: &Bytes) -> Result<NameAddr, ValueError> {
     NameAddr::parse(v.clone())
+}
+
+/// What [`contacts`] would say, without building the addresses.
+fn check_contacts(headers: &Headers) -> Result<(), ParseError> {
+    let bad = |e| ParseError::Header(HeaderName::Contact, e);
+    let mut addrs = false;
+    let mut wildcard = false;
+    for line in headers.get_all(&HeaderName::Contact) {
+        if line.as_ref() == b"*" {
+            wildcard = true;
+            continue;
+        }
+        for (a, b) in split_commas(line) {
+            if a == b {
+                return Err(bad(ValueError::Empty));
+            }
+            NameAddr::check(&line[a..b]).map_err(bad)?;
+            addrs = true;
+        }
+    }
+    if wildcard && addrs {
+        return Err(bad(ValueError::Multiple));
+    }
+    Ok(())
 }
 
 fn contacts(headers: &Headers) -> Result<ContactList, ParseError> {
@@ -1065,6 +1303,12 @@ v=0\n";
         };
         assert_eq!(back.status, 180);
         assert_eq!(back.cseq().unwrap().seq, 314159);
+        // A received response's Via and CSeq are borrowed from its parsed core; a built one's
+        // are parsed from its lines.
+        assert!(matches!(back.via(), Some(Cow::Borrowed(_))));
+        assert!(matches!(back.cseq(), Some(Cow::Borrowed(_))));
+        assert!(matches!(resp.via(), Some(Cow::Owned(ref v)) if v == back.via().unwrap().as_ref()));
+        assert!(matches!(resp.cseq(), Some(Cow::Owned(ref c)) if c.seq == 314159));
         assert_eq!(
             r.reply(100, "Trying", Some("abc"))
                 .headers
@@ -1136,6 +1380,43 @@ v=0\n";
         let resp =
             b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCSeq: x INVITE\r\n\r\n";
         assert!(Message::parse(resp).unwrap_err().reply().is_none());
+    }
+
+    #[test]
+    fn a_cr_inside_a_value_is_refused_one_before_the_line_end_is_not() {
+        let with = |line: &str| {
+            let text = String::from_utf8_lossy(INVITE).replace(
+                "Content-Type: application/sdp\r\n",
+                &format!("Content-Type: application/sdp\r\n{line}"),
+            );
+            Message::parse(text.as_bytes())
+        };
+        assert!(with("Subject: a\r\n").is_ok());
+        assert_eq!(
+            with("Subject: a\rb\r\n").unwrap_err().error,
+            ParseError::HeaderLine
+        );
+        // Trimmed off the value, as whitespace around it is.
+        let Ok(Message::Request(r)) = with("Subject: a\r\r\n") else {
+            panic!("a CR before the line end is trimmed");
+        };
+        assert_eq!(r.headers().get(&HeaderName::Subject).unwrap(), "a");
+        // A continuation line holds none either.
+        assert_eq!(
+            with("Subject: a\r\n b\rc\r\n").unwrap_err().error,
+            ParseError::HeaderLine
+        );
+        let Ok(Message::Request(r)) = with("Subject: a\r\n b\r\n") else {
+            panic!("a plain fold");
+        };
+        assert_eq!(r.headers().get(&HeaderName::Subject).unwrap(), "a b");
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0, 7, 10, 99, 100, 65_535, 4_294_967_296, u64::MAX] {
+            assert_eq!(Decimal::of(n).as_bytes(), n.to_string().as_bytes());
+        }
     }
 
     #[test]

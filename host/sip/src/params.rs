@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::syntax::{is_escaped_str, is_param_char, is_token, quoted_end, skip_ws};
+use crate::syntax::{is_param_char, is_token_or_colon, quoted_end, scan, scan_escaped, skip_ws};
 
 /// One parameter, name and value as written (escapes and quotes kept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,12 +74,53 @@ impl Params {
         usize::from(self.len) + self.spill.len()
     }
 
+    /// The bytes the offsets point into.
+    pub(crate) fn set_src(&mut self, src: Bytes) {
+        self.src = src;
+    }
+
+    /// Header parameters (`*( SEMI generic-param )`) in `src[start..]`, which must hold nothing
+    /// else. Whitespace is allowed around `;` and `=`. `None` if any is malformed (an empty
+    /// name, a stray `,`, an unclosed quote).
+    pub(crate) fn parse_header(src: &Bytes, start: usize) -> Option<Params> {
+        let mut params = Params::default();
+        scan_header(src, start, &mut params)?;
+        if !params.is_empty() {
+            params.src = src.clone();
+        }
+        Some(params)
+    }
+}
+
+/// Where a parameter scan puts what it finds: a [`Params`] being built, or [`Check`] when
+/// only the verdict is wanted (a Contact or a lower Via is checked when a message arrives,
+/// but read only if asked for).
+pub(crate) trait Sink {
+    /// One parameter, as offsets into the scanned bytes; `None` if they do not fit in `u32`.
+    fn push(&mut self, name: (usize, usize), value: Option<(usize, usize)>) -> Option<()>;
+}
+
+/// A [`Sink`] that keeps nothing.
+pub(crate) struct Check;
+
+fn offsets((a, b): (usize, usize)) -> Option<(u32, u32)> {
+    Some((u32::try_from(a).ok()?, u32::try_from(b).ok()?))
+}
+
+impl Sink for Check {
     fn push(&mut self, name: (usize, usize), value: Option<(usize, usize)>) -> Option<()> {
-        let r = |(a, b): (usize, usize)| Some((u32::try_from(a).ok()?, u32::try_from(b).ok()?));
+        offsets(name)?;
+        value.map_or(Some((0, 0)), offsets)?;
+        Some(())
+    }
+}
+
+impl Sink for Params {
+    fn push(&mut self, name: (usize, usize), value: Option<(usize, usize)>) -> Option<()> {
         let e = Entry {
-            name: r(name)?,
+            name: offsets(name)?,
             value: match value {
-                Some(v) => r(v)?,
+                Some(v) => offsets(v)?,
                 None => (NONE, NONE),
             },
         };
@@ -91,88 +132,81 @@ impl Params {
         }
         Some(())
     }
+}
 
-    /// URI parameters: `raw` is empty or starts with `;`. `None` if any is malformed.
-    pub(crate) fn parse_uri(raw: Bytes) -> Option<Params> {
-        if raw.is_empty() {
-            return Some(Params::default());
-        }
-        let body = raw.strip_prefix(b";")?;
-        let mut params = Params::default();
-        let mut at = 1;
-        for p in body.split(|&b| b == b';') {
-            let (name, value) = match memchr::memchr(b'=', p) {
-                Some(e) => (&p[..e], Some(&p[e + 1..])),
-                None => (p, None),
-            };
-            if name.is_empty() || !is_escaped_str(name, is_param_char) {
-                return None;
-            }
-            if let Some(v) = value
-                && (v.is_empty() || !is_escaped_str(v, is_param_char))
-            {
-                return None;
-            }
-            params.push(
-                (at, at + name.len()),
-                value.map(|_| (at + name.len() + 1, at + p.len())),
-            )?;
-            at += p.len() + 1;
-        }
-        params.src = raw;
-        Some(params)
+/// URI parameters in `raw` (empty, or starting with `;`), into `sink`: `;name[=value]`, each
+/// a non-empty run of parameter characters and `%HH` escapes.
+pub(crate) fn scan_uri(raw: &[u8], sink: &mut impl Sink) -> Option<()> {
+    if raw.is_empty() {
+        return Some(());
     }
-
-    /// Header parameters (`*( SEMI generic-param )`) in `src[start..]`, which must hold nothing
-    /// else. Whitespace is allowed around `;` and `=`. `None` if any is malformed (an empty
-    /// name, a stray `,`, an unclosed quote).
-    pub(crate) fn parse_header(src: &Bytes, start: usize) -> Option<Params> {
-        let s = &src[..];
-        let mut params = Params::default();
-        let mut i = skip_ws(s, start);
-        while i < s.len() {
-            if s[i] != b';' {
+    if raw[0] != b';' {
+        return None;
+    }
+    let mut i = 1;
+    loop {
+        let name_end = scan_escaped(raw, i, is_param_char)?;
+        if name_end == i {
+            return None;
+        }
+        let (value, end) = if raw.get(name_end) == Some(&b'=') {
+            let value_end = scan_escaped(raw, name_end + 1, is_param_char)?;
+            if value_end == name_end + 1 {
                 return None;
             }
-            i = skip_ws(s, i + 1);
-            let name_end = scan_token(s, i);
-            if name_end == i {
-                return None;
-            }
-            let name = (i, name_end);
-            i = skip_ws(s, name_end);
-            let mut value = None;
-            if i < s.len() && s[i] == b'=' {
-                i = skip_ws(s, i + 1);
-                let end = if s.get(i) == Some(&b'"') {
-                    quoted_end(s, i)?
-                } else if s.get(i) == Some(&b'[') {
-                    // An IPv6 reference (`received=[2001:db8::1]`).
-                    i + 1 + memchr::memchr(b']', &s[i..])?
-                } else {
-                    scan_token(s, i)
-                };
-                if end == i {
-                    return None;
-                }
-                value = Some((i, end));
-                i = skip_ws(s, end);
-            }
-            params.push(name, value)?;
+            (Some((name_end + 1, value_end)), value_end)
+        } else {
+            (None, name_end)
+        };
+        sink.push((i, name_end), value)?;
+        match raw.get(end) {
+            None => return Some(()),
+            Some(b';') => i = end + 1,
+            Some(_) => return None,
         }
-        if !params.is_empty() {
-            params.src = src.clone();
-        }
-        Some(params)
     }
 }
 
-/// A token, or a host with `:` (IPv4 and names are tokens; `maddr=[...]` is handled apart).
-fn scan_token(s: &[u8], mut i: usize) -> usize {
-    while i < s.len() && (is_token(s[i]) || s[i] == b':') {
-        i += 1;
+/// Header parameters in `s[start..]` into `sink` (see [`Params::parse_header`]).
+pub(crate) fn scan_header(s: &[u8], start: usize, sink: &mut impl Sink) -> Option<()> {
+    let mut i = skip_ws(s, start);
+    while i < s.len() {
+        if s[i] != b';' {
+            return None;
+        }
+        i = skip_ws(s, i + 1);
+        let name_end = scan_token(s, i);
+        if name_end == i {
+            return None;
+        }
+        let name = (i, name_end);
+        i = skip_ws(s, name_end);
+        let mut value = None;
+        if i < s.len() && s[i] == b'=' {
+            i = skip_ws(s, i + 1);
+            let end = if s.get(i) == Some(&b'"') {
+                quoted_end(s, i)?
+            } else if s.get(i) == Some(&b'[') {
+                // An IPv6 reference (`received=[2001:db8::1]`).
+                i + 1 + memchr::memchr(b']', &s[i..])?
+            } else {
+                scan_token(s, i)
+            };
+            if end == i {
+                return None;
+            }
+            value = Some((i, end));
+            i = skip_ws(s, end);
+        }
+        sink.push(name, value)?;
     }
-    i
+    Some(())
+}
+
+/// A token, or a host with `:` (IPv4 and names are tokens; `maddr=[...]` is handled apart).
+#[inline]
+fn scan_token(s: &[u8], i: usize) -> usize {
+    scan(s, i, is_token_or_colon)
 }
 
 #[cfg(test)]
@@ -203,13 +237,23 @@ mod tests {
         assert!(header("").unwrap().is_empty());
     }
 
+    fn uri(raw: &'static [u8]) -> Option<Params> {
+        let mut p = Params::default();
+        scan_uri(raw, &mut p)?;
+        assert_eq!(scan_uri(raw, &mut Check), Some(()), "the check agrees");
+        p.set_src(Bytes::from_static(raw));
+        Some(p)
+    }
+
     #[test]
     fn uri_params() {
-        let raw = Bytes::from_static(b";%6C%72;n%61me=v%61lue%25%34%31;maddr=[::1]");
-        let p = Params::parse_uri(raw).unwrap();
+        let p = uri(b";%6C%72;n%61me=v%61lue%25%34%31;maddr=[::1]").unwrap();
         assert_eq!(p.get("%6c%72"), Some(None));
+        assert_eq!(p.get("n%61me"), Some(Some(&b"v%61lue%25%34%31"[..])));
         assert_eq!(p.len(), 3);
-        assert!(Params::parse_uri(Bytes::from_static(b";a b")).is_none());
-        assert!(Params::parse_uri(Bytes::from_static(b";=x")).is_none());
+        assert!(uri(b";a b").is_none());
+        assert!(scan_uri(b";a b", &mut Check).is_none());
+        assert!(uri(b";=x").is_none());
+        assert!(scan_uri(b";=x", &mut Check).is_none());
     }
 }

@@ -6,6 +6,8 @@
 // One table classifies every byte for the scanners: a lookup and a mask per byte, instead
 // of a chain of comparisons (the parser's hot loops are these scans).
 const TOKEN: u8 = 1;
+/// A token character or `:` (a header parameter's value may be a host and port).
+const TOKEN_OR_COLON: u8 = 2;
 const UNRESERVED: u8 = 4;
 const USER: u8 = 8;
 const PASSWORD: u8 = 16;
@@ -28,7 +30,10 @@ const fn classes() -> [u8; 256] {
                 b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
             )
         {
-            m |= TOKEN;
+            m |= TOKEN | TOKEN_OR_COLON;
+        }
+        if c == b':' {
+            m |= TOKEN_OR_COLON;
         }
         if alnum
             || matches!(
@@ -64,6 +69,83 @@ const fn classes() -> [u8; 256] {
     t
 }
 
+/// What a host is, by its characters (see [`scan_host`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HostChars {
+    /// Digits and dots only: an IPv4 address, or nothing.
+    Numeric,
+    /// A hostname.
+    Name,
+    /// Neither.
+    Invalid,
+}
+
+// States of the hostname automaton: after a dot or at the start (`*_DOT`), inside a label,
+// after a '-' inside a label; `N_*` while every byte so far is a digit or a dot.
+const N_DOT: u8 = 0;
+const N_LABEL: u8 = 1;
+const A_DOT: u8 = 2;
+const A_LABEL: u8 = 3;
+const A_DASH: u8 = 4;
+const DEAD: u8 = 5;
+const HOST_STATES: usize = 8;
+
+/// The automaton's moves, `[state << 8 | byte]`, one lookup per byte.
+static HOST_MOVES: [u8; HOST_STATES * 256] = host_moves();
+
+const fn host_moves() -> [u8; HOST_STATES * 256] {
+    let mut t = [DEAD; HOST_STATES * 256];
+    let mut state = 0;
+    while state < HOST_STATES {
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            let s = state as u8;
+            t[state << 8 | b] = match c {
+                b'0'..=b'9' => match s {
+                    N_DOT | N_LABEL => N_LABEL,
+                    A_DOT | A_LABEL | A_DASH => A_LABEL,
+                    _ => DEAD,
+                },
+                // '_' is not in the hostname grammar, but internal DNS names have it.
+                _ if c.is_ascii_alphabetic() || c == b'_' => match s {
+                    N_DOT | N_LABEL | A_DOT | A_LABEL | A_DASH => A_LABEL,
+                    _ => DEAD,
+                },
+                // A '-' only inside a label; a '.' only after a label that ends in no '-'.
+                b'-' => match s {
+                    N_LABEL | A_LABEL | A_DASH => A_DASH,
+                    _ => DEAD,
+                },
+                b'.' => match s {
+                    N_LABEL => N_DOT,
+                    A_LABEL => A_DOT,
+                    _ => DEAD,
+                },
+                _ => DEAD,
+            };
+            b += 1;
+        }
+        state += 1;
+    }
+    t
+}
+
+/// Checks a host's characters in one pass: `hostname = *( domainlabel "." ) toplabel [ "." ]`,
+/// labels of alphanum (and `_`) with inner `-`, which also tells an IPv4 address (digits and
+/// dots only, read by [`parse_ipv4`]).
+pub(crate) fn scan_host(s: &[u8]) -> HostChars {
+    let mut state = N_DOT;
+    for &b in s {
+        state = HOST_MOVES[(usize::from(state) << 8 | usize::from(b)) % HOST_MOVES.len()];
+    }
+    match state {
+        N_DOT | N_LABEL => HostChars::Numeric,
+        A_DOT | A_LABEL => HostChars::Name,
+        _ => HostChars::Invalid,
+    }
+}
+
 #[inline]
 fn class(b: u8, mask: u8) -> bool {
     CLASS[b as usize] & mask != 0
@@ -73,6 +155,12 @@ fn class(b: u8, mask: u8) -> bool {
 #[inline]
 pub(crate) fn is_token(b: u8) -> bool {
     class(b, TOKEN)
+}
+
+/// A token character or `:`.
+#[inline]
+pub(crate) fn is_token_or_colon(b: u8) -> bool {
+    class(b, TOKEN_OR_COLON)
 }
 
 /// `user = 1*( unreserved / escaped / user-unreserved )`, user-unreserved = `&=+$,;?/`.
@@ -115,19 +203,19 @@ pub(crate) fn is_token_str(s: &[u8]) -> bool {
 }
 
 /// The first index at or after `i` that is not SP/HTAB.
-pub(crate) fn skip_ws(s: &[u8], mut i: usize) -> usize {
-    while i < s.len() && is_ws(s[i]) {
-        i += 1;
-    }
-    i
+#[inline]
+pub(crate) fn skip_ws(s: &[u8], i: usize) -> usize {
+    scan(s, i, is_ws)
 }
 
-/// The end of the run of `pred` characters starting at `i`.
-pub(crate) fn scan(s: &[u8], mut i: usize, pred: impl Fn(u8) -> bool) -> usize {
-    while i < s.len() && pred(s[i]) {
-        i += 1;
+/// The end of the run of `pred` characters starting at `i` (`i` itself when past the end).
+#[inline]
+pub(crate) fn scan(s: &[u8], i: usize, pred: impl Fn(u8) -> bool) -> usize {
+    match s.get(i..) {
+        // An iterator, not indexing: no bounds check per byte.
+        Some(rest) => i + rest.iter().position(|&b| !pred(b)).unwrap_or(rest.len()),
+        None => i,
     }
-    i
 }
 
 /// The index just past the quoted string that starts at `i` (`s[i]` is `"`), honouring
@@ -231,6 +319,70 @@ pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
     u32::try_from(n).ok()
 }
 
+/// A port: one to five digits, at most 65535 (leading zeros allowed, as `u16`'s parser does).
+pub(crate) fn parse_port(s: &[u8]) -> Option<u16> {
+    if s.is_empty() || s.len() > 5 {
+        return None;
+    }
+    let mut n: u32 = 0;
+    for &d in s {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u32::from(d - b'0');
+    }
+    u16::try_from(n).ok()
+}
+
+/// A dotted-quad IPv4 address, read as the standard library reads one (four octets of one to
+/// three digits, no leading zeros, each at most 255) without going through `str`.
+pub(crate) fn parse_ipv4(s: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    // The octet being read: where it goes, its value, its digits, whether it began with 0.
+    let (mut at, mut value, mut digits, mut zero) = (0usize, 0u16, 0u8, false);
+    for &b in s {
+        match b {
+            b'0'..=b'9' => {
+                if digits == 3 || (digits > 0 && zero) {
+                    return None;
+                }
+                zero |= digits == 0 && b == b'0';
+                value = value * 10 + u16::from(b - b'0');
+                digits += 1;
+            }
+            b'.' if digits > 0 && at < 3 => {
+                octets[at] = u8::try_from(value).ok()?;
+                (at, value, digits, zero) = (at + 1, 0, 0, false);
+            }
+            _ => return None,
+        }
+    }
+    if at != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = u8::try_from(value).ok()?;
+    Some(std::net::Ipv4Addr::from(octets))
+}
+
+/// The end of the run of `plain` characters and `%HH` escapes that starts at `i`; `None` at a
+/// broken escape.
+#[inline]
+pub(crate) fn scan_escaped(s: &[u8], mut i: usize, plain: impl Fn(u8) -> bool) -> Option<usize> {
+    while let Some(&b) = s.get(i) {
+        if b == b'%' {
+            match s.get(i + 1..i + 3) {
+                Some([h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => i += 3,
+                _ => return None,
+            }
+        } else if plain(b) {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    Some(i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +410,124 @@ mod tests {
         assert_eq!(parse_u32(b"36893488147419103232"), None);
         assert_eq!(parse_u32(b"-1"), None);
         assert_eq!(parse_u32(b""), None);
+    }
+
+    #[test]
+    fn ports_and_addresses_read_as_the_standard_library_reads_them() {
+        let cases = [
+            "0",
+            "5060",
+            "05060",
+            "65535",
+            "65536",
+            "99999",
+            "123456",
+            "",
+            "+80",
+            "8a",
+            "-1",
+            "1.2.3.4",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "0.0.0.0",
+            "1.2.3",
+            "1.2.3.4.",
+            "1.2.3.4.5",
+            ".1.2.3",
+            "1..2.3",
+            "1.2.3.0004",
+            "1234.1.1.1",
+            "1.2.3.a",
+            "00.1.1.1",
+        ];
+        for c in cases {
+            assert_eq!(
+                parse_port(c.as_bytes()),
+                c.parse::<u16>().ok().filter(|_| !c.starts_with('+')),
+                "port {c:?}"
+            );
+            assert_eq!(parse_ipv4(c.as_bytes()), c.parse().ok(), "address {c:?}");
+        }
+        // Every octet value and form.
+        for n in 0..1100u32 {
+            for text in [format!("{n}"), format!("0{n}"), format!("00{n}")] {
+                let addr = format!("10.{text}.0.1");
+                assert_eq!(parse_ipv4(addr.as_bytes()), addr.parse().ok(), "{addr}");
+            }
+        }
+    }
+
+    /// The hostname check as it was written before the automaton: the reference.
+    fn host_reference(s: &[u8]) -> HostChars {
+        let mut label = 0usize;
+        let mut prev = b'.';
+        let mut numeric = true;
+        for &b in s {
+            if b == b'.' {
+                if label == 0 || prev == b'-' {
+                    return HostChars::Invalid;
+                }
+                label = 0;
+            } else if is_host_char(b) {
+                if label == 0 && b == b'-' {
+                    return HostChars::Invalid;
+                }
+                numeric &= b.is_ascii_digit();
+                label += 1;
+            } else {
+                return HostChars::Invalid;
+            }
+            prev = b;
+        }
+        if prev == b'-' || (prev == b'.' && s.len() == 1) {
+            HostChars::Invalid
+        } else if numeric {
+            HostChars::Numeric
+        } else {
+            HostChars::Name
+        }
+    }
+
+    #[test]
+    fn the_host_automaton_agrees_with_the_reference() {
+        // Every string of up to five bytes over the characters that matter.
+        let alphabet = b"a1.-_ Z";
+        let mut strings: Vec<Vec<u8>> = vec![Vec::new()];
+        for _ in 0..5 {
+            let longer: Vec<Vec<u8>> = strings
+                .iter()
+                .filter(|s| s.len() == strings.last().map_or(0, Vec::len))
+                .flat_map(|s| {
+                    alphabet.iter().map(move |&c| {
+                        let mut t = s.clone();
+                        t.push(c);
+                        t
+                    })
+                })
+                .collect();
+            strings.extend(longer);
+        }
+        for s in &strings {
+            assert_eq!(
+                scan_host(s),
+                host_reference(s),
+                "{:?}",
+                String::from_utf8_lossy(s)
+            );
+        }
+        for b in 0..=255u8 {
+            assert_eq!(scan_host(&[b]), host_reference(&[b]), "{b}");
+            assert_eq!(scan_host(&[b'a', b]), host_reference(&[b'a', b]), "{b}");
+        }
+    }
+
+    #[test]
+    fn escaped_runs() {
+        assert_eq!(scan_escaped(b"a%20b;c", 0, is_param_char), Some(5));
+        assert_eq!(scan_escaped(b"a%2", 0, is_param_char), None);
+        assert_eq!(scan_escaped(b"a%zz", 0, is_param_char), None);
+        assert_eq!(scan_escaped(b"ab", 5, is_param_char), Some(5));
     }
 
     #[test]

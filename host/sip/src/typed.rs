@@ -6,9 +6,11 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::params::Params;
-use crate::syntax::{is_token, is_token_str, is_ws, quoted_end, scan, skip_ws, split_commas};
-use crate::uri::{Host, Uri};
+use crate::params::{Check, Params, scan_header};
+use crate::syntax::{
+    is_token, is_token_str, is_ws, parse_port, quoted_end, scan, skip_ws, split_commas,
+};
+use crate::uri::{Host, HostKind, Uri};
 
 /// Why a header value was refused; the 400 response names the header and this fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -227,10 +229,19 @@ pub struct Via {
     pub params: Params,
 }
 
-impl Via {
-    /// Parses one Via value (one element of a possibly comma-separated header).
-    pub fn parse(v: Bytes) -> Result<Via, ValueError> {
-        let s = &v[..];
+/// Where the parts of a Via value lie, found without building anything.
+struct ViaLayout {
+    version: (usize, usize),
+    transport: (usize, usize),
+    host: HostKind,
+    host_raw: (usize, usize),
+    port: Option<u16>,
+    params_start: usize,
+}
+
+impl ViaLayout {
+    /// Scans one Via value up to its parameters.
+    fn scan(s: &[u8]) -> Result<ViaLayout, ValueError> {
         // sent-protocol = protocol-name SLASH protocol-version SLASH transport, SLASH = SWS "/" SWS
         let mut i = skip_ws(s, 0);
         let name_end = scan(s, i, is_token);
@@ -242,13 +253,13 @@ impl Via {
         if version_end == i {
             return Err(ValueError::BadProtocol);
         }
-        let version = v.slice(i..version_end);
+        let version = (i, version_end);
         i = slash(s, version_end)?;
         let transport_end = scan(s, i, is_token);
         if transport_end == i {
             return Err(ValueError::BadProtocol);
         }
-        let transport = Transport::parse(&v, &s[i..transport_end]);
+        let transport = (i, transport_end);
         i = skip_ws(s, transport_end);
         if i == transport_end {
             return Err(ValueError::BadProtocol);
@@ -256,38 +267,53 @@ impl Via {
         // sent-by = host [ COLON port ]; a COLON may have whitespace around it.
         let host_start = i;
         let host_end = if s.get(i) == Some(&b'[') {
-            s[i..]
-                .iter()
-                .position(|&b| b == b']')
+            memchr::memchr(b']', &s[i..])
                 .map(|p| i + p + 1)
                 .ok_or(ValueError::BadSentBy)?
         } else {
             scan(s, i, crate::syntax::is_host_char)
         };
-        let host_raw = v.slice(host_start..host_end);
-        let host = Host::parse(&v, &s[host_start..host_end]).ok_or(ValueError::BadSentBy)?;
+        let host = HostKind::of(&s[host_start..host_end]).ok_or(ValueError::BadSentBy)?;
         i = skip_ws(s, host_end);
         let mut port = None;
         if s.get(i) == Some(&b':') {
             let p = skip_ws(s, i + 1);
             let end = scan(s, p, |b| b.is_ascii_digit());
-            let digits = std::str::from_utf8(&s[p..end]).map_err(|_| ValueError::BadSentBy)?;
-            if digits.is_empty() || digits.len() > 5 {
-                return Err(ValueError::BadSentBy);
-            }
-            port = Some(digits.parse().map_err(|_| ValueError::BadSentBy)?);
+            port = Some(parse_port(&s[p..end]).ok_or(ValueError::BadSentBy)?);
             i = end;
         }
-        let params = Params::parse_header(&v, i).ok_or(ValueError::BadParam)?;
-        Ok(Via {
+        Ok(ViaLayout {
             version,
             transport,
             host,
-            host_raw,
+            host_raw: (host_start, host_end),
             port,
+            params_start: i,
+        })
+    }
+}
+
+impl Via {
+    /// Parses one Via value (one element of a possibly comma-separated header).
+    pub fn parse(v: Bytes) -> Result<Via, ValueError> {
+        let layout = ViaLayout::scan(&v)?;
+        let params = Params::parse_header(&v, layout.params_start).ok_or(ValueError::BadParam)?;
+        let (a, b) = layout.host_raw;
+        Ok(Via {
+            version: v.slice(layout.version.0..layout.version.1),
+            transport: Transport::parse(&v, &v[layout.transport.0..layout.transport.1]),
+            host: layout.host.build(&v, &v[a..b]),
+            host_raw: v.slice(a..b),
+            port: layout.port,
             params,
             raw: v,
         })
+    }
+
+    /// What [`Via::parse`] would say of `v`, without building the Via.
+    pub(crate) fn check(v: &[u8]) -> Result<(), ValueError> {
+        let layout = ViaLayout::scan(v)?;
+        scan_header(v, layout.params_start, &mut Check).ok_or(ValueError::BadParam)
     }
 
     /// Every Via value in a header's value (`v: a, b`).
@@ -353,10 +379,17 @@ pub struct NameAddr {
     pub params: Params,
 }
 
-impl NameAddr {
-    /// Parses one value.
-    pub fn parse(v: Bytes) -> Result<NameAddr, ValueError> {
-        let s = &v[..];
+/// Where the parts of a name-addr or addr-spec value lie, found without building anything.
+struct NameAddrLayout {
+    display: Option<(usize, usize)>,
+    uri: (usize, usize),
+    bracketed: bool,
+    params_start: usize,
+}
+
+impl NameAddrLayout {
+    /// Scans one value up to its parameters; the URI is not yet looked into.
+    fn scan(s: &[u8]) -> Result<NameAddrLayout, ValueError> {
         let start = skip_ws(s, 0);
         if start == s.len() {
             return Err(ValueError::Empty);
@@ -365,7 +398,7 @@ impl NameAddr {
         let mut i = start;
         let lt = if s[i] == b'"' {
             let end = quoted_end(s, i).ok_or(ValueError::UnterminatedQuote)?;
-            display = Some(v.slice(i..end));
+            display = Some((i, end));
             i = skip_ws(s, end);
             if s.get(i) != Some(&b'<') {
                 return Err(ValueError::Brackets);
@@ -376,9 +409,9 @@ impl NameAddr {
             // Unquoted UTF-8 names (`Jürgen <sip:...>`) are accepted: phones send them.
             let run = scan(s, i, |b| is_token(b) || is_ws(b) || b >= 0x80);
             if s.get(run) == Some(&b'<') {
-                let name = &s[i..run].trim_ascii();
+                let name = s[i..run].trim_ascii();
                 if !name.is_empty() {
-                    display = Some(v.slice_ref(name));
+                    display = Some((i, i + name.len()));
                 }
                 Some(run)
             } else if s[i..]
@@ -393,42 +426,61 @@ impl NameAddr {
                 None
             }
         };
-        let (uri, bracketed, after) = match lt {
+        let (uri, bracketed, params_start) = match lt {
             Some(lt) => {
-                let gt = s[lt..]
-                    .iter()
-                    .position(|&b| b == b'>')
+                let gt = memchr::memchr(b'>', &s[lt..])
                     .map(|p| lt + p)
                     .ok_or(ValueError::Brackets)?;
-                let inner = &s[lt + 1..gt];
-                if inner.iter().any(|&b| is_ws(b)) {
+                if memchr::memchr2(b' ', b'\t', &s[lt + 1..gt]).is_some() {
                     return Err(ValueError::SpaceInUri);
                 }
-                (v.slice(lt + 1..gt), true, gt + 1)
+                ((lt + 1, gt), true, gt + 1)
             }
             None => {
                 // addr-spec: everything after the first ';' is a header parameter (RFC 3261
                 // section 20.10), and '?' or ',' would need the brackets.
                 let end = scan(s, i, |b| !is_ws(b) && b != b';');
-                if s[i..end].iter().any(|&b| b == b'?' || b == b',') {
+                if memchr::memchr2(b'?', b',', &s[i..end]).is_some() {
                     return Err(ValueError::UnbracketedUri);
                 }
                 let next = skip_ws(s, end);
                 if next < s.len() && s[next] != b';' {
                     return Err(ValueError::SpaceInUri);
                 }
-                (v.slice(i..end), false, end)
+                ((i, end), false, end)
             }
         };
-        let uri = Uri::parse(uri).map_err(|_| ValueError::BadUri)?;
-        let params = Params::parse_header(&v, after).ok_or(ValueError::BadParam)?;
-        Ok(NameAddr {
-            raw: v,
+        Ok(NameAddrLayout {
             display,
             uri,
             bracketed,
-            params,
+            params_start,
         })
+    }
+}
+
+impl NameAddr {
+    /// Parses one value.
+    pub fn parse(v: Bytes) -> Result<NameAddr, ValueError> {
+        let layout = NameAddrLayout::scan(&v)?;
+        let (a, b) = layout.uri;
+        let uri = Uri::parse(v.slice(a..b)).map_err(|_| ValueError::BadUri)?;
+        let params = Params::parse_header(&v, layout.params_start).ok_or(ValueError::BadParam)?;
+        Ok(NameAddr {
+            display: layout.display.map(|(a, b)| v.slice(a..b)),
+            uri,
+            bracketed: layout.bracketed,
+            params,
+            raw: v,
+        })
+    }
+
+    /// What [`NameAddr::parse`] would say of `v`, without building the address.
+    pub(crate) fn check(v: &[u8]) -> Result<(), ValueError> {
+        let layout = NameAddrLayout::scan(v)?;
+        let (a, b) = layout.uri;
+        Uri::check(&v[a..b]).map_err(|_| ValueError::BadUri)?;
+        scan_header(v, layout.params_start, &mut Check).ok_or(ValueError::BadParam)
     }
 
     /// Every value of a list header (`Contact: <a>, <b>`); empty elements are errors.
@@ -638,6 +690,54 @@ mod tests {
             "sip:a@b c",
         ] {
             assert!(NameAddr::parse(b(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_check_agrees_with_a_parse() {
+        // Contacts and lower Vias are only checked when a message arrives: the check must
+        // give the parse's verdict, fault included.
+        for v in [
+            "\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>  ;  tag = 98asjd8",
+            "caller<sip:caller@example.com>;tag=323",
+            "sip:+19725552222@gw1.example.net;unknownparam",
+            "<sip:a@192.0.2.4:5060;transport=TLS;ob>;reg-id=1;+sip.instance=\"<urn:uuid:1>\"",
+            "Jürgen <sip:j@example.com>;tag=1",
+            "<tel:+1-972-555-2222>",
+            "<http://x y>",
+            "<sip:a@b;;lr>",
+            "<sip:a@[::1>",
+            "<sip:a@b>;;",
+            "\"Mr. J. User <sip:j.user@example.com>",
+            "Bell, Alexander <sip:a.g.bell@example.com>;tag=43",
+            "\"Watson, Thomas\" < sip:t.watson@example.org >",
+            "sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+            "<sip:joe@example.org",
+            "sip:a@b c",
+            "",
+            "  ",
+        ] {
+            assert_eq!(
+                NameAddr::check(v.as_bytes()),
+                NameAddr::parse(b(v)).map(drop),
+                "{v}"
+            );
+        }
+        for v in [
+            "SIP/2.0/UDP 192.0.2.2;branch=390skdjuw",
+            "SIP  / 2.0  / TCP     spindle.example.com   ;   branch  =   z9hG4bK9ikj8",
+            "SIP/2.0/TLS [2001:db8::9]:5061;branch=z9hG4bKx;rport",
+            "SIP/2.0/UDP h.example.com : 5070 ;rport=1234",
+            "SIP/2.0/UDP 192.0.2.15;;,;,,",
+            "SIP/2.0/UDP",
+            "SIP/2.0 UDP host",
+            "SIP/2.0/UDPhost",
+            "SIP/2.0/UDP host:99999",
+            "SIP/2.0/UDP [::1",
+            "SIP/2.0/UDP 300.1.1.1",
+            "SIP/2.0/UDP -a.example.com",
+        ] {
+            assert_eq!(Via::check(v.as_bytes()), Via::parse(b(v)).map(drop), "{v}");
         }
     }
 

@@ -7,8 +7,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use bytes::Bytes;
 
-use crate::params::Params;
-use crate::syntax::{is_escaped_str, is_hnv_char, is_host_char, is_password_char, is_user_char};
+use crate::params::{Check, Params, Sink, scan_uri};
+use crate::syntax::{
+    HostChars, is_escaped_str, is_hnv_char, is_host_char, is_password_char, is_user_char,
+    parse_ipv4, parse_port, scan, scan_escaped, scan_host,
+};
 
 /// Why a URI was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,25 +54,24 @@ pub enum Uri {
 impl Uri {
     /// Parses `raw`, which must be exactly the URI (no surrounding whitespace or brackets).
     pub fn parse(raw: Bytes) -> Result<Uri, UriError> {
-        let colon = memchr::memchr(b':', &raw).ok_or(UriError::NoScheme)?;
-        let scheme = &raw[..colon];
-        if !is_scheme(scheme) {
-            return Err(UriError::NoScheme);
-        }
-        if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
-            // Every part's scan admits only its own characters, so whitespace, quotes and
-            // brackets are refused there.
-            SipUri::parse_after_scheme(raw, colon).map(Uri::Sip)
-        } else if raw
-            .iter()
-            .any(|&b| b <= b' ' || b == b'<' || b == b'>' || b == b'"' || b == 0x7f)
-        {
-            Err(UriError::ForbiddenCharacter)
-        } else {
-            Ok(Uri::Other(OtherUri {
+        match Scheme::of(&raw)? {
+            Scheme::Sip(colon) => {
+                let mut params = Params::default();
+                let layout = SipLayout::scan(&raw, colon, &mut params)?;
+                Ok(Uri::Sip(layout.build(raw, params)))
+            }
+            Scheme::Other(colon) => Ok(Uri::Other(OtherUri {
                 raw,
                 scheme_len: colon,
-            }))
+            })),
+        }
+    }
+
+    /// What [`Uri::parse`] would say of `raw`, without building the URI.
+    pub(crate) fn check(raw: &[u8]) -> Result<(), UriError> {
+        match Scheme::of(raw)? {
+            Scheme::Sip(colon) => SipLayout::scan(raw, colon, &mut Check).map(drop),
+            Scheme::Other(_) => Ok(()),
         }
     }
 
@@ -114,7 +116,49 @@ impl fmt::Debug for Uri {
 
 impl fmt::Display for Uri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+        // Nearly every URI is ASCII: the strict check is the fast one.
+        match std::str::from_utf8(self.as_bytes()) {
+            Ok(text) => f.write_str(text),
+            Err(_) => f.write_str(&String::from_utf8_lossy(self.as_bytes())),
+        }
+    }
+}
+
+/// A URI's scheme, checked, and where its colon is.
+enum Scheme {
+    Sip(usize),
+    Other(usize),
+}
+
+impl Scheme {
+    fn of(raw: &[u8]) -> Result<Scheme, UriError> {
+        // Nearly every URI is `sip:` or `sips:`: no search for the colon.
+        match raw {
+            [s, i, p, b':', ..] if [*s, *i, *p].eq_ignore_ascii_case(b"sip") => {
+                return Ok(Scheme::Sip(3));
+            }
+            [s, i, p, s2, b':', ..] if [*s, *i, *p, *s2].eq_ignore_ascii_case(b"sips") => {
+                return Ok(Scheme::Sip(4));
+            }
+            _ => {}
+        }
+        let colon = memchr::memchr(b':', raw).ok_or(UriError::NoScheme)?;
+        let scheme = &raw[..colon];
+        if !is_scheme(scheme) {
+            return Err(UriError::NoScheme);
+        }
+        if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
+            // Every part's scan admits only its own characters, so whitespace, quotes and
+            // brackets are refused there.
+            Ok(Scheme::Sip(colon))
+        } else if raw
+            .iter()
+            .any(|&b| b <= b' ' || b == b'<' || b == b'>' || b == b'"' || b == 0x7f)
+        {
+            Err(UriError::ForbiddenCharacter)
+        } else {
+            Ok(Scheme::Other(colon))
+        }
     }
 }
 
@@ -136,45 +180,36 @@ pub enum Host {
     V6(Ipv6Addr),
 }
 
-impl Host {
-    /// Parses a host: a bracketed IPv6 reference, an IPv4 address or a hostname.
-    /// Parses `s`, a part of `src` (which a hostname is then a slice of).
-    pub(crate) fn parse(src: &Bytes, s: &[u8]) -> Option<Host> {
+/// What a host is, found without building it (a hostname would be a slice of the message).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum HostKind {
+    Name,
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+}
+
+impl HostKind {
+    /// Checks `s`: a bracketed IPv6 reference, an IPv4 address or a hostname.
+    pub(crate) fn of(s: &[u8]) -> Option<HostKind> {
         if s.first()? == &b'[' {
             let inner = s.strip_prefix(b"[")?.strip_suffix(b"]")?;
             let text = std::str::from_utf8(inner).ok()?;
-            return text.parse().ok().map(Host::V6);
+            return text.parse().ok().map(HostKind::V6);
         }
-        // hostname = *( domainlabel "." ) toplabel [ "." ]: labels of alphanum and inner
-        // '-'; one pass, which also tells an IPv4 address (digits and dots only).
-        let mut label = 0usize;
-        let mut prev = b'.';
-        let mut numeric = true;
-        for &b in s.iter() {
-            if b == b'.' {
-                if label == 0 || prev == b'-' {
-                    return None;
-                }
-                label = 0;
-            } else if is_host_char(b) {
-                if label == 0 && b == b'-' {
-                    return None;
-                }
-                numeric &= b.is_ascii_digit();
-                label += 1;
-            } else {
-                return None;
-            }
-            prev = b;
+        match scan_host(s) {
+            HostChars::Numeric => parse_ipv4(s).map(HostKind::V4),
+            HostChars::Name => Some(HostKind::Name),
+            HostChars::Invalid => None,
         }
-        if prev == b'-' || (prev == b'.' && s.len() == 1) {
-            return None;
+    }
+
+    /// The host, `s` being the part of `src` it was found in.
+    pub(crate) fn build(self, src: &Bytes, s: &[u8]) -> Host {
+        match self {
+            HostKind::Name => Host::Name(src.slice_ref(s)),
+            HostKind::V4(a) => Host::V4(a),
+            HostKind::V6(a) => Host::V6(a),
         }
-        if numeric {
-            let text = std::str::from_utf8(s).ok()?;
-            return text.parse().ok().map(Host::V4);
-        }
-        Some(Host::Name(src.slice_ref(s)))
     }
 }
 
@@ -209,6 +244,11 @@ pub struct SipUri {
 struct Span(u32, u32);
 
 impl Span {
+    /// `start..end`; URIs live in messages capped far below 4 GiB.
+    fn new(start: usize, end: usize) -> Span {
+        Span(start as u32, end as u32)
+    }
+
     /// The span of `part`, a subslice of `whole`.
     fn of(whole: &[u8], part: &[u8]) -> Span {
         let start = part.as_ptr() as usize - whole.as_ptr() as usize;
@@ -221,36 +261,104 @@ impl Span {
     }
 }
 
-impl SipUri {
-    fn parse_after_scheme(raw: Bytes, colon: usize) -> Result<SipUri, UriError> {
+/// Where the parts of a SIP URI lie in its bytes, found in one pass that builds nothing.
+struct SipLayout {
+    secure: bool,
+    user: Option<Span>,
+    password: Option<Span>,
+    host: HostKind,
+    host_raw: Span,
+    port: Option<u16>,
+    params: Span,
+    headers: Option<Span>,
+}
+
+impl SipLayout {
+    /// Scans `raw`, whose scheme ends at `colon`; the URI parameters go to `params`.
+    fn scan(raw: &[u8], colon: usize, params: &mut impl Sink) -> Result<SipLayout, UriError> {
         let secure = raw[..colon].eq_ignore_ascii_case(b"sips");
         let rest = colon + 1;
         // '@' may not appear unescaped anywhere after the userinfo, so the first one ends it.
         let at = memchr::memchr(b'@', &raw[rest..]).map(|p| rest + p);
         let (user, password, host_start) = match at {
             Some(at) => {
-                let info = &raw[rest..at];
-                let (user, password) = match memchr::memchr(b':', info) {
-                    Some(c) => (&info[..c], Some(&info[c + 1..])),
-                    None => (info, None),
+                // user [":" password] "@": each a run of its characters and escapes, the user
+                // not empty.
+                let user_end = scan_escaped(raw, rest, is_user_char).ok_or(UriError::BadUser)?;
+                if user_end == rest {
+                    return Err(UriError::BadUser);
+                }
+                let password = if user_end == at {
+                    None
+                } else if raw[user_end] == b':' {
+                    let end = scan_escaped(raw, user_end + 1, is_password_char)
+                        .ok_or(UriError::BadUser)?;
+                    if end != at {
+                        return Err(UriError::BadUser);
+                    }
+                    Some(Span::new(user_end + 1, at))
+                } else {
+                    return Err(UriError::BadUser);
                 };
-                if user.is_empty() || !is_escaped_str(user, is_user_char) {
-                    return Err(UriError::BadUser);
-                }
-                if let Some(p) = password
-                    && !is_escaped_str(p, is_password_char)
-                {
-                    return Err(UriError::BadUser);
-                }
-                (
-                    Some(Span::of(&raw, user)),
-                    password.map(|p| Span::of(&raw, p)),
-                    at + 1,
-                )
+                (Some(Span::new(rest, user_end)), password, at + 1)
             }
             None => (None, None, rest),
         };
-        let tail = &raw[host_start..];
+        let (host, host_raw, port, hostport_end) = match Self::plain_hostport(raw, host_start) {
+            Some(found) => found,
+            None => Self::hostport(raw, host_start)?,
+        };
+        let after = &raw[hostport_end..];
+        let (params_bytes, headers) = match after.iter().position(|&b| b == b'?') {
+            Some(q) => (&after[..q], Some(&after[q + 1..])),
+            None => (after, None),
+        };
+        scan_uri(params_bytes, params).ok_or(UriError::BadParameter)?;
+        if let Some(h) = headers
+            && !valid_uri_headers(h)
+        {
+            return Err(UriError::BadHeaders);
+        }
+        Ok(SipLayout {
+            secure,
+            user,
+            password,
+            host,
+            host_raw,
+            port,
+            params: Span::of(raw, params_bytes),
+            headers: headers.map(|h| Span::of(raw, h)),
+        })
+    }
+
+    /// The host and port that start at `start`, read in one pass when they are a hostname or
+    /// IPv4 address, an optional `:port`, and then the end, `;` or `?` (nearly every URI).
+    /// `None` for anything else, which [`SipLayout::hostport`] then reads, faults and all.
+    fn plain_hostport(raw: &[u8], start: usize) -> Option<(HostKind, Span, Option<u16>, usize)> {
+        let host_end = scan(raw, start, is_host_char);
+        let (port, end) = if raw.get(host_end) == Some(&b':') {
+            let digits_end = scan(raw, host_end + 1, |b| b.is_ascii_digit());
+            (
+                Some(parse_port(&raw[host_end + 1..digits_end])?),
+                digits_end,
+            )
+        } else {
+            (None, host_end)
+        };
+        if !matches!(raw.get(end), None | Some(b';' | b'?')) {
+            return None;
+        }
+        let host = HostKind::of(&raw[start..host_end])?;
+        Some((host, Span::new(start, host_end), port, end))
+    }
+
+    /// The host and port that start at `start`, in general: up to the first `;` or `?` (past a
+    /// bracketed IPv6 reference), the port after the last `:`.
+    fn hostport(
+        raw: &[u8],
+        start: usize,
+    ) -> Result<(HostKind, Span, Option<u16>, usize), UriError> {
+        let tail = &raw[start..];
         let hostport_end = if tail.first() == Some(&b'[') {
             let close = memchr::memchr(b']', tail).ok_or(UriError::BadHost)?;
             close
@@ -261,33 +369,30 @@ impl SipUri {
         };
         let hostport = &tail[..hostport_end];
         let (host_bytes, port) = split_host_port(hostport).ok_or(UriError::BadPort)?;
-        let host = Host::parse(&raw, host_bytes).ok_or(UriError::BadHost)?;
-        let host_raw = Span::of(&raw, host_bytes);
-        let after = &tail[hostport_end..];
-        let (params_bytes, headers) = match memchr::memchr(b'?', after) {
-            Some(q) => (&after[..q], Some(&after[q + 1..])),
-            None => (after, None),
-        };
-        let params =
-            Params::parse_uri(raw.slice_ref(params_bytes)).ok_or(UriError::BadParameter)?;
-        if let Some(h) = headers
-            && !valid_uri_headers(h)
-        {
-            return Err(UriError::BadHeaders);
-        }
-        Ok(SipUri {
-            secure,
-            user,
-            password,
-            host,
-            host_raw,
-            port,
-            params,
-            headers: headers.map(|h| Span::of(&raw, h)),
-            raw,
-        })
+        let host = HostKind::of(host_bytes).ok_or(UriError::BadHost)?;
+        Ok((host, Span::of(raw, host_bytes), port, start + hostport_end))
     }
 
+    /// The URI, `params` being what [`SipLayout::scan`] put in it.
+    fn build(self, raw: Bytes, mut params: Params) -> SipUri {
+        if !params.is_empty() {
+            params.set_src(raw.slice(self.params.0 as usize..self.params.1 as usize));
+        }
+        SipUri {
+            secure: self.secure,
+            user: self.user,
+            password: self.password,
+            host: self.host.build(&raw, self.host_raw.get(&raw)),
+            host_raw: self.host_raw,
+            port: self.port,
+            params,
+            headers: self.headers,
+            raw,
+        }
+    }
+}
+
+impl SipUri {
     fn scheme_len(&self) -> usize {
         if self.secure { 4 } else { 3 }
     }
@@ -407,11 +512,7 @@ pub(crate) fn split_host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
             None => return Some((s, None)),
         }
     };
-    let port = &s[colon + 1..];
-    if port.is_empty() || port.len() > 5 || !port.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let port: u16 = std::str::from_utf8(port).ok()?.parse().ok()?;
+    let port = parse_port(&s[colon + 1..])?;
     Some((&s[..colon], Some(port)))
 }
 
@@ -437,6 +538,35 @@ mod tests {
         assert_eq!(u.param("TRANSPORT"), Some(Some(&b"tcp"[..])));
         assert_eq!(u.param("lr"), Some(None));
         assert_eq!(u.headers(), Some(&b"subject=hi&x=1"[..]));
+    }
+
+    #[test]
+    fn hosts() {
+        for (host, kind) in [
+            ("example.com", Some("name")),
+            ("example.com.", Some("name")),
+            ("a-b.c_d.example", Some("name")),
+            ("192.0.2.1", Some("v4")),
+            ("[2001:db8::1]", Some("v6")),
+            ("1.2.3", None),
+            ("256.0.0.1", None),
+            ("01.2.3.4", None),
+            ("-a.example.com", None),
+            ("a-.example.com", None),
+            ("a..b", None),
+            (".", None),
+            (".a", None),
+            ("a b", None),
+            ("", None),
+            ("[::1", None),
+        ] {
+            let found = HostKind::of(host.as_bytes()).map(|k| match k {
+                HostKind::Name => "name",
+                HostKind::V4(_) => "v4",
+                HostKind::V6(_) => "v6",
+            });
+            assert_eq!(found, kind, "{host}");
+        }
     }
 
     #[test]
@@ -480,11 +610,49 @@ mod tests {
             "<sip:user@example.com>",
             "nocolon",
         ] {
-            assert!(
-                Uri::parse(Bytes::copy_from_slice(bad.as_bytes())).is_err(),
-                "{bad} was accepted"
-            );
+            let verdict = Uri::parse(Bytes::copy_from_slice(bad.as_bytes()));
+            assert!(verdict.is_err(), "{bad} was accepted");
+            assert_eq!(Uri::check(bad.as_bytes()), verdict.map(drop), "{bad}");
         }
+    }
+
+    #[test]
+    fn faults_are_named_in_the_same_order_on_every_path() {
+        // The port is read before the host, the user before either (the one-pass reading of
+        // a plain host and the general one must agree; these were checked against the parser
+        // before the one-pass reading existed).
+        for (uri, fault) in [
+            ("sip:a..b:5060", UriError::BadHost),
+            ("sip:u%4@h", UriError::BadUser),
+            ("sip:u:p:q@h", UriError::BadUser),
+            ("sip:@h", UriError::BadUser),
+            ("sip:h:", UriError::BadPort),
+            ("sip:u@h:99999", UriError::BadPort),
+            ("sip:u@h:5060x", UriError::BadPort),
+            ("sip:h:5060:5061", UriError::BadHost),
+            ("sip:u@[::1", UriError::BadHost),
+            ("sip:u@", UriError::BadHost),
+            ("sip:u@:5060", UriError::BadHost),
+            ("sip:u@-h", UriError::BadHost),
+            ("sip:u@h-", UriError::BadHost),
+            ("sip:u@1.2.3:5", UriError::BadHost),
+            ("sip:u@01.2.3.4", UriError::BadHost),
+            ("sip:u@h:65535;", UriError::BadParameter),
+            ("sip:u@h;lr;;x", UriError::BadParameter),
+            ("sip:u@h?", UriError::BadHeaders),
+        ] {
+            let verdict = Uri::parse(Bytes::copy_from_slice(uri.as_bytes()));
+            assert_eq!(verdict.as_ref().err(), Some(&fault), "{uri}");
+            assert_eq!(Uri::check(uri.as_bytes()), Err(fault), "{uri}");
+        }
+        let u = sip("sip:u:@h");
+        assert_eq!((u.user(), u.password()), (Some(&b"u"[..]), Some(&b""[..])));
+        let u = sip("sip:a:b@h:1;x?y=z&w=1");
+        assert_eq!(u.port(), Some(1));
+        assert_eq!(u.param("x"), Some(None));
+        assert_eq!(u.headers(), Some(&b"y=z&w=1"[..]));
+        let u = sip("sip:u@[::1]:5060;lr");
+        assert_eq!((u.host_raw(), u.port()), (&b"[::1]"[..], Some(5060)));
     }
 
     #[test]
