@@ -303,7 +303,7 @@ impl Ua {
     }
 
     fn response(&mut self, now: Instant, ms: u128, response: Response) {
-        let method = response.cseq().unwrap().method;
+        let method = response.cseq().unwrap().method.clone();
         if method != Method::Invite {
             self.tell(ms, format!("{} {}", response.status, method));
             if response.status == 481 && !matches!(method, Method::Bye | Method::Prack) {
