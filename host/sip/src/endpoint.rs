@@ -22,7 +22,10 @@
 //! the peer waits; if it cannot be opened, the waiting client transactions end at once with
 //! [`ClientEvent::TransportError`] (RFC 3261 section 8.1.3.1: as a 503). TLS connections
 //! check the peer's certificate against [`EndpointConfig::tls_trust`] and the host of the
-//! request's next hop (its top Route, else its Request-URI; RFC 5922 section 7.2).
+//! request's next hop (its top Route, else its Request-URI; RFC 5922 section 7.2), and are
+//! reused only for requests to that same host; a TLS connection a peer opened to us is
+//! reused only on its flow ([`Flow::connection`]), never for a request that names just its
+//! address (the peer showed no certificate; RFC 5923 section 11).
 //! Connections are capped in all and per source address
 //! ([`EndpointConfig::max_connections`], [`EndpointConfig::max_connections_per_address`]):
 //! a connection over a cap is closed at accept and counted in
@@ -417,25 +420,37 @@ enum Raw {
     Opened {
         id: u64,
         writer: mpsc::Sender<Bytes>,
-        transport: FlowTransport,
-        remote: SocketAddr,
+        peer: Peer,
     },
     Closed {
         id: u64,
     },
     /// A connection the endpoint set out to open could not be.
     Failed {
-        transport: FlowTransport,
-        remote: SocketAddr,
+        peer: Peer,
     },
+}
+
+/// Whom a connection reaches, as a request to reuse it must match: the transport, the
+/// address, and for a TLS connection the endpoint opened, the name its certificate was
+/// checked against. A TLS connection proves only that name (RFC 5922 section 7.2, RFC 5923
+/// section 11): a request for another host at the same address (a provider serving several
+/// domains on one address) opens a connection of its own, and a TLS connection a peer
+/// opened to us (`name: None`: it showed no certificate) is never taken for a server we
+/// mean to reach; it carries requests only when the transaction user names it
+/// ([`Flow::connection`], a registration's flow).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Peer {
+    transport: FlowTransport,
+    remote: SocketAddr,
+    name: Option<ServerName<'static>>,
 }
 
 /// An open connection, as the driver knows it.
 #[derive(Debug)]
 struct Conn {
     writer: mpsc::Sender<Bytes>,
-    transport: FlowTransport,
-    remote: SocketAddr,
+    peer: Peer,
 }
 
 /// How many messages may wait for a connection being opened; more are dropped (the
@@ -454,9 +469,9 @@ struct Driver {
     conns: HashMap<u64, Conn>,
     /// The newest open connection to each peer address, per transport: what a request to the
     /// peer reuses.
-    by_peer: HashMap<(FlowTransport, SocketAddr), u64>,
+    by_peer: HashMap<Peer, u64>,
     /// Connections being opened, and what waits to go over them.
-    connecting: HashMap<(FlowTransport, SocketAddr), Vec<Bytes>>,
+    connecting: HashMap<Peer, Vec<Bytes>>,
     /// What the connection tasks this driver starts need.
     conn: ConnContext,
     /// The configuration of TLS connections the endpoint opens.
@@ -500,44 +515,26 @@ impl Driver {
 
     fn raw(&mut self, raw: Raw) {
         match raw {
-            Raw::Opened {
-                id,
-                writer,
-                transport,
-                remote,
-            } => {
+            Raw::Opened { id, writer, peer } => {
                 // What waited for this connection goes first, in order.
-                for bytes in self
-                    .connecting
-                    .remove(&(transport, remote))
-                    .into_iter()
-                    .flatten()
-                {
+                for bytes in self.connecting.remove(&peer).into_iter().flatten() {
                     if writer.try_send(bytes).is_err() {
-                        tracing::debug!(peer = %remote, "a new connection is backed up already");
+                        tracing::debug!(peer = %peer.remote, "a new connection is backed up already");
                     }
                 }
-                self.by_peer.insert((transport, remote), id);
-                self.conns.insert(
-                    id,
-                    Conn {
-                        writer,
-                        transport,
-                        remote,
-                    },
-                );
+                self.by_peer.insert(peer.clone(), id);
+                self.conns.insert(id, Conn { writer, peer });
             }
             Raw::Closed { id } => {
-                if let Some(conn) = self.conns.remove(&id) {
-                    let key = (conn.transport, conn.remote);
-                    if self.by_peer.get(&key) == Some(&id) {
-                        self.by_peer.remove(&key);
-                    }
+                if let Some(conn) = self.conns.remove(&id)
+                    && self.by_peer.get(&conn.peer) == Some(&id)
+                {
+                    self.by_peer.remove(&conn.peer);
                 }
             }
-            Raw::Failed { transport, remote } => {
-                self.connecting.remove(&(transport, remote));
-                self.core.connection_failed(transport, remote);
+            Raw::Failed { peer } => {
+                self.connecting.remove(&peer);
+                self.core.connection_failed(peer.transport, peer.remote);
             }
             Raw::Message { bytes, flow } => return self.message(bytes, flow),
         }
@@ -732,7 +729,19 @@ impl Driver {
                 }
             }
             FlowTransport::Tcp | FlowTransport::Tls => {
-                let key = (flow.transport, flow.remote);
+                // A request over TLS must reach a peer proven to be its next hop; a response
+                // goes back over the connection its request came on, whoever opened it.
+                let name = match message {
+                    Message::Request(request) if flow.transport == FlowTransport::Tls => {
+                        Some(tls_server_name(request, flow.remote))
+                    }
+                    _ => None,
+                };
+                let key = Peer {
+                    transport: flow.transport,
+                    remote: flow.remote,
+                    name,
+                };
                 // The flow's own connection if it is still open, else the newest one to the
                 // peer's address, else (for a request) a new one.
                 let conn = flow
@@ -754,7 +763,7 @@ impl Driver {
                     return;
                 }
                 match message {
-                    Message::Request(request) => self.connect(flow, request, Bytes::from(bytes)),
+                    Message::Request(_) => self.connect(key, Bytes::from(bytes)),
                     // A response goes back over the connection its request came on; a peer
                     // that closed it cannot be reached behind its NAT anyway.
                     Message::Response(_) => {
@@ -765,30 +774,23 @@ impl Driver {
         }
     }
 
-    /// Starts opening a connection to the flow's peer, with `first` waiting to go over it.
-    fn connect(&mut self, flow: Flow, request: &Request, first: Bytes) {
-        let transport = flow.transport;
+    /// Starts opening a connection to `peer` (over TLS, checking its certificate names
+    /// `peer.name`), with `first` waiting to go over it.
+    fn connect(&mut self, peer: Peer, first: Bytes) {
         let slot = match self.conn.slots.open() {
             Ok(slot) => slot,
             Err(refused) => {
                 metrics::counter!("sip_connections_refused_total", "reason" => refused.label())
                     .increment(1);
-                tracing::warn!(peer = %flow.remote, "no connection may be opened: the endpoint holds as many as it may");
-                self.core.connection_failed(transport, flow.remote);
+                tracing::warn!(peer = %peer.remote, "no connection may be opened: the endpoint holds as many as it may");
+                self.core.connection_failed(peer.transport, peer.remote);
                 return;
             }
         };
-        let tls = (transport == FlowTransport::Tls).then(|| {
-            (
-                self.tls_client.clone(),
-                tls_server_name(request, flow.remote),
-            )
-        });
-        self.connecting
-            .insert((transport, flow.remote), vec![first]);
+        self.connecting.insert(peer.clone(), vec![first]);
         tokio::spawn(connector(
-            flow.remote,
-            tls,
+            peer,
+            self.tls_client.clone(),
             self.connect_timeout,
             self.conn.clone(),
             slot,
@@ -953,8 +955,11 @@ async fn acceptor(listener: TcpListener, conn: ConnContext, handshake: Option<Ha
                     None => {
                         let (reader, writer) = stream.into_split();
                         let open = Open {
-                            transport: FlowTransport::Tcp,
-                            peer,
+                            peer: Peer {
+                                transport: FlowTransport::Tcp,
+                                remote: peer,
+                                name: None,
+                            },
                             role: Role::Accepted,
                             slot,
                         };
@@ -1013,38 +1018,38 @@ async fn tls_connection(
     };
     let (reader, writer) = tokio::io::split(stream);
     let open = Open {
-        transport: FlowTransport::Tls,
-        peer,
+        peer: Peer {
+            transport: FlowTransport::Tls,
+            remote: peer,
+            name: None,
+        },
         role: Role::Accepted,
         slot,
     };
     connection(reader, writer, open, conn).await;
 }
 
-/// Opens a connection to `remote` (TLS when `tls` gives the configuration and the name
-/// to check), then carries SIP over it. If it cannot be opened in `timeout`, the driver
-/// hears [`Raw::Failed`].
+/// Opens a connection to `peer` (TLS with `tls` when the peer names a server, its
+/// certificate checked against the name), then carries SIP over it. If it cannot be opened
+/// in `timeout`, the driver hears [`Raw::Failed`].
 async fn connector(
-    remote: SocketAddr,
-    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    peer: Peer,
+    tls: Arc<ClientConfig>,
     timeout: Duration,
     mut conn: ConnContext,
     slot: ConnectionSlot,
 ) {
-    let transport = if tls.is_some() {
-        FlowTransport::Tls
-    } else {
-        FlowTransport::Tcp
-    };
-    let label = transport_label(transport);
+    let remote = peer.remote;
+    let label = transport_label(peer.transport);
+    let name = peer.name.clone();
     let open = async {
         let stream = TcpStream::connect(remote)
             .await
             .map_err(|e| ("connect", e))?;
         let _ = stream.set_nodelay(true);
-        match tls {
+        match name {
             None => Ok(Stream::Tcp(stream)),
-            Some((config, name)) => tokio_rustls::TlsConnector::from(config)
+            Some(name) => tokio_rustls::TlsConnector::from(tls)
                 .connect(name, stream)
                 .await
                 .map(|s| Stream::Tls(Box::new(s)))
@@ -1061,20 +1066,19 @@ async fn connector(
             metrics::counter!("sip_connect_failures_total", "transport" => label, "reason" => stage)
                 .increment(1);
             tracing::info!(peer = %remote, transport = label, stage, error = %e, "could not open a connection");
-            let _ = conn.raw.send(Raw::Failed { transport, remote }).await;
+            let _ = conn.raw.send(Raw::Failed { peer }).await;
             return;
         }
         Err(_) => {
             metrics::counter!("sip_connect_failures_total", "transport" => label, "reason" => "timeout")
                 .increment(1);
             tracing::info!(peer = %remote, transport = label, ?timeout, "opening a connection timed out");
-            let _ = conn.raw.send(Raw::Failed { transport, remote }).await;
+            let _ = conn.raw.send(Raw::Failed { peer }).await;
             return;
         }
     };
     let open = Open {
-        transport,
-        peer: remote,
+        peer,
         role: Role::Opened,
         slot,
     };
@@ -1100,8 +1104,7 @@ enum Stream {
 /// What a connection is: its transport, its peer, who opened it, and its slot under the caps
 /// (given back when the connection ends).
 struct Open {
-    transport: FlowTransport,
-    peer: SocketAddr,
+    peer: Peer,
     role: Role,
     slot: ConnectionSlot,
 }
@@ -1114,11 +1117,11 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let Open {
-        transport,
-        peer,
+        peer: whom,
         role,
         slot: _slot,
     } = open;
+    let (transport, peer) = (whom.transport, whom.remote);
     let ConnContext {
         raw,
         ids,
@@ -1139,8 +1142,7 @@ where
         .send(Raw::Opened {
             id,
             writer: out_tx.clone(),
-            transport,
-            remote: peer,
+            peer: whom,
         })
         .await
         .is_err()

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc::Receiver;
 use wasmswitch_sip::endpoint::{Endpoint, EndpointConfig, Keepalive, NoFinal};
 use wasmswitch_sip::framing::{Frame, Role, StreamFramer};
-use wasmswitch_sip::tls::TlsTrust;
+use wasmswitch_sip::tls::{TlsIdentity, TlsTrust};
 use wasmswitch_sip::transaction::{Event, Flow, FlowTransport};
 use wasmswitch_sip::{Message, Request};
 
@@ -628,4 +628,170 @@ async fn a_peer_that_never_answers_pings_keeps_its_connection() {
             .is_err(),
         "no new connection"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_connection_carries_requests_only_for_the_name_its_certificate_proved() {
+    let (acceptor, cert) = tls_server();
+    let trust = TlsTrust::empty().add_der(cert).expect("an anchor");
+    let (ep, _events) = endpoint(EndpointConfig {
+        tls_trust: trust,
+        ..EndpointConfig::default()
+    })
+    .await;
+    let provider = TcpListener::bind(loopback()).await.expect("bind");
+    let remote = provider.local_addr().expect("bound");
+    let flow = Flow {
+        transport: FlowTransport::Tls,
+        remote,
+        connection: None,
+    };
+    let uri = format!("sip:localhost:{};transport=tls", remote.port());
+    let mut tx = ep
+        .request(request("REGISTER", &uri, "TLS", "name1"), flow)
+        .await
+        .expect("sent");
+    let (tcp, _) = tokio::time::timeout(WAIT, provider.accept())
+        .await
+        .expect("connected in time")
+        .expect("accepted");
+    let mut conn = tokio::time::timeout(WAIT, acceptor.accept(tcp))
+        .await
+        .expect("a handshake in time")
+        .expect("the handshake succeeds");
+    let mut framer = StreamFramer::new(Role::Accepted, 65_535);
+    let register = next_message(&mut conn, &mut framer).await;
+    send(&mut conn, &answer(&register, "200 OK")).await;
+    let ok = tokio::time::timeout(WAIT, tx.final_response())
+        .await
+        .expect("in time")
+        .expect("a final response");
+    assert_eq!(ok.status, 200);
+
+    // Another domain served at the same address (one SBC, many customers): the connection
+    // proved `localhost`, not this name, so a connection of its own is opened, and fails,
+    // the certificate not naming it. Nothing goes over the first connection.
+    let served = tokio::spawn(async move {
+        let (tcp, _) = provider.accept().await.expect("accepted");
+        acceptor.accept(tcp).await.is_ok()
+    });
+    let mut tx = ep
+        .request(
+            request(
+                "OPTIONS",
+                &format!("sip:carrier.example.net:{};transport=tls", remote.port()),
+                "TLS",
+                "name2",
+            ),
+            flow,
+        )
+        .await
+        .expect("sent");
+    let result = tokio::time::timeout(WAIT, tx.final_response())
+        .await
+        .expect("ended in time");
+    assert_eq!(result.err(), Some(NoFinal::Unreachable));
+    let handshake_ok = tokio::time::timeout(WAIT, served)
+        .await
+        .expect("a second connection was opened")
+        .expect("joined");
+    assert!(!handshake_ok, "the endpoint refused the certificate");
+    let mut buf = [0u8; 1024];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), conn.read(&mut buf))
+            .await
+            .is_err(),
+        "nothing came over the connection that proved another name"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_connection_a_peer_opened_carries_requests_only_on_its_flow() {
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("a certificate");
+    let cert = made.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.signing_key.serialize_der()));
+    let identity = TlsIdentity::from_der(vec![cert.clone()], key).expect("an identity");
+    let (ep, mut events) = endpoint(EndpointConfig {
+        tls: vec![loopback()],
+        tls_identity: Some(identity),
+        ..EndpointConfig::default()
+    })
+    .await;
+    let listen = ep.local_addr(FlowTransport::Tls).expect("a TLS listener");
+    // A client (showing no certificate) connects and registers.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).expect("an anchor");
+    #[allow(deprecated)] // rustls' ring provider: see `wasmswitch_sip::tls`
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(listen).await.expect("connect");
+    let client_addr = tcp.local_addr().expect("bound");
+    let mut phone = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").expect("a name"),
+            tcp,
+        )
+        .await
+        .expect("the handshake succeeds");
+    let register = request(
+        "REGISTER",
+        &format!("sip:localhost:{};transport=tls", listen.port()),
+        "TLS",
+        "treg",
+    );
+    send(
+        &mut phone,
+        &String::from_utf8_lossy(&register.encode_to_vec()),
+    )
+    .await;
+    let (tx, flow) = match tokio::time::timeout(WAIT, events.recv()).await {
+        Ok(Some(Event::Request { tx, flow, .. })) => (tx, flow),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(flow.remote, client_addr);
+    let reply = match Message::parse(register.encode_to_vec().as_slice()) {
+        Ok(Message::Request(r)) => r.reply(200, "OK", Some("t1")),
+        other => panic!("{other:?}"),
+    };
+    ep.respond(tx, reply).await.expect("answered");
+    let mut framer = StreamFramer::new(Role::Opened, 65_535);
+    let ok = next_message(&mut phone, &mut framer).await;
+    assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}");
+
+    // On the registration's flow, a request goes over the phone's connection.
+    let uri = format!("sip:alice@{client_addr};transport=tls");
+    let mut tx = ep
+        .request(request("OPTIONS", &uri, "TLS", "tflow"), flow)
+        .await
+        .expect("sent");
+    let options = next_message(&mut phone, &mut framer).await;
+    assert!(options.contains("branch=z9hG4bKtflow"), "{options}");
+    send(&mut phone, &answer(&options, "200 OK")).await;
+    let ok = tokio::time::timeout(WAIT, tx.final_response())
+        .await
+        .expect("in time")
+        .expect("a final response");
+    assert_eq!(ok.status, 200);
+
+    // Naming only the address, a request is for a server to be proven: the peer showed no
+    // certificate, so its connection is not taken; connecting to its address fails.
+    let mut tx = ep
+        .request(
+            request("OPTIONS", &uri, "TLS", "taddr"),
+            Flow {
+                connection: None,
+                ..flow
+            },
+        )
+        .await
+        .expect("sent");
+    let result = tokio::time::timeout(WAIT, tx.final_response())
+        .await
+        .expect("ended in time");
+    assert_eq!(result.err(), Some(NoFinal::Unreachable));
 }
