@@ -1,5 +1,8 @@
-//! Caps on open TCP and TLS connections, in all and per source, so one address cannot hold
-//! every socket and task the switch has. Counted like the request limit ([`crate::limits`]):
+//! Caps on open TCP and TLS connections, in all and per address, so one address cannot hold
+//! every socket and task the switch has: neither by connecting to it nor by having it
+//! connect (a peer that can steer requests to addresses of its own, a phone registering
+//! from many ports, would otherwise make the switch hold connections to it until the total
+//! is spent and no phone can connect). Counted like the request limit ([`crate::limits`]):
 //! an IPv4 address alone, an IPv6 /64 as one source.
 
 use std::collections::HashMap;
@@ -13,7 +16,7 @@ use crate::limits::source_key;
 pub(crate) enum SlotRefused {
     /// The endpoint holds as many connections as it may.
     Total,
-    /// The source holds as many connections as one source may.
+    /// The address holds as many connections as one address may.
     PerSource,
 }
 
@@ -49,13 +52,14 @@ struct SlotState {
 #[derive(Debug)]
 pub(crate) struct ConnectionSlot {
     slots: Arc<ConnectionSlots>,
-    /// The source it counts against; `None` for connections the endpoint opened.
-    source: Option<IpAddr>,
+    /// The source it counts against.
+    source: IpAddr,
 }
 
 impl ConnectionSlots {
-    /// At most `max_total` connections, and `max_per_source` accepted from one source unless
-    /// its address is in `exempt` (trunks, a load balancer).
+    /// At most `max_total` connections, and `max_per_source` with one source (accepted from
+    /// it and opened to it together) unless its address is in `exempt` (trunks, a load
+    /// balancer).
     pub(crate) fn new(max_total: usize, max_per_source: usize, exempt: Vec<IpAddr>) -> Self {
         ConnectionSlots {
             max_total,
@@ -67,6 +71,16 @@ impl ConnectionSlots {
 
     /// A slot for a connection accepted from `peer`.
     pub(crate) fn accept(self: &Arc<Self>, peer: IpAddr) -> Result<ConnectionSlot, SlotRefused> {
+        self.take(peer)
+    }
+
+    /// A slot for a connection the endpoint opens to `peer`: counted with those `peer`
+    /// opened to us.
+    pub(crate) fn open(self: &Arc<Self>, peer: IpAddr) -> Result<ConnectionSlot, SlotRefused> {
+        self.take(peer)
+    }
+
+    fn take(self: &Arc<Self>, peer: IpAddr) -> Result<ConnectionSlot, SlotRefused> {
         let exempt = self.exempt.contains(&peer);
         let source = source_key(peer);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -81,20 +95,7 @@ impl ConnectionSlots {
         state.total += 1;
         Ok(ConnectionSlot {
             slots: self.clone(),
-            source: Some(source),
-        })
-    }
-
-    /// A slot for a connection the endpoint opens: counted in the total only.
-    pub(crate) fn open(self: &Arc<Self>) -> Result<ConnectionSlot, SlotRefused> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.total >= self.max_total {
-            return Err(SlotRefused::Total);
-        }
-        state.total += 1;
-        Ok(ConnectionSlot {
-            slots: self.clone(),
-            source: None,
+            source,
         })
     }
 
@@ -115,12 +116,10 @@ impl Drop for ConnectionSlot {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         state.total = state.total.saturating_sub(1);
-        if let Some(source) = self.source
-            && let Some(held) = state.by_source.get_mut(&source)
-        {
+        if let Some(held) = state.by_source.get_mut(&self.source) {
             *held = held.saturating_sub(1);
             if *held == 0 {
-                state.by_source.remove(&source);
+                state.by_source.remove(&self.source);
             }
         }
     }
@@ -145,7 +144,7 @@ mod tests {
         let _t2 = slots.accept(trunk).expect("the trunk again");
         assert_eq!(slots.held(), 5);
         assert_eq!(slots.accept(trunk).err(), Some(SlotRefused::Total));
-        assert_eq!(slots.open().err(), Some(SlotRefused::Total));
+        assert_eq!(slots.open(b).err(), Some(SlotRefused::Total));
         // A closed connection gives its slot back, to its source and to the total.
         drop(a1);
         assert_eq!(slots.held(), 4);
@@ -162,10 +161,26 @@ mod tests {
         let _held = slots.accept(one).expect("first");
         assert_eq!(slots.accept(two).err(), Some(SlotRefused::PerSource));
         slots.accept(other).expect("another /64");
-        // Opened connections count in the total only.
-        let opened = slots.open().expect("opened");
-        assert_eq!(slots.held(), 2);
+        let opened = slots.open(two).err();
+        assert_eq!(opened, Some(SlotRefused::PerSource));
+    }
+
+    #[test]
+    fn connections_opened_to_an_address_count_against_its_share() {
+        let a: IpAddr = "192.0.2.1".parse().expect("an address");
+        let trunk: IpAddr = "192.0.2.9".parse().expect("an address");
+        let slots = Arc::new(ConnectionSlots::new(100, 2, vec![trunk]));
+        let opened = slots.open(a).expect("first to a");
+        let _accepted = slots.accept(a).expect("one from a");
+        // Two with `a`, whichever side opened them: no third either way.
+        assert_eq!(slots.open(a).err(), Some(SlotRefused::PerSource));
+        assert_eq!(slots.accept(a).err(), Some(SlotRefused::PerSource));
         drop(opened);
-        assert_eq!(slots.held(), 1);
+        let _again = slots.open(a).expect("a place was given back");
+        // An exempt address (a trunk) is capped by the total only.
+        for _ in 0..3 {
+            std::mem::forget(slots.open(trunk).expect("the trunk"));
+        }
+        assert_eq!(slots.held(), 5);
     }
 }

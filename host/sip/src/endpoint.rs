@@ -26,9 +26,10 @@
 //! reused only for requests to that same host; a TLS connection a peer opened to us is
 //! reused only on its flow ([`Flow::connection`]), never for a request that names just its
 //! address (the peer showed no certificate; RFC 5923 section 11).
-//! Connections are capped in all and per source address
+//! Connections are capped in all and per address, accepted from it and opened to it together
 //! ([`EndpointConfig::max_connections`], [`EndpointConfig::max_connections_per_address`]):
-//! a connection over a cap is closed at accept and counted in
+//! a connection over a cap is closed at accept, or not opened (the transactions waiting for
+//! it end with [`ClientEvent::TransportError`]), and counted in
 //! `sip_connections_refused_total`. Connection ids are unique across restarts, so a stored
 //! id (a registration's flow) never names another peer's connection after a restart.
 
@@ -98,9 +99,10 @@ pub struct EndpointConfig {
     pub connect_timeout: Duration,
     /// TCP and TLS connections open at once, accepted and opened together. Default 16,384.
     pub max_connections: usize,
-    /// Connections accepted from one source at once (an IPv4 address, an IPv6 /64), except
-    /// from `rate_limit_exempt`. Default 128: an office of phones behind one NAT fits; one
-    /// address cannot take every socket.
+    /// Connections with one address at once (an IPv4 address, an IPv6 /64), accepted from it
+    /// and opened to it together, except with `rate_limit_exempt`. Default 128: an office of
+    /// phones behind one NAT fits; one address cannot take every socket, neither by
+    /// connecting nor by steering requests to ports of its own.
     pub max_connections_per_address: usize,
     /// RFC 5626 keep-alive pings on connections the endpoint opens (to trunks); `None` turns
     /// them off. Default [`Keepalive::default`].
@@ -777,12 +779,12 @@ impl Driver {
     /// Starts opening a connection to `peer` (over TLS, checking its certificate names
     /// `peer.name`), with `first` waiting to go over it.
     fn connect(&mut self, peer: Peer, first: Bytes) {
-        let slot = match self.conn.slots.open() {
+        let slot = match self.conn.slots.open(peer.remote.ip()) {
             Ok(slot) => slot,
             Err(refused) => {
                 metrics::counter!("sip_connections_refused_total", "reason" => refused.label())
                     .increment(1);
-                tracing::warn!(peer = %peer.remote, "no connection may be opened: the endpoint holds as many as it may");
+                tracing::warn!(peer = %peer.remote, reason = refused.label(), "no connection may be opened: over a cap");
                 self.core.connection_failed(peer.transport, peer.remote);
                 return;
             }

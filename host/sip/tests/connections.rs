@@ -795,3 +795,54 @@ async fn a_tls_connection_a_peer_opened_carries_requests_only_on_its_flow() {
         .expect("ended in time");
     assert_eq!(result.err(), Some(NoFinal::Unreachable));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_opened_to_one_address_count_against_its_share() {
+    let (ep, _events) = endpoint(EndpointConfig {
+        max_connections_per_address: 1,
+        ..EndpointConfig::default()
+    })
+    .await;
+    // Two ports at one address (a phone that registered from many): one connection to it is
+    // opened, the second is over the address's share and not attempted.
+    let first = TcpListener::bind(loopback()).await.expect("bind");
+    let second = TcpListener::bind(loopback()).await.expect("bind");
+    let mut held = Vec::new();
+    for (listener, branch) in [(&first, "cap1"), (&second, "cap2")] {
+        let remote = listener.local_addr().expect("bound");
+        let tx = ep
+            .request(
+                request(
+                    "OPTIONS",
+                    &format!("sip:{remote};transport=tcp"),
+                    "TCP",
+                    branch,
+                ),
+                Flow {
+                    transport: FlowTransport::Tcp,
+                    remote,
+                    connection: None,
+                },
+            )
+            .await
+            .expect("sent");
+        held.push(tx);
+    }
+    let (mut conn, _) = tokio::time::timeout(WAIT, first.accept())
+        .await
+        .expect("the first is opened")
+        .expect("accepted");
+    let mut framer = StreamFramer::new(Role::Accepted, 65_535);
+    let options = next_message(&mut conn, &mut framer).await;
+    assert!(options.contains("branch=z9hG4bKcap1"), "{options}");
+    let result = tokio::time::timeout(WAIT, held[1].final_response())
+        .await
+        .expect("ended at once");
+    assert_eq!(result.err(), Some(NoFinal::Unreachable));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), second.accept())
+            .await
+            .is_err(),
+        "no connection was opened over the share"
+    );
+}
