@@ -448,6 +448,14 @@ struct Peer {
     name: Option<ServerName<'static>>,
 }
 
+/// A message waiting for a connection being opened; a request is kept, to end its
+/// transaction if the connection cannot be opened.
+#[derive(Debug)]
+struct Waiting {
+    bytes: Bytes,
+    request: Option<Request>,
+}
+
 /// An open connection, as the driver knows it.
 #[derive(Debug)]
 struct Conn {
@@ -455,8 +463,9 @@ struct Conn {
     peer: Peer,
 }
 
-/// How many messages may wait for a connection being opened; more are dropped (the
-/// transaction layer retransmits over UDP only, so on TCP this bounds a burst to one peer).
+/// How many messages may wait for a connection being opened. A request over it is not sent
+/// and its transaction ends with [`ClientEvent::TransportError`] (nothing is retransmitted
+/// over a stream, so it would otherwise wait for Timer B or F); a response over it is dropped.
 const CONNECTING_QUEUE: usize = 64;
 
 struct Driver {
@@ -473,7 +482,7 @@ struct Driver {
     /// peer reuses.
     by_peer: HashMap<Peer, u64>,
     /// Connections being opened, and what waits to go over them.
-    connecting: HashMap<Peer, Vec<Bytes>>,
+    connecting: HashMap<Peer, Vec<Waiting>>,
     /// What the connection tasks this driver starts need.
     conn: ConnContext,
     /// The configuration of TLS connections the endpoint opens.
@@ -519,8 +528,8 @@ impl Driver {
         match raw {
             Raw::Opened { id, writer, peer } => {
                 // What waited for this connection goes first, in order.
-                for bytes in self.connecting.remove(&peer).into_iter().flatten() {
-                    if writer.try_send(bytes).is_err() {
+                for waiting in self.connecting.remove(&peer).into_iter().flatten() {
+                    if writer.try_send(waiting.bytes).is_err() {
                         tracing::debug!(peer = %peer.remote, "a new connection is backed up already");
                     }
                 }
@@ -535,8 +544,13 @@ impl Driver {
                 }
             }
             Raw::Failed { peer } => {
-                self.connecting.remove(&peer);
-                self.core.connection_failed(peer.transport, peer.remote);
+                // The transactions whose requests waited end; others to the address may be
+                // on a connection that works.
+                for waiting in self.connecting.remove(&peer).into_iter().flatten() {
+                    if let Some(request) = waiting.request {
+                        self.core.transport_failed(&request);
+                    }
+                }
             }
             Raw::Message { bytes, flow } => return self.message(bytes, flow),
         }
@@ -756,19 +770,35 @@ impl Driver {
                     }
                     return;
                 }
+                let request = match message {
+                    Message::Request(request) => Some(request),
+                    Message::Response(_) => None,
+                };
                 if let Some(waiting) = self.connecting.get_mut(&key) {
                     if waiting.len() < CONNECTING_QUEUE {
-                        waiting.push(Bytes::from(bytes));
-                    } else {
-                        tracing::debug!(peer = %flow.remote, "too much waits for a connection; dropped");
+                        waiting.push(Waiting {
+                            bytes: Bytes::from(bytes),
+                            request: request.cloned(),
+                        });
+                    } else if let Some(request) = request {
+                        // Nothing retransmits over a stream: the transaction ends now, not
+                        // at Timer B or F.
+                        tracing::debug!(peer = %flow.remote, "too much waits for a connection; a request was not sent");
+                        self.core.transport_failed(request);
                     }
                     return;
                 }
-                match message {
-                    Message::Request(_) => self.connect(key, Bytes::from(bytes)),
+                match request {
+                    Some(request) => {
+                        let first = Waiting {
+                            bytes: Bytes::from(bytes),
+                            request: Some(request.clone()),
+                        };
+                        self.connect(key, first);
+                    }
                     // A response goes back over the connection its request came on; a peer
                     // that closed it cannot be reached behind its NAT anyway.
-                    Message::Response(_) => {
+                    None => {
                         tracing::debug!(peer = %flow.remote, "the connection to answer on is closed")
                     }
                 }
@@ -778,14 +808,16 @@ impl Driver {
 
     /// Starts opening a connection to `peer` (over TLS, checking its certificate names
     /// `peer.name`), with `first` waiting to go over it.
-    fn connect(&mut self, peer: Peer, first: Bytes) {
+    fn connect(&mut self, peer: Peer, first: Waiting) {
         let slot = match self.conn.slots.open(peer.remote.ip()) {
             Ok(slot) => slot,
             Err(refused) => {
                 metrics::counter!("sip_connections_refused_total", "reason" => refused.label())
                     .increment(1);
                 tracing::warn!(peer = %peer.remote, reason = refused.label(), "no connection may be opened: over a cap");
-                self.core.connection_failed(peer.transport, peer.remote);
+                if let Some(request) = &first.request {
+                    self.core.transport_failed(request);
+                }
                 return;
             }
         };

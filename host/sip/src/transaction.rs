@@ -750,26 +750,34 @@ impl Transactions {
 
     // ----- timers -----
 
-    /// The transport could not open a connection to `remote` over `transport`: every client
-    /// transaction still waiting to reach it there, over no connection yet, ends with
-    /// [`Event::TransportError`] (RFC 3261 section 17.1.4), at once rather than at Timer B
-    /// or F.
-    pub fn connection_failed(&mut self, transport: FlowTransport, remote: SocketAddr) {
-        let mut failed: Vec<TxId> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| {
-                c.flow.transport == transport
-                    && c.flow.remote == remote
-                    && matches!(
-                        c.state,
-                        ClientState::Calling | ClientState::Trying | ClientState::Proceeding
-                    )
-            })
-            .map(|(tx, _)| *tx)
-            .collect();
-        failed.sort();
-        for tx in failed {
+    /// `request` could not be sent: the transport could not open a connection to its next
+    /// hop (refused, unreachable, no TLS handshake, over a cap). If it is a client
+    /// transaction's, still waiting for a response, the transaction ends with
+    /// [`Event::TransportError`] (RFC 3261 section 17.1.4), at once rather than at Timer B or
+    /// F. Only that transaction: others to the same address may be on another connection
+    /// (one opened earlier, or for another TLS name) that works. An ACK, or a request of no
+    /// transaction, is let go.
+    pub fn transport_failed(&mut self, request: &Request) {
+        if request.method() == &Method::Ack {
+            return;
+        }
+        let Some(branch) = request.via().branch() else {
+            return;
+        };
+        let key = (
+            Bytes::copy_from_slice(branch),
+            MethodKey::of(request.method()),
+        );
+        let Some(tx) = self.client_keys.get(&key).copied() else {
+            return;
+        };
+        let waiting = self.clients.get(&tx).is_some_and(|c| {
+            matches!(
+                c.state,
+                ClientState::Calling | ClientState::Trying | ClientState::Proceeding
+            )
+        });
+        if waiting {
             self.events.push_back(Event::TransportError { tx });
             self.remove_client(tx);
         }

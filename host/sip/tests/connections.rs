@@ -647,7 +647,7 @@ async fn a_tls_connection_carries_requests_only_for_the_name_its_certificate_pro
         connection: None,
     };
     let uri = format!("sip:localhost:{};transport=tls", remote.port());
-    let mut tx = ep
+    let mut registering = ep
         .request(request("REGISTER", &uri, "TLS", "name1"), flow)
         .await
         .expect("sent");
@@ -660,17 +660,13 @@ async fn a_tls_connection_carries_requests_only_for_the_name_its_certificate_pro
         .expect("a handshake in time")
         .expect("the handshake succeeds");
     let mut framer = StreamFramer::new(Role::Accepted, 65_535);
+    // Not answered yet: the REGISTER's transaction waits while the next request fails.
     let register = next_message(&mut conn, &mut framer).await;
-    send(&mut conn, &answer(&register, "200 OK")).await;
-    let ok = tokio::time::timeout(WAIT, tx.final_response())
-        .await
-        .expect("in time")
-        .expect("a final response");
-    assert_eq!(ok.status, 200);
 
     // Another domain served at the same address (one SBC, many customers): the connection
     // proved `localhost`, not this name, so a connection of its own is opened, and fails,
-    // the certificate not naming it. Nothing goes over the first connection.
+    // the certificate not naming it. Nothing goes over the first connection, and the
+    // transaction waiting on it is not ended with the failed one.
     let served = tokio::spawn(async move {
         let (tcp, _) = provider.accept().await.expect("accepted");
         acceptor.accept(tcp).await.is_ok()
@@ -696,6 +692,12 @@ async fn a_tls_connection_carries_requests_only_for_the_name_its_certificate_pro
         .expect("a second connection was opened")
         .expect("joined");
     assert!(!handshake_ok, "the endpoint refused the certificate");
+    send(&mut conn, &answer(&register, "200 OK")).await;
+    let ok = tokio::time::timeout(WAIT, registering.final_response())
+        .await
+        .expect("in time")
+        .expect("a final response, the transaction still open");
+    assert_eq!(ok.status, 200);
     let mut buf = [0u8; 1024];
     assert!(
         tokio::time::timeout(Duration::from_millis(200), conn.read(&mut buf))
@@ -845,4 +847,51 @@ async fn connections_opened_to_one_address_count_against_its_share() {
             .is_err(),
         "no connection was opened over the share"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_what_may_wait_for_a_connection_ends_at_once() {
+    let (ep, _events) = endpoint(EndpointConfig {
+        connect_timeout: Duration::from_secs(30),
+        ..EndpointConfig::default()
+    })
+    .await;
+    // Accepts and never answers the handshake: everything waits for the connection.
+    let silent = TcpListener::bind(loopback()).await.expect("bind");
+    let remote = silent.local_addr().expect("bound");
+    let held = tokio::spawn(async move {
+        let (conn, _) = silent.accept().await.expect("accepted");
+        tokio::time::sleep(WAIT * 2).await;
+        drop(conn);
+    });
+    let flow = Flow {
+        transport: FlowTransport::Tls,
+        remote,
+        connection: None,
+    };
+    let uri = format!("sip:localhost:{};transport=tls", remote.port());
+    // The first opens the connection; 64 wait with it.
+    let mut waiting = Vec::new();
+    for n in 0..64 {
+        let tx = ep
+            .request(request("OPTIONS", &uri, "TLS", &format!("q{n}")), flow)
+            .await
+            .expect("sent");
+        waiting.push(tx);
+    }
+    let mut over = ep
+        .request(request("OPTIONS", &uri, "TLS", "qover"), flow)
+        .await
+        .expect("sent");
+    let result = tokio::time::timeout(Duration::from_secs(2), over.final_response())
+        .await
+        .expect("ended at once, not at Timer F");
+    assert_eq!(result.err(), Some(NoFinal::Unreachable));
+    // Those that wait are still waiting.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), waiting[63].final_response())
+            .await
+            .is_err()
+    );
+    held.abort();
 }
