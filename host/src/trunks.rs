@@ -363,6 +363,14 @@ impl Registering {
         ctx: &TrunkContext,
         trunk: &RegisteringTrunk,
     ) -> Result<u32, String> {
+        if trunk.transport == Transport::Tls && ctx.bound.tls.is_none() {
+            // Our Contact would name TLS at a port that speaks none: the provider's calls to
+            // it would fail, or go in the clear if we named TCP instead.
+            return Err(
+                "registering over TLS needs a TLS listener (sip.tls_listen): the provider sends calls to it"
+                    .into(),
+            );
+        }
         let remote = resolve(ctx, trunk).await?;
         let local = local_address(ctx, trunk.transport, remote);
         self.last = Some((remote, local));
@@ -650,10 +658,9 @@ fn granted(response: &Response, local: SocketAddr, asked: u32) -> Option<u32> {
 }
 
 /// Where the provider should reach the switch over `transport`: `sip.public_address` if set
-/// (over TLS with the TLS listener's port), else the address bound for the transport (the
-/// UDP and TCP one for TLS without a TLS listener: the provider then answers over our
-/// connection), or, bound to every interface, the local address the system routes to
-/// `remote` from.
+/// (over TLS with the TLS listener's port), else the address bound for the transport (TLS
+/// trunks are registered only with a TLS listener), or, bound to every interface, the local
+/// address the system routes to `remote` from.
 fn local_address(ctx: &TrunkContext, transport: Transport, remote: SocketAddr) -> SocketAddr {
     let bound = match transport {
         Transport::Udp => ctx.bound.udp,
