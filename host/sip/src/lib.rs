@@ -9,6 +9,7 @@
 
 pub mod dialog;
 pub mod digest;
+pub mod dns;
 #[cfg(feature = "endpoint")]
 pub mod endpoint;
 pub mod framing;
