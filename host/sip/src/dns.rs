@@ -35,6 +35,10 @@ use std::time::{Duration, Instant};
 use crate::transaction::FlowTransport;
 use crate::uri::{Host, SipUri};
 
+#[cfg(feature = "dns")]
+mod resolver;
+#[cfg(feature = "dns")]
+pub use resolver::{NameServers, Resolver, ResolverConfig};
 
 /// Supported NAPTR records followed at most: a carrier publishes one per transport (three).
 pub const MAX_NAPTR: usize = 8;
