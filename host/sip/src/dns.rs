@@ -7,7 +7,8 @@
 //! procedure without the I/O: a [`Lookup`] says which questions to ask ([`Step::Ask`]), is
 //! fed the [`Answer`]s, and ends with [`Targets`], the ordered list and until when it holds.
 //! [`Cache`] keeps answers for their TTL on a clock the caller passes in. The tokio resolver
-//! around both is [`Resolver`] (feature `dns`).
+//! around both is `dns::Resolver` (feature `dns`, on by default): `Resolver::new(config)`,
+//! then `resolver.locate(&target, supported).await`.
 //!
 //! The procedure, for a URI's host, port, `transport` parameter and scheme:
 //! - a numeric IP: no lookup; UDP (TLS for `sips:`) unless the URI names the transport, on
