@@ -11,6 +11,7 @@
 mod connections;
 pub mod dialog;
 pub mod digest;
+pub mod dns;
 #[cfg(feature = "endpoint")]
 pub mod endpoint;
 pub mod framing;
