@@ -261,17 +261,6 @@ impl std::fmt::Debug for SipCredentials {
     }
 }
 
-fn sip_credentials(row: &AnyRow) -> Result<SipCredentials, sqlx::Error> {
-    Ok(SipCredentials {
-        user_id: row.try_get("id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        username: row.try_get("username")?,
-        realm: row.try_get("realm")?,
-        ha1_md5: row.try_get("ha1")?,
-        ha1_sha256: row.try_get("ha1_sha256")?,
-    })
-}
-
 /// RFC 2617 HA1: MD5 of `username:realm:password`, hex.
 pub fn digest_ha1(username: &str, realm: &str, password: &str) -> String {
     hex::encode(Md5::digest(format!("{username}:{realm}:{password}")))
@@ -512,6 +501,8 @@ impl Store {
             .fetch_one(self.writer())
             .await
             .map_err(tenant_fk("sip user"))?;
+        // The username may have been looked up, and remembered as no one's.
+        self.identities.clear();
         Ok(sip_user(&row)?)
     }
 
@@ -567,24 +558,8 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.identities.clear();
         Ok(sip_user(&row)?)
-    }
-
-    /// A SIP user's digest hashes, by tenant and username (the registrar's question).
-    pub async fn sip_credentials(
-        &self,
-        tenant: &str,
-        username: &str,
-    ) -> Result<Option<SipCredentials>, StoreError> {
-        let sql = format!(
-            "SELECT {SIP_USER_COLUMNS} FROM sip_users WHERE tenant_id = $1 AND username = $2"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
-            .bind(username)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.as_ref().map(sip_credentials).transpose()?)
     }
 
     pub async fn sip_users(&self, tenant: &str) -> Result<Vec<SipUser>, StoreError> {
@@ -604,6 +579,7 @@ impl Store {
             .bind(id)
             .execute(self.writer())
             .await?;
+        self.identities.clear();
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("sip user"));
         }
