@@ -210,17 +210,25 @@ fn decode_err(col: &str, what: String) -> sqlx::Error {
 const TRUNK_COLUMNS: &str =
     "id, tenant_id, name, host, port, transport, username, password, register, created_at";
 
-fn trunk(row: &AnyRow) -> Result<Trunk, sqlx::Error> {
+/// A trunk row's `port` and `transport`, checked: the one place they are decoded.
+pub(super) fn trunk_address(row: &AnyRow) -> Result<(u16, Transport), sqlx::Error> {
     let transport: String = row.try_get("transport")?;
     let port: i64 = row.try_get("port")?;
+    Ok((
+        u16::try_from(port).map_err(|_| decode_err("port", format!("{port}")))?,
+        Transport::parse(&transport).ok_or_else(|| decode_err("transport", transport))?,
+    ))
+}
+
+fn trunk(row: &AnyRow) -> Result<Trunk, sqlx::Error> {
+    let (port, transport) = trunk_address(row)?;
     Ok(Trunk {
         id: row.try_get("id")?,
         tenant_id: row.try_get("tenant_id")?,
         name: row.try_get("name")?,
         host: row.try_get("host")?,
-        port: u16::try_from(port).map_err(|_| decode_err("port", format!("{port}")))?,
-        transport: Transport::parse(&transport)
-            .ok_or_else(|| decode_err("transport", transport))?,
+        port,
+        transport,
         username: row.try_get("username")?,
         has_password: row.try_get::<Option<String>, _>("password")?.is_some(),
         register: row.try_get::<i64, _>("register")? != 0,
