@@ -4,17 +4,27 @@
 //! A REGISTER's answer is decided in this order, each step answering on its own when it can:
 //! the address of record's domain names the tenant (`<tenant>.<sip.domain>` or the tenant's
 //! own domain; 404 otherwise), a source that has failed too often is refused without a
-//! database read (403), the credentials are checked against the SIP user's stored hashes in
-//! the user's realm (401 with one challenge per algorithm offered, 403 for a wrong password
-//! or an unknown user, alike), and then [`wasmswitch_sip::registrar::register`] decides what
-//! changes, inside one store transaction that holds the user's row.
+//! database read (503 with Retry-After), the Request-URI names a domain of the same tenant
+//! (RFC 3261 section 10.3 step 1; 404 otherwise), the credentials are checked against the SIP
+//! user's stored hashes in the user's realm (401 with one challenge per algorithm offered, 403
+//! for a wrong password or an unknown user, alike), and then
+//! [`wasmswitch_sip::registrar::register`] decides what changes, inside one store transaction
+//! that records the nonce count and holds the user's row.
+//!
+//! An unknown user is challenged as a user made now would be: in the tenant's current realm,
+//! with every algorithm offered. Only a user whose password was set in an older realm (before
+//! the tenant changed its domain) or before SHA-256 was kept is challenged differently, in the
+//! realm and algorithms its hashes are for: those the phone needs to answer.
 //!
 //! The endpoint's driver never waits here: each REGISTER runs in a task of its own, and past
 //! `sip.register_concurrency` of them a REGISTER is answered 503 at once, so a slow database
-//! delays REGISTERs, never other signalling.
+//! delays REGISTERs, never other signalling. Of those tasks, at most half the store's pool
+//! size use the database at once: a REGISTER flood on a slow database leaves connections for
+//! the API and the trunks.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Semaphore;
 use wasmswitch_sip::digest::{Algorithm, Credentials, Outcome, Verifier, VerifierConfig};
@@ -26,7 +36,10 @@ use wasmswitch_sip::{HeaderName, Request, Response};
 
 use crate::config::SipConfig;
 use crate::failures::FailureLimiter;
-use crate::store::{Registration, RegistrationChange, SipCredentials, Store, StoreError};
+use crate::store::{
+    Decided, NonceCount, Registration, RegistrationChange, SipCredentials, SipIdentity, Store,
+    StoreError, now_ms,
+};
 
 /// The name of the store secret that keys digest nonces, shared by every host on one
 /// database so that a nonce one host issued verifies on another.
@@ -37,6 +50,10 @@ const NONCE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Seconds a REGISTER refused for load is told to wait.
 const RETRY_AFTER_SECS: u32 = 5;
+
+/// How long a REGISTER waits for one of the registrar's database permits before it is answered
+/// 503: the store pool's own wait for a connection (5 s).
+const DB_PERMIT_WAIT: Duration = Duration::from_secs(5);
 
 /// The registrar of one host.
 pub struct Registrar {
@@ -49,7 +66,10 @@ pub struct Registrar {
     host_id: String,
     verifier: Mutex<Verifier>,
     failures: FailureLimiter,
+    /// `sip.register_concurrency`: REGISTERs in hand.
     permits: Arc<Semaphore>,
+    /// REGISTERs using the database at once: half the store's pool (see [`Registrar::new`]).
+    db_permits: Semaphore,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -103,7 +123,6 @@ impl Registrar {
             },
         );
         Ok(Registrar {
-            store,
             base_domain: config.domain.to_ascii_lowercase(),
             policy: RegistrarPolicy {
                 min_expires: config.min_expires_secs,
@@ -118,7 +137,27 @@ impl Registrar {
                 config.auth_failure_burst,
             ),
             permits: Arc::new(Semaphore::new(config.register_concurrency as usize)),
+            // `sip.register_concurrency` (256 by default) is far above the pool (16 on
+            // PostgreSQL): REGISTERs waiting on a stalled database would hold every
+            // connection, and the API and the trunk leases would wait for one. Half the pool
+            // is plenty: a registration is a few milliseconds of database work.
+            db_permits: Semaphore::new((store.max_connections() / 2).max(1) as usize),
+            store,
         })
+    }
+
+    /// Runs `work` (one store call) holding a database permit; waits for one up to
+    /// [`DB_PERMIT_WAIT`], then fails as the pool does when no connection comes free.
+    async fn db<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let _permit = tokio::time::timeout(DB_PERMIT_WAIT, self.db_permits.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or(StoreError::Busy(sqlx::Error::PoolTimedOut))?;
+        work.await
     }
 
     /// Answers a REGISTER in a task of its own, or at once with 503 when
@@ -157,11 +196,7 @@ impl Registrar {
                     .user_unescaped()
                     .and_then(|u| String::from_utf8(u).ok())
                     .filter(|u| !u.is_empty());
-                let domain = match uri.host() {
-                    Host::Name(name) => std::str::from_utf8(name).ok().map(str::to_owned),
-                    Host::V4(_) | Host::V6(_) => None,
-                };
-                (user, domain)
+                (user, domain_of(aor))
             }
             Uri::Other(_) => (None, None),
         };
@@ -177,6 +212,23 @@ impl Registrar {
                 Ending::NotFound,
             );
         };
+        // RFC 3261 section 10.3 step 1: the Request-URI names the domain whose bindings the
+        // REGISTER changes. This registrar is not a proxy and forwards none: a domain it does
+        // not serve gets 404, as section 21.4.5 says of a domain the recipient does not handle.
+        // A Request-URI naming an address (`sip:192.0.2.10`) addresses this registrar itself:
+        // phones whose registrar is set by address send it so (Kamailio's `uri==myself`
+        // reading); the address of record's domain alone then names the tenant.
+        let target = match request.uri() {
+            Uri::Sip(u) if matches!(u.host(), Host::V4(_) | Host::V6(_)) => None,
+            uri => match domain_of(uri) {
+                Some(domain) => Some(domain),
+                None => {
+                    tracing::info!(%source, uri = %String::from_utf8_lossy(uri.as_bytes()), "REGISTER refused: the Request-URI names no domain of ours");
+                    let r = request.reply(404, "Unknown Domain In Request-URI", Some(&tag));
+                    return (r, Ending::NotFound);
+                }
+            },
+        };
         if let Some(wait) = self.failures.blocked(source.ip(), Instant::now()) {
             // 503 with Retry-After, not 403: the refusal is for a while, and a phone told 403
             // stops trying (RFC 3261 section 21.4.4), which a spoofed flood "from" an
@@ -187,12 +239,8 @@ impl Registrar {
                 .push(HeaderName::RetryAfter, wait.max(1).to_string());
             return (r, Ending::Forbidden);
         }
-        let tenant = match self
-            .store
-            .tenant_for_sip_domain(&domain, &self.base_domain)
-            .await
-        {
-            Ok(Some(t)) => t,
+        let identity = match self.identity(&domain, &user).await {
+            Ok(Some(found)) => found,
             Ok(None) => {
                 tracing::info!(%source, %domain, "REGISTER refused: no tenant has this SIP domain");
                 let r = request.reply(404, "Unknown Domain", Some(&tag));
@@ -200,18 +248,28 @@ impl Registrar {
             }
             Err(e) => return self.store_failed(request, &e),
         };
-        let credentials = match self.store.sip_credentials(&tenant, &user).await {
-            Ok(c) => c,
-            Err(e) => return self.store_failed(request, &e),
-        };
-        // The realm the user's hashes were made in; for an unknown user, the domain asked
-        // for, so the challenge looks like any other.
-        let realm = credentials
-            .as_ref()
-            .map_or(domain.to_ascii_lowercase(), |c| c.realm.clone());
+        let tenant = identity.tenant_id.as_str();
+        if let Some(target) = target.filter(|t| !t.eq_ignore_ascii_case(&domain)) {
+            // Another name of the same tenant (its own domain and `<tenant>.<sip.domain>`)
+            // reaches the same bindings; another tenant's domain does not (step 5: the address
+            // of record is not valid for the Request-URI's domain).
+            match self.identity(&target, &user).await {
+                Ok(Some(other)) if other.tenant_id == identity.tenant_id => {}
+                Ok(_) => {
+                    tracing::info!(%source, %tenant, %user, %target, "REGISTER refused: the Request-URI names a domain not of the address of record's tenant");
+                    let r = request.reply(404, "Unknown Domain In Request-URI", Some(&tag));
+                    return (r, Ending::NotFound);
+                }
+                Err(e) => return self.store_failed(request, &e),
+            }
+        }
+        let credentials = identity.user.as_ref();
+        // The realm the user's hashes were made in; for an unknown user, the tenant's current
+        // realm, in which a user made now would be: the challenges look alike.
+        let realm = credentials.map_or(identity.tenant_realm.as_str(), |c| c.realm.as_str());
         let now = SystemTime::now();
         let outcome = self.verifier().verify_request(
-            &realm,
+            realm,
             now,
             request,
             &HeaderName::Authorization,
@@ -219,7 +277,6 @@ impl Registrar {
                 // The digest username must be the address of record's user: a phone may
                 // register only itself.
                 credentials
-                    .as_ref()
                     .filter(|c| c.username == name)
                     .and_then(|c| ha1(c, algorithm))
             },
@@ -247,7 +304,7 @@ impl Registrar {
             other => {
                 let stale = matches!(other, Outcome::Stale | Outcome::Replay);
                 tracing::debug!(%source, %tenant, %user, outcome = ?other, "REGISTER challenged");
-                return self.challenge(request, &realm, credentials.as_ref(), now, stale);
+                return self.challenge(request, realm, credentials, now, stale);
             }
         }
         let Some(credentials) = credentials else {
@@ -257,71 +314,63 @@ impl Registrar {
                 Ending::Forbidden,
             );
         };
-        // The verifier refused counts this host saw; the store refuses those any host saw,
-        // before or after a restart.
-        match self.fresh_count(request, &realm).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::info!(%source, %tenant, %user, "REGISTER challenged: its nonce count was used already (a replay, or a retransmission to another host)");
-                return self.challenge(request, &realm, Some(&credentials), now, true);
-            }
-            Err(e) => return self.store_failed(request, &e),
-        }
-        self.bind(request, &credentials, flow, &tag).await
-    }
-
-    /// Whether the verified credentials' `nc` is above every count accepted with their nonce
-    /// on any host (and records it).
-    async fn fresh_count(&self, request: &Request, realm: &str) -> Result<bool, StoreError> {
-        let verified = request
-            .headers()
-            .get_all(&HeaderName::Authorization)
-            .filter_map(|v| Credentials::parse(v).ok())
-            .find(|c| c.realm == realm);
-        let Some(c) = verified else {
-            // Verified, so there is one; if not, there is nothing to replay either.
-            return Ok(true);
-        };
-        let nc = c.qop.as_ref().map_or(0, |q| i64::from(q.count));
-        // Kept twice the nonce lifetime: a nonce is accepted up to its lifetime either side of
-        // its issue time (a clock stepped back).
-        let expires_at = crate::store::now_ms() + 2 * NONCE_LIFETIME.as_millis() as i64;
-        self.store
-            .accept_nonce_count(&c.nonce, nc, expires_at)
+        self.bind(request, credentials, realm, flow, &tag, now)
             .await
     }
 
-    /// Applies the REGISTER to the user's bindings and builds the 200 (or the refusal).
+    /// The tenant serving `domain` and its user `user` (cached by the store for a few seconds:
+    /// a challenge and its answer read the database once).
+    async fn identity(&self, domain: &str, user: &str) -> Result<Option<SipIdentity>, StoreError> {
+        self.db(self.store.sip_identity(domain, &self.base_domain, user))
+            .await
+    }
+
+    /// Records the verified credentials' nonce count with the change (so that the store
+    /// refuses counts any host saw, before or after a restart, as the verifier refused those
+    /// this host saw), applies the REGISTER to the user's bindings and builds the 200 (or the
+    /// refusal, or a challenge for a replay).
     async fn bind(
         &self,
         request: &Request,
         user: &SipCredentials,
+        realm: &str,
         flow: Flow,
         tag: &str,
+        now: SystemTime,
     ) -> (Response, Ending) {
-        let now_ms = unix_ms();
+        let now_ms = u64::try_from(now_ms()).unwrap_or(0);
         let user_agent = request
             .headers()
             .get(&HeaderName::UserAgent)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
-        let mut decided: Option<Update> = None;
+        // Verified, so there is one; without, there would be nothing to replay either.
+        let verified = request
+            .headers()
+            .get_all(&HeaderName::Authorization)
+            .filter_map(|v| Credentials::parse(v).ok())
+            .find(|c| c.realm == realm);
+        let nonce = verified.as_ref().map(|c| NonceCount {
+            nonce: &c.nonce,
+            count: c.qop.as_ref().map_or(0, |q| i64::from(q.count)),
+            // Kept twice the nonce lifetime: a nonce is accepted up to its lifetime either
+            // side of its issue time (a clock stepped back).
+            expires_at: now_ms as i64 + 2 * NONCE_LIFETIME.as_millis() as i64,
+        });
         let result = self
-            .store
-            .update_registrations(&user.user_id, now_ms as i64, |rows| {
-                let existing: Vec<Binding> = rows.iter().map(|r| self.binding(r)).collect();
-                let update = registrar::register(request, &existing, flow, now_ms, &self.policy)
-                    .map_err(Refused::Registrar)?;
-                let change = self.change(user, &update, &user_agent, now_ms, rows)?;
-                decided = Some(update);
-                Ok(change)
-            })
+            .db(self
+                .store
+                .update_registrations(&user.user_id, nonce, now_ms as i64, |rows| {
+                    let existing: Vec<Binding> = rows.iter().map(|r| self.binding(r)).collect();
+                    let update =
+                        registrar::register(request, &existing, flow, now_ms, &self.policy)
+                            .map_err(Refused::Registrar)?;
+                    let change = self.change(user, &update, &user_agent, now_ms, rows)?;
+                    Ok((change, update))
+                }))
             .await;
         match result {
-            Ok(Ok(_)) => {
-                let Some(update) = decided else {
-                    return self.store_failed(request, &StoreError::Invalid("no decision".into()));
-                };
+            Ok(Decided::Written(update)) => {
                 tracing::debug!(
                     tenant = %user.tenant_id,
                     user = %user.username,
@@ -334,11 +383,15 @@ impl Registrar {
                     Ending::Ok,
                 )
             }
-            Ok(Err(Refused::Registrar(refusal))) => {
+            Ok(Decided::Replayed) => {
+                tracing::info!(tenant = %user.tenant_id, user = %user.username, source = %flow.remote, "REGISTER challenged: its nonce count was used already (a replay, or a retransmission to another host)");
+                self.challenge(request, realm, Some(user), now, true)
+            }
+            Ok(Decided::Refused(Refused::Registrar(refusal))) => {
                 tracing::info!(tenant = %user.tenant_id, user = %user.username, source = %flow.remote, reason = %refusal, "REGISTER refused");
                 (refusal.response(request, tag), Ending::Refused)
             }
-            Ok(Err(Refused::NotUtf8)) => {
+            Ok(Decided::Refused(Refused::NotUtf8)) => {
                 tracing::info!(tenant = %user.tenant_id, user = %user.username, source = %flow.remote, "REGISTER refused: a Contact or Call-ID that is not UTF-8");
                 (
                     request.reply(400, "Contact Is Not UTF-8", Some(tag)),
@@ -450,7 +503,7 @@ impl Registrar {
         // the OS source fail, the time still makes each nonce distinct.
         let mut nonce = [0u8; 16];
         if getrandom::fill(&mut nonce).is_err() {
-            nonce[..8].copy_from_slice(&unix_ms().to_le_bytes());
+            nonce[..8].copy_from_slice(&now_ms().to_le_bytes());
         }
         let challenges = verifier.challenges(realm, &offer, now, nonce, stale);
         if challenges.is_empty() {
@@ -514,8 +567,14 @@ fn unavailable(request: &Request) -> Response {
     r
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// The domain name `uri` names (lower-case), if it is a SIP URI with a name as its host: an
+/// address cannot say which tenant.
+fn domain_of(uri: &Uri) -> Option<String> {
+    let Uri::Sip(uri) = uri else {
+        return None;
+    };
+    match uri.host() {
+        Host::Name(name) => std::str::from_utf8(name).ok().map(str::to_ascii_lowercase),
+        Host::V4(_) | Host::V6(_) => None,
+    }
 }

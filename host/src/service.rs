@@ -712,7 +712,7 @@ async fn bootstrap_operator(store: &Store, config: &Config) -> Result<Option<Str
 async fn sync_active(state: &AppState, broken: &mut HashSet<Wanted>) {
     // Read before the store: if this host activates something while the store is read, the
     // picture below may predate it, and `reconcile` refuses to apply it (next round will).
-    let generation = state.registry.generation();
+    let mut generation = state.registry.generation();
     let active = match state.store.active_plugin_versions().await {
         Ok(a) => a,
         Err(e) => {
@@ -736,7 +736,12 @@ async fn sync_active(state: &AppState, broken: &mut HashSet<Wanted>) {
                 .ensure_loaded(&w.tenant, &w.name, a.version, &w.sha256)
                 .await
             {
-                Ok(()) => {}
+                // This round's own load moves the generation by one: not a change behind its
+                // back. Without this, the round that loads a version could never activate it
+                // (only the next round, 500 ms later, could), and the start-up round, which
+                // loads everything, activated nothing before the API and SIP answered.
+                Ok(true) => generation += 1,
+                Ok(false) => {}
                 Err(e @ EnsureLoadedError::Load(..)) => {
                     tracing::error!(tenant = w.tenant, plugin = w.name, version, error = %e, "cannot load an active plugin");
                     broken.insert(w.clone());

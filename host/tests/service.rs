@@ -515,11 +515,12 @@ fn sipp_registers_with_the_switch_over_udp_and_tcp() {
 }
 
 /// The certificate `openssl s_client` is shown on `addr`, as its base64 body (no lines), and
-/// the answer to an OPTIONS sent over the connection.
+/// what it printed up to the answer to an OPTIONS sent over the connection. Reads until the
+/// answer's head has arrived (10 s at most), then ends the session.
 fn s_client(addr: std::net::SocketAddr) -> (String, String) {
-    use std::io::Write;
+    use std::io::{Read, Write};
     let mut child = Command::new("openssl")
-        // Without -ign_eof: the session ends when stdin closes, after the answer came.
+        // Without -ign_eof: the session ends when stdin closes.
         .args(["s_client", "-connect", &addr.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -535,19 +536,37 @@ fn s_client(addr: std::net::SocketAddr) -> (String, String) {
     );
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(options.as_bytes()).unwrap();
-    // Give the answer time to arrive, then end the session.
-    std::thread::sleep(Duration::from_millis(1500));
-    drop(stdin);
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > until {
-            let _ = child.kill();
-            break;
+    // A thread reads openssl's output, so that this one can stop waiting at the deadline.
+    let mut stdout = child.stdout.take().unwrap();
+    let (chunks, arrived) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || chunks.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
         }
-        std::thread::sleep(Duration::from_millis(50));
+    });
+    let answered = |text: &str| {
+        text.find("SIP/2.0 ")
+            .is_some_and(|at| text[at..].contains("\r\n\r\n"))
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let mut out = Vec::new();
+    while !answered(&String::from_utf8_lossy(&out)) {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        match arrived.recv_timeout(left) {
+            Ok(chunk) => out.extend_from_slice(&chunk),
+            // Timed out, or openssl ended: the assertions below say what is missing.
+            Err(_) => break,
+        }
     }
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(arrived);
+    let _ = reader.join();
+    let text = String::from_utf8_lossy(&out).to_string();
     let cert = text
         .split("-----BEGIN CERTIFICATE-----")
         .nth(1)

@@ -261,20 +261,23 @@ impl AppState {
     /// Makes sure this host's registry holds `version` with the code whose hex sha256 is
     /// `sha256` (compiling it or reading the compiled cache). A version loaded with other code
     /// under the same number (a tenant deleted and created again) is replaced.
+    /// True when it loaded the version now: the registry's generation moved by one
+    /// ([`Registry::add`]), which a sync round must not take for a change
+    /// made behind its back.
     pub(crate) async fn ensure_loaded(
         &self,
         tenant: &str,
         name: &str,
         version: i64,
         sha256: &str,
-    ) -> Result<(), EnsureLoadedError> {
+    ) -> Result<bool, EnsureLoadedError> {
         let v = u32::try_from(version).map_err(|_| EnsureLoadedError::Gone)?;
         if self
             .registry
             .loaded(tenant, name, v)
             .is_some_and(|p| p.sha256 == sha256)
         {
-            return Ok(());
+            return Ok(false);
         }
         let (_, wasm) = match self.store.plugin(tenant, name, version).await {
             Err(StoreError::NotFound(_)) => return Err(EnsureLoadedError::Gone),
@@ -296,7 +299,7 @@ impl AppState {
             return Err(EnsureLoadedError::Gone);
         }
         self.registry.add(loaded);
-        Ok(())
+        Ok(true)
     }
 
     /// Forgets a deleted tenant's plugins on this host.

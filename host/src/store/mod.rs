@@ -14,10 +14,12 @@ mod kv;
 mod numbers;
 mod plugins;
 mod registrations;
+mod sip_identities;
 mod tenants;
 mod trunk_registrations;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -36,7 +38,8 @@ pub use numbers::{
 pub use plugins::{
     Activation, ActivePlugin, Deactivation, NewPlugin, PluginRecord, valid_plugin_name,
 };
-pub use registrations::{Registration, RegistrationChange};
+pub use registrations::{Decided, NonceCount, Registration, RegistrationChange};
+pub use sip_identities::{SipIdentity, TTL as SIP_IDENTITY_TTL};
 pub use tenants::{MAX_TEXT_CHARS, Tenant, check_text, valid_sip_domain, valid_tenant_id};
 pub use trunk_registrations::{RegisteringTrunk, TrunkRegistration};
 
@@ -75,6 +78,8 @@ pub struct Store {
     /// fails with SQLITE_BUSY however long it is willing to wait). On PostgreSQL, `pool`.
     writer: AnyPool,
     backend: Backend,
+    /// The registrar's recent tenant and SIP user lookups, emptied by every change to them.
+    identities: Arc<sip_identities::IdentityCache>,
 }
 
 impl Store {
@@ -84,7 +89,16 @@ impl Store {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let mut url = url.to_string();
-        let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
+        // No ping before each acquire (sqlx's `test_before_acquire`, on by default): it is a
+        // round trip for every query (a thread hand-off on SQLite, a network message on
+        // PostgreSQL), and sqlx already pings each connection when it goes back to the pool,
+        // closing it if that fails. A connection that dies while idle (PostgreSQL restarted,
+        // a firewall dropped it) therefore fails the one query that next uses it, whose
+        // request is answered 503 (a REGISTER, with Retry-After) or 500, and is then closed
+        // and replaced; it is never handed out twice.
+        let mut pool = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(5))
+            .test_before_acquire(false);
         // An in-memory database lives in its one connection: reads and writes share it.
         let mut in_memory = false;
         if backend == Backend::Sqlite {
@@ -118,6 +132,7 @@ impl Store {
             // file lock (another process) up to SQLite's busy timeout (sqlx: 5 s).
             Some(
                 AnyPoolOptions::new()
+                    .test_before_acquire(false)
                     .max_connections(1)
                     .acquire_timeout(WRITE_QUEUE_TIMEOUT)
                     .connect_with(options.clone())
@@ -132,6 +147,7 @@ impl Store {
             pool,
             writer,
             backend,
+            identities: Arc::default(),
         };
         if backend == Backend::Sqlite {
             // Foreign keys are off by default in SQLite and are per connection; sqlx turns them
@@ -155,6 +171,12 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// How many connections the read pool opens at most (on PostgreSQL, every query's pool):
+    /// what a part of the host that may queue many queries at once must stay below.
+    pub fn max_connections(&self) -> u32 {
+        self.pool.options().get_max_connections()
     }
 
     /// Whether the database answers (for `/readyz`).

@@ -231,17 +231,25 @@ fn decode_err(col: &str, what: String) -> sqlx::Error {
 const TRUNK_COLUMNS: &str =
     "id, tenant_id, name, host, port, transport, username, password, register, created_at";
 
-fn trunk(row: &AnyRow) -> Result<Trunk, sqlx::Error> {
+/// A trunk row's `port` and `transport`, checked: the one place they are decoded.
+pub(super) fn trunk_address(row: &AnyRow) -> Result<(u16, Transport), sqlx::Error> {
     let transport: String = row.try_get("transport")?;
     let port: i64 = row.try_get("port")?;
+    Ok((
+        u16::try_from(port).map_err(|_| decode_err("port", format!("{port}")))?,
+        Transport::parse(&transport).ok_or_else(|| decode_err("transport", transport))?,
+    ))
+}
+
+fn trunk(row: &AnyRow) -> Result<Trunk, sqlx::Error> {
+    let (port, transport) = trunk_address(row)?;
     Ok(Trunk {
         id: row.try_get("id")?,
         tenant_id: row.try_get("tenant_id")?,
         name: row.try_get("name")?,
         host: row.try_get("host")?,
-        port: u16::try_from(port).map_err(|_| decode_err("port", format!("{port}")))?,
-        transport: Transport::parse(&transport)
-            .ok_or_else(|| decode_err("transport", transport))?,
+        port,
+        transport,
         username: row.try_get("username")?,
         has_password: row.try_get::<Option<String>, _>("password")?.is_some(),
         register: row.try_get::<i64, _>("register")? != 0,
@@ -280,17 +288,6 @@ impl std::fmt::Debug for SipCredentials {
             .field("sha256", &self.ha1_sha256.is_some())
             .finish_non_exhaustive()
     }
-}
-
-fn sip_credentials(row: &AnyRow) -> Result<SipCredentials, sqlx::Error> {
-    Ok(SipCredentials {
-        user_id: row.try_get("id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        username: row.try_get("username")?,
-        realm: row.try_get("realm")?,
-        ha1_md5: row.try_get("ha1")?,
-        ha1_sha256: row.try_get("ha1_sha256")?,
-    })
 }
 
 /// RFC 2617 HA1: MD5 of `username:realm:password`, hex.
@@ -533,6 +530,8 @@ impl Store {
             .fetch_one(self.writer())
             .await
             .map_err(tenant_fk("sip user"))?;
+        // The username may have been looked up, and remembered as no one's.
+        self.identities.clear();
         Ok(sip_user(&row)?)
     }
 
@@ -588,24 +587,8 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.identities.clear();
         Ok(sip_user(&row)?)
-    }
-
-    /// A SIP user's digest hashes, by tenant and username (the registrar's question).
-    pub async fn sip_credentials(
-        &self,
-        tenant: &str,
-        username: &str,
-    ) -> Result<Option<SipCredentials>, StoreError> {
-        let sql = format!(
-            "SELECT {SIP_USER_COLUMNS} FROM sip_users WHERE tenant_id = $1 AND username = $2"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
-            .bind(username)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.as_ref().map(sip_credentials).transpose()?)
     }
 
     pub async fn sip_users(&self, tenant: &str) -> Result<Vec<SipUser>, StoreError> {
@@ -625,6 +608,7 @@ impl Store {
             .bind(id)
             .execute(self.writer())
             .await?;
+        self.identities.clear();
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("sip user"));
         }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, Transport, now_ms};
+use super::{Backend, Store, StoreError, Transport, now_ms};
 
 /// One binding of a SIP user's address of record to a contact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -53,8 +53,8 @@ pub struct Registration {
 /// What a REGISTER changes in a user's bindings.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RegistrationChange {
-    /// Bindings to add, or to refresh (same `contact_uri`). `registered_at` of a refreshed
-    /// binding is kept from the stored one.
+    /// Bindings to add, or to refresh (same `contact_uri`). Written whole, `registered_at`
+    /// too: the caller keeps a refreshed binding's own.
     pub upsert: Vec<Registration>,
     /// Contact URIs whose bindings go.
     pub remove: Vec<String>,
@@ -90,37 +90,84 @@ fn registration(row: &AnyRow) -> Result<Registration, sqlx::Error> {
     })
 }
 
+/// A digest nonce count the registrar accepts with a REGISTER: recorded in the REGISTER's
+/// transaction, so that a count used on any host, before or after a restart, is not accepted
+/// again (a replayed request), and at no extra commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NonceCount<'a> {
+    pub nonce: &'a str,
+    /// The `nc` of the credentials (0 without `qop`).
+    pub count: i64,
+    /// When the record may be forgotten, in Unix milliseconds (the nonce has lapsed).
+    pub expires_at: i64,
+}
+
+/// How [`Store::update_registrations`] ended, when the database did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decided<T, E> {
+    /// The change was written; what the decision returned beside it.
+    Written(T),
+    /// The decision refused the REGISTER: nothing but the nonce count was written.
+    Refused(E),
+    /// The nonce count is not above one already accepted with the nonce: nothing was
+    /// decided or written.
+    Replayed,
+}
+
 impl Store {
-    /// Reads `user_id`'s live bindings (lapsed ones are left out), lets `decide` say what
-    /// changes, writes that and sweeps the user's lapsed bindings, all in one transaction
-    /// that holds the user's row. Returns the user's bindings after the change, or `decide`'s
-    /// refusal (nothing is written then).
-    pub async fn update_registrations<E>(
+    /// Records `nonce`'s count (see [`NonceCount`]), reads `user_id`'s live bindings (lapsed
+    /// ones are left out), lets `decide` say what changes and writes that, all in one
+    /// transaction that holds the user's row. `decide` returns the change and what the caller
+    /// wants back (the decision itself, to answer from: nothing is read back).
+    ///
+    /// Statements: on SQLite `BEGIN IMMEDIATE` (the database's write lock), the nonce count,
+    /// the bindings, one upsert per binding added or refreshed, one `DELETE` per binding
+    /// removed, `COMMIT`; on PostgreSQL also the user's row lock before the bindings are read.
+    /// Lapsed bindings are left to [`Store::sweep_registrations`].
+    pub async fn update_registrations<T, E>(
         &self,
         user_id: &str,
+        nonce: Option<NonceCount<'_>>,
         now: i64,
-        decide: impl FnOnce(&[Registration]) -> Result<RegistrationChange, E>,
-    ) -> Result<Result<Vec<Registration>, E>, StoreError> {
+        decide: impl FnOnce(&[Registration]) -> Result<(RegistrationChange, T), E>,
+    ) -> Result<Decided<T, E>, StoreError> {
         let mut tx = self.begin_write().await?;
-        // A no-op write takes the user's row lock on PostgreSQL (SQLite's BEGIN IMMEDIATE
-        // has already taken the database's), and tells whether the user still exists.
-        let locked = sqlx::query("UPDATE sip_users SET realm = realm WHERE id = $1")
-            .bind(user_id)
+        if let Some(n) = nonce {
+            // On PostgreSQL, a concurrent transaction recording the same nonce makes this one
+            // wait for its end, then compare with what it committed.
+            let done = sqlx::query(
+                "INSERT INTO digest_nonces (nonce, nc, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (nonce) DO UPDATE SET nc = excluded.nc \
+                 WHERE digest_nonces.nc < excluded.nc",
+            )
+            .bind(n.nonce)
+            .bind(n.count)
+            .bind(n.expires_at)
             .execute(&mut *tx)
             .await?;
-        if locked.rows_affected() == 0 {
-            return Err(StoreError::NotFound("sip user"));
+            if done.rows_affected() != 1 {
+                return Ok(Decided::Replayed);
+            }
+        }
+        if self.backend == Backend::Postgres {
+            // Two REGISTERs for one user, on two hosts, are decided one after the other. The
+            // bindings are read by the next statement, whose snapshot (READ COMMITTED) is
+            // taken after this lock is had, so it sees what the other one committed. SQLite's
+            // BEGIN IMMEDIATE has already taken the whole database's lock.
+            sqlx::query("SELECT id FROM sip_users WHERE id = $1 FOR UPDATE")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
         }
         let current = live(&mut tx, user_id, now).await?;
-        let change = match decide(&current) {
-            Ok(c) => c,
-            Err(refused) => return Ok(Err(refused)),
+        let (change, answer) = match decide(&current) {
+            Ok(decided) => decided,
+            Err(refused) => {
+                // Keeps the nonce count: a refused REGISTER replayed later is a replay too.
+                tx.commit().await?;
+                return Ok(Decided::Refused(refused));
+            }
         };
-        sqlx::query("DELETE FROM registrations WHERE user_id = $1 AND expires_at <= $2")
-            .bind(user_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
         for uri in &change.remove {
             sqlx::query("DELETE FROM registrations WHERE user_id = $1 AND contact_uri = $2")
                 .bind(user_id)
@@ -129,6 +176,8 @@ impl Store {
                 .await?;
         }
         for r in &change.upsert {
+            // A lapsed row not swept yet may hold the contact: every column is overwritten,
+            // `registered_at` too (the caller keeps a live binding's own).
             sqlx::query(
                 "INSERT INTO registrations (user_id, tenant_id, contact_uri, contact, expires_at, \
                  q, call_id, cseq, instance, transport, source, host_id, connection, user_agent, \
@@ -139,7 +188,8 @@ impl Store {
                  cseq = excluded.cseq, instance = excluded.instance, \
                  transport = excluded.transport, source = excluded.source, \
                  host_id = excluded.host_id, connection = excluded.connection, \
-                 user_agent = excluded.user_agent, updated_at = excluded.updated_at",
+                 user_agent = excluded.user_agent, registered_at = excluded.registered_at, \
+                 updated_at = excluded.updated_at",
             )
             .bind(user_id)
             .bind(&r.tenant_id)
@@ -160,9 +210,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let after = live(&mut tx, user_id, now).await?;
         tx.commit().await?;
-        Ok(Ok(after))
+        Ok(Decided::Written(answer))
     }
 
     /// A tenant's live bindings, by username, then most preferred first.
@@ -196,28 +245,6 @@ impl Store {
             .fetch_one(self.pool())
             .await?;
         Ok(row.try_get("n")?)
-    }
-
-    /// Records `nc` as the count last used with the digest `nonce`, if it is above every count
-    /// accepted with it before, on any host; false when it is not (a replayed request). The
-    /// record lapses at `expires_at`.
-    pub async fn accept_nonce_count(
-        &self,
-        nonce: &str,
-        nc: i64,
-        expires_at: i64,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO digest_nonces (nonce, nc, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (nonce) DO UPDATE SET nc = excluded.nc \
-             WHERE digest_nonces.nc < excluded.nc",
-        )
-        .bind(nonce)
-        .bind(nc)
-        .bind(expires_at)
-        .execute(self.writer())
-        .await?;
-        Ok(done.rows_affected() == 1)
     }
 
     /// Forgets the counts of nonces that lapsed before `now`.
@@ -254,21 +281,32 @@ impl Store {
     }
 }
 
-/// The user's live bindings, most preferred first.
+/// The user's live bindings, most preferred first; [`StoreError::NotFound`] when the user is
+/// gone (deleted since the registrar read it).
 async fn live(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     user_id: &str,
     now: i64,
 ) -> Result<Vec<Registration>, StoreError> {
+    // One row per binding, or one row of NULLs for a user without any: none for no user.
     let sql = format!(
-        "SELECT {COLUMNS} FROM registrations r JOIN sip_users u ON u.id = r.user_id \
-         WHERE r.user_id = $1 AND r.expires_at > $2 \
-         ORDER BY COALESCE(r.q, 1000) DESC, r.contact_uri"
+        "SELECT {COLUMNS} FROM sip_users u LEFT JOIN registrations r \
+         ON r.user_id = u.id AND r.expires_at > $2 \
+         WHERE u.id = $1 ORDER BY COALESCE(r.q, 1000) DESC, r.contact_uri"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(user_id)
         .bind(now)
         .fetch_all(&mut **tx)
         .await?;
-    Ok(rows.iter().map(registration).collect::<Result<_, _>>()?)
+    if rows.is_empty() {
+        return Err(StoreError::NotFound("sip user"));
+    }
+    let mut bindings = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.try_get::<Option<String>, _>("contact_uri")?.is_some() {
+            bindings.push(registration(row)?);
+        }
+    }
+    Ok(bindings)
 }

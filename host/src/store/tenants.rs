@@ -107,6 +107,8 @@ impl Store {
             .execute(self.writer())
             .await
             .map_err(StoreError::unique("tenant"))?;
+        // `<id>.<base>` may have been looked up, and remembered as no one's.
+        self.identities.clear();
         Ok(t)
     }
 
@@ -172,34 +174,8 @@ impl Store {
             .await
             .map_err(StoreError::unique("sip domain"))?
             .ok_or(StoreError::NotFound("tenant"))?;
+        self.identities.clear();
         Ok(tenant(&row)?)
-    }
-
-    /// The tenant whose phones live in `domain`: `<id>.<base>` names tenant `id`, any other
-    /// domain the tenant that set it. Compared without regard to case.
-    pub async fn tenant_for_sip_domain(
-        &self,
-        domain: &str,
-        base: &str,
-    ) -> Result<Option<String>, StoreError> {
-        let domain = domain.to_ascii_lowercase();
-        let base = base.to_ascii_lowercase();
-        if let Some(id) = domain
-            .strip_suffix(&base)
-            .and_then(|d| d.strip_suffix('.'))
-            .filter(|id| valid_tenant_id(id))
-        {
-            let row = sqlx::query("SELECT id FROM tenants WHERE id = $1")
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await?;
-            return Ok(row.map(|r| r.try_get("id")).transpose()?);
-        }
-        let row = sqlx::query("SELECT id FROM tenants WHERE sip_domain = $1")
-            .bind(&domain)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.map(|r| r.try_get("id")).transpose()?)
     }
 
     /// Deletes a tenant and, by cascade, everything it owns.
@@ -208,6 +184,7 @@ impl Store {
             .bind(id)
             .execute(self.writer())
             .await?;
+        self.identities.clear();
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("tenant"));
         }

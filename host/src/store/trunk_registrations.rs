@@ -81,22 +81,20 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let transport: String = r.try_get("transport")?;
-                let port: i64 = r.try_get("port")?;
+                let (port, transport) = super::numbers::trunk_address(r)?;
                 Ok(RegisteringTrunk {
                     id: r.try_get("id")?,
                     tenant_id: r.try_get("tenant_id")?,
                     name: r.try_get("name")?,
                     host: r.try_get("host")?,
-                    port: u16::try_from(port)
-                        .map_err(|_| StoreError::Invalid(format!("trunk port {port}")))?,
-                    transport: Transport::parse(&transport)
-                        .ok_or_else(|| StoreError::Invalid(format!("transport {transport:?}")))?,
+                    port,
+                    transport,
                     username: r.try_get("username")?,
                     password: r.try_get("password")?,
                 })
             })
-            .collect()
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
     }
 
     /// Claims `trunk` for `host` until `lease_until` if no other host holds a live lease on

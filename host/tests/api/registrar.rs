@@ -21,6 +21,8 @@ struct Phone {
     switch: SocketAddr,
     user: String,
     domain: String,
+    /// `sip:<domain>` unless a test says otherwise.
+    request_uri: String,
     call_id: String,
     cseq: u32,
     digest: DigestClient,
@@ -35,6 +37,7 @@ impl Phone {
             switch,
             user: user.into(),
             domain: domain.into(),
+            request_uri: format!("sip:{domain}"),
             call_id: format!("{user}-{port}@test"),
             cseq: 0,
             digest: DigestClient::new(user, password),
@@ -48,13 +51,19 @@ impl Phone {
 
     /// Sends one REGISTER and returns the final response.
     async fn send(&mut self, expires: u32, authorization: Option<&str>) -> Response {
+        self.send_only(expires, authorization).await;
+        final_response(&self.sock).await
+    }
+
+    /// Sends one REGISTER (a new transaction, the next CSeq) without waiting for an answer.
+    async fn send_only(&mut self, expires: u32, authorization: Option<&str>) {
         self.cseq += 1;
         let local = self.sock.local_addr().unwrap();
         let auth = authorization
             .map(|a| format!("Authorization: {a}\r\n"))
             .unwrap_or_default();
         let text = format!(
-            "REGISTER sip:{domain} SIP/2.0\r\n\
+            "REGISTER {request_uri} SIP/2.0\r\n\
              Via: SIP/2.0/UDP {local};branch=z9hG4bK-{port}-{cseq};rport\r\n\
              Max-Forwards: 70\r\n\
              From: <sip:{user}@{domain}>;tag=phone{cseq}\r\n\
@@ -65,6 +74,7 @@ impl Phone {
              Expires: {expires}\r\n\
              User-Agent: test-phone/1.0\r\n\
              {auth}Content-Length: 0\r\n\r\n",
+            request_uri = self.request_uri,
             domain = self.domain,
             user = self.user,
             call = self.call_id,
@@ -76,7 +86,6 @@ impl Phone {
             .send_to(text.as_bytes(), self.switch)
             .await
             .unwrap();
-        final_response(&self.sock).await
     }
 
     /// REGISTERs with credentials: once without, then answering the challenge (the strongest
@@ -93,10 +102,9 @@ impl Phone {
             .filter(|v| !md5 || !String::from_utf8_lossy(v).contains("SHA-256"))
             .collect();
         self.digest.challenged(values).expect("a usable challenge");
-        let uri = format!("sip:{}", self.domain);
         let auth = self
             .digest
-            .authorization("REGISTER", &uri, &format!("cn{}", self.cseq))
+            .authorization("REGISTER", &self.request_uri, &format!("cn{}", self.cseq))
             .unwrap();
         self.send(expires, Some(&auth)).await
     }
@@ -603,6 +611,147 @@ both! {
         assert!(done.needs_restart.is_empty(), "{done:?}");
         let (_, shown) = tls_connect(tls, &second).await;
         assert_eq!(shown, second);
+        app.stop().await;
+        db.drop_db().await;
+    }
+}
+
+/// A challenge's `WWW-Authenticate` values without their nonces, which differ every time.
+fn challenge_shape(r: &Response) -> Vec<String> {
+    header(r, HeaderName::WwwAuthenticate)
+        .iter()
+        .map(|v| {
+            v.split(", ")
+                .filter(|p| !p.trim_start_matches("Digest ").starts_with("nonce="))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .collect()
+}
+
+both! {
+    async fn known_and_unknown_users_are_challenged_alike(db) {
+        with_app(db, |app| async move {
+            let admin = app.tenant("acme").await;
+            let op = app.operator.clone();
+            // Made in the default realm, before the tenant's own domain: it keeps that realm.
+            sip_user(&app, &admin, "acme", "old", "correct horse").await;
+            let (s, _) = app.call(Method::PATCH, "/v1/tenants/acme", Some(&op), Some(json!({"sip_domain": "sip.acme.example"}))).await;
+            assert_eq!(s, StatusCode::OK);
+            sip_user(&app, &admin, "acme", "alice", "correct horse").await;
+            let switch = app.service.sip_addrs.udp;
+            // Through either of the tenant's domains, alice (known) and mallory (unknown) get
+            // the same challenge: the tenant's current realm, every algorithm.
+            for domain in ["sip.acme.example", "acme.wasmswitch.local"] {
+                let known = Phone::new(switch, "alice", domain, "x").await.send(60, None).await;
+                let unknown = Phone::new(switch, "mallory", domain, "x").await.send(60, None).await;
+                assert_eq!((known.status, unknown.status), (401, 401));
+                assert_eq!(challenge_shape(&known), challenge_shape(&unknown), "{domain}");
+                let shape = challenge_shape(&known);
+                assert_eq!(shape.len(), 2, "{shape:?}");
+                assert!(shape.iter().all(|c| c.contains("realm=\"sip.acme.example\"")), "{shape:?}");
+            }
+            // A user hashed in the older realm can only be challenged in it (README says so).
+            let old = Phone::new(switch, "old", "sip.acme.example", "x").await.send(60, None).await;
+            assert!(challenge_shape(&old).iter().all(|c| c.contains("realm=\"acme.wasmswitch.local\"")), "{old:?}");
+
+            // An unknown user looked up a moment ago registers as soon as it is made: the
+            // registrar's lookups are forgotten when a SIP user changes.
+            let mut mallory = Phone::new(switch, "mallory", "sip.acme.example", "battery staple").await;
+            assert_eq!(mallory.register(60, false).await.status, 403);
+            sip_user(&app, &admin, "acme", "mallory", "battery staple").await;
+            let mut mallory = Phone::new(switch, "mallory", "sip.acme.example", "battery staple").await;
+            assert_eq!(mallory.register(60, false).await.status, 200);
+            app
+        })
+        .await;
+    }
+}
+
+both! {
+    async fn the_request_uri_must_name_a_domain_of_the_aors_tenant(db) {
+        with_app(db, |app| async move {
+            let admin = app.tenant("acme").await;
+            let other = app.tenant("other").await;
+            sip_user(&app, &admin, "acme", "alice", "correct horse").await;
+            sip_user(&app, &other, "other", "alice", "correct horse").await;
+            let op = app.operator.clone();
+            let (s, _) = app.call(Method::PATCH, "/v1/tenants/acme", Some(&op), Some(json!({"sip_domain": "sip.acme.example"}))).await;
+            assert_eq!(s, StatusCode::OK);
+            let switch = app.service.sip_addrs.udp;
+            // RFC 3261 section 10.3 step 1: a domain this registrar does not serve, or another
+            // tenant's domain: 404, before any challenge.
+            for uri in ["sip:nosuch.example", "sip:other.wasmswitch.local", "tel:+15550100"] {
+                let mut phone = Phone::new(switch, "alice", "acme.wasmswitch.local", "correct horse").await;
+                phone.request_uri = uri.into();
+                let r = phone.send(60, None).await;
+                assert_eq!((r.status, &r.reason[..]), (404, &b"Unknown Domain In Request-URI"[..]), "{uri}");
+            }
+            // The tenant's other domain, in any case, reaches the same bindings.
+            let mut phone = Phone::new(switch, "alice", "acme.wasmswitch.local", "correct horse").await;
+            phone.request_uri = "sip:SIP.acme.example".into();
+            assert_eq!(phone.register(60, false).await.status, 200);
+            let (_, regs) = app.get("/v1/tenants/acme/registrations", &admin).await;
+            assert_eq!(regs.as_array().unwrap().len(), 1, "{regs}");
+            // The switch's own address (a phone whose registrar is set by address) too.
+            let mut phone = Phone::new(switch, "alice", "acme.wasmswitch.local", "correct horse").await;
+            phone.request_uri = format!("sip:{}", switch.ip());
+            assert_eq!(phone.register(60, false).await.status, 200);
+            app
+        })
+        .await;
+    }
+}
+
+both! {
+    async fn the_api_answers_during_a_register_flood_on_a_stalled_database(db) {
+        let app = App::start(config(&db)).await;
+        let admin = app.tenant("acme").await;
+        let switch = app.service.sip_addrs.udp;
+        // Twice as many phones as the pool has connections, each challenged (its own nonce).
+        let flood = 2 * app.service.state.store.max_connections() + 8;
+        let mut phones = Vec::new();
+        for i in 0..flood {
+            // One user each: a user's contacts are limited (sip.max_contacts).
+            let name = format!("phone{i}");
+            sip_user(&app, &admin, "acme", &name, "correct horse").await;
+            let mut phone = Phone::new(switch, &name, "acme.wasmswitch.local", "correct horse").await;
+            let challenge = phone.send(60, None).await;
+            let values: Vec<&[u8]> = challenge.headers().get_all(&HeaderName::WwwAuthenticate).map(|v| v.as_ref()).collect();
+            phone.digest.challenged(values).unwrap();
+            phones.push(phone);
+        }
+
+        sqlx::any::install_default_drivers();
+        let mut holder = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+        let lock = if db.url.starts_with("sqlite") {
+            "BEGIN IMMEDIATE"
+        } else {
+            "BEGIN; LOCK TABLE registrations IN ACCESS EXCLUSIVE MODE"
+        };
+        sqlx::raw_sql(lock).execute(&mut holder).await.unwrap();
+
+        // All answer their challenge at once: every REGISTER goes to the database and waits
+        // behind the lock.
+        for phone in &mut phones {
+            let auth = phone.digest.authorization("REGISTER", "sip:acme.wasmswitch.local", "cn-flood").unwrap();
+            phone.send_only(60, Some(&auth)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The API still gets connections: the registrar uses at most half the pool.
+        let started = std::time::Instant::now();
+        let (s, users) = app.get("/v1/tenants/acme/sip-users", &admin).await;
+        assert_eq!(s, StatusCode::OK, "{users}");
+        assert!(started.elapsed() < Duration::from_secs(2), "the API waited {:?}", started.elapsed());
+
+        sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+        // The REGISTERs go on once the lock goes.
+        for phone in &phones {
+            assert_eq!(final_response(&phone.sock).await.status, 200);
+        }
+        let (_, regs) = app.get("/v1/tenants/acme/registrations", &admin).await;
+        assert_eq!(regs.as_array().unwrap().len(), phones.len(), "{regs}");
+        drop(holder);
         app.stop().await;
         db.drop_db().await;
     }
