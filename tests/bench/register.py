@@ -9,8 +9,9 @@ injection file, so consecutive calls are different users (N users, then round ag
 Contestants, each on the same N SIP users and the same sipp ladder:
 
 * wasmswitch on SQLite and on PostgreSQL (release build, `wasmswitch serve`, its registrar:
-  every REGISTER reads the tenant and the user; an authenticated one also runs one write
-  transaction that reads and writes the user's bindings; the 200 is sent after the commit).
+  the tenant and the user are read once per challenge and answer (kept 10 s); an authenticated
+  REGISTER also runs one write transaction that records the nonce count and reads and writes
+  the user's bindings; the 200 is sent after the commit).
 * Kamailio (Debian's package) with `auth_db` + `usrloc` + `registrar`
   (`tests/bench/kamailio/registrar.cfg`), 2 children: usrloc write-through (db_mode 1: every
   binding written to the location table before the 200, the same work as ours) on SQLite and
