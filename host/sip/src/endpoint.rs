@@ -536,13 +536,7 @@ impl Driver {
                 self.by_peer.insert(peer.clone(), id);
                 self.conns.insert(id, Conn { writer, peer });
             }
-            Raw::Closed { id } => {
-                if let Some(conn) = self.conns.remove(&id)
-                    && self.by_peer.get(&conn.peer) == Some(&id)
-                {
-                    self.by_peer.remove(&conn.peer);
-                }
-            }
+            Raw::Closed { id } => self.forget(id),
             Raw::Failed { peer } => {
                 // The transactions whose requests waited end; others to the address may be
                 // on a connection that works.
@@ -762,13 +756,35 @@ impl Driver {
                 // peer's address, else (for a request) a new one.
                 let conn = flow
                     .connection
-                    .and_then(|id| self.conns.get(&id))
-                    .or_else(|| self.by_peer.get(&key).and_then(|id| self.conns.get(id)));
-                if let Some(conn) = conn {
-                    if conn.writer.try_send(Bytes::from(bytes)).is_err() {
-                        tracing::debug!(peer = %flow.remote, "connection gone or backed up");
+                    .filter(|id| self.conns.contains_key(id))
+                    .or_else(|| {
+                        self.by_peer
+                            .get(&key)
+                            .copied()
+                            .filter(|id| self.conns.contains_key(id))
+                    });
+                let mut bytes = Bytes::from(bytes);
+                if let Some(id) = conn
+                    && let Some(open) = self.conns.get(&id)
+                {
+                    match open.writer.try_send(bytes) {
+                        Ok(()) => return,
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            // Nothing retransmits over a stream: a request ends now.
+                            tracing::debug!(peer = %flow.remote, "a connection is backed up; a message was not sent");
+                            if let Message::Request(request) = message {
+                                self.core.transport_failed(request);
+                            }
+                            return;
+                        }
+                        Err(mpsc::error::TrySendError::Closed(back)) => {
+                            // The connection has ended and its Raw::Closed is still on the
+                            // way: forget it now, and go on as if it were gone (a request
+                            // opens a new connection).
+                            bytes = back;
+                            self.forget(id);
+                        }
                     }
-                    return;
                 }
                 let request = match message {
                     Message::Request(request) => Some(request),
@@ -777,7 +793,7 @@ impl Driver {
                 if let Some(waiting) = self.connecting.get_mut(&key) {
                     if waiting.len() < CONNECTING_QUEUE {
                         waiting.push(Waiting {
-                            bytes: Bytes::from(bytes),
+                            bytes,
                             request: request.cloned(),
                         });
                     } else if let Some(request) = request {
@@ -791,18 +807,29 @@ impl Driver {
                 match request {
                     Some(request) => {
                         let first = Waiting {
-                            bytes: Bytes::from(bytes),
+                            bytes,
                             request: Some(request.clone()),
                         };
                         self.connect(key, first);
                     }
-                    // A response goes back over the connection its request came on; a peer
-                    // that closed it cannot be reached behind its NAT anyway.
+                    // A response goes back over the connection its request came on. RFC 3261
+                    // section 18.2.2 would connect to the Via's sent-by instead; we do not, on
+                    // purpose: a phone behind NAT (most that use TCP) cannot be reached there,
+                    // and a peer that sends a request and closes at once is rare.
                     None => {
                         tracing::debug!(peer = %flow.remote, "the connection to answer on is closed")
                     }
                 }
             }
+        }
+    }
+
+    /// Forgets a connection that has ended.
+    fn forget(&mut self, id: u64) {
+        if let Some(conn) = self.conns.remove(&id)
+            && self.by_peer.get(&conn.peer) == Some(&id)
+        {
+            self.by_peer.remove(&conn.peer);
         }
     }
 
