@@ -662,13 +662,23 @@ fn granted(response: &Response, local: SocketAddr, asked: u32) -> Option<u32> {
 /// trunks are registered only with a TLS listener), or, bound to every interface, the local
 /// address the system routes to `remote` from.
 fn local_address(ctx: &TrunkContext, transport: Transport, remote: SocketAddr) -> SocketAddr {
+    local_address_for(ctx.public, ctx.bound, transport, remote)
+}
+
+/// [`local_address`] for any sender (the calls layer's legs too).
+pub(crate) fn local_address_for(
+    public: Option<SocketAddr>,
+    bound_to: Bound,
+    transport: Transport,
+    remote: SocketAddr,
+) -> SocketAddr {
     let bound = match transport {
-        Transport::Udp => ctx.bound.udp,
-        Transport::Tcp => ctx.bound.tcp,
-        Transport::Tls => ctx.bound.tls.unwrap_or(ctx.bound.tcp),
+        Transport::Udp => bound_to.udp,
+        Transport::Tcp => bound_to.tcp,
+        Transport::Tls => bound_to.tls.unwrap_or(bound_to.tcp),
     };
-    if let Some(public) = ctx.public {
-        return match (transport, ctx.bound.tls) {
+    if let Some(public) = public {
+        return match (transport, bound_to.tls) {
             (Transport::Tls, Some(tls)) => SocketAddr::new(public.ip(), tls.port()),
             _ => public,
         };
@@ -687,7 +697,7 @@ fn local_address(ctx: &TrunkContext, transport: Transport, remote: SocketAddr) -
 }
 
 /// A host as a SIP URI writes it: an IPv6 address in brackets.
-fn host_for_uri(host: &str) -> String {
+pub(crate) fn host_for_uri(host: &str) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {

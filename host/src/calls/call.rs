@@ -97,6 +97,25 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    if getrandom::fill(&mut b).is_err() {
+        return 1;
+    }
+    u32::from_le_bytes(b)
+}
+
+/// The CDR's `hangup_cause`: the contract's `call-end` case, with the switch's reason.
+fn cause(by: &CallEnd) -> String {
+    match by {
+        CallEnd::Caller => "caller".into(),
+        CallEnd::Plugin => "plugin".into(),
+        CallEnd::Idle => "idle".into(),
+        CallEnd::Leg(id) => format!("leg {id}"),
+        CallEnd::Switch(why) => format!("switch: {why}"),
+    }
+}
+
 fn random_hex() -> String {
     let mut b = [0u8; 8];
     if getrandom::fill(&mut b).is_err() {
@@ -270,6 +289,9 @@ pub(crate) struct Call {
     ending: Option<Ending>,
     /// The bridged leg hung up (the CDR says `callee` when the call then ends idle).
     callee_hung_up: bool,
+    /// A relayed re-INVITE without an offer was answered 2xx: the ACK from `.0` carries the
+    /// answer to pass to `.1`'s 2xx with CSeq `.2`.
+    late_ack: Option<(Side, Side, u32)>,
 }
 
 impl std::fmt::Debug for Call {
@@ -400,7 +422,7 @@ impl Call {
             &start.invite,
             ctx.config.timers,
             Reliability::WhenRequired,
-            u32::from_le_bytes(random_hex().as_bytes()[..4].try_into().unwrap_or([1; 4])),
+            random_u32(),
         );
         let (sink, sip) = mpsc::channel(128);
         Call {
@@ -440,6 +462,7 @@ impl Call {
             plugin: None,
             ending: None,
             callee_hung_up: false,
+            late_ack: None,
             ctx,
         }
     }
@@ -495,7 +518,7 @@ impl Call {
             },
             trunk: Some(self.trunk.name.clone()),
             plugin: self.plugin.clone(),
-            hangup_cause: ended.map(|e| format!("{:?}", e.by).to_ascii_lowercase()),
+            hangup_cause: ended.map(|e| cause(&e.by)),
             call_id: Some(self.info.call_id.clone()),
             sip_user: None,
             sip_reason: status.and_then(|s| s.reason),
@@ -513,8 +536,13 @@ impl Call {
         self.ctx.cdrs.record(self.cdr(CdrState::Running));
         let mut sip = self.sip.take().unwrap_or_else(|| mpsc::channel(1).1);
         let mut stop = self.ctx.stop.subscribe();
+        // The plugin the call reaches first, whether or not it manages to answer.
+        self.plugin = self
+            .ctx
+            .registry
+            .snapshot(&self.tenant)
+            .and_then(|s| s.entry().map(|p| format!("{}@{}", p.id.name, p.id.version)));
         let first = self.session.incoming(&self.info).await;
-        self.plugin = self.session.plugin().map(|p| format!("{}@{}", p.id.name, p.id.version));
         self.take(first, true);
         self.pump().await;
         while self.ending.is_none() {
@@ -1198,9 +1226,13 @@ impl Call {
                     && r.core().is_some_and(|c| c.cseq().method == Method::Invite)
                     && let Some(peer) = self.peer_of(from)
                 {
-                    // The relayed re-INVITE's 2xx: ACK the side that answered.
+                    // The relayed re-INVITE's 2xx: ACK the side that answered; without an offer
+                    // in the re-INVITE, the 2xx has it and the ACK that comes back from the
+                    // other side carries the answer, so that ACK is passed on instead.
                     if reinvite_with_offer {
                         self.ack_in_dialog(peer, &r, None).await;
+                    } else {
+                        self.late_ack = Some((from, peer, r.cseq().map_or(0, |c| c.seq)));
                     }
                 }
                 self.relay_response(from, server, &r).await;
@@ -1268,6 +1300,14 @@ impl Call {
                 }
             }
             Received::Answered { dialog, forked, .. } => {
+                if forked {
+                    // Another dialog of this leg's INVITE answered too (a forking proxy on
+                    // the far side): ACK it and end it (RFC 3261 section 13.2.2.4).
+                    if let Some(d) = dialog {
+                        self.end_fork(id, d).await;
+                    }
+                    return;
+                }
                 if let Some(d) = dialog {
                     leg.dialog = Some(d);
                 } else if let Some(d) = &mut leg.dialog {
@@ -1326,6 +1366,27 @@ impl Call {
         }
     }
 
+    async fn end_fork(&mut self, id: LegId, mut dialog: Dialog) {
+        let Some(leg) = self.leg_mut(id) else { return };
+        let flow = leg.flow;
+        let local = self.ctx.local_address(flow.transport, flow.remote);
+        let via = Bytes::from(outbound::via(flow.transport, local, &random_hex()));
+        let Some(leg) = self.leg_mut(id) else { return };
+        if let Ok(ack) = leg.client.ack(&dialog, via, None) {
+            let _ = self.ctx.endpoint.send_stateless(ack, flow).await;
+        }
+        let via = Bytes::from(outbound::via(flow.transport, local, &random_hex()));
+        if let Ok(bye) = dialog.request(Method::Bye, via, None, None)
+            && let Ok(tx) = self
+                .ctx
+                .endpoint
+                .request_into(bye, flow, self.sink.clone())
+                .await
+        {
+            self.outgoing.insert(tx, Outgoing::Ours);
+        }
+    }
+
     fn final_sent_non_2xx(&self) -> bool {
         self.final_sent && self.state != AnswerState::Answered
     }
@@ -1364,6 +1425,7 @@ impl Call {
             }
         }
         let reason = String::from_utf8_lossy(&r.reason).into_owned();
+        let Some(leg) = self.leg_mut(id) else { return };
         if (300..400).contains(&status) {
             let contacts = r
                 .headers()
@@ -1458,9 +1520,14 @@ impl Call {
                             .then(|| (content_type(ack.headers()), ack.body().clone()));
                         self.ack_leg_answer(id, body).await;
                     }
-                } else if let Some(id) = self.bridged {
-                    // The ACK of a relayed re-INVITE's 2xx (late offer): pass it on.
-                    let _ = id;
+                } else if let Some((from, peer, seq)) = self.late_ack
+                    && self.side_of(&ack) == Some(from)
+                {
+                    // The ACK of a relayed re-INVITE's 2xx (late offer): pass its answer on.
+                    self.late_ack = None;
+                    let body = (!ack.body().is_empty())
+                        .then(|| (content_type(ack.headers()), ack.body().clone()));
+                    self.ack_seq(peer, seq, body).await;
                 }
             }
             Input::Cancelled => {
@@ -1501,34 +1568,33 @@ impl Call {
         }
     }
 
+    /// ACKs the 2xx to our re-INVITE with CSeq `seq` in a side's dialog.
+    async fn ack_seq(&mut self, side: Side, seq: u32, body: Option<(Bytes, Bytes)>) {
+        let Some(flow) = self.flow_of(side) else { return };
+        let local = self.ctx.local_address(flow.transport, flow.remote);
+        let via = Bytes::from(outbound::via(flow.transport, local, &random_hex()));
+        let ack = match side {
+            Side::Caller => self.dialog.as_ref().map(|d| d.ack(seq, via, body)),
+            Side::Leg(id) => self.leg(id).and_then(|l| l.dialog.as_ref()).map(|d| d.ack(seq, via, body)),
+        };
+        if let Some(Ok(ack)) = ack {
+            let _ = self.ctx.endpoint.send_stateless(ack, flow).await;
+        }
+    }
+
     /// ACKs a 2xx: a leg's first answer (through its INVITE core, which keeps the ACK for
     /// retransmissions) or a re-INVITE's answer.
     async fn ack_in_dialog(&mut self, side: Side, r: &Response, body: Option<(Bytes, Bytes)>) {
         let Some(core) = r.core() else { return };
         let seq = core.cseq().seq;
-        match side {
-            Side::Leg(id) => {
-                let first = self.leg(id).is_some_and(|l| l.cseq == seq && l.state != LegState::Answered);
-                if first {
-                    return self.ack_leg_answer(id, body).await;
-                }
-                let Some(leg) = self.leg(id) else { return };
-                let Some(dialog) = &leg.dialog else { return };
-                let local = self.ctx.local_address(leg.flow.transport, leg.flow.remote);
-                let via = Bytes::from(outbound::via(leg.flow.transport, local, &random_hex()));
-                if let Ok(ack) = dialog.ack(seq, via, body) {
-                    let _ = self.ctx.endpoint.send_stateless(ack, leg.flow).await;
-                }
-            }
-            Side::Caller => {
-                let Some(dialog) = &self.dialog else { return };
-                let local = self.ctx.local_address(self.flow.transport, self.flow.remote);
-                let via = Bytes::from(outbound::via(self.flow.transport, local, &random_hex()));
-                if let Ok(ack) = dialog.ack(seq, via, body) {
-                    let _ = self.ctx.endpoint.send_stateless(ack, self.flow).await;
-                }
-            }
+        if let Side::Leg(id) = side
+            && self
+                .leg(id)
+                .is_some_and(|l| l.cseq == seq && l.state != LegState::Answered)
+        {
+            return self.ack_leg_answer(id, body).await;
         }
+        self.ack_seq(side, seq, body).await;
     }
 
     /// Which side a request inside the call came from.

@@ -10,6 +10,7 @@ use wasmswitch_sip::message::{Message, Request};
 use wasmswitch_sip::transaction::FlowTransport;
 use wasmswitch_sip::uri::Uri;
 
+use crate::trunks::host_for_uri;
 use crate::plugins::model::{CallInfo, CallerId, DialTarget, FailureReason, Header, Privacy};
 use crate::store::{CallerId as Placement, DirTrunk, Directory, Transport};
 
@@ -106,14 +107,6 @@ pub(crate) async fn locate(
         .collect())
 }
 
-/// A host as a SIP URI writes it: an IPv6 address in brackets.
-pub(crate) fn host_for_uri(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    }
-}
 
 /// The identity an outbound leg presents: From's display name and user, and the
 /// P-Asserted-Identity and Privacy headers.
