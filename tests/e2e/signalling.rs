@@ -39,8 +39,9 @@ both! {
                 other => panic!("{transport:?}: refused with {other:?}\n{}", refused.report()),
             }
         }
-        let status = switch.stop().await;
-        assert!(status.success(), "SIGTERM drains and exits 0: {status}");
+        let stopped = switch.stop().await;
+        assert!(stopped.status.success(), "SIGTERM drains and exits 0: {stopped:?}");
+        assert!(stopped.log.contains("shutting down"), "{}", stopped.log);
     }
 }
 
@@ -69,6 +70,6 @@ both! {
             .await;
         assert_eq!(none, None, "no call, no record");
         assert!(switch.log().contains("wasmswitch started"), "{}", switch.log_tail(20));
-        assert!(switch.stop().await.success());
+        assert!(switch.stop().await.status.success());
     }
 }

@@ -36,9 +36,16 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// over a fraction of a second; a single call starts at once either way.
 const DEFAULT_RATE: f64 = 10.0;
 
-/// How long a callee may take to bind its port before the start is retried on another (the
-/// port picked free may be taken in between by another test's peer).
+/// How long sipp may take to bind its port after it is spawned: it does so before anything
+/// else, in milliseconds; 5 s only bounds a hang on a loaded machine.
 const BIND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// sipp's exit code when it cannot bind its socket (the port was taken since it was picked).
+const SIPP_CANNOT_BIND: i32 = 254;
+
+/// Ports tried before giving up: each is free when picked, so a second try almost always
+/// succeeds; three makes a failure mean something else is wrong.
+const START_ATTEMPTS: u32 = 3;
 
 /// The number a caller calls (`-s`, the Request-URI's user) unless the test says.
 const DEFAULT_NUMBER: &str = "+15550100";
@@ -132,12 +139,25 @@ impl Sipp {
 
     /// Starts a callee on a free port of 127.0.0.1 and returns once it listens there.
     pub fn uas(self) -> Peer {
-        let mut last = String::new();
-        for _ in 0..3 {
+        self.start(&[])
+    }
+
+    /// Starts a caller placing its calls at `target` (from a free port of its own).
+    pub fn uac(self, target: SocketAddr) -> Peer {
+        let target = target.to_string();
+        self.start(&["-s", self.number.as_str(), target.as_str()])
+    }
+
+    /// Spawns sipp on a free port and waits until it has bound it (or has already ended, its
+    /// work done). The port may be taken between being picked and being bound: sipp then
+    /// exits with [`SIPP_CANNOT_BIND`] and another port is tried.
+    fn start(&self, extra: &[&str]) -> Peer {
+        let mut last = None;
+        for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            let mut peer = self.spawn(port, &[]);
+            let mut peer = self.spawn(port, extra);
             let until = Instant::now() + BIND_TIMEOUT;
-            loop {
+            let exited = loop {
                 if bound(port, self.transport) {
                     return peer;
                 }
@@ -146,24 +166,26 @@ impl Sipp {
                     .as_mut()
                     .and_then(|c| c.try_wait().ok().flatten());
                 if exited.is_some() || Instant::now() >= until {
-                    last = format!(
-                        "{} on port {port}: {exited:?}\n{}",
-                        self.scenario,
-                        read(&peer.dir.path().join("stderr.log"))
-                    );
-                    break;
+                    break exited;
                 }
                 std::thread::sleep(Duration::from_millis(20));
+            };
+            match exited.map(|status| status.code()) {
+                Some(Some(SIPP_CANNOT_BIND)) => {
+                    last = Some(read(&peer.dir.path().join("stderr.log")));
+                }
+                // Done already (a caller whose calls were quick): its outcome says how.
+                Some(_) => return peer,
+                None => panic!(
+                    "sipp ({}) did not bind 127.0.0.1:{port} within {BIND_TIMEOUT:?}",
+                    self.scenario
+                ),
             }
         }
-        panic!("sipp did not start as a callee: {last}");
-    }
-
-    /// Starts a caller placing its calls at `target`.
-    pub fn uac(self, target: SocketAddr) -> Peer {
-        let target = target.to_string();
-        let args = ["-s", self.number.as_str(), target.as_str()];
-        self.spawn(free_port(), &args)
+        panic!(
+            "sipp ({}) found no free port in {START_ATTEMPTS} tries: {last:?}",
+            self.scenario
+        );
     }
 
     fn spawn(&self, port: u16, extra: &[&str]) -> Peer {

@@ -70,6 +70,14 @@ pub struct Switch {
     db: Option<Db>,
 }
 
+/// A switch that has exited after SIGTERM.
+#[derive(Debug)]
+pub struct Stopped {
+    pub status: ExitStatus,
+    /// Everything it logged, the drain included.
+    pub log: String,
+}
+
 /// Why a start did not come up (shown in the test's failure).
 #[derive(Debug)]
 #[allow(dead_code, reason = "the fields are read through Debug")]
@@ -128,8 +136,8 @@ impl Switch {
     }
 
     /// Stops the switch with SIGTERM, as an orchestrator does, and waits for it to exit (the
-    /// drain path); removes its database. Returns how it exited.
-    pub async fn stop(mut self) -> ExitStatus {
+    /// drain path); removes its database. Returns how it exited and its whole log.
+    pub async fn stop(mut self) -> Stopped {
         let mut child = self.child.take().expect("running");
         signal(&child, "-TERM");
         let until = Instant::now() + STOP_TIMEOUT;
@@ -150,7 +158,10 @@ impl Switch {
         if let Some(db) = self.db.take() {
             db.remove().await;
         }
-        status
+        Stopped {
+            status,
+            log: self.log(),
+        }
     }
 
     /// Its log (stderr) so far.
