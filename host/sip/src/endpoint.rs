@@ -304,11 +304,19 @@ impl Endpoint {
         let mut local = Vec::new();
         let mut udp = Vec::new();
         for addr in &config.udp {
-            let socket = Arc::new(UdpSocket::bind(addr).await?);
-            let bound = socket.local_addr()?;
+            // Two handles on one socket: tokio's, which the reader waits on, and a plain
+            // non-blocking one the driver sends with. tokio's `try_send_to` refuses to send
+            // (`WouldBlock`) until its reactor has seen the socket writable, so the first
+            // datagram of a fresh socket was dropped and went out only when retransmitted,
+            // T1 later; and a stateless ACK, never retransmitted, was lost. A plain
+            // `sendto` fails only when the kernel's buffer is really full.
+            let reader = UdpSocket::bind(addr).await?;
+            let bound = reader.local_addr()?;
+            let sender = reader.into_std()?;
+            let reader = UdpSocket::from_std(sender.try_clone()?)?;
             local.push((FlowTransport::Udp, bound));
-            tasks.spawn(udp_reader(socket.clone(), raw_tx.clone()));
-            udp.push((socket, bound));
+            tasks.spawn(udp_reader(Arc::new(reader), raw_tx.clone()));
+            udp.push((sender, bound));
         }
         // Connections are tasks of their own; this tells them the endpoint stopped.
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -569,7 +577,7 @@ struct Driver {
     policy: Policy,
     server: String,
     /// The UDP sockets and the addresses they are bound to.
-    udp: Vec<(Arc<UdpSocket>, SocketAddr)>,
+    udp: Vec<(std::net::UdpSocket, SocketAddr)>,
     conns: HashMap<u64, Conn>,
     /// The newest open connection to each peer address, per transport: what a request to the
     /// peer reuses.
@@ -825,11 +833,8 @@ impl Driver {
 
     fn options_response(&self, request: &Request) -> Response {
         if self.draining {
-            let mut busy = request.reply(
-                503,
-                "Service Unavailable",
-                Some(&request.stateless_tag()),
-            );
+            let mut busy =
+                request.reply(503, "Service Unavailable", Some(&request.stateless_tag()));
             busy.headers_mut().push(HeaderName::RetryAfter, "30");
             return busy;
         }
@@ -858,7 +863,7 @@ impl Driver {
                 match socket {
                     // A full socket buffer drops the datagram; retransmission covers it.
                     Some(s) => {
-                        if let Err(e) = s.try_send_to(&bytes, flow.remote) {
+                        if let Err(e) = s.send_to(&bytes, flow.remote) {
                             tracing::debug!(peer = %flow.remote, error = %e, "UDP send failed");
                         }
                     }

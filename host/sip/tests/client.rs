@@ -238,7 +238,10 @@ async fn a_cancelled_invite_ends_with_its_487_and_the_cancel_stays_quiet() {
     ep.cancel(tx).await.expect("cancellable once it rings");
     let (cancel, from) = next_request(&provider, "CANCEL").await;
     let text = String::from_utf8_lossy(&cancel);
-    assert!(text.contains("z9hG4bKinv1"), "the CANCEL names the INVITE's branch: {text}");
+    assert!(
+        text.contains("z9hG4bKinv1"),
+        "the CANCEL names the INVITE's branch: {text}"
+    );
     provider
         .send_to(answer(&cancel, "200 OK").as_bytes(), from)
         .await
