@@ -197,8 +197,9 @@ async fn start_calls(
             "calls that were up when this host last stopped are recorded as interrupted"
         );
     }
-    let resolver = wasmswitch_sip::dns::Resolver::new(wasmswitch_sip::dns::ResolverConfig::default())
-        .map_err(|e| ServiceError::Config(format!("DNS resolver: {e}")))?;
+    let resolver =
+        wasmswitch_sip::dns::Resolver::new(wasmswitch_sip::dns::ResolverConfig::default())
+            .map_err(|e| ServiceError::Config(format!("DNS resolver: {e}")))?;
     let sip_config = &config.sip;
     let calls_config = crate::calls::CallsConfig {
         host_id,

@@ -42,10 +42,9 @@ use super::limits::Permit;
 use super::outbound::{self, Destination, Presented};
 use super::{Inner, LiveCall};
 use crate::plugins::model::{
-    Action, ActionFailure, AnswerState, CallEnd, CallEvent, CallInfo, CallerId, Dial,
-    DialOutcome, DialResult, DialTarget, FailureReason, HandOver, HangupInfo, Header, LegEnd,
-    LegId, LegInfo, LegRedirect, LegResult, Privacy, RingGroup, RingStrategy, SipStatus,
-    Variable, denied_header,
+    Action, ActionFailure, AnswerState, CallEnd, CallEvent, CallInfo, CallerId, Dial, DialOutcome,
+    DialResult, DialTarget, FailureReason, HandOver, HangupInfo, Header, LegEnd, LegId, LegInfo,
+    LegRedirect, LegResult, Privacy, RingGroup, RingStrategy, SipStatus, Variable, denied_header,
 };
 use crate::plugins::{Decided, Fallback, Session};
 use crate::store::{CallFallback, Cdr, CdrState, DirTrunk, Disposition};
@@ -310,7 +309,10 @@ fn display_name(from: &[u8]) -> Option<String> {
     if before.is_empty() || !text.contains('<') {
         return None;
     }
-    let name = before.trim_matches('"').replace("\\\"", "\"").replace("\\\\", "\\");
+    let name = before
+        .trim_matches('"')
+        .replace("\\\"", "\"")
+        .replace("\\\\", "\\");
     (!name.is_empty()).then_some(name)
 }
 
@@ -593,8 +595,12 @@ impl Call {
             match e {
                 ServerEvent::AckTimeout => {
                     tracing::info!(call = %self.id, "the caller never acknowledged the answer; ending the call");
-                    self.end(CallEnd::Switch("no ACK from the caller".into()), "switch", None)
-                        .await;
+                    self.end(
+                        CallEnd::Switch("no ACK from the caller".into()),
+                        "switch",
+                        None,
+                    )
+                    .await;
                 }
                 ServerEvent::PrackTimeout => {
                     self.end(
@@ -610,18 +616,35 @@ impl Call {
         let due: Vec<LegId> = self
             .legs
             .iter()
-            .filter(|l| matches!(l.state, LegState::Calling | LegState::Ringing) && l.ring_until <= now)
+            .filter(|l| {
+                matches!(l.state, LegState::Calling | LegState::Ringing) && l.ring_until <= now
+            })
             .map(|l| l.info.id)
             .collect();
         for id in due {
-            self.stop_leg(id, LegEnd::NoAnswer, SipStatus::new(408, "Request Timeout"), true)
-                .await;
+            self.stop_leg(
+                id,
+                LegEnd::NoAnswer,
+                SipStatus::new(408, "Request Timeout"),
+                true,
+            )
+            .await;
         }
-        if self.dial.as_ref().and_then(|d| d.deadline).is_some_and(|d| d <= now) {
+        if self
+            .dial
+            .as_ref()
+            .and_then(|d| d.deadline)
+            .is_some_and(|d| d <= now)
+        {
             let alive: Vec<LegId> = self.alive_legs();
             for id in alive {
-                self.stop_leg(id, LegEnd::NoAnswer, SipStatus::new(408, "Request Timeout"), true)
-                    .await;
+                self.stop_leg(
+                    id,
+                    LegEnd::NoAnswer,
+                    SipStatus::new(408, "Request Timeout"),
+                    true,
+                )
+                .await;
             }
             if let Some(d) = &mut self.dial {
                 d.deadline = None;
@@ -767,11 +790,12 @@ impl Call {
     fn fail(&mut self, action: Action, reason: FailureReason, message: String) {
         tracing::debug!(call = %self.id, action = action.name(), %message, "a plugin action failed");
         self.queue.clear();
-        self.events.push_back(CallEvent::ActionFailed(ActionFailure {
-            action,
-            reason,
-            message,
-        }));
+        self.events
+            .push_back(CallEvent::ActionFailed(ActionFailure {
+                action,
+                reason,
+                message,
+            }));
     }
 
     async fn act(&mut self, action: Action) {
@@ -781,7 +805,11 @@ impl Call {
                 self.end(CallEnd::Plugin, "plugin", Some(status)).await;
             }
             Action::Reject(_) => {
-                self.fail(action, FailureReason::InvalidState, "the call is answered".into());
+                self.fail(
+                    action,
+                    FailureReason::InvalidState,
+                    "the call is answered".into(),
+                );
             }
             Action::Hangup(_) => {
                 let status = unanswered.then(|| SipStatus::code(480));
@@ -799,7 +827,11 @@ impl Call {
                     .await;
             }
             Action::Redirect(_) => {
-                self.fail(action, FailureReason::InvalidState, "the call is answered".into());
+                self.fail(
+                    action,
+                    FailureReason::InvalidState,
+                    "the call is answered".into(),
+                );
             }
             Action::Dial(dial) => self.start_dial(dial).await,
             Action::FollowRedirect(ref f) => {
@@ -822,22 +854,31 @@ impl Call {
                 }
                 self.dial_progress().await;
             }
-            Action::HangupLeg(0) => self.end(CallEnd::Plugin, "plugin", unanswered.then(|| SipStatus::code(480))).await,
-            Action::HangupLeg(id) => {
-                match self.leg(id).map(|l| l.state) {
-                    Some(LegState::Ended) | None => {
-                        self.fail(action, FailureReason::UnknownLeg(id), "no such leg up".into())
-                    }
-                    Some(LegState::Answered) => {
-                        self.stop_leg(id, LegEnd::Dropped, SipStatus::code(200), true).await;
-                        self.dial_progress().await;
-                    }
-                    Some(_) => {
-                        self.stop_leg(id, LegEnd::Cancelled, SipStatus::code(487), true).await;
-                        self.dial_progress().await;
-                    }
-                }
+            Action::HangupLeg(0) => {
+                self.end(
+                    CallEnd::Plugin,
+                    "plugin",
+                    unanswered.then(|| SipStatus::code(480)),
+                )
+                .await
             }
+            Action::HangupLeg(id) => match self.leg(id).map(|l| l.state) {
+                Some(LegState::Ended) | None => self.fail(
+                    action,
+                    FailureReason::UnknownLeg(id),
+                    "no such leg up".into(),
+                ),
+                Some(LegState::Answered) => {
+                    self.stop_leg(id, LegEnd::Dropped, SipStatus::code(200), true)
+                        .await;
+                    self.dial_progress().await;
+                }
+                Some(_) => {
+                    self.stop_leg(id, LegEnd::Cancelled, SipStatus::code(487), true)
+                        .await;
+                    self.dial_progress().await;
+                }
+            },
             Action::SetTimer(t) => {
                 if self.timers.len() >= MAX_TIMERS && !self.timers.contains_key(&t.name) {
                     return self.fail(
@@ -857,7 +898,9 @@ impl Call {
             Action::SetVariable(Variable { name, value }) => {
                 if value.is_empty() {
                     self.variables.remove(&name);
-                } else if self.variables.len() >= MAX_VARIABLES && !self.variables.contains_key(&name) {
+                } else if self.variables.len() >= MAX_VARIABLES
+                    && !self.variables.contains_key(&name)
+                {
                     self.fail(
                         Action::SetVariable(Variable { name, value }),
                         FailureReason::LimitReached("variables".into()),
@@ -890,10 +933,14 @@ impl Call {
                         }
                         self.timers.clear();
                         for id in self.alive_legs() {
-                            self.stop_leg(id, LegEnd::Dropped, SipStatus::code(200), false).await;
+                            self.stop_leg(id, LegEnd::Dropped, SipStatus::code(200), false)
+                                .await;
                         }
                         self.dial = None;
-                        self.plugin = self.session.plugin().map(|p| format!("{}@{}", p.id.name, p.id.version));
+                        self.plugin = self
+                            .session
+                            .plugin()
+                            .map(|p| format!("{}@{}", p.id.name, p.id.version));
                         self.take(decided, true);
                     }
                     Err(refused) => {
@@ -914,11 +961,7 @@ impl Call {
                     "{} needs the media engine, which this switch does not run yet",
                     other.name()
                 );
-                self.fail(
-                    other,
-                    FailureReason::Unavailable("media".into()),
-                    message,
-                );
+                self.fail(other, FailureReason::Unavailable("media".into()), message);
             }
         }
     }
@@ -943,7 +986,8 @@ impl Call {
         }
         // Replaces what runs: its legs end without events.
         for id in self.alive_legs() {
-            self.stop_leg(id, LegEnd::Dropped, SipStatus::code(200), false).await;
+            self.stop_leg(id, LegEnd::Dropped, SipStatus::code(200), false)
+                .await;
         }
         if self.legs.len() + dial.groups.iter().map(|g| g.targets.len()).sum::<usize>() > MAX_LEGS {
             return self.fail(
@@ -1064,7 +1108,11 @@ impl Call {
             Ok(h) if !h.is_empty() => h,
             other => {
                 tracing::info!(call = %self.id, target = %dest.target, result = ?other.err(), "cannot locate a leg's next hop");
-                self.leg_failed(info, SipStatus::new(503, "Service Unavailable"), LegEnd::Unreachable);
+                self.leg_failed(
+                    info,
+                    SipStatus::new(503, "Service Unavailable"),
+                    LegEnd::Unreachable,
+                );
                 return false;
             }
         };
@@ -1081,14 +1129,19 @@ impl Call {
             dest.trunk.as_ref(),
             &outbound::identity_domain(dest.trunk.as_ref(), local),
         );
-        let auth = dest.trunk.as_ref().and_then(|t| {
-            Some(DigestClient::new(t.username.clone()?, t.password.clone()?))
-        });
+        let auth = dest
+            .trunk
+            .as_ref()
+            .and_then(|t| Some(DigestClient::new(t.username.clone()?, t.password.clone()?)));
         let max_forwards = self.invite.max_forwards().unwrap_or(70).saturating_sub(1);
         let call_id = format!("{}@wasmswitch", random_hex());
         let leg_tag = random_hex();
         let timeout = Duration::from_millis(u64::from(target.timeout_ms.unwrap_or(0)));
-        let ring = if timeout.is_zero() { DEFAULT_RING } else { timeout };
+        let ring = if timeout.is_zero() {
+            DEFAULT_RING
+        } else {
+            timeout
+        };
         let mut leg = Leg {
             info: info.clone(),
             dest,
@@ -1113,7 +1166,8 @@ impl Call {
         match send_invite(&self.ctx, &self.sink, &self.invite, &mut leg, None).await {
             Ok(tx) => {
                 self.outgoing.insert(tx, Outgoing::Invite(id));
-                self.ctx.add_dialog(Bytes::from(leg.tag.clone()), self.mailbox.clone());
+                self.ctx
+                    .add_dialog(Bytes::from(leg.tag.clone()), self.mailbox.clone());
                 self.legs.push(leg);
                 if let Some(d) = &mut self.dial {
                     d.legs.push(id);
@@ -1121,7 +1175,11 @@ impl Call {
                 true
             }
             Err(()) => {
-                self.leg_failed(info, SipStatus::new(503, "Service Unavailable"), LegEnd::Unreachable);
+                self.leg_failed(
+                    info,
+                    SipStatus::new(503, "Service Unavailable"),
+                    LegEnd::Unreachable,
+                );
                 false
             }
         }
@@ -1169,9 +1227,9 @@ impl Call {
     fn leg_ended(&mut self, id: LegId, end: LegEnd, status: SipStatus, report: bool) {
         let Some(leg) = self.leg_mut(id) else { return };
         leg.state = LegState::Ended;
-        let duration_ms = leg
-            .answered_at
-            .map_or(0, |a| u32::try_from(a.elapsed().as_millis()).unwrap_or(u32::MAX));
+        let duration_ms = leg.answered_at.map_or(0, |a| {
+            u32::try_from(a.elapsed().as_millis()).unwrap_or(u32::MAX)
+        });
         let result = LegResult {
             leg: leg.info.clone(),
             status,
@@ -1208,17 +1266,34 @@ impl Call {
             (Outgoing::Invite(id), ClientEvent::Response(r)) => self.leg_response(id, r).await,
             (Outgoing::Invite(id), ClientEvent::Timeout) => {
                 if self.leg(id).is_some_and(|l| l.state != LegState::Ended) {
-                    self.leg_ended(id, LegEnd::Unreachable, SipStatus::new(408, "Request Timeout"), true);
+                    self.leg_ended(
+                        id,
+                        LegEnd::Unreachable,
+                        SipStatus::new(408, "Request Timeout"),
+                        true,
+                    );
                     self.dial_progress().await;
                 }
             }
             (Outgoing::Invite(id), ClientEvent::TransportError) => {
                 if self.leg(id).is_some_and(|l| l.state != LegState::Ended) {
-                    self.leg_ended(id, LegEnd::Unreachable, SipStatus::new(503, "Service Unavailable"), true);
+                    self.leg_ended(
+                        id,
+                        LegEnd::Unreachable,
+                        SipStatus::new(503, "Service Unavailable"),
+                        true,
+                    );
                     self.dial_progress().await;
                 }
             }
-            (Outgoing::Relay { from, server, reinvite_with_offer }, ClientEvent::Response(r)) => {
+            (
+                Outgoing::Relay {
+                    from,
+                    server,
+                    reinvite_with_offer,
+                },
+                ClientEvent::Response(r),
+            ) => {
                 if r.status < 200 {
                     return;
                 }
@@ -1239,7 +1314,8 @@ impl Call {
             }
             (Outgoing::Relay { from, server, .. }, _) => {
                 let status = SipStatus::new(408, "Request Timeout");
-                self.respond_side(from, server, status.code, reason_of(status.code)).await;
+                self.respond_side(from, server, status.code, reason_of(status.code))
+                    .await;
             }
             (Outgoing::Ours, _) | (Outgoing::Invite(_), _) => {}
         }
@@ -1280,9 +1356,11 @@ impl Call {
                 leg.reported_ringing = true;
                 let info = leg.info.clone();
                 if self.state != AnswerState::Answered && !self.final_sent {
-                    let mut p = self.caller_response(status, &String::from_utf8_lossy(&r.reason), None);
+                    let mut p =
+                        self.caller_response(status, &String::from_utf8_lossy(&r.reason), None);
                     if early {
-                        p.headers_mut().push(HeaderName::ContentType, content_type(r.headers()));
+                        p.headers_mut()
+                            .push(HeaderName::ContentType, content_type(r.headers()));
                         p = with_body(p, r.body().clone());
                         self.state = AnswerState::EarlyMedia;
                     }
@@ -1314,7 +1392,9 @@ impl Call {
                     let _ = d.update_from_response(&r);
                 }
                 let late = leg.ack_waits_for_caller;
-                let wanted = leg.state != LegState::Ended && !forked && self.bridged.is_none()
+                let wanted = leg.state != LegState::Ended
+                    && !forked
+                    && self.bridged.is_none()
                     && !self.final_sent_non_2xx();
                 if !wanted || !late {
                     self.ack_in_dialog(Side::Leg(id), &r, None).await;
@@ -1335,18 +1415,17 @@ impl Call {
                     d.answered = Some(id);
                 }
                 // The others of the dial are cancelled.
-                let others: Vec<LegId> = self
-                    .alive_legs()
-                    .into_iter()
-                    .filter(|&o| o != id)
-                    .collect();
+                let others: Vec<LegId> =
+                    self.alive_legs().into_iter().filter(|&o| o != id).collect();
                 for o in others {
-                    self.stop_leg(o, LegEnd::Cancelled, SipStatus::code(487), true).await;
+                    self.stop_leg(o, LegEnd::Cancelled, SipStatus::code(487), true)
+                        .await;
                 }
                 if self.state != AnswerState::Answered {
                     let mut ok = self.caller_response(200, "OK", None);
                     if !r.body().is_empty() {
-                        ok.headers_mut().push(HeaderName::ContentType, content_type(r.headers()));
+                        ok.headers_mut()
+                            .push(HeaderName::ContentType, content_type(r.headers()));
                         ok = with_body(ok, r.body().clone());
                     }
                     self.answer_caller(ok).await;
@@ -1414,9 +1493,14 @@ impl Call {
                 && let Some(leg) = self.legs.get_mut(i)
             {
                 let old = leg.tx;
-                let sent =
-                    send_invite(&self.ctx, &self.sink, &self.invite, leg, Some((answer, &value)))
-                        .await;
+                let sent = send_invite(
+                    &self.ctx,
+                    &self.sink,
+                    &self.invite,
+                    leg,
+                    Some((answer, &value)),
+                )
+                .await;
                 self.outgoing.remove(&old);
                 if let Ok(tx) = sent {
                     self.outgoing.insert(tx, Outgoing::Invite(id));
@@ -1430,7 +1514,19 @@ impl Call {
             let contacts = r
                 .headers()
                 .get_all(&HeaderName::Contact)
-                .flat_map(|v| String::from_utf8_lossy(v).split(',').map(|c| c.trim().trim_start_matches('<').split('>').next().unwrap_or("").to_owned()).collect::<Vec<_>>())
+                .flat_map(|v| {
+                    String::from_utf8_lossy(v)
+                        .split(',')
+                        .map(|c| {
+                            c.trim()
+                                .trim_start_matches('<')
+                                .split('>')
+                                .next()
+                                .unwrap_or("")
+                                .to_owned()
+                        })
+                        .collect::<Vec<_>>()
+                })
                 .filter(|c| !c.is_empty())
                 .take(8)
                 .collect();
@@ -1443,10 +1539,26 @@ impl Call {
                 status,
                 contacts,
             }));
-            self.leg_ended(id, LegEnd::Redirected, SipStatus { code: status, reason: Some(reason) }, true);
+            self.leg_ended(
+                id,
+                LegEnd::Redirected,
+                SipStatus {
+                    code: status,
+                    reason: Some(reason),
+                },
+                true,
+            );
             return;
         }
-        self.leg_ended(id, LegEnd::Rejected, SipStatus { code: status, reason: Some(reason) }, true);
+        self.leg_ended(
+            id,
+            LegEnd::Rejected,
+            SipStatus {
+                code: status,
+                reason: Some(reason),
+            },
+            true,
+        );
         self.dial_progress().await;
     }
 
@@ -1456,9 +1568,13 @@ impl Call {
     fn caller_response(&self, status: u16, reason: &str, body: Option<Bytes>) -> Response {
         let mut r = self.invite.reply(status, reason, Some(&self.local_tag));
         if status < 300 && status > 100 {
-            let local = self.ctx.local_address(self.flow.transport, self.flow.remote);
-            r.headers_mut()
-                .push(HeaderName::Contact, outbound::contact(self.flow.transport, local));
+            let local = self
+                .ctx
+                .local_address(self.flow.transport, self.flow.remote);
+            r.headers_mut().push(
+                HeaderName::Contact,
+                outbound::contact(self.flow.transport, local),
+            );
         }
         if status >= 200 && status < 300 {
             r.headers_mut().push(HeaderName::Allow, outbound::ALLOW);
@@ -1480,7 +1596,9 @@ impl Call {
     async fn answer_caller(&mut self, ok: Response) {
         match Dialog::uas(&self.invite, &self.local_tag, 1) {
             Ok(d) => self.dialog = Some(d),
-            Err(e) => tracing::debug!(call = %self.id, error = %e, "the caller's INVITE makes no dialog"),
+            Err(e) => {
+                tracing::debug!(call = %self.id, error = %e, "the caller's INVITE makes no dialog")
+            }
         }
         if let Err(e) = self.server.respond(Instant::now(), ok) {
             tracing::debug!(call = %self.id, error = %e, "could not answer the caller");
@@ -1532,11 +1650,14 @@ impl Call {
             }
             Input::Cancelled => {
                 if !self.final_sent {
-                    self.end(CallEnd::Caller, "caller", Some(SipStatus::code(487))).await;
+                    self.end(CallEnd::Caller, "caller", Some(SipStatus::code(487)))
+                        .await;
                 }
             }
             Input::Stray(r) => {
-                let tag = r.core().and_then(|c| c.from().tag().map(Bytes::copy_from_slice));
+                let tag = r
+                    .core()
+                    .and_then(|c| c.from().tag().map(Bytes::copy_from_slice));
                 let id = self
                     .legs
                     .iter()
@@ -1548,7 +1669,8 @@ impl Call {
             }
             Input::HangUp(why) => {
                 let status = (!self.final_sent).then(|| SipStatus::new(503, "Service Unavailable"));
-                self.end(CallEnd::Switch(why.into()), "switch", status).await;
+                self.end(CallEnd::Switch(why.into()), "switch", status)
+                    .await;
             }
         }
     }
@@ -1556,7 +1678,9 @@ impl Call {
     /// ACKs a leg's first 2xx, with the answer the caller's ACK carried (late offer).
     async fn ack_leg_answer(&mut self, id: LegId, body: Option<(Bytes, Bytes)>) {
         let Some(leg) = self.leg_mut(id) else { return };
-        let Some(dialog) = leg.dialog.clone() else { return };
+        let Some(dialog) = leg.dialog.clone() else {
+            return;
+        };
         let local = self.ctx.local_address(leg.flow.transport, leg.flow.remote);
         let via = Bytes::from(outbound::via(leg.flow.transport, local, &random_hex()));
         match leg.client.ack(&dialog, via, body) {
@@ -1570,12 +1694,17 @@ impl Call {
 
     /// ACKs the 2xx to our re-INVITE with CSeq `seq` in a side's dialog.
     async fn ack_seq(&mut self, side: Side, seq: u32, body: Option<(Bytes, Bytes)>) {
-        let Some(flow) = self.flow_of(side) else { return };
+        let Some(flow) = self.flow_of(side) else {
+            return;
+        };
         let local = self.ctx.local_address(flow.transport, flow.remote);
         let via = Bytes::from(outbound::via(flow.transport, local, &random_hex()));
         let ack = match side {
             Side::Caller => self.dialog.as_ref().map(|d| d.ack(seq, via, body)),
-            Side::Leg(id) => self.leg(id).and_then(|l| l.dialog.as_ref()).map(|d| d.ack(seq, via, body)),
+            Side::Leg(id) => self
+                .leg(id)
+                .and_then(|l| l.dialog.as_ref())
+                .map(|d| d.ack(seq, via, body)),
         };
         if let Some(Ok(ack)) = ack {
             let _ = self.ctx.endpoint.send_stateless(ack, flow).await;
@@ -1673,7 +1802,11 @@ impl Call {
             Method::Invite | Method::Update | Method::Info => {
                 // Passed across the bridge; its answer comes back the same way.
                 let Some(peer) = self.peer_of(side) else {
-                    let code = if *request.method() == Method::Invite { 488 } else { 481 };
+                    let code = if *request.method() == Method::Invite {
+                        488
+                    } else {
+                        481
+                    };
                     let r = request.reply(code, reason_of(code), None);
                     let _ = self.ctx.endpoint.respond(tx, r).await;
                     if *request.method() == Method::Invite
@@ -1755,8 +1888,10 @@ impl Call {
         if (200..300).contains(&r.status) && *request.method() != Method::Info {
             let flow = self.flow_of(from).unwrap_or(self.flow);
             let local = self.ctx.local_address(flow.transport, flow.remote);
-            out.headers_mut()
-                .push(HeaderName::Contact, outbound::contact(flow.transport, local));
+            out.headers_mut().push(
+                HeaderName::Contact,
+                outbound::contact(flow.transport, local),
+            );
         }
         if !r.body().is_empty() {
             out.headers_mut()
@@ -1792,9 +1927,9 @@ impl Call {
                     leg: leg.info.clone(),
                     status: SipStatus::code(if answered { 200 } else { 487 }),
                     end,
-                    duration_ms: leg
-                        .answered_at
-                        .map_or(0, |a| u32::try_from(a.elapsed().as_millis()).unwrap_or(u32::MAX)),
+                    duration_ms: leg.answered_at.map_or(0, |a| {
+                        u32::try_from(a.elapsed().as_millis()).unwrap_or(u32::MAX)
+                    }),
                 });
             }
         }
@@ -1826,9 +1961,9 @@ impl Call {
         let hangup = HangupInfo {
             ended_by: by,
             status: final_status,
-            duration_ms: self
-                .answered_at
-                .map_or(0, |a| u32::try_from(a.elapsed().as_millis()).unwrap_or(u32::MAX)),
+            duration_ms: self.answered_at.map_or(0, |a| {
+                u32::try_from(a.elapsed().as_millis()).unwrap_or(u32::MAX)
+            }),
             legs,
             recordings: Vec::new(),
         };
@@ -1862,7 +1997,8 @@ impl Call {
 }
 
 fn with_body(mut r: Response, body: Bytes) -> Response {
-    r.headers_mut().set(HeaderName::ContentLength, body.len().to_string());
+    r.headers_mut()
+        .set(HeaderName::ContentLength, body.len().to_string());
     r.set_body(body);
     r
 }
@@ -1899,7 +2035,11 @@ async fn send_invite(
         return Err(());
     };
     leg.client = InviteClient::new(request.clone());
-    match ctx.endpoint.request_into(request, leg.flow, sink.clone()).await {
+    match ctx
+        .endpoint
+        .request_into(request, leg.flow, sink.clone())
+        .await
+    {
         Ok(tx) => {
             leg.tx = tx;
             Ok(tx)

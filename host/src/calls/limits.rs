@@ -176,7 +176,11 @@ mod tests {
         let start = Instant::now();
         let mut held = Vec::new();
         for _ in 0..5 {
-            held.push(limiter.admit_at("a", caps, start).expect("within the burst"));
+            held.push(
+                limiter
+                    .admit_at("a", caps, start)
+                    .expect("within the burst"),
+            );
         }
         assert_eq!(
             limiter.admit_at("a", caps, start).map(|_| ()),

@@ -183,7 +183,8 @@ impl Calls {
     /// task calls it every [`CallsConfig::directory_poll`].
     pub async fn refresh(&self) -> Result<bool, crate::store::StoreError> {
         let version = self.inner.store.directory_version().await?;
-        if u64::try_from(version).unwrap_or(0) == self.inner.directory_version.load(Ordering::Relaxed)
+        if u64::try_from(version).unwrap_or(0)
+            == self.inner.directory_version.load(Ordering::Relaxed)
         {
             return Ok(false);
         }
@@ -285,9 +286,11 @@ impl Calls {
                     // Out of dialog and not a call: nothing here takes MESSAGE, SUBSCRIBE or
                     // REFER outside a dialog yet.
                     let status = match request.method() {
-                        Method::Bye | Method::Prack | Method::Update | Method::Info => {
-                            (481, "Call/Transaction Does Not Exist")
-                        }
+                        Method::Bye
+                        | Method::Cancel
+                        | Method::Prack
+                        | Method::Update
+                        | Method::Info => (481, "Call/Transaction Does Not Exist"),
                         _ => (405, "Method Not Allowed"),
                     };
                     self.reply(tx, &request, status.0, status.1, &[]);
@@ -325,11 +328,18 @@ impl Calls {
     fn in_dialog(&self, tx: TxId, request: Request, flow: Flow) {
         match self.dialog(request.to().tag()) {
             Some(mailbox) => {
-                if let Err(mpsc::error::TrySendError::Full(Input::Request { tx, request, .. })) =
-                    mailbox.try_send(Input::Request { tx, request, flow })
+                if let Err(mpsc::error::TrySendError::Full(Input::Request {
+                    tx, request, ..
+                })) = mailbox.try_send(Input::Request { tx, request, flow })
                 {
                     metrics::counter!("calls_mailbox_full_total").increment(1);
-                    self.reply(tx, &request, 503, "Service Unavailable", &[("Retry-After", "1")]);
+                    self.reply(
+                        tx,
+                        &request,
+                        503,
+                        "Service Unavailable",
+                        &[("Retry-After", "1")],
+                    );
                 }
             }
             None => {
@@ -341,7 +351,14 @@ impl Calls {
     }
 
     /// Answers a request the calls layer will not take, at once and in a task of its own.
-    fn reply(&self, tx: TxId, request: &Request, status: u16, reason: &str, extra: &[(&str, &str)]) {
+    fn reply(
+        &self,
+        tx: TxId,
+        request: &Request,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+    ) {
         let tag = request.stateless_tag();
         let mut response: Response = request.reply(status, reason, Some(&tag));
         for (name, value) in extra {
@@ -372,7 +389,12 @@ impl Calls {
             self.reply(tx, &request, status, reason, extra);
         };
         if self.inner.draining.load(Ordering::Relaxed) {
-            return refuse(503, "Service Unavailable", "draining", &[("Retry-After", "30")]);
+            return refuse(
+                503,
+                "Service Unavailable",
+                "draining",
+                &[("Retry-After", "30")],
+            );
         }
         let directory = self.inner.directory.load();
         let called = request
@@ -391,7 +413,9 @@ impl Calls {
             return refuse(404, "Not Found", "unknown-number", &[]);
         };
         let caps = limits::Caps {
-            tenant_calls: settings.max_calls.unwrap_or(self.inner.config.tenant_max_calls),
+            tenant_calls: settings
+                .max_calls
+                .unwrap_or(self.inner.config.tenant_max_calls),
             tenant_per_second: settings
                 .max_calls_per_second
                 .unwrap_or(self.inner.config.tenant_calls_per_second),
@@ -455,6 +479,11 @@ impl Inner {
 
     /// Where the far end should reach the switch over `transport` when talking to `remote`.
     pub(crate) fn local_address(&self, transport: FlowTransport, remote: SocketAddr) -> SocketAddr {
-        crate::trunks::local_address_for(self.config.public, self.config.bound, transport.into(), remote)
+        crate::trunks::local_address_for(
+            self.config.public,
+            self.config.bound,
+            transport.into(),
+            remote,
+        )
     }
 }

@@ -10,9 +10,9 @@ use wasmswitch_sip::message::{Message, Request};
 use wasmswitch_sip::transaction::FlowTransport;
 use wasmswitch_sip::uri::Uri;
 
-use crate::trunks::host_for_uri;
 use crate::plugins::model::{CallInfo, CallerId, DialTarget, FailureReason, Header, Privacy};
 use crate::store::{CallerId as Placement, DirTrunk, Directory, Transport};
+use crate::trunks::host_for_uri;
 
 /// Where one target is to be rung: the Request-URI and how to reach its next hop.
 #[derive(Debug, Clone)]
@@ -41,7 +41,8 @@ pub(crate) fn destination(
         let sip = uri
             .as_sip()
             .ok_or_else(|| FailureReason::BadTarget(target.target.clone()))?;
-        let next = Target::from_uri(sip).map_err(|_| FailureReason::BadTarget(target.target.clone()))?;
+        let next =
+            Target::from_uri(sip).map_err(|_| FailureReason::BadTarget(target.target.clone()))?;
         let trunk = match &target.trunk {
             Some(name) => Some(
                 directory
@@ -81,13 +82,8 @@ pub(crate) fn destination(
         Transport::Tls => ";transport=tls",
     };
     let uri = format!("sip:{text}@{host}{port}{transport}");
-    let next = Target::new(
-        &trunk.host,
-        trunk.port,
-        Some(trunk.transport.into()),
-        false,
-    )
-    .map_err(|_| FailureReason::BadTarget(target.target.clone()))?;
+    let next = Target::new(&trunk.host, trunk.port, Some(trunk.transport.into()), false)
+        .map_err(|_| FailureReason::BadTarget(target.target.clone()))?;
     Ok(Destination {
         uri,
         target: next,
@@ -106,7 +102,6 @@ pub(crate) async fn locate(
         .iter()
         .collect())
 }
-
 
 /// The identity an outbound leg presents: From's display name and user, and the
 /// P-Asserted-Identity and Privacy headers.
@@ -366,8 +361,16 @@ mod tests {
 
     #[test]
     fn from_carries_the_caller_with_an_escaped_name() {
-        let p = present(&call(), None, Some(&trunk(Placement::From)), "sip.example.net");
-        assert_eq!(p.from, "\"Alice \\\"A\\\"\" <sip:+14155550100@sip.example.net>");
+        let p = present(
+            &call(),
+            None,
+            Some(&trunk(Placement::From)),
+            "sip.example.net",
+        );
+        assert_eq!(
+            p.from,
+            "\"Alice \\\"A\\\"\" <sip:+14155550100@sip.example.net>"
+        );
         assert_eq!(p.asserted, None);
         assert_eq!(p.privacy, None);
     }
@@ -382,7 +385,10 @@ mod tests {
         };
         let p = present(&call(), Some(&chosen), Some(&trunk(Placement::Both)), "gw");
         assert_eq!(p.from, "<sip:+442071234567@gw>");
-        assert_eq!(p.asserted.as_deref(), Some("<sip:+14155550100@carrier.example>"));
+        assert_eq!(
+            p.asserted.as_deref(),
+            Some("<sip:+14155550100@carrier.example>")
+        );
     }
 
     #[test]

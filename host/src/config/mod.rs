@@ -639,7 +639,9 @@ impl Config {
             bad.push("calls.drain_secs: must be 0-86400".into());
         }
         if self.calls.host_id.len() > 128 || self.calls.host_id.chars().any(char::is_control) {
-            bad.push("calls.host_id: at most 128 characters, none of them control characters".into());
+            bad.push(
+                "calls.host_id: at most 128 characters, none of them control characters".into(),
+            );
         }
         if !(1..=1_000_000).contains(&self.plugins.max_instances) {
             bad.push("plugins.max_instances: must be 1-1000000".into());

@@ -131,18 +131,19 @@ fn route(call: &CallInfo) -> Action {
 
 /// The dial through one trunk failed: the next trunk of the route, if one is left.
 fn failover(outcome: DialOutcome) -> Vec<Action> {
-    FAILOVER.with(|f| {
-        let mut state = f.borrow_mut();
-        let (number, left) = state.as_mut()?;
-        if left.is_empty() {
-            return None;
-        }
-        let next = left.remove(0);
-        log::info(&format!("{number}: {outcome:?} -> trunk {next}"));
-        metrics::incr("failovers");
-        Some(vec![Action::Dial(Dial::to([number.clone()]).via(next))])
-    })
-    .unwrap_or_default()
+    FAILOVER
+        .with(|f| {
+            let mut state = f.borrow_mut();
+            let (number, left) = state.as_mut()?;
+            if left.is_empty() {
+                return None;
+            }
+            let next = left.remove(0);
+            log::info(&format!("{number}: {outcome:?} -> trunk {next}"));
+            metrics::incr("failovers");
+            Some(vec![Action::Dial(Dial::to([number.clone()]).via(next))])
+        })
+        .unwrap_or_default()
 }
 
 export_call_handler!(Plugin);
