@@ -87,7 +87,8 @@ pub async fn delete_did(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Adds a trunk. Its password is write-only.
+/// Adds a trunk. Its password is write-only. `inbound` lists the addresses its calls come
+/// from; a trunk without `port` is located by RFC 3263 (SRV, then 5060, or 5061 over TLS).
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/trunks", tag = "telephony",
     params(TenantPath), request_body = NewTrunk,
     responses((status = 201, body = Trunk), (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
@@ -132,7 +133,8 @@ pub async fn get_trunk(
     Ok(axum::Json(state.store.trunk(&p.tenant, &p.id).await?))
 }
 
-/// Replaces a trunk's settings; leaving out `password` keeps the stored one.
+/// Replaces a trunk's settings; leaving out `password` keeps the stored one, leaving out any
+/// other field sets its default (for `port`: none, located by RFC 3263).
 #[utoipa::path(put, path = "/v1/tenants/{tenant}/trunks/{id}", tag = "telephony",
     params(IdPath), request_body = NewTrunk,
     responses((status = 200, body = Trunk), (status = 404, body = super::Problem), (status = 422, body = super::Problem)),
