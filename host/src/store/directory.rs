@@ -274,6 +274,11 @@ impl Directory {
         entry.trunks.get(i)
     }
 
+    /// Every tenant (in no order).
+    pub fn tenants(&self) -> impl Iterator<Item = &DirTenant> {
+        self.tenants.values().map(|e| &e.tenant)
+    }
+
     /// How many numbers and tenants it holds (for logs and metrics).
     pub fn counts(&self) -> (usize, usize) {
         (self.numbers.len(), self.tenants.len())
