@@ -372,7 +372,10 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(tenants::get, tenants::update, tenants::delete))
         .routes(routes!(tenants::create_key, tenants::list_keys))
         .routes(routes!(tenants::revoke_key))
-        .routes(routes!(tenants::get_call_settings, tenants::put_call_settings))
+        .routes(routes!(
+            tenants::get_call_settings,
+            tenants::put_call_settings
+        ))
         .routes(routes!(tenants::get_limits, tenants::put_limits))
         .routes(routes!(tenants::mint_token))
         .routes(routes!(tenants::whoami))

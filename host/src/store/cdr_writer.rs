@@ -88,6 +88,8 @@ pub struct CdrWriterStats {
     pub waiting: u64,
 }
 
+// Nearly every item is a record: boxing it would add an allocation to each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Item {
     Record(Cdr),
@@ -111,8 +113,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// Counts records in or out of the queue. The gauge is set by the task, once a batch:
+    /// [`CdrWriter::record`] stays one atomic add and a channel slot.
     fn waiting_changed(&self, by: i64) {
-        let now = self.waiting.fetch_add(by, Ordering::Relaxed) + by;
+        self.waiting.fetch_add(by, Ordering::Relaxed);
+    }
+
+    fn publish_waiting(&self) {
+        let now = self.waiting.load(Ordering::Relaxed);
         metrics::gauge!("cdr_waiting").set(now.max(0) as f64);
     }
 
@@ -270,8 +278,10 @@ async fn run(
                 Ok(None) | Err(_) => break,
             }
         }
+        shared.publish_waiting();
         write(&store, &batch, &shared, &options).await;
         shared.waiting_changed(-(batch.len() as i64));
+        shared.publish_waiting();
         batch.clear();
         for done in flushes.drain(..) {
             let _ = done.send(());
@@ -350,7 +360,9 @@ fn refused(e: &StoreError) -> bool {
                     | ErrorKind::UniqueViolation
                     | ErrorKind::NotNullViolation
                     | ErrorKind::CheckViolation
-            ) || (db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some()
+            ) || (db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
                 && db.code().is_some_and(|c| c.starts_with("22")))
         }
         _ => false,

@@ -488,7 +488,11 @@ impl Store {
     /// `hangup_cause` `host-restart` and `ended_by` `switch`; its duration runs from its
     /// answer (0 if never answered) and its disposition becomes `answered` or `failed`.
     /// Returns how many records it marked.
-    pub async fn interrupt_running_cdrs(&self, host_id: &str, now_ms: i64) -> Result<u64, StoreError> {
+    pub async fn interrupt_running_cdrs(
+        &self,
+        host_id: &str,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE cdrs SET state = 'interrupted', ended_at = $2, hangup_cause = 'host-restart', \
              ended_by = 'switch', \
@@ -632,7 +636,10 @@ mod tests {
         c.make_storable();
         assert!(c.check().is_ok(), "{c:?}");
         assert_eq!(c.call_id.as_deref(), Some("nul\u{fffd}inside"));
-        assert_eq!(c.sip_reason.as_ref().map(|r| r.chars().count()), Some(MAX_TEXT_CHARS));
+        assert_eq!(
+            c.sip_reason.as_ref().map(|r| r.chars().count()),
+            Some(MAX_TEXT_CHARS)
+        );
         assert_eq!(c.from_number, "line\u{fffd}\u{fffd}break");
         assert_eq!(c.ended_by, None);
         // The switch's own fields cannot be repaired, only refused.
@@ -643,7 +650,15 @@ mod tests {
         let mut c = record();
         c.id = String::new();
         assert!(c.check().is_err());
-        for ok in ["caller", "callee", "plugin", "idle", "switch", "limit", "max-duration_2"] {
+        for ok in [
+            "caller",
+            "callee",
+            "plugin",
+            "idle",
+            "switch",
+            "limit",
+            "max-duration_2",
+        ] {
             assert!(valid_ended_by(ok), "{ok}");
         }
         for bad in ["", "Caller", "by caller", &"x".repeat(MAX_ENDED_BY + 1)] {
@@ -661,7 +676,10 @@ mod tests {
              WHEN 'interrupted' THEN 1 ELSE 2 END) <= (CASE excluded.state WHEN 'running' THEN 0 \
              WHEN 'interrupted' THEN 1 ELSE 2 END)"
         ), "{sql}");
-        assert!(!sql.contains("tenant_id = excluded.tenant_id,"), "the tenant never changes");
+        assert!(
+            !sql.contains("tenant_id = excluded.tenant_id,"),
+            "the tenant never changes"
+        );
         for s in [CdrState::Running, CdrState::Ended, CdrState::Interrupted] {
             assert_eq!(CdrState::parse(s.as_str()), Some(s));
         }

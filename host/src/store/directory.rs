@@ -17,7 +17,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row};
 
 use super::numbers::{CallerId, TRUNK_COLUMNS, Transport, trunk_address, trunk_inbound};
-use super::tenants::{CallFallback, tenant_limits};
+use super::tenants::{CallFallback, tenant_calls};
 use super::{Backend, Store, StoreError};
 
 /// Why a text is not an address or CIDR block.
@@ -316,7 +316,7 @@ impl Directory {
                 .flat_map(|(i, t)| t.inbound.iter().map(move |b| (*b, i)))
                 .collect();
             // Stable: equal prefixes stay in trunk-name order, which `trunks` already has.
-            e.sources.sort_by(|a, b| b.0.prefix().cmp(&a.0.prefix()));
+            e.sources.sort_by_key(|s| std::cmp::Reverse(s.0.prefix()));
         }
         Directory {
             version,
@@ -360,13 +360,13 @@ fn dir_trunk(row: &AnyRow) -> Result<(String, DirTrunk), sqlx::Error> {
 }
 
 fn dir_tenant(row: &AnyRow) -> Result<DirTenant, sqlx::Error> {
-    let (max_calls, max_calls_per_second, fallback) = tenant_limits(row)?;
+    let calls = tenant_calls(row)?;
     Ok(DirTenant {
         id: row.try_get("id")?,
         sip_domain: row.try_get("sip_domain")?,
-        max_calls,
-        max_calls_per_second,
-        fallback: fallback.unwrap_or_default(),
+        max_calls: calls.limits.max_calls,
+        max_calls_per_second: calls.limits.max_calls_per_second,
+        fallback: calls.fallback.unwrap_or_default(),
     })
 }
 
@@ -470,7 +470,10 @@ mod tests {
                 "203.0.113.9/24",
                 CidrError::HostBits("203.0.113.0/24".into()),
             ),
-            ("2001:db8::1/32", CidrError::HostBits("2001:db8::/32".into())),
+            (
+                "2001:db8::1/32",
+                CidrError::HostBits("2001:db8::/32".into()),
+            ),
         ] {
             assert_eq!(input.parse::<Cidr>(), Err(err), "{input:?}");
         }
@@ -565,8 +568,15 @@ mod tests {
 
         assert_eq!(dir.owner_of("+14155550100"), Some("t"));
         assert_eq!(dir.owner_of("14155550100"), None);
-        assert_eq!(dir.owner_of("+14155550199"), None, "a number of no loaded tenant");
-        assert_eq!(dir.trunk("t", "narrow").map(|x| x.id.as_str()), Some("trk_narrow"));
+        assert_eq!(
+            dir.owner_of("+14155550199"),
+            None,
+            "a number of no loaded tenant"
+        );
+        assert_eq!(
+            dir.trunk("t", "narrow").map(|x| x.id.as_str()),
+            Some("trk_narrow")
+        );
         assert_eq!(dir.trunk("u", "narrow"), None);
         assert_eq!(dir.tenant("u").map(|x| x.id.as_str()), Some("u"));
         assert_eq!(dir.counts(), (1, 2));
@@ -577,6 +587,9 @@ mod tests {
         let (_, t) = trunk("x", &[]);
         assert!(!format!("{t:?}").contains("secret"));
         let json = serde_json::to_string(&t).unwrap_or_default();
-        assert!(json.contains("\"name\":\"x\"") && !json.contains("secret"), "{json}");
+        assert!(
+            json.contains("\"name\":\"x\"") && !json.contains("secret"),
+            "{json}"
+        );
     }
 }

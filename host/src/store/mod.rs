@@ -50,8 +50,7 @@ pub use plugins::{
 pub use registrations::{Decided, NonceCount, Registration, RegistrationChange};
 pub use sip_identities::{SipIdentity, TTL as SIP_IDENTITY_TTL};
 pub use tenants::{
-    CallFallback, CallLimits, MAX_TEXT_CHARS, Tenant, check_text, valid_sip_domain,
-    valid_tenant_id,
+    CallFallback, CallLimits, MAX_TEXT_CHARS, Tenant, check_text, valid_sip_domain, valid_tenant_id,
 };
 pub use trunk_registrations::{RegisteringTrunk, TrunkRegistration};
 

@@ -196,10 +196,14 @@ fn decode_err(col: &str, what: String) -> sqlx::Error {
     }
 }
 
+/// A tenant row's call limits and fallback.
+pub(super) struct TenantCalls {
+    pub limits: CallLimits,
+    pub fallback: Option<CallFallback>,
+}
+
 /// A tenant row's call limits and fallback, checked: the one place they are decoded.
-pub(super) fn tenant_limits(
-    row: &AnyRow,
-) -> Result<(Option<u32>, Option<u32>, Option<CallFallback>), sqlx::Error> {
+pub(super) fn tenant_calls(row: &AnyRow) -> Result<TenantCalls, sqlx::Error> {
     let limit = |col: &str| -> Result<Option<u32>, sqlx::Error> {
         row.try_get::<Option<i64>, _>(col)?
             .map(|n| u32::try_from(n).map_err(|_| decode_err(col, n.to_string())))
@@ -212,24 +216,26 @@ pub(super) fn tenant_limits(
                 .map_err(|e| decode_err("call_fallback", format!("{json:?}: {e}")))
         })
         .transpose()?;
-    Ok((
-        limit("max_calls")?,
-        limit("max_calls_per_second")?,
+    Ok(TenantCalls {
+        limits: CallLimits {
+            max_calls: limit("max_calls")?,
+            max_calls_per_second: limit("max_calls_per_second")?,
+        },
         fallback,
-    ))
+    })
 }
 
 fn tenant(row: &AnyRow) -> Result<Tenant, sqlx::Error> {
-    let (max_calls, max_calls_per_second, call_fallback) = tenant_limits(row)?;
+    let calls = tenant_calls(row)?;
     Ok(Tenant {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         created_at: row.try_get("created_at")?,
         uid: row.try_get("uid")?,
         sip_domain: row.try_get("sip_domain")?,
-        max_calls,
-        max_calls_per_second,
-        call_fallback,
+        max_calls: calls.limits.max_calls,
+        max_calls_per_second: calls.limits.max_calls_per_second,
+        call_fallback: calls.fallback,
     })
 }
 
@@ -359,11 +365,12 @@ impl Store {
             trunk: Some(name), ..
         }) = fallback
         {
-            let found = sqlx::query("SELECT 1 AS one FROM trunks WHERE tenant_id = $1 AND name = $2")
-                .bind(id)
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let found =
+                sqlx::query("SELECT 1 AS one FROM trunks WHERE tenant_id = $1 AND name = $2")
+                    .bind(id)
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if found.is_none() {
                 return Err(StoreError::Invalid(format!(
                     "the fallback's trunk {name:?} is not one of the tenant's"
@@ -384,7 +391,11 @@ impl Store {
     }
 
     /// Sets the tenant's call limits (`None`: the host's default).
-    pub async fn set_call_limits(&self, id: &str, limits: CallLimits) -> Result<Tenant, StoreError> {
+    pub async fn set_call_limits(
+        &self,
+        id: &str,
+        limits: CallLimits,
+    ) -> Result<Tenant, StoreError> {
         let sql = format!(
             "UPDATE tenants SET max_calls = $2, max_calls_per_second = $3 WHERE id = $1 \
              RETURNING {COLUMNS}"
@@ -535,7 +546,10 @@ mod tests {
             dial("al ice", None),
             dial("", None),
             dial("alice", Some("Not A Trunk")),
-            dial(&format!("sip:{}@example.com", "a".repeat(MAX_TARGET_BYTES)), None),
+            dial(
+                &format!("sip:{}@example.com", "a".repeat(MAX_TARGET_BYTES)),
+                None,
+            ),
         ] {
             assert!(
                 matches!(bad.validate(), Err(StoreError::Invalid(_))),
