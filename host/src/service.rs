@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use wasmswitch_sip::Method;
 use wasmswitch_sip::endpoint::{Endpoint, EndpointConfig, Keepalive};
 use wasmswitch_sip::limits::RateLimit;
 use wasmswitch_sip::tls::{TlsIdentity, TlsTrust};

@@ -17,5 +17,6 @@
 
 mod harness;
 
+mod calls;
 mod peers;
 mod signalling;

@@ -51,6 +51,7 @@ pub async fn create_did(
         .store
         .create_did(&p.tenant, &body.number, &body.description)
         .await?;
+    state.directory_changed().await;
     state
         .audit(&who, Some(&p.tenant), "number.create", &d.number, "")
         .await;
@@ -81,6 +82,7 @@ pub async fn delete_did(
 ) -> Result<StatusCode, ApiError> {
     who.admin(&p.tenant)?;
     state.store.delete_did(&p.tenant, &p.number).await?;
+    state.directory_changed().await;
     state
         .audit(&who, Some(&p.tenant), "number.delete", &p.number, "")
         .await;
@@ -101,6 +103,7 @@ pub async fn create_trunk(
 ) -> Created<Trunk> {
     who.admin(&p.tenant)?;
     let t = state.store.create_trunk(&p.tenant, &body).await?;
+    state.directory_changed().await;
     state
         .audit(&who, Some(&p.tenant), "trunk.create", &t.id, &t.name)
         .await;
@@ -147,6 +150,7 @@ pub async fn update_trunk(
 ) -> Reply<Trunk> {
     who.admin(&p.tenant)?;
     let t = state.store.update_trunk(&p.tenant, &p.id, &body).await?;
+    state.directory_changed().await;
     state
         .audit(&who, Some(&p.tenant), "trunk.update", &t.id, &t.name)
         .await;
@@ -164,6 +168,7 @@ pub async fn delete_trunk(
 ) -> Result<StatusCode, ApiError> {
     who.admin(&p.tenant)?;
     state.store.delete_trunk(&p.tenant, &p.id).await?;
+    state.directory_changed().await;
     state
         .audit(&who, Some(&p.tenant), "trunk.delete", &p.id, "")
         .await;

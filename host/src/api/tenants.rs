@@ -101,6 +101,7 @@ pub async fn create(
 ) -> Created<TenantView> {
     who.operator()?;
     let t = state.store.create_tenant(&body.id, &body.name).await?;
+    state.directory_changed().await;
     state
         .audit(&who, Some(&t.id), "tenant.create", &t.id, "")
         .await;
@@ -165,6 +166,7 @@ pub async fn update(
     }
     if let Some(name) = &body.name {
         t = state.store.rename_tenant(&p.tenant, name).await?;
+        state.directory_changed().await;
         state
             .audit(&who, Some(&t.id), "tenant.update", &t.id, name)
             .await;
@@ -185,6 +187,7 @@ pub async fn delete(
     state.store.delete_tenant(&p.tenant).await?;
     state.auth.forget_credentials();
     state.unload_tenant(&p.tenant);
+    state.directory_changed().await;
     state
         .audit(&who, Some(&p.tenant), "tenant.delete", &p.tenant, "")
         .await;
@@ -240,6 +243,7 @@ pub async fn put_call_settings(
         Some(f) => serde_json::to_string(f).unwrap_or_default(),
         None => "(default)".into(),
     };
+    state.directory_changed().await;
     state
         .audit(&who, Some(&t.id), "tenant.call-settings", &t.id, &detail)
         .await;
@@ -285,6 +289,7 @@ pub async fn put_limits(
         show(t.max_calls),
         show(t.max_calls_per_second)
     );
+    state.directory_changed().await;
     state
         .audit(&who, Some(&t.id), "tenant.limits", &t.id, &detail)
         .await;

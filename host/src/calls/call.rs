@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use wasmswitch_sip::Method;
-use wasmswitch_sip::dialog::Dialog;
+use wasmswitch_sip::dialog::{Dialog, DialogError};
 use wasmswitch_sip::digest::DigestClient;
 use wasmswitch_sip::endpoint::{ClientEvent, ClientSink};
 use wasmswitch_sip::header::{HeaderName, Headers};
@@ -1351,7 +1351,7 @@ impl Call {
                     return;
                 }
                 leg.state = LegState::Ringing;
-                let early = !r.body().is_empty();
+                let early = !r.body.is_empty();
                 let first = !leg.reported_ringing;
                 leg.reported_ringing = true;
                 let info = leg.info.clone();
@@ -1361,7 +1361,7 @@ impl Call {
                     if early {
                         p.headers_mut()
                             .push(HeaderName::ContentType, content_type(r.headers()));
-                        p = with_body(p, r.body().clone());
+                        p = with_body(p, r.body.clone());
                         self.state = AnswerState::EarlyMedia;
                     }
                     if let Err(e) = self.server.provisional(Instant::now(), p) {
@@ -1423,20 +1423,19 @@ impl Call {
                 }
                 if self.state != AnswerState::Answered {
                     let mut ok = self.caller_response(200, "OK", None);
-                    if !r.body().is_empty() {
+                    if !r.body.is_empty() {
                         ok.headers_mut()
                             .push(HeaderName::ContentType, content_type(r.headers()));
-                        ok = with_body(ok, r.body().clone());
+                        ok = with_body(ok, r.body.clone());
                     }
                     self.answer_caller(ok).await;
                 }
                 self.events.push_back(CallEvent::LegAnswered(info));
             }
-            Received::Retransmitted { ack } => {
-                if let Some(ack) = ack {
-                    let flow = leg.flow;
-                    let _ = self.ctx.endpoint.send_stateless(ack, flow).await;
-                }
+            Received::Retransmitted { ack: Some(ack) } => {
+                let flow = leg.flow;
+                let _ = self.ctx.endpoint.send_stateless(ack, flow).await;
+
             }
             Received::Rejected { status } => {
                 self.leg_rejected(id, status, r).await;
@@ -1567,7 +1566,7 @@ impl Call {
     /// A response to the caller's INVITE, with our tag.
     fn caller_response(&self, status: u16, reason: &str, body: Option<Bytes>) -> Response {
         let mut r = self.invite.reply(status, reason, Some(&self.local_tag));
-        if status < 300 && status > 100 {
+        if (101..300).contains(&status) {
             let local = self
                 .ctx
                 .local_address(self.flow.transport, self.flow.remote);
@@ -1576,7 +1575,7 @@ impl Call {
                 outbound::contact(self.flow.transport, local),
             );
         }
-        if status >= 200 && status < 300 {
+        if (200..300).contains(&status) {
             r.headers_mut().push(HeaderName::Allow, outbound::ALLOW);
         }
         match body {
@@ -1677,11 +1676,14 @@ impl Call {
 
     /// ACKs a leg's first 2xx, with the answer the caller's ACK carried (late offer).
     async fn ack_leg_answer(&mut self, id: LegId, body: Option<(Bytes, Bytes)>) {
+        let Some(flow) = self.leg(id).map(|l| l.flow) else {
+            return;
+        };
+        let local = self.ctx.local_address(flow.transport, flow.remote);
         let Some(leg) = self.leg_mut(id) else { return };
         let Some(dialog) = leg.dialog.clone() else {
             return;
         };
-        let local = self.ctx.local_address(leg.flow.transport, leg.flow.remote);
         let via = Bytes::from(outbound::via(leg.flow.transport, local, &random_hex()));
         match leg.client.ack(&dialog, via, body) {
             Ok(ack) => {
@@ -1760,7 +1762,7 @@ impl Call {
             return;
         };
         let checked = match self.dialog_mut(side) {
-            Some(d) => d.receive_request(&request).map_err(|e| e.status()),
+            Some(d) => d.receive_request(&request).map_err(|e| refusal_status(&e)),
             // The dialog is not made yet (a request racing the 2xx).
             None => Err(481),
         };
@@ -1893,10 +1895,10 @@ impl Call {
                 outbound::contact(flow.transport, local),
             );
         }
-        if !r.body().is_empty() {
+        if !r.body.is_empty() {
             out.headers_mut()
                 .push(HeaderName::ContentType, content_type(r.headers()));
-            out = with_body(out, r.body().clone());
+            out = with_body(out, r.body.clone());
         }
         if *request.method() == Method::Invite
             && let Some(d) = self.dialog_mut(from)
@@ -1996,10 +1998,21 @@ impl Call {
     }
 }
 
+/// The status that refuses a request the dialog would not take (RFC 3261 sections 12.2.2
+/// and 14.2).
+fn refusal_status(e: &DialogError) -> u16 {
+    match e {
+        DialogError::Glare => 491,
+        DialogError::OutOfOrder | DialogError::InviteInProgress => 500,
+        DialogError::Mismatch => 481,
+        _ => 400,
+    }
+}
+
 fn with_body(mut r: Response, body: Bytes) -> Response {
     r.headers_mut()
         .set(HeaderName::ContentLength, body.len().to_string());
-    r.set_body(body);
+    r.body = body;
     r
 }
 
