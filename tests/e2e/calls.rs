@@ -245,3 +245,195 @@ both! {
         assert!(switch.stop().await.status.success());
     }
 }
+
+both! {
+    /// Simultaneous forking: two trunks ring at once, one answers; the other is cancelled
+    /// (its scenario expects the CANCEL and answers 487).
+    async fn simultaneous_forking_cancels_the_loser(db) {
+        let switch = Switch::start(db).await;
+        let acme = tenant(&switch.api, "east+west").await;
+        let winner = Sipp::new("uas.xml").uas();
+        let loser = Sipp::new("uas-no-answer.xml").uas();
+        trunk_to(&switch.api, &acme, "east", &loser, Transport::Udp).await;
+        trunk_to(&switch.api, &acme, "west", &winner, Transport::Udp).await;
+        let caller = Sipp::new("uac.xml")
+            .number(DID)
+            .key("hold", 100)
+            .uac(switch.sip)
+            .finish(WITHIN)
+            .await;
+        let winner = winner.finish(WITHIN).await;
+        let loser = loser.finish(WITHIN).await;
+        caller.assert_success();
+        winner.assert_success();
+        loser.assert_success();
+        let cdr = switch.api.wait_for_cdr_of_call(&acme, &call_id(&caller), WITHIN).await;
+        assert!(
+            cdr["answered_target"].as_str().is_some_and(|t| t.contains(&callee_port(&winner))),
+            "{cdr:#}"
+        );
+        assert!(switch.stop().await.status.success());
+    }
+}
+
+both! {
+    /// The outbound trunk challenges the INVITE (407): the switch answers with the trunk's
+    /// credentials, and the digest is right (checked against the password).
+    async fn a_trunk_challenge_is_answered_with_its_credentials(db) {
+        let switch = Switch::start(db).await;
+        let acme = tenant(&switch.api, "secure").await;
+        let callee = Sipp::new("uas-auth.xml")
+            .key("user", "acme-out")
+            .key("password", "s3cret-trunk")
+            .uas();
+        switch
+            .api
+            .trunk(
+                &acme,
+                json!({"name": "secure", "host": "127.0.0.1", "port": callee.addr.port(),
+                       "username": "acme-out", "password": "s3cret-trunk"}),
+            )
+            .await;
+        let caller = Sipp::new("uac.xml")
+            .number(DID)
+            .key("hold", 100)
+            .uac(switch.sip)
+            .finish(WITHIN)
+            .await;
+        let callee = callee.finish(WITHIN).await;
+        caller.assert_success();
+        callee.assert_success();
+        callee.check_digest("acme-out", "s3cret-trunk").expect("the digest is right");
+        assert!(callee.check_digest("acme-out", "wrong").is_err());
+        let cdr = switch.api.wait_for_cdr_of_call(&acme, &call_id(&caller), WITHIN).await;
+        assert_cdr(&cdr, &[("disposition", json!("answered"))]);
+        assert!(switch.stop().await.status.success());
+    }
+}
+
+both! {
+    /// The caller puts the callee on hold: the re-INVITE (a=sendonly) crosses the switch, the
+    /// callee's answer comes back, and the call goes on to its BYE.
+    async fn a_reinvite_is_passed_across(db) {
+        let switch = Switch::start(db).await;
+        let acme = tenant(&switch.api, "out").await;
+        let callee = Sipp::new("uas-reinvite.xml").uas();
+        trunk_to(&switch.api, &acme, "out", &callee, Transport::Udp).await;
+        let caller = Sipp::new("uac-reinvite.xml")
+            .number(DID)
+            .key("hold", 100)
+            .uac(switch.sip)
+            .finish(WITHIN)
+            .await;
+        let callee = callee.finish(WITHIN).await;
+        caller.assert_success();
+        callee.assert_success();
+        let invites = callee.received_requests("INVITE");
+        assert_eq!(invites.len(), 2, "the first INVITE and the re-INVITE");
+        assert!(invites[1].body().contains("a=sendonly"), "{:?}", invites[1]);
+        assert!(switch.stop().await.status.success());
+    }
+}
+
+both! {
+    /// The router refuses a number it has no route for: the caller gets the plugin's 404, and
+    /// the CDR says the plugin rejected it.
+    async fn a_plugin_rejection_reaches_the_caller(db) {
+        let switch = Switch::start(db).await;
+        let acme = tenant(&switch.api, "out").await;
+        switch.api.kv_put(&acme, "routes", "+44 * out\n").await;
+        let caller = Sipp::new("uac-refused.xml")
+            .number(DID)
+            .key("status", 404)
+            .uac(switch.sip)
+            .finish(WITHIN)
+            .await;
+        caller.assert_success();
+        let cdr = switch.api.wait_for_cdr_of_call(&acme, &call_id(&caller), WITHIN).await;
+        assert_cdr(&cdr, &[
+            ("disposition", json!("rejected")),
+            ("sip_status", json!(404)),
+            ("sip_reason", json!("No Route")),
+            ("ended_by", json!("plugin")),
+        ]);
+        assert!(switch.stop().await.status.success());
+    }
+}
+
+both! {
+    /// A router that traps or loops: the tenant's fallback answers (here a configured 480),
+    /// and a second tenant's calls are routed meanwhile, on time, by its own router.
+    async fn a_plugin_that_traps_or_loops_gets_the_fallback(db) {
+        let switch = Switch::start(db).await;
+        let api = &switch.api;
+        let bad = api.tenant("bad").await;
+        api.did(&bad, "+15550200").await;
+        api.did(&bad, "+15550201").await;
+        api.trunk(&bad, json!({"name": "carrier", "host": "127.0.0.1", "port": 5999,
+                               "inbound": ["127.0.0.1"]})).await;
+        api.plugin(&bad, "router", "router", std::fs::read(artifacts::FAULTY).unwrap()).await;
+        api.kv_put(&bad, "fault/+15550200", "trap").await;
+        api.kv_put(&bad, "fault/+15550201", "loop").await;
+        let (s, body) = api
+            .put("/v1/tenants/bad/call-settings", &bad.key,
+                 json!({"fallback": {"reject": {"code": 480, "reason": "Router Down"}}}))
+            .await;
+        assert!(s.is_success(), "{body}");
+        let good = tenant(api, "out").await;
+        let callee = Sipp::new("uas.xml").calls(3).uas();
+        trunk_to(api, &good, "out", &callee, Transport::Udp).await;
+
+        for number in ["+15550200", "+15550201"] {
+            // The looping router holds its call for its whole deadline; the other tenant's
+            // calls, placed meanwhile, are set up in well under it.
+            let looping = Sipp::new("uac-refused.xml")
+                .number(number)
+                .key("status", 480)
+                .uac(switch.sip);
+            let routed = Sipp::new("uac.xml")
+                .number(DID)
+                .key("hold", 50)
+                .uac(switch.sip);
+            let looping = looping.finish(WITHIN).await;
+            let routed = routed.finish(WITHIN).await;
+            looping.assert_success();
+            routed.assert_success();
+            let cdr = api.wait_for_cdr_of_call(&bad, &call_id(&looping), WITHIN).await;
+            assert_cdr(&cdr, &[("sip_status", json!(480)), ("sip_reason", json!("Router Down"))]);
+            for t in routed.setup_times() {
+                assert!(t < Duration::from_millis(500), "{number}: set-up took {t:?}");
+            }
+        }
+        assert!(switch.stop().await.status.success());
+    }
+}
+
+both! {
+    /// The promise of the contract: the 0.1.0 router, frozen as it was built then, routes a
+    /// real call through this switch (its `forward` decision becomes a dial through the trunk).
+    async fn a_frozen_0_1_router_routes_a_real_call(db) {
+        let switch = Switch::start(db).await;
+        let api = &switch.api;
+        let acme = api.tenant("acme").await;
+        api.did(&acme, DID).await;
+        api.trunk(&acme, json!({"name": "carrier", "host": "127.0.0.1", "port": 5999,
+                                "inbound": ["127.0.0.1"]})).await;
+        api.plugin(&acme, "router", "router", artifacts::frozen::component("0.1.0", "router"))
+            .await;
+        let callee = Sipp::new("uas.xml").uas();
+        trunk_to(api, &acme, "out", &callee, Transport::Udp).await;
+        api.kv_put(&acme, "routes", "+1 * out\n").await;
+        let caller = Sipp::new("uac.xml")
+            .number(DID)
+            .key("hold", 100)
+            .uac(switch.sip)
+            .finish(WITHIN)
+            .await;
+        let callee = callee.finish(WITHIN).await;
+        caller.assert_success();
+        callee.assert_success();
+        let cdr = api.wait_for_cdr_of_call(&acme, &call_id(&caller), WITHIN).await;
+        assert_cdr(&cdr, &[("disposition", json!("answered")), ("plugin", json!("router@1"))]);
+        assert!(switch.stop().await.status.success());
+    }
+}

@@ -1435,7 +1435,6 @@ impl Call {
             Received::Retransmitted { ack: Some(ack) } => {
                 let flow = leg.flow;
                 let _ = self.ctx.endpoint.send_stateless(ack, flow).await;
-
             }
             Received::Rejected { status } => {
                 self.leg_rejected(id, status, r).await;

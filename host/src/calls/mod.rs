@@ -27,7 +27,7 @@ mod outbound;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -114,7 +114,8 @@ pub(crate) struct Inner {
     pub(crate) cdrs: CdrWriter,
     pub(crate) resolver: Resolver,
     pub(crate) directory: ArcSwap<Directory>,
-    directory_version: AtomicU64,
+    /// Held while a directory is put in force ([`Calls::install`]).
+    installing: Mutex<()>,
     /// Dialogs by our tag (the To tag of the caller's leg, the From tag of an outbound leg):
     /// where requests inside them, ACKs and stray responses go.
     dialogs: Mutex<HashMap<Bytes, mpsc::Sender<Input>>>,
@@ -141,7 +142,6 @@ impl Calls {
         cdrs: CdrWriter,
         resolver: Resolver,
     ) -> Result<Calls, crate::store::StoreError> {
-        let version = store.directory_version().await?;
         let directory = store.load_directory().await?;
         let calls = Calls {
             inner: Arc::new(Inner {
@@ -153,7 +153,7 @@ impl Calls {
                 cdrs,
                 resolver,
                 directory: ArcSwap::from_pointee(Directory::default()),
-                directory_version: AtomicU64::new(0),
+                installing: Mutex::new(()),
                 dialogs: Mutex::default(),
                 invites: Mutex::default(),
                 calls: Mutex::default(),
@@ -161,21 +161,26 @@ impl Calls {
                 stop: watch::channel(false).0,
             }),
         };
-        calls.install(directory, version);
+        calls.install(directory);
         Ok(calls)
     }
 
-    /// Puts a freshly loaded directory in force, with the tenants' fallbacks.
-    fn install(&self, directory: Directory, version: i64) {
+    /// Puts a freshly loaded directory in force, with the tenants' fallbacks, unless a newer
+    /// one is in force already: two reloads can cross (the poll's and the API's after a
+    /// write), and the slower must not put an older snapshot back.
+    fn install(&self, directory: Directory) -> bool {
+        let _one_at_a_time = lock(&self.inner.installing);
+        let current = self.inner.directory.load();
+        if current.version() >= directory.version() && current.version() > 0 {
+            return false;
+        }
         for tenant in directory.tenants() {
             self.inner
                 .registry
                 .set_fallback(&tenant.id, call::fallback_of(&tenant.fallback));
         }
         self.inner.directory.store(Arc::new(directory));
-        self.inner
-            .directory_version
-            .store(u64::try_from(version).unwrap_or(0), Ordering::Relaxed);
+        true
     }
 
     /// Reloads the directory if the store's version moved (a DID, trunk or tenant setting
@@ -183,14 +188,11 @@ impl Calls {
     /// task calls it every [`CallsConfig::directory_poll`].
     pub async fn refresh(&self) -> Result<bool, crate::store::StoreError> {
         let version = self.inner.store.directory_version().await?;
-        if u64::try_from(version).unwrap_or(0)
-            == self.inner.directory_version.load(Ordering::Relaxed)
-        {
+        if version <= self.inner.directory.load().version() {
             return Ok(false);
         }
         let directory = self.inner.store.load_directory().await?;
-        self.install(directory, version);
-        Ok(true)
+        Ok(self.install(directory))
     }
 
     /// Keeps the directory fresh until `stopped`.

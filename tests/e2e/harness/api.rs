@@ -146,6 +146,8 @@ impl Api {
 
     /// Sets `key` in the tenant's kv store (what plugins read: the router's `routes`).
     pub async fn kv_put(&self, t: &Tenant, key: &str, value: impl Into<Vec<u8>>) {
+        // The key is one path segment: a `/` in it travels percent-encoded.
+        let key = key.replace('%', "%25").replace('/', "%2F");
         let resp = self
             .http
             .put(format!("{}/v1/tenants/{}/kv/{key}", self.base, t.id))
