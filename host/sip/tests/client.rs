@@ -157,7 +157,7 @@ async fn next_request(peer: &UdpSocket, method: &str) -> (Vec<u8>, SocketAddr) {
         let (n, from) = tokio::time::timeout(Duration::from_secs(5), peer.recv_from(&mut buf))
             .await
             .expect("a request in time")
-            .unwrap();
+            .expect("the socket reads");
         if buf[..n].starts_with(method.as_bytes()) {
             return (buf[..n].to_vec(), from);
         }
