@@ -437,3 +437,42 @@ both! {
         assert!(switch.stop().await.status.success());
     }
 }
+
+both! {
+    /// SIGTERM while a call is up: new calls and OPTIONS get 503 at once, the call in progress
+    /// goes on until the drain time is over, then both its sides get a BYE and the switch exits.
+    async fn sigterm_drains_then_ends_the_calls_left(db) {
+        let switch = Switch::start_with(db, &[("WASMSWITCH_CALLS_DRAIN_SECS", "2")]).await;
+        let acme = tenant(&switch.api, "out").await;
+        let callee = Sipp::new("uas.xml").uas();
+        trunk_to(&switch.api, &acme, "out", &callee, Transport::Udp).await;
+        let caller = Sipp::new("uac-callee-hangs-up.xml").number(DID).uac(switch.sip);
+        // The call is up once the live list shows it answered.
+        let until = std::time::Instant::now() + WITHIN;
+        loop {
+            let (_, live) = switch.api.get("/v1/tenants/acme/calls", &acme.key).await;
+            if live.as_array().is_some_and(|l| l.iter().any(|c| c["state"] == "answered")) {
+                break;
+            }
+            assert!(std::time::Instant::now() < until, "the call never came up: {live}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        switch.terminate();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(crate::harness::options(switch.sip).await, Some(503), "draining");
+        let refused = Sipp::new("uac-refused.xml")
+            .number(DID)
+            .key("status", 503)
+            .uac(switch.sip)
+            .finish(WITHIN)
+            .await;
+        refused.assert_success();
+        let stopped = switch.stop().await;
+        let caller = caller.finish(WITHIN).await;
+        let callee = callee.finish(WITHIN).await;
+        caller.assert_success();
+        callee.assert_success();
+        assert!(stopped.status.success(), "{stopped:?}");
+        assert!(stopped.log.contains("drain time over"), "{}", stopped.log);
+    }
+}

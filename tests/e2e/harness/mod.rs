@@ -9,7 +9,7 @@ mod switch;
 pub use api::Api;
 pub use db::Db;
 pub use sipp::{AuthMismatch, Sipp, Transport};
-pub use switch::Switch;
+pub use switch::{Switch, options};
 
 // Types the call tests (issue 11) name in helpers of their own; unused until those land.
 #[allow(unused_imports, reason = "for the call tests of issue 11")]

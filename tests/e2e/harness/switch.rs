@@ -135,6 +135,14 @@ impl Switch {
         panic!("the switch did not start ({last:?}).\nIts output:\n{out}\nIts log:\n{log}");
     }
 
+    /// Sends SIGTERM and returns at once: the switch starts draining ([`Switch::stop`] then
+    /// waits for it to exit).
+    pub fn terminate(&self) {
+        if let Some(child) = &self.child {
+            signal(child, "-TERM");
+        }
+    }
+
     /// Stops the switch with SIGTERM, as an orchestrator does, and waits for it to exit (the
     /// drain path); removes its database. Returns how it exited and its whole log.
     pub async fn stop(mut self) -> Stopped {
