@@ -473,7 +473,7 @@ impl Default for LogConfig {
 pub struct ConfigError(pub Vec<String>);
 
 /// The sections whose keys an environment variable can name.
-const SECTIONS: [&str; 5] = ["api", "database", "sip", "plugins", "log"];
+const SECTIONS: [&str; 6] = ["api", "database", "sip", "plugins", "calls", "log"];
 
 impl Config {
     /// The documented example file (every setting at its default).

@@ -139,7 +139,12 @@ fn failover(outcome: DialOutcome) -> Vec<Action> {
                 return None;
             }
             let next = left.remove(0);
-            log::info(&format!("{number}: {outcome:?} -> trunk {next}"));
+            let why = match outcome {
+                DialOutcome::Busy => "busy",
+                DialOutcome::NoAnswer => "no answer",
+                _ => "failed",
+            };
+            log::info(&format!("{number}: {why} -> trunk {next}"));
             metrics::incr("failovers");
             Some(vec![Action::Dial(Dial::to([number.clone()]).via(next))])
         })
