@@ -476,3 +476,38 @@ both! {
         assert!(stopped.log.contains("drain time over"), "{}", stopped.log);
     }
 }
+
+both! {
+    /// A tenant over its cap of concurrent calls (here 0, set by the operator) is refused with
+    /// 503 and a Retry-After, without a plugin call, and the refusal is counted.
+    async fn a_tenant_over_its_cap_gets_503_with_retry_after(db) {
+        let switch = Switch::start(db).await;
+        let acme = tenant(&switch.api, "out").await;
+        let operator = switch.api.operator.clone();
+        let (s, body) = switch
+            .api
+            .put("/v1/tenants/acme/limits", &operator, json!({"max_calls": 0}))
+            .await;
+        assert!(s.is_success(), "{body}");
+        let caller = Sipp::new("uac-refused.xml")
+            .number(DID)
+            .key("status", 503)
+            .uac(switch.sip)
+            .finish(WITHIN)
+            .await;
+        caller.assert_success();
+        let refusal = caller
+            .received()
+            .into_iter()
+            .find(|m| m.status() == Some(503))
+            .expect("a 503");
+        assert_eq!(refusal.header("Retry-After"), Some("5"), "{refusal:?}");
+        let (_, metrics) = switch.api.get("/metrics", &operator).await;
+        let metrics = metrics.as_str().unwrap_or_default().to_owned();
+        assert!(
+            metrics.contains("calls_refused_total{reason=\"tenant-calls-limit\"} 1"),
+            "{metrics}"
+        );
+        assert!(switch.stop().await.status.success());
+    }
+}

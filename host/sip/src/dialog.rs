@@ -261,6 +261,12 @@ impl Dialog {
         self.remote_invite = None;
     }
 
+    /// Our re-INVITE's transaction ended without a final response (timeout, transport
+    /// error): it is no longer pending, and the peer may send its own.
+    pub fn local_invite_failed(&mut self) {
+        self.local_invite = None;
+    }
+
     /// A new request inside the dialog (RFC 3261 section 12.2.1.1), taking the next CSeq.
     /// `via` is the top Via value with a fresh branch (the transport knows the sent-by);
     /// `contact` is ours, for target-refresh requests.

@@ -448,6 +448,11 @@ impl Transactions {
         }
         let cancel = cancel_for(&c.request).ok_or(TxError::NotCancellable)?;
         let flow = c.flow;
+        // The final response has 64*T1 from the CANCEL (RFC 3261 section 9.1): a far end that
+        // answers neither the INVITE nor the CANCEL must not hold the transaction for ever.
+        let end = now + 64 * self.timers.t1;
+        c.end_at = Some(end);
+        self.arm(tx, Slot::End, end);
         self.send_request(now, cancel, flow).map(Some)
     }
 
@@ -477,13 +482,19 @@ impl Transactions {
                 c.retransmit_at = None;
                 // Timer B guards Calling only: once the far end has answered at all, the
                 // transaction user decides how long to wait (and may CANCEL).
-                c.end_at = None;
                 let send_cancel = std::mem::take(&mut c.cancel_pending);
+                // Cancelled: the final response has 64*T1 from the CANCEL (RFC 3261 section
+                // 9.1), then the transaction ends as timed out.
+                c.end_at = send_cancel.then(|| now + 64 * t1);
+                let end_at = c.end_at;
                 let cancel = if send_cancel {
                     cancel_for(&c.request).map(|r| (r, c.flow))
                 } else {
                     None
                 };
+                if let Some(at) = end_at {
+                    self.arm(id, Slot::End, at);
+                }
                 self.events.push_back(Event::Response { tx: id, response });
                 if let Some((cancel, flow)) = cancel {
                     // A branch clash is impossible: CANCEL keys on its own method.

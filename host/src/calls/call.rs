@@ -194,6 +194,8 @@ struct Leg {
     ack_waits_for_caller: bool,
     /// A 3xx waiting for the plugin's `follow-redirect`.
     redirected: bool,
+    /// Cancelled before its final response came: a 2xx may still cross the CANCEL.
+    awaiting_final: bool,
 }
 
 /// A `dial` that runs.
@@ -267,6 +269,8 @@ pub(crate) struct Call {
     bridged: Option<LegId>,
     dial: Option<DialRun>,
     queue: VecDeque<Step>,
+    /// The actions after the running media action, in its answer (WIT: they wait for its end).
+    waiting: VecDeque<Step>,
     events: VecDeque<CallEvent>,
     session: Session,
     /// The tenant's fallback ran already: a call it leaves idle is refused, not sent to it
@@ -291,6 +295,10 @@ pub(crate) struct Call {
     /// A relayed re-INVITE without an offer was answered 2xx: the ACK from `.0` carries the
     /// answer to pass to `.1`'s 2xx with CSeq `.2`.
     late_ack: Option<(Side, Side, u32)>,
+    /// The final response the caller got, if not a 2xx.
+    final_status: Option<SipStatus>,
+    /// The next outbound leg's number (legs that never started keep theirs too).
+    next_leg: LegId,
 }
 
 impl std::fmt::Debug for Call {
@@ -447,6 +455,7 @@ impl Call {
             bridged: None,
             dial: None,
             queue: VecDeque::new(),
+            waiting: VecDeque::new(),
             events: VecDeque::new(),
             session,
             fallback_used: false,
@@ -465,6 +474,8 @@ impl Call {
             ending: None,
             callee_hung_up: false,
             late_ack: None,
+            final_status: None,
+            next_leg: 1,
             ctx,
         }
     }
@@ -556,19 +567,72 @@ impl Call {
                 }
             };
             tokio::select! {
+                // Responses first: a leg's 200 and its BYE travel on different channels, and
+                // the BYE must find the dialog the 200 made.
+                biased;
+                Some((tx, event)) = sip.recv() => self.client_event(tx, event).await,
                 input = inputs.recv() => match input {
                     Some(input) => self.input(input).await,
                     None => self.end(CallEnd::Switch("stopped".into()), "switch", Some(SipStatus::code(503))).await,
                 },
-                Some((tx, event)) = sip.recv() => self.client_event(tx, event).await,
                 () = sleep => self.timeout().await,
-                Ok(()) = stop.changed() => {
+                // `wait_for` sees a stop sent before this call subscribed, too.
+                () = async {
+                    // The guard `wait_for` returns is dropped in here (it is not `Send`).
+                    if stop.wait_for(|stopped| *stopped).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                } => {
                     self.end(CallEnd::Switch("shutdown".into()), "switch", Some(SipStatus::new(503, "Service Unavailable"))).await;
                 }
             }
             self.pump().await;
         }
+        self.linger(&mut inputs, &mut sip).await;
         self.finish().await;
+    }
+
+    /// After the end: legs cancelled at the end may still answer (a 200 crossing the CANCEL)
+    /// and must be ACKed and hung up, so the call waits for their final responses, up to
+    /// 64*T1 (the transaction layer gives them up by then). Requests that reach the call
+    /// meanwhile, or were still queued, are answered, never left to retransmit.
+    async fn linger(
+        &mut self,
+        inputs: &mut mpsc::Receiver<Input>,
+        sip: &mut mpsc::Receiver<(TxId, ClientEvent)>,
+    ) {
+        let until = Instant::now() + 64 * self.ctx.config.timers.t1;
+        while self.legs.iter().any(|l| l.awaiting_final) && Instant::now() < until {
+            tokio::select! {
+                biased;
+                Some((tx, event)) = sip.recv() => self.client_event(tx, event).await,
+                Some(input) = inputs.recv() => self.refuse_late(input).await,
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(until)) => break,
+            }
+        }
+        inputs.close();
+        while let Ok(input) = inputs.try_recv() {
+            self.refuse_late(input).await;
+        }
+        // Relayed requests whose answer will not come now.
+        for (tx, request) in std::mem::take(&mut self.requests) {
+            let r = request.reply(481, reason_of(481), None);
+            let _ = self.ctx.endpoint.respond(tx, r).await;
+        }
+    }
+
+    /// A request for a call that has ended: a BYE is answered 200 (the call is over, as it
+    /// asked), anything else 481.
+    async fn refuse_late(&mut self, input: Input) {
+        if let Input::Request { tx, request, .. } = input {
+            let (code, reason) = if *request.method() == Method::Bye {
+                (200, "OK")
+            } else {
+                (481, reason_of(481))
+            };
+            let r = request.reply(code, reason, None);
+            let _ = self.ctx.endpoint.respond(tx, r).await;
+        }
     }
 
     /// The earliest timer: the caller's 2xx retransmission, a leg's ring timeout, the dial's
@@ -674,13 +738,11 @@ impl Call {
     }
 
     fn leg_mut(&mut self, id: LegId) -> Option<&mut Leg> {
-        let i = usize::try_from(id).ok()?.checked_sub(1)?;
-        self.legs.get_mut(i)
+        self.legs.iter_mut().find(|l| l.info.id == id)
     }
 
     fn leg(&self, id: LegId) -> Option<&Leg> {
-        let i = usize::try_from(id).ok()?.checked_sub(1)?;
-        self.legs.get(i)
+        self.legs.iter().find(|l| l.info.id == id)
     }
 
     // ---------------------------------------------------------------- the plugin's answers
@@ -699,7 +761,9 @@ impl Call {
             .iter()
             .any(|a| a.is_media() || matches!(a, Action::HandOff(_)));
         if replaces {
-            self.queue.clear();
+            // The actions still waiting from earlier answers are dropped; the running media
+            // action is stopped when this answer's own one starts (`advance`).
+            self.waiting.clear();
         }
         self.queue.extend(answer.actions.into_iter().map(Step::Act));
         if let Some((action, why)) = answer.invalid {
@@ -738,6 +802,7 @@ impl Call {
 
     fn is_idle(&self) -> bool {
         self.queue.is_empty()
+            && self.waiting.is_empty()
             && self.dial.is_none()
             && self.timers.is_empty()
             && self.alive_legs().is_empty()
@@ -773,13 +838,27 @@ impl Call {
         self.end(CallEnd::Idle, "idle", Some(status)).await;
     }
 
-    /// Runs queued actions until one waits (a dial) or none is left.
+    /// Runs the actions of the answers taken, in order (WIT `call-handler`, "How answers run"):
+    /// an immediate action at once, even while a dial runs; a media action replaces the one
+    /// running and the rest of its answer waits for it (`waiting`), to go on once it has ended
+    /// and the plugin has answered its outcome event.
     async fn advance(&mut self) {
-        while self.ending.is_none() && self.dial.is_none() {
+        while self.ending.is_none() {
             let Some(step) = self.queue.pop_front() else {
+                if self.dial.is_none() && self.events.is_empty() && !self.waiting.is_empty() {
+                    self.queue = std::mem::take(&mut self.waiting);
+                    continue;
+                }
                 return;
             };
             match step {
+                Step::Act(action) if action.is_media() => {
+                    self.act(action).await;
+                    if self.dial.is_some() {
+                        // It runs: what follows it in its answer waits for its end.
+                        self.waiting = std::mem::take(&mut self.queue);
+                    }
+                }
                 Step::Act(action) => self.act(action).await,
                 Step::Invalid(action, why) => self.fail(action, FailureReason::Invalid, why),
             }
@@ -984,17 +1063,24 @@ impl Call {
                 return self.fail(Action::Dial(dial), reason, message);
             }
         }
-        // Replaces what runs: its legs end without events.
-        for id in self.alive_legs() {
-            self.stop_leg(id, LegEnd::Dropped, SipStatus::code(200), false)
-                .await;
-        }
-        if self.legs.len() + dial.groups.iter().map(|g| g.targets.len()).sum::<usize>() > MAX_LEGS {
+        let legs_so_far = usize::try_from(self.next_leg).unwrap_or(usize::MAX) - 1;
+        if legs_so_far + dial.groups.iter().map(|g| g.targets.len()).sum::<usize>() > MAX_LEGS {
             return self.fail(
                 Action::Dial(dial),
                 FailureReason::LimitReached("legs".into()),
                 format!("at most {MAX_LEGS} legs per call"),
             );
+        }
+        // Replaces what runs: its legs end without events, and it without `dial-completed`.
+        self.dial = None;
+        for id in self.alive_legs() {
+            let answered = self.leg(id).is_some_and(|l| l.state == LegState::Answered);
+            let (end, status) = if answered {
+                (LegEnd::Dropped, SipStatus::code(200))
+            } else {
+                (LegEnd::Cancelled, SipStatus::code(487))
+            };
+            self.stop_leg(id, end, status, false).await;
         }
         self.dial = Some(DialRun {
             tag: dial.tag.clone(),
@@ -1021,10 +1107,8 @@ impl Call {
             if d.answered.is_some() {
                 return;
             }
-            let ringing = d.legs.iter().any(|&id| {
-                self.legs
-                    .get(id as usize - 1)
-                    .is_some_and(|l| l.state != LegState::Ended || l.redirected)
+            let ringing = self.legs.iter().any(|l| {
+                d.legs.contains(&l.info.id) && (l.state != LegState::Ended || l.redirected)
             });
             if ringing {
                 return;
@@ -1088,13 +1172,24 @@ impl Call {
     /// start (its `leg-ended` is queued).
     async fn start_leg(&mut self, target: DialTarget) -> bool {
         let directory = self.ctx.directory.load_full();
-        let id = u32::try_from(self.legs.len() + 1).unwrap_or(u32::MAX);
+        let id = self.next_leg;
+        self.next_leg += 1;
         let tag = self.dial.as_ref().and_then(|d| d.tag.clone());
         let info = LegInfo {
             id,
             target: target.target.clone(),
             tag,
         };
+        if usize::try_from(id).unwrap_or(usize::MAX) > MAX_LEGS {
+            // Redirects followed again and again: the call's cap on legs holds them too.
+            tracing::info!(call = %self.id, "the call has rung {MAX_LEGS} legs; no more");
+            self.leg_failed(
+                info,
+                SipStatus::new(503, "Too Many Legs"),
+                LegEnd::Unreachable,
+            );
+            return false;
+        }
         let dest = match outbound::destination(&directory, &self.tenant, &target) {
             Ok(d) => d,
             Err(reason) => {
@@ -1162,6 +1257,7 @@ impl Call {
             max_forwards,
             ack_waits_for_caller: self.invite.body().is_empty(),
             redirected: false,
+            awaiting_final: false,
         };
         match send_invite(&self.ctx, &self.sink, &self.invite, &mut leg, None).await {
             Ok(tx) => {
@@ -1211,6 +1307,9 @@ impl Call {
         let tx = leg.tx;
         match prior {
             LegState::Calling | LegState::Ringing => {
+                if let Some(leg) = self.leg_mut(id) {
+                    leg.awaiting_final = true;
+                }
                 if let Err(e) = self.ctx.endpoint.cancel(tx).await {
                     tracing::debug!(call = %self.id, error = %e, "could not cancel a leg");
                 }
@@ -1259,6 +1358,12 @@ impl Call {
             ClientEvent::Response(r) => r.status >= 200,
             _ => true,
         };
+        if fin
+            && let Outgoing::Invite(id) = what
+            && let Some(leg) = self.leg_mut(id)
+        {
+            leg.awaiting_final = false;
+        }
         if fin && !matches!(what, Outgoing::Invite(_)) {
             self.outgoing.remove(&tx);
         }
@@ -1297,6 +1402,14 @@ impl Call {
                 if r.status < 200 {
                     return;
                 }
+                // The final response ends our request in the peer's dialog: its re-INVITE is
+                // no longer pending there, and a 2xx moves that side's remote target.
+                if let Some(peer) = self.peer_of(from)
+                    && let Some(d) = self.dialog_mut(peer)
+                    && let Err(e) = d.update_from_response(&r)
+                {
+                    tracing::debug!(call = %self.id, error = %e, "a relayed response does not fit its dialog");
+                }
                 if (200..300).contains(&r.status)
                     && r.core().is_some_and(|c| c.cseq().method == Method::Invite)
                     && let Some(peer) = self.peer_of(from)
@@ -1313,9 +1426,14 @@ impl Call {
                 self.relay_response(from, server, &r).await;
             }
             (Outgoing::Relay { from, server, .. }, _) => {
-                let status = SipStatus::new(408, "Request Timeout");
-                self.respond_side(from, server, status.code, reason_of(status.code))
-                    .await;
+                // No answer from the peer: the sender hears 408, and a re-INVITE of its is no
+                // longer pending (nor ours in the peer's dialog, whose transaction is over).
+                if let Some(peer) = self.peer_of(from)
+                    && let Some(d) = self.dialog_mut(peer)
+                {
+                    d.local_invite_failed();
+                }
+                self.respond_side(from, server, 408, reason_of(408)).await;
             }
             (Outgoing::Ours, _) | (Outgoing::Invite(_), _) => {}
         }
@@ -1614,6 +1732,10 @@ impl Call {
             return;
         }
         self.final_sent = true;
+        self.final_status = Some(SipStatus {
+            code: response.status,
+            reason: Some(String::from_utf8_lossy(&response.reason).into_owned()),
+        });
         if let Err(e) = self.server.respond(Instant::now(), response) {
             tracing::debug!(call = %self.id, error = %e, "could not send the caller's final response");
         }
@@ -1624,7 +1746,7 @@ impl Call {
         match input {
             Input::Request { tx, request, flow } => self.request(tx, request, flow).await,
             Input::Ack(ack) => {
-                if self.server.receive_ack(&ack) {
+                if self.side_of(&ack) == Some(Side::Caller) && self.server.receive_ack(&ack) {
                     // The caller's ACK may carry the answer a leg's 2xx waits for.
                     if let Some(id) = self.bridged
                         && self.leg(id).is_some_and(|l| l.ack_waits_for_caller)
@@ -1834,6 +1956,11 @@ impl Call {
                         self.requests.insert(tx, request);
                     }
                     None => {
+                        if *request.method() == Method::Invite
+                            && let Some(d) = self.dialog_mut(side)
+                        {
+                            d.answered_invite();
+                        }
                         let r = request.reply(500, reason_of(500), None);
                         let _ = self.ctx.endpoint.respond(tx, r).await;
                     }
@@ -1935,7 +2062,10 @@ impl Call {
             }
         }
         let final_status = if self.final_sent {
-            None
+            // Sent already (a redirect): that is the caller's final status.
+            self.final_status
+                .clone()
+                .filter(|_| self.state != AnswerState::Answered)
         } else {
             let st = status.unwrap_or_else(|| SipStatus::code(480));
             let reason = st
@@ -1992,6 +2122,11 @@ impl Call {
         let Some(request) = self.requests.remove(&tx) else {
             return;
         };
+        if *request.method() == Method::Invite
+            && let Some(d) = self.dialog_mut(_side)
+        {
+            d.answered_invite();
+        }
         let r = request.reply(code, reason, None);
         let _ = self.ctx.endpoint.respond(tx, r).await;
     }

@@ -390,6 +390,10 @@ impl Calls {
             );
             self.reply(tx, &request, status, reason, extra);
         };
+        if request.max_forwards() == Some(0) {
+            // A loop (a trunk or a fallback that leads back here) ends here (RFC 3261 16.3).
+            return refuse(483, "Too Many Hops", "too-many-hops", &[]);
+        }
         if self.inner.draining.load(Ordering::Relaxed) {
             return refuse(
                 503,

@@ -147,14 +147,36 @@ fn quoted(name: &str) -> String {
     out
 }
 
-/// A number or URI as a `name-addr` URI: a URI as it is, a number at `domain`.
+/// A number or URI as a `name-addr` URI: a URI as it is (if it holds nothing that would end
+/// the `<...>` around it), a number at `domain`, escaped as a SIP URI's user part.
 fn identity_uri(identity: &str, domain: &str) -> String {
-    if identity.starts_with("sip:") || identity.starts_with("sips:") || identity.starts_with("tel:")
+    let is_uri = identity.starts_with("sip:")
+        || identity.starts_with("sips:")
+        || identity.starts_with("tel:");
+    if is_uri
+        && !identity
+            .bytes()
+            .any(|b| matches!(b, b'<' | b'>' | b'"' | b' '))
     {
         identity.to_owned()
     } else {
-        format!("sip:{identity}@{domain}")
+        format!("sip:{}@{domain}", escape_user(identity))
     }
+}
+
+/// A SIP URI's user part (RFC 3261 section 25.1: unreserved and user-unreserved characters
+/// as they are, everything else `%XX`). The caller's number arrives unescaped (a `%0D%0A`
+/// in its From becomes CR LF), so it is escaped again before it is written into a header.
+fn escape_user(user: &str) -> String {
+    let mut out = String::with_capacity(user.len());
+    for b in user.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Places the caller's identity (as the plugin set it over the caller's own) on a leg:
@@ -406,6 +428,24 @@ mod tests {
         // To a plain SIP URI: no PAI at all.
         let p = present(&c, None, None, "gw");
         assert_eq!(p.asserted, None);
+    }
+
+    #[test]
+    fn a_caller_number_cannot_break_out_of_the_uri() {
+        let mut c = call();
+        c.from = "+1555\r\nX-Evil: 1>;tag=x".into();
+        c.display_name = None;
+        let p = present(&c, None, None, "gw");
+        assert_eq!(p.from, "<sip:+1555%0D%0AX-Evil%3A%201%3E;tag=x@gw>");
+        let chosen = CallerId {
+            asserted_identity: Some("sip:a@b> <sip:c@d".into()),
+            ..CallerId::default()
+        };
+        let p = present(&c, Some(&chosen), Some(&trunk(Placement::Pai)), "gw");
+        assert_eq!(
+            p.asserted.as_deref(),
+            Some("<sip:sip%3Aa%40b%3E%20%3Csip%3Ac%40d@gw>")
+        );
     }
 
     #[test]
