@@ -482,7 +482,7 @@ both! {
     /// 503 and a Retry-After, without a plugin call, and the refusal is counted.
     async fn a_tenant_over_its_cap_gets_503_with_retry_after(db) {
         let switch = Switch::start(db).await;
-        let acme = tenant(&switch.api, "out").await;
+        tenant(&switch.api, "out").await;
         let operator = switch.api.operator.clone();
         let (s, body) = switch
             .api

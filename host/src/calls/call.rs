@@ -196,6 +196,8 @@ struct Leg {
     redirected: bool,
     /// Cancelled before its final response came: a 2xx may still cross the CANCEL.
     awaiting_final: bool,
+    /// The early dialogs its provisionals made, one per To tag (a forking far end).
+    early: Vec<Dialog>,
 }
 
 /// A `dial` that runs.
@@ -1258,6 +1260,7 @@ impl Call {
             ack_waits_for_caller: self.invite.body().is_empty(),
             redirected: false,
             awaiting_final: false,
+            early: Vec::new(),
         };
         match send_invite(&self.ctx, &self.sink, &self.invite, &mut leg, None).await {
             Ok(tx) => {
@@ -1459,8 +1462,10 @@ impl Call {
         };
         match received {
             Received::Provisional { status, dialog, .. } => {
-                if leg.dialog.is_none() {
-                    leg.dialog = dialog;
+                // Each To tag of a forking far end makes an early dialog of its own; the one
+                // a 2xx names becomes the leg's.
+                if let Some(d) = dialog {
+                    leg.early.push(d);
                 }
                 if leg.state != LegState::Calling && leg.state != LegState::Ringing {
                     return;
@@ -1504,11 +1509,29 @@ impl Call {
                     }
                     return;
                 }
-                if let Some(d) = dialog {
-                    leg.dialog = Some(d);
-                } else if let Some(d) = &mut leg.dialog {
-                    let _ = d.update_from_response(&r);
+                let confirmed = match dialog {
+                    Some(d) => Some(d),
+                    None => {
+                        let tag = r
+                            .core()
+                            .and_then(|c| c.to().tag().map(Bytes::copy_from_slice));
+                        let i = leg
+                            .early
+                            .iter()
+                            .position(|d| Some(&d.id().remote_tag) == tag.as_ref());
+                        i.map(|i| {
+                            let mut d = leg.early.swap_remove(i);
+                            if let Err(e) = d.update_from_response(&r) {
+                                tracing::debug!(error = %e, "a 2xx does not confirm its early dialog");
+                            }
+                            d
+                        })
+                    }
+                };
+                if confirmed.is_some() {
+                    leg.dialog = confirmed;
                 }
+                leg.early.clear();
                 let late = leg.ack_waits_for_caller;
                 let wanted = leg.state != LegState::Ended
                     && !forked
@@ -2182,6 +2205,9 @@ async fn send_invite(
         return Err(());
     };
     leg.client = InviteClient::new(request.clone());
+    // A new INVITE (after a challenge): the first one's dialogs are not this one's.
+    leg.early.clear();
+    leg.dialog = None;
     match ctx
         .endpoint
         .request_into(request, leg.flow, sink.clone())
