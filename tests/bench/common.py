@@ -115,10 +115,10 @@ def sip_ready(port, domain="wasmswitch.local", timeout=30.0):
 
 def serve(binary, work, env_settings, args=()):
     """Starts `binary serve` in `work` with the environment `env_settings` on top of this
-    process's (every other WASMSWITCH_* variable removed: the host refuses unknown ones, and a
-    stray one would change the run). Returns (process, API base URL, operator key, stderr
-    file); exits the script if it does not start."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WASMSWITCH_")}
+    process's (every other WASMSWITCH_* variable and DATABASE_URL removed: the host refuses
+    unknown ones, and a stray one would change the run). Returns (process, API base URL,
+    operator key, stderr file); exits the script if it does not start."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WASMSWITCH_") and k != "DATABASE_URL"}
     env.update(env_settings)
     stderr = open(os.path.join(work, "stderr.log"), "w")
     proc = subprocess.Popen([binary, "serve", *args], cwd=work, env=env, stdout=subprocess.PIPE,
