@@ -64,7 +64,7 @@ import time
 
 from common import (ROOT, SIPP, busy_seconds, build, commit, ensure_kamailio, epoch, fmt, free_port,
                     kamailio_version, log, memory_kib, percentile, request, request_status, serve,
-                    sip_ready, sipp_version, stop, tree_pids, udp_bound, udp_errors, usage)
+                    sip_ready, sipp_version, stop, tree_pids, udp_bound, udp_errors, udp_socket_drops, usage)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 UAC_SCENARIO = os.path.join(HERE, "sipp", "call-uac.xml")
@@ -499,10 +499,29 @@ def run_rung(target, rate, seconds, hold_ms, uac_port, rundir):
     drops0 = udp_errors()
     t0 = time.monotonic()
     uas = start_uas(target, calls, hold_ms, rundir)
+    # Which socket the kernel dropped datagrams at: the caller's, the server's, the callee's
+    # (read every half second while they run; sipp's sockets go with it).
+    ports = {"caller": uac_port, "server": target.port, "callee": target.uas_port}
+    if target.key == "direct":
+        del ports["server"]
+    base = udp_socket_drops(set(ports.values()))
+    seen = {}
+
+    def watch():
+        now = udp_socket_drops(set(ports.values()))
+        for who, port in ports.items():
+            if port in now:
+                seen[who] = max(seen.get(who, 0), now[port] - base.get(port, 0))
+
     with open(os.path.join(rundir, "uac.out"), "w") as out:
         uac = subprocess.Popen(uac_command(target.port, uac_port, rate, calls, limit, hold_ms), cwd=rundir,
                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=raise_nofile)
-        end(uac, seconds * 3 + hold_ms / 1000.0 + 60)
+        deadline = time.monotonic() + seconds * 3 + hold_ms / 1000.0 + 60
+        while uac.poll() is None and time.monotonic() < deadline:
+            watch()
+            time.sleep(0.5)
+        end(uac, 0)
+    watch()
     end(uas, UAS_TIMEWAIT_S + 6)
     wall = time.monotonic() - t0
     busy1 = busy_seconds()
@@ -555,6 +574,7 @@ def run_rung(target, rate, seconds, hold_ms, uac_port, rundir):
         "retrans_uac": retrans_uac,
         "retrans_uas": retrans_uas,
         "udp_drops": drops1 - drops0,
+        "udp_drops_at": {k: v for k, v in seen.items() if v},
         "setup_p50": percentile(setup, 50), "setup_p99": percentile(setup, 99),
         "setup_max": setup[-1] if setup else None,
         "samples": len(setup),
@@ -725,6 +745,7 @@ def main():
         sys.exit("sipp not found at /usr/bin/sipp (Debian: apt-get install sip-tester)")
     ensure_kamailio(["kamailio"])
     wanted = args.only.split(",") if args.only else ["ws"]
+    args.built = "ws" in wanted and not args.binary
     if "ws" in wanted:
         args.binary = os.path.abspath(args.binary) if args.binary else build()
         args.router = os.path.abspath(args.router) if args.router else router_plugin()
@@ -761,7 +782,7 @@ def main():
                 log(f"  {rate:>5}/s: ok {r['ok']}/{r['calls']}, failed {r['failed']}, unfinished {r['unfinished']}, "
                     f"achieved {r['achieved']:.0f}/s, set-up p50/p99/max {fmt(r['setup_p50'], '.0f')}/"
                     f"{fmt(r['setup_p99'], '.0f')}/{fmt(r['setup_max'], '.0f')} ms, retrans {r['retrans_uac']}/"
-                    f"{r['retrans_uas']}, UDP drops {r['udp_drops']}, server CPU "
+                    f"{r['retrans_uas']}, UDP drops {r['udp_drops']} {r['udp_drops_at'] or ''}, server CPU "
                     f"{fmt(r['server_cpu_ms_per_call'], '.3f')} ms/call, sipp CPU {fmt(r['sipp_cpu_pct'], '.0f')}%, "
                     f"other CPU {r['other_cpu_pct']:.0f}%"
                     + (f", failures {r['fail_kinds']}" if r["fail_kinds"] else "")
@@ -795,8 +816,11 @@ def command_line():
 
 def common_lines(vers, args, took):
     return [
-        f"Versions: wasmswitch {vers['commit']} (release build); {vers['kamailio']} (Debian package); "
-        f"{vers['sipp']} (Debian sip-tester).",
+        "Versions: "
+        + (f"wasmswitch {vers['commit']} (release build, built by the script); " if args.built
+           else f"scripts at {vers['commit']}, wasmswitch `{args.binary}` (`--binary`, release build); "
+           if args.binary else f"scripts at {vers['commit']}; ")
+        + f"{vers['kamailio']} (Debian package); {vers['sipp']} (Debian sip-tester).",
         "",
         f"Machine: {os.cpu_count()} cores ({platform.machine()}); both sipps and the server share them. "
         f"Whole run: {took / 60:.1f} min.",
@@ -897,6 +921,8 @@ def markdown(results, vers, args, took):
                 extra.append("unexpected responses " + ", ".join(f"{k} x{v}" for k, v in r["unexpected_codes"].items()))
             if r["unfinished"]:
                 extra.append(f"{r['unfinished']} calls unfinished")
+            if r["udp_drops_at"]:
+                extra.append("UDP drops at the " + ", ".join(f"{k}'s socket {v}" for k, v in r["udp_drops_at"].items()))
             if r["detail"]:
                 extra.append("message counts " + ", ".join(f"{k} {v}" for k, v in sorted(r["detail"].items())))
             if not r["server_alive"]:

@@ -259,6 +259,21 @@ def udp_errors():
     return fields.get("RcvbufErrors", 0) + fields.get("SndbufErrors", 0)
 
 
+def udp_socket_drops(ports):
+    """{port: datagrams dropped} of the UDP sockets bound to those ports on 127.0.0.1 now (the
+    kernel counts per socket, for the socket's life: read it while its owner runs)."""
+    out = {}
+    with open("/proc/net/udp") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            addr, port = cols[1].split(":")
+            port = int(port, 16)
+            if port in ports and addr == "0100007F":
+                out[port] = out.get(port, 0) + int(cols[-1])
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Figures.
 
