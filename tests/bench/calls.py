@@ -61,6 +61,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 
 from common import (ROOT, SIPP, busy_seconds, build, commit, ensure_kamailio, epoch, fmt, free_port,
                     kamailio_version, log, memory_kib, percentile, request, request_status, serve,
@@ -208,9 +209,22 @@ class Wasmswitch:
         self.api = None
         self.notes = []
 
+    def known_settings(self):
+        """The settings this binary knows, from its own example configuration (`wasmswitch
+        config`): a binary from before the calls layer has no [calls] section, and refuses a
+        file that has one."""
+        out = subprocess.run([self.binary, "config"], capture_output=True, text=True, check=True).stdout
+        return tomllib.loads(out)
+
     def config(self):
         """The host's settings for the run, written to wasmswitch.toml in its directory."""
         path = os.path.join(self.work, "wasmswitch.toml")
+        calls = self.known_settings().get("calls", {})
+        # The host's caps on calls, when it has them: out of the way (what is measured is how
+        # many calls it carries, not where it refuses them).
+        caps = {"max_calls": self.max_calls, "tenant_max_calls": self.max_calls,
+                "tenant_calls_per_second": 100000}
+        self.calls_settings = {k: v for k, v in caps.items() if k in calls}
         with open(path, "w") as f:
             f.write(f"""# Written by tests/bench/calls.py for one run.
 [api]
@@ -235,6 +249,11 @@ max_instances = {self.max_calls}
 max_instances_per_tenant = {self.max_calls}
 cache_dir = "{os.path.join(self.work, 'cache')}"
 """)
+            if self.calls_settings:
+                f.write("\n[calls]\n" + "".join(f"{k} = {v}\n" for k, v in self.calls_settings.items()))
+        if calls and set(self.calls_settings) != set(caps):
+            self.notes.append("[calls] of this binary lacks " + ", ".join(sorted(set(caps) - set(self.calls_settings)))
+                              + ": left at its defaults")
         return path
 
     def start(self):
@@ -815,6 +834,7 @@ def command_line():
 
 
 def common_lines(vers, args, took):
+    cap = f"{max(20000, 2 * args.memory_calls):,}"
     return [
         "Versions: "
         + (f"wasmswitch {vers['commit']} (release build, built by the script); " if args.built
@@ -831,7 +851,9 @@ def common_lines(vers, args, took):
         "per core; `-A WITH_DIALOG` adds the dialog module); tm at its defaults. wasmswitch `serve "
         "--config` a file of its own: SQLite, `sip.rate_limit_per_second = 0` (the per-source limit "
         "would hold the one caller to 100/s), `plugins.max_instances` and `max_instances_per_tenant` "
-        "raised to 20,000, log level at its default (info)"
+        f"raised to {cap}, where the binary has them `calls.max_calls` and `tenant_max_calls` raised to "
+        f"{cap} and `tenant_calls_per_second` to 100,000 (the caps are not what is measured), log level "
+        "at its default (info)"
         + (", and " + ", ".join(f"`{k}={v}`" for k, v in args.ws_env.items()) if args.ws_env else "")
         + "; set up through the API: tenant `bench` (its call limits `PUT .../limits` raised out of the "
         "way), DID +15550100000, trunks `carrier` (`inbound` 127.0.0.1) and `uas` (the callee), the "
