@@ -801,7 +801,8 @@ def main():
                 log(f"  {rate:>5}/s: ok {r['ok']}/{r['calls']}, failed {r['failed']}, unfinished {r['unfinished']}, "
                     f"achieved {r['achieved']:.0f}/s, set-up p50/p99/max {fmt(r['setup_p50'], '.0f')}/"
                     f"{fmt(r['setup_p99'], '.0f')}/{fmt(r['setup_max'], '.0f')} ms, retrans {r['retrans_uac']}/"
-                    f"{r['retrans_uas']}, UDP drops {r['udp_drops']} {r['udp_drops_at'] or ''}, server CPU "
+                    f"{r['retrans_uas']}, UDP drops {r['udp_drops']}{' ' + str(r['udp_drops_at']) if r['udp_drops_at'] else ''}, "
+                    f"server CPU "
                     f"{fmt(r['server_cpu_ms_per_call'], '.3f')} ms/call, sipp CPU {fmt(r['sipp_cpu_pct'], '.0f')}%, "
                     f"other CPU {r['other_cpu_pct']:.0f}%"
                     + (f", failures {r['fail_kinds']}" if r["fail_kinds"] else "")
