@@ -15,8 +15,10 @@ FUZZ_DB_DIR := $(shell mktemp -u /tmp/wasmswitch-fuzz.XXXXXX)
 WASMSWITCH_BIN = $(shell $(CARGO) metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/debug/wasmswitch
 
 # Builds every example plugin (Rust, Python, JavaScript) from source, runs all tests on SQLite
-# and PostgreSQL, then a bounded fuzz run of the SIP parser and framer (cargo-fuzz), the API's
-# property-based pass (schemathesis) and the control plane's probe suite (tests/probe) on both.
+# and PostgreSQL (among them calls end to end, tests/e2e: the binary between sipp peers), proves
+# the sipp call scenarios against each other (tests/e2e/sipp/check-pairs.sh), then a bounded
+# fuzz run of the SIP parser and framer (cargo-fuzz), the API's property-based pass
+# (schemathesis) and the control plane's probe suite (tests/probe) on both.
 # (The fuzz pass and the probes use the binary `cargo test` built: building it alone would pick
 # other dependency features and recompile half the tree.)
 # The probes' latency bound: another tenant's reads and /healthz keep a p99 under this many ms
@@ -27,6 +29,7 @@ PROBE_LATENCY_BOUND_MS ?= 150
 SIP_FUZZ_SECONDS ?= 30
 test: setup lint
 	$(CARGO) test --workspace --locked
+	bash tests/e2e/sipp/check-pairs.sh
 	bash tests/fuzz-sip.sh $(SIP_FUZZ_SECONDS)
 	export FUZZ_PLUGIN="$$($(CARGO) run -q --locked -p wasmswitch-plugin-artifacts --example path -- router)"; \
 	faulty="$$($(CARGO) run -q --locked -p wasmswitch-plugin-artifacts --example path -- faulty)"; \

@@ -6,6 +6,7 @@
 //! stack), [`config`], [`metrics`]; [`service`] wires them into a host.
 
 pub mod api;
+pub mod calls;
 pub mod config;
 mod failures;
 pub mod metrics;

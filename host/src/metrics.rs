@@ -19,7 +19,14 @@
 //! - trunk registration: `sip_trunk_registrations{state}` (this host's registering trunks by
 //!   state) and `sip_trunk_register_attempts_total{outcome}`.
 //!
-//! Call and SMS series arrive with the calls and SMS modules.
+//! - calls: `calls_total{tenant}` (calls taken), `calls_refused_total{reason}` (unknown number
+//!   or source, draining, over a cap), `calls_live{tenant}` and `calls_live_total` (calls up now),
+//!   `calls_plugin_failures_total{tenant}` (routers that failed: the fallback ran),
+//!   `calls_mailbox_full_total` (a call's task too far behind to take a request: 503);
+//! - CDRs: `cdr_written_total`, `cdr_dropped_total`, `cdr_rejected_total`,
+//!   `cdr_write_errors_total`, `cdr_waiting`.
+//!
+//! SMS series arrive with the SMS module.
 
 use std::sync::OnceLock;
 

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use wasmswitch_sip::Method;
 use wasmswitch_sip::endpoint::{Endpoint, EndpointConfig, Keepalive};
 use wasmswitch_sip::limits::RateLimit;
 use wasmswitch_sip::tls::{TlsIdentity, TlsTrust};
@@ -65,6 +64,8 @@ pub struct Service {
     trunk_task: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// The configuration in force, for [`Service::reload`].
     config: std::sync::Mutex<Config>,
+    /// The calls layer: [`Service::stop`] drains it first.
+    pub calls: crate::calls::Calls,
 }
 
 /// The addresses the SIP endpoint is bound to.
@@ -175,29 +176,55 @@ async fn start_sip(
     Ok((endpoint, addrs, events))
 }
 
-/// Hands the endpoint's requests to whoever answers them: REGISTER to the registrar (which
-/// answers in tasks of its own, so this loop never waits on the database); OPTIONS is
-/// answered by the endpoint itself; everything else is told, at once and truthfully, that it
-/// is not implemented yet (calls come with issue 11), rather than left to time out.
-async fn answer_sip(
-    endpoint: Endpoint,
-    registrar: Arc<Registrar>,
-    mut events: tokio::sync::mpsc::Receiver<SipEvent>,
-) {
-    while let Some(event) = events.recv().await {
-        let SipEvent::Request { tx, request, flow } = event else {
-            continue;
-        };
-        if *request.method() == Method::Register {
-            registrar.handle(&endpoint, tx, request, flow);
-            continue;
-        }
-        let tag = request.stateless_tag();
-        let reply = request.reply(501, "Not Implemented", Some(&tag));
-        if let Err(e) = endpoint.respond(tx, reply).await {
-            tracing::debug!(error = %e, "could not answer a SIP request");
-        }
+/// Starts the calls layer: the CDRs a previous run of this host left `running` are marked
+/// `interrupted` first, so no call goes unrecorded.
+async fn start_calls(
+    config: &Config,
+    state: &AppState,
+    sip: Endpoint,
+    bound: crate::trunks::Bound,
+) -> Result<crate::calls::Calls, ServiceError> {
+    let host_id = config.calls.host_id();
+    let interrupted = state
+        .store
+        .interrupt_running_cdrs(&host_id, crate::store::now_ms())
+        .await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            calls = interrupted,
+            host = %host_id,
+            "calls that were up when this host last stopped are recorded as interrupted"
+        );
     }
+    let resolver =
+        wasmswitch_sip::dns::Resolver::new(wasmswitch_sip::dns::ResolverConfig::default())
+            .map_err(|e| ServiceError::Config(format!("DNS resolver: {e}")))?;
+    let sip_config = &config.sip;
+    let calls_config = crate::calls::CallsConfig {
+        host_id,
+        max_calls: config.calls.max_calls,
+        tenant_max_calls: config.calls.tenant_max_calls,
+        tenant_calls_per_second: config.calls.tenant_calls_per_second,
+        drain: Duration::from_secs(config.calls.drain_secs),
+        public: sip_config.public_address(bound.udp.port()),
+        bound,
+        directory_poll: Duration::from_millis(500),
+        timers: Timers {
+            t1: Duration::from_millis(sip_config.t1_ms),
+            t2: Duration::from_millis(sip_config.t2_ms),
+            ..Timers::default()
+        },
+    };
+    let cdrs = crate::store::CdrWriter::start(state.store.clone());
+    Ok(crate::calls::Calls::new(
+        calls_config,
+        sip,
+        state.registry.clone(),
+        state.store.clone(),
+        cdrs,
+        resolver,
+    )
+    .await?)
 }
 
 /// How often lapsed registrations are swept from the store and the registrations gauge is
@@ -286,8 +313,16 @@ impl Service {
         );
         let (sip, sip_addrs, sip_events) = start_sip(&config).await?;
         let (shutdown, stopped) = watch::channel(false);
+        let bound = crate::trunks::Bound {
+            udp: sip_addrs.udp,
+            tcp: sip_addrs.tcp,
+            tls: sip_addrs.tls,
+        };
+        let calls = start_calls(&config, &state, sip.clone(), bound).await?;
+        let _ = state.calls.set(calls.clone());
         let api_task = tokio::spawn(serve_api(listener, state.clone(), stopped.clone()));
-        let sip_task = tokio::spawn(answer_sip(sip.clone(), registrar.clone(), sip_events));
+        let directory_task = tokio::spawn(calls.clone().poll_directory(stopped.clone()));
+        let sip_task = tokio::spawn(calls.clone().run(registrar.clone(), sip_events));
         let sweep_task = tokio::spawn(sweep_registrations(
             state.store.clone(),
             registrar,
@@ -299,11 +334,7 @@ impl Service {
             host_id.clone(),
             config.sip.trunk_register_expires_secs,
             config.sip.public_address(sip_addrs.udp.port()),
-            crate::trunks::Bound {
-                udp: sip_addrs.udp,
-                tcp: sip_addrs.tcp,
-                tls: sip_addrs.tls,
-            },
+            bound,
         );
         let trunk_task = tokio::spawn(crate::trunks::supervise(trunks, stopped.clone()));
         let sync_task = tokio::spawn(keep_in_sync(state.clone(), broken, stopped));
@@ -315,14 +346,24 @@ impl Service {
             state,
             first_operator_key,
             shutdown,
-            tasks: std::sync::Mutex::new(vec![api_task, sync_task, sip_task, sweep_task]),
+            tasks: std::sync::Mutex::new(vec![
+                api_task,
+                sync_task,
+                sip_task,
+                sweep_task,
+                directory_task,
+            ]),
+            calls,
             trunk_task: std::sync::Mutex::new(Some(trunk_task)),
             config: std::sync::Mutex::new(config_in_force),
         })
     }
 
-    /// Stops serving (in-flight API requests finish) and closes the database.
+    /// Stops taking calls, lets the running ones finish for up to `calls.drain_secs` and ends
+    /// the rest with BYE (every CDR written), then stops serving (in-flight API requests
+    /// finish) and closes the database.
     pub async fn stop(&self) {
+        self.calls.drain().await;
         let _ = self.shutdown.send(true);
         let trunks = self
             .trunk_task
@@ -506,6 +547,7 @@ fn app_state(config: &Config, store: Store) -> Result<AppState, ServiceError> {
         config: Arc::new(config.api.clone()),
         sip_domain: config.sip.domain.as_str().into(),
         metrics: crate::metrics::install(),
+        calls: Arc::default(),
     })
 }
 

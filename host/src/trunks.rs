@@ -582,13 +582,15 @@ impl Registering {
     }
 }
 
-/// The registrar's URI: the trunk's host and port, and its transport when not UDP (so a
-/// proxy on the way, and the certificate check over TLS, see what was meant).
+/// The registrar's URI: the trunk's host, its port if it has one (none: the URI names no
+/// port, as RFC 3263 then has it located), and its transport when not UDP (so a proxy on the
+/// way, and the certificate check over TLS, see what was meant).
 fn registrar_uri(trunk: &RegisteringTrunk) -> String {
     let host = host_for_uri(&trunk.host);
+    let port = trunk.port.map(|p| format!(":{p}")).unwrap_or_default();
     match trunk.transport {
-        Transport::Udp => format!("sip:{host}:{}", trunk.port),
-        other => format!("sip:{host}:{};transport={}", trunk.port, other.as_str()),
+        Transport::Udp => format!("sip:{host}{port}"),
+        other => format!("sip:{host}{port};transport={}", other.as_str()),
     }
 }
 
@@ -597,7 +599,10 @@ fn registrar_uri(trunk: &RegisteringTrunk) -> String {
 async fn resolve(ctx: &TrunkContext, trunk: &RegisteringTrunk) -> Result<SocketAddr, String> {
     // The API takes an IPv6 address in brackets, as a URI writes it; the resolver does not.
     let host = trunk.host.trim_start_matches('[').trim_end_matches(']');
-    let all: Vec<SocketAddr> = tokio::net::lookup_host((host, trunk.port))
+    // A trunk without a port is located by RFC 3263; SRV is not looked up here yet, so it
+    // is what RFC 3263 falls back to: A/AAAA at the transport's default port.
+    let port = trunk.port.unwrap_or(trunk.transport.default_port());
+    let all: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| format!("cannot resolve {}: {e}", trunk.host))?
         .collect();
@@ -662,13 +667,23 @@ fn granted(response: &Response, local: SocketAddr, asked: u32) -> Option<u32> {
 /// trunks are registered only with a TLS listener), or, bound to every interface, the local
 /// address the system routes to `remote` from.
 fn local_address(ctx: &TrunkContext, transport: Transport, remote: SocketAddr) -> SocketAddr {
+    local_address_for(ctx.public, ctx.bound, transport, remote)
+}
+
+/// [`local_address`] for any sender (the calls layer's legs too).
+pub(crate) fn local_address_for(
+    public: Option<SocketAddr>,
+    bound_to: Bound,
+    transport: Transport,
+    remote: SocketAddr,
+) -> SocketAddr {
     let bound = match transport {
-        Transport::Udp => ctx.bound.udp,
-        Transport::Tcp => ctx.bound.tcp,
-        Transport::Tls => ctx.bound.tls.unwrap_or(ctx.bound.tcp),
+        Transport::Udp => bound_to.udp,
+        Transport::Tcp => bound_to.tcp,
+        Transport::Tls => bound_to.tls.unwrap_or(bound_to.tcp),
     };
-    if let Some(public) = ctx.public {
-        return match (transport, ctx.bound.tls) {
+    if let Some(public) = public {
+        return match (transport, bound_to.tls) {
             (Transport::Tls, Some(tls)) => SocketAddr::new(public.ip(), tls.port()),
             _ => public,
         };
@@ -687,7 +702,7 @@ fn local_address(ctx: &TrunkContext, transport: Transport, remote: SocketAddr) -
 }
 
 /// A host as a SIP URI writes it: an IPv6 address in brackets.
-fn host_for_uri(host: &str) -> String {
+pub(crate) fn host_for_uri(host: &str) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {

@@ -327,9 +327,9 @@ fn http(server: &Server, method: &str, path: &str, key: &str, body: &str) -> Str
 }
 
 /// The running switch listens for SIP: OPTIONS (a load balancer's probe) gets 200 over UDP and
-/// TCP, and a request it cannot serve yet gets an immediate 501 rather than silence.
+/// TCP, and a call to a number no tenant owns gets an immediate 404 rather than silence.
 #[test]
-fn sip_answers_options_and_says_what_it_cannot_do_yet() {
+fn sip_answers_options_and_refuses_a_call_to_no_tenants_number() {
     use std::io::{Read, Write};
     let data = tempfile::tempdir().unwrap();
     let server = serve(data.path(), None);
@@ -368,10 +368,7 @@ CSeq: 1 {method}\r\nContact: <sip:test@{local}>\r\nMax-Forwards: 70\r\nContent-L
         "{options}"
     );
     let invite = answer("INVITE");
-    assert!(
-        invite.starts_with("SIP/2.0 501 Not Implemented\r\n"),
-        "{invite}"
-    );
+    assert!(invite.starts_with("SIP/2.0 404 Not Found\r\n"), "{invite}");
 
     let mut conn = std::net::TcpStream::connect(tcp).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -33,7 +33,7 @@
 //! `sip_connections_refused_total`. Connection ids are unique across restarts, so a stored
 //! id (a registration's flow) never names another peer's connection after a restart.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -153,6 +153,15 @@ enum Command {
         Flow,
         oneshot::Sender<Result<ClientTransaction, TxError>>,
     ),
+    RequestInto(
+        Request,
+        Flow,
+        ClientSink,
+        oneshot::Sender<Result<TxId, TxError>>,
+    ),
+    Cancel(TxId, oneshot::Sender<Result<(), TxError>>),
+    Stateless(Request, Flow),
+    Draining(bool),
     Shutdown,
 }
 
@@ -181,6 +190,33 @@ pub struct ClientTransaction {
     /// The transaction's id.
     pub id: TxId,
     events: mpsc::Receiver<ClientEvent>,
+}
+
+/// Where the events of client transactions started with [`Endpoint::request_into`] go: one
+/// receiver for many transactions (a call's legs, say), each event with its transaction.
+pub type ClientSink = mpsc::Sender<(TxId, ClientEvent)>;
+
+/// Where a client transaction's events go.
+#[derive(Debug)]
+enum Owner {
+    /// A receiver of its own ([`ClientTransaction`]).
+    Own(mpsc::Sender<ClientEvent>),
+    /// A receiver shared with other transactions.
+    Shared(ClientSink),
+}
+
+impl Owner {
+    /// Hands an event over without waiting. A provisional is dropped when only one slot is
+    /// left, so the final response (or the timeout) always finds room.
+    fn deliver(&self, tx: TxId, event: ClientEvent) -> bool {
+        let provisional = matches!(&event, ClientEvent::Response(r) if r.status < 200);
+        match self {
+            Owner::Own(c) => (!provisional || c.capacity() > 1) && c.try_send(event).is_ok(),
+            Owner::Shared(c) => {
+                (!provisional || c.capacity() > 1) && c.try_send((tx, event)).is_ok()
+            }
+        }
+    }
 }
 
 /// Why a client transaction gave no final response.
@@ -268,11 +304,19 @@ impl Endpoint {
         let mut local = Vec::new();
         let mut udp = Vec::new();
         for addr in &config.udp {
-            let socket = Arc::new(UdpSocket::bind(addr).await?);
-            let bound = socket.local_addr()?;
+            // Two handles on one socket: tokio's, which the reader waits on, and a plain
+            // non-blocking one the driver sends with. tokio's `try_send_to` refuses to send
+            // (`WouldBlock`) until its reactor has seen the socket writable, so the first
+            // datagram of a fresh socket was dropped and went out only when retransmitted,
+            // T1 later; and a stateless ACK, never retransmitted, was lost. A plain
+            // `sendto` fails only when the kernel's buffer is really full.
+            let reader = UdpSocket::bind(addr).await?;
+            let bound = reader.local_addr()?;
+            let sender = reader.into_std()?;
+            let reader = UdpSocket::from_std(sender.try_clone()?)?;
             local.push((FlowTransport::Udp, bound));
-            tasks.spawn(udp_reader(socket.clone(), raw_tx.clone()));
-            udp.push((socket, bound));
+            tasks.spawn(udp_reader(Arc::new(reader), raw_tx.clone()));
+            udp.push((sender, bound));
         }
         // Connections are tasks of their own; this tells them the endpoint stopped.
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -322,6 +366,8 @@ impl Endpoint {
             connect_timeout: config.connect_timeout,
             events: event_tx,
             clients: HashMap::new(),
+            silent: HashSet::new(),
+            draining: false,
         };
         tokio::spawn(async move {
             driver.run(raw_rx, cmd_rx, tasks).await;
@@ -406,6 +452,61 @@ impl Endpoint {
         Ok(result.await.map_err(|_| Stopped)??)
     }
 
+    /// Sends a request on a new client transaction whose events go to `sink`, tagged with
+    /// the transaction's id, among those of other transactions the same owner started: one
+    /// receiver serves a call's every leg. The events are those of [`Endpoint::request`];
+    /// the transaction's stream ends with its final event (a final response of a non-INVITE
+    /// or the timeout), or, for an INVITE, with no event when Timer M ends its wait for
+    /// retransmitted or forked 2xx.
+    pub async fn request_into(
+        &self,
+        request: Request,
+        flow: Flow,
+        sink: ClientSink,
+    ) -> Result<TxId, EndpointError> {
+        let (done, result) = oneshot::channel();
+        self.commands
+            .send(Command::RequestInto(request, flow, sink, done))
+            .await
+            .map_err(|_| Stopped)?;
+        Ok(result.await.map_err(|_| Stopped)??)
+    }
+
+    /// Cancels an INVITE sent with [`Endpoint::request`] (RFC 3261 section 9.1): the CANCEL
+    /// goes out once a provisional response has arrived (at once if one has). The CANCEL's
+    /// own transaction is the endpoint's: its responses are not reported. The INVITE's
+    /// transaction reports its final response (usually 487) as usual.
+    pub async fn cancel(&self, tx: TxId) -> Result<(), EndpointError> {
+        let (done, result) = oneshot::channel();
+        self.commands
+            .send(Command::Cancel(tx, done))
+            .await
+            .map_err(|_| Stopped)?;
+        Ok(result.await.map_err(|_| Stopped)??)
+    }
+
+    /// Sends a request outside any transaction: the ACK for a 2xx (RFC 3261 section
+    /// 13.2.2.4), which the dialog sends again for each retransmitted 2xx. It goes over
+    /// the flow as any request would (reusing or opening a connection); nothing is
+    /// retransmitted and nothing is reported.
+    pub async fn send_stateless(&self, request: Request, flow: Flow) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::Stateless(request, flow))
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// Starts or ends draining: while draining, OPTIONS is answered `503 Service Unavailable`
+    /// (with `Retry-After`), so a load balancer that probes with OPTIONS sends new traffic
+    /// elsewhere; everything else goes on as before (the transaction user refuses new calls
+    /// itself).
+    pub async fn set_draining(&self, draining: bool) -> Result<(), Stopped> {
+        self.commands
+            .send(Command::Draining(draining))
+            .await
+            .map_err(|_| Stopped)
+    }
+
     /// Stops the endpoint: sockets close, transactions end without further messages.
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
@@ -476,7 +577,7 @@ struct Driver {
     policy: Policy,
     server: String,
     /// The UDP sockets and the addresses they are bound to.
-    udp: Vec<(Arc<UdpSocket>, SocketAddr)>,
+    udp: Vec<(std::net::UdpSocket, SocketAddr)>,
     conns: HashMap<u64, Conn>,
     /// The newest open connection to each peer address, per transport: what a request to the
     /// peer reuses.
@@ -489,8 +590,13 @@ struct Driver {
     tls_client: Arc<ClientConfig>,
     connect_timeout: Duration,
     events: mpsc::Sender<Event>,
-    /// Client transactions whose events go to a receiver of their own.
-    clients: HashMap<TxId, mpsc::Sender<ClientEvent>>,
+    /// Client transactions whose events go to their owner rather than to `events`.
+    clients: HashMap<TxId, Owner>,
+    /// Client transactions whose events nobody hears (the CANCELs [`Endpoint::cancel`]
+    /// sends): their outcome shows in the INVITE's.
+    silent: HashSet<TxId>,
+    /// OPTIONS is answered 503 ([`Endpoint::set_draining`]).
+    draining: bool,
 }
 
 impl Driver {
@@ -605,11 +711,29 @@ impl Driver {
                     let (tx, events) = mpsc::channel(CLIENT_QUEUE);
                     // Registered before any event of the transaction can be handled: events
                     // are handled by this task, after this command.
-                    self.clients.insert(id, tx);
+                    self.clients.insert(id, Owner::Own(tx));
                     ClientTransaction { id, events }
                 });
                 let _ = done.send(started);
             }
+            Command::RequestInto(request, flow, sink, done) => {
+                let started = self.core.send_request(now, request, flow).inspect(|&id| {
+                    self.clients.insert(id, Owner::Shared(sink));
+                });
+                let _ = done.send(started);
+            }
+            Command::Cancel(tx, done) => {
+                let sent = self.core.cancel(now, tx).map(|cancel| {
+                    if let Some(cancel) = cancel {
+                        self.silent.insert(cancel);
+                    }
+                });
+                let _ = done.send(sent);
+            }
+            Command::Stateless(request, flow) => {
+                self.send(flow, &Message::Request(request));
+            }
+            Command::Draining(draining) => self.draining = draining,
             Command::Shutdown => {}
         }
     }
@@ -652,13 +776,15 @@ impl Driver {
             Event::Terminated { tx } => {
                 // Dropping the sender ends the owner's stream.
                 self.clients.remove(&tx);
+                self.silent.remove(&tx);
             }
+            Event::Response { tx, .. } | Event::Timeout { tx } | Event::TransportError { tx }
+                if self.silent.contains(&tx) => {}
             Event::Response { tx, response } if self.clients.contains_key(&tx) => {
-                let provisional = response.status < 200;
-                let delivered = self.clients.get(&tx).is_some_and(|c| {
-                    (!provisional || c.capacity() > 1)
-                        && c.try_send(ClientEvent::Response(response)).is_ok()
-                });
+                let delivered = self
+                    .clients
+                    .get(&tx)
+                    .is_some_and(|c| c.deliver(tx, ClientEvent::Response(response)));
                 if !delivered {
                     tracing::debug!(
                         ?tx,
@@ -668,12 +794,12 @@ impl Driver {
             }
             Event::Timeout { tx } if self.clients.contains_key(&tx) => {
                 if let Some(c) = self.clients.remove(&tx) {
-                    let _ = c.try_send(ClientEvent::Timeout);
+                    c.deliver(tx, ClientEvent::Timeout);
                 }
             }
             Event::TransportError { tx } if self.clients.contains_key(&tx) => {
                 if let Some(c) = self.clients.remove(&tx) {
-                    let _ = c.try_send(ClientEvent::TransportError);
+                    c.deliver(tx, ClientEvent::TransportError);
                 }
             }
             Event::Request { tx, request, .. } if request.method() == &Method::Options => {
@@ -706,6 +832,12 @@ impl Driver {
     }
 
     fn options_response(&self, request: &Request) -> Response {
+        if self.draining {
+            let mut busy =
+                request.reply(503, "Service Unavailable", Some(&request.stateless_tag()));
+            busy.headers_mut().push(HeaderName::RetryAfter, "30");
+            return busy;
+        }
         let mut ok = request.reply(200, "OK", Some(&request.stateless_tag()));
         let headers = ok.headers_mut();
         headers.push(HeaderName::Allow, self.policy.allow_header());
@@ -731,7 +863,7 @@ impl Driver {
                 match socket {
                     // A full socket buffer drops the datagram; retransmission covers it.
                     Some(s) => {
-                        if let Err(e) = s.try_send_to(&bytes, flow.remote) {
+                        if let Err(e) = s.send_to(&bytes, flow.remote) {
                             tracing::debug!(peer = %flow.remote, error = %e, "UDP send failed");
                         }
                     }

@@ -6,6 +6,7 @@
 //! the store. Every error is an [`ApiError`] rendered as problem+json.
 
 mod auth;
+mod calls;
 mod error;
 mod extract;
 mod kv;
@@ -83,6 +84,8 @@ pub struct AppState {
     /// `sip.domain`: tenants' default SIP domains are `<tenant>.<sip_domain>`.
     pub sip_domain: Arc<str>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The calls layer, once SIP is up (the API is built first).
+    pub calls: Arc<std::sync::OnceLock<crate::calls::Calls>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -92,6 +95,16 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// After a write to DIDs, trunks or a tenant's call settings: the calls layer reloads its
+    /// directory now, so the next call sees the change (other hosts see it within their poll).
+    pub async fn directory_changed(&self) {
+        if let Some(calls) = self.calls.get()
+            && let Err(e) = calls.refresh().await
+        {
+            tracing::warn!(error = %e, "could not reload the call directory");
+        }
+    }
+
     /// `<tenant>.<sip.domain>`, where a tenant's phones can always register.
     pub fn default_sip_domain_of(&self, tenant: &str) -> String {
         format!("{tenant}.{}", self.sip_domain)
@@ -324,6 +337,7 @@ impl AppState {
         (name = "kv", description = "The tenant's key-value data its plugins read and write"),
         (name = "telephony", description = "Numbers, trunks and SIP users"),
         (name = "records", description = "Call records and the audit log"),
+        (name = "calls", description = "Live calls: list and hang up"),
         (name = "operations", description = "Health, readiness, metrics")
     )
 )]
@@ -358,6 +372,11 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(tenants::get, tenants::update, tenants::delete))
         .routes(routes!(tenants::create_key, tenants::list_keys))
         .routes(routes!(tenants::revoke_key))
+        .routes(routes!(
+            tenants::get_call_settings,
+            tenants::put_call_settings
+        ))
+        .routes(routes!(tenants::get_limits, tenants::put_limits))
         .routes(routes!(tenants::mint_token))
         .routes(routes!(tenants::whoami))
         .routes(routes!(plugins::list))
@@ -386,6 +405,8 @@ pub fn router(state: AppState) -> Router {
         ))
         .routes(routes!(telephony::list_registrations))
         .routes(routes!(records::cdrs))
+        .routes(routes!(calls::list))
+        .routes(routes!(calls::hang_up))
         .routes(routes!(records::audit))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))

@@ -8,7 +8,7 @@ use super::auth::Principal;
 use super::extract::{Path, Query};
 use super::tenants::TenantPath;
 use super::{ApiError, AppState, Reply};
-use crate::store::{AuditEntry, CdrCursor, CdrFilter, CdrPage, Disposition};
+use crate::store::{AuditEntry, CdrCursor, CdrFilter, CdrPage, CdrState, Disposition};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -21,6 +21,9 @@ pub struct CdrQuery {
     pub number: Option<String>,
     /// answered, busy, no-answer, failed or rejected.
     pub disposition: Option<Disposition>,
+    /// running (calls in progress), ended or interrupted (in progress on a host that
+    /// stopped).
+    pub state: Option<CdrState>,
     /// The `next` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1-500. Default 100.
@@ -54,6 +57,7 @@ pub async fn cdrs(
         until: q.until,
         number: q.number,
         disposition: q.disposition,
+        state: q.state,
         cursor,
         limit,
     };

@@ -51,6 +51,7 @@ pub async fn create_did(
         .store
         .create_did(&p.tenant, &body.number, &body.description)
         .await?;
+    state.directory_changed().await;
     state
         .audit(&who, Some(&p.tenant), "number.create", &d.number, "")
         .await;
@@ -81,13 +82,15 @@ pub async fn delete_did(
 ) -> Result<StatusCode, ApiError> {
     who.admin(&p.tenant)?;
     state.store.delete_did(&p.tenant, &p.number).await?;
+    state.directory_changed().await;
     state
         .audit(&who, Some(&p.tenant), "number.delete", &p.number, "")
         .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Adds a trunk. Its password is write-only.
+/// Adds a trunk. Its password is write-only. `inbound` lists the addresses its calls come
+/// from; a trunk without `port` is located by RFC 3263 (SRV, then 5060, or 5061 over TLS).
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/trunks", tag = "telephony",
     params(TenantPath), request_body = NewTrunk,
     responses((status = 201, body = Trunk), (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
@@ -100,6 +103,7 @@ pub async fn create_trunk(
 ) -> Created<Trunk> {
     who.admin(&p.tenant)?;
     let t = state.store.create_trunk(&p.tenant, &body).await?;
+    state.directory_changed().await;
     state
         .audit(&who, Some(&p.tenant), "trunk.create", &t.id, &t.name)
         .await;
@@ -132,7 +136,8 @@ pub async fn get_trunk(
     Ok(axum::Json(state.store.trunk(&p.tenant, &p.id).await?))
 }
 
-/// Replaces a trunk's settings; leaving out `password` keeps the stored one.
+/// Replaces a trunk's settings; leaving out `password` keeps the stored one, leaving out any
+/// other field sets its default (for `port`: none, located by RFC 3263).
 #[utoipa::path(put, path = "/v1/tenants/{tenant}/trunks/{id}", tag = "telephony",
     params(IdPath), request_body = NewTrunk,
     responses((status = 200, body = Trunk), (status = 404, body = super::Problem), (status = 422, body = super::Problem)),
@@ -145,6 +150,7 @@ pub async fn update_trunk(
 ) -> Reply<Trunk> {
     who.admin(&p.tenant)?;
     let t = state.store.update_trunk(&p.tenant, &p.id, &body).await?;
+    state.directory_changed().await;
     state
         .audit(&who, Some(&p.tenant), "trunk.update", &t.id, &t.name)
         .await;
@@ -162,6 +168,7 @@ pub async fn delete_trunk(
 ) -> Result<StatusCode, ApiError> {
     who.admin(&p.tenant)?;
     state.store.delete_trunk(&p.tenant, &p.id).await?;
+    state.directory_changed().await;
     state
         .audit(&who, Some(&p.tenant), "trunk.delete", &p.id, "")
         .await;

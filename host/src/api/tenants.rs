@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Claims, Principal, now_secs};
 use super::extract::{Json, Path};
 use super::{ApiError, AppState, Created, Reply};
-use crate::store::{ApiKey, NewApiKey, Role, Tenant};
+use crate::store::{ApiKey, CallFallback, CallLimits, NewApiKey, Role, Tenant};
 
 /// A tenant to create.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -101,6 +101,7 @@ pub async fn create(
 ) -> Created<TenantView> {
     who.operator()?;
     let t = state.store.create_tenant(&body.id, &body.name).await?;
+    state.directory_changed().await;
     state
         .audit(&who, Some(&t.id), "tenant.create", &t.id, "")
         .await;
@@ -165,6 +166,7 @@ pub async fn update(
     }
     if let Some(name) = &body.name {
         t = state.store.rename_tenant(&p.tenant, name).await?;
+        state.directory_changed().await;
         state
             .audit(&who, Some(&t.id), "tenant.update", &t.id, name)
             .await;
@@ -185,10 +187,116 @@ pub async fn delete(
     state.store.delete_tenant(&p.tenant).await?;
     state.auth.forget_credentials();
     state.unload_tenant(&p.tenant);
+    state.directory_changed().await;
     state
         .audit(&who, Some(&p.tenant), "tenant.delete", &p.tenant, "")
         .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What the switch does with the tenant's calls beyond what its plugins decide.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallSettings {
+    /// What to do with a call when the tenant's router cannot decide (it trapped, ran out
+    /// of time, answered something invalid, or there is none): `{"reject": {"code": 503,
+    /// "reason": "..."}}` or `{"dial": {"target": "+14155550100", "trunk": "carrier"}}`.
+    /// `null`: reject with 503.
+    #[serde(default)]
+    pub fallback: Option<CallFallback>,
+}
+
+/// The tenant's call settings.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/call-settings", tag = "tenants", params(TenantPath),
+    responses((status = 200, body = CallSettings), (status = 404, body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn get_call_settings(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(p): Path<TenantPath>,
+) -> Reply<CallSettings> {
+    who.read(&p.tenant)?;
+    let t = state.store.tenant(&p.tenant).await?;
+    Ok(axum::Json(CallSettings {
+        fallback: t.call_fallback,
+    }))
+}
+
+/// Replaces the tenant's call settings (tenant admins and operators). A fallback that dials
+/// through a trunk must name one of the tenant's trunks.
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/call-settings", tag = "tenants", params(TenantPath),
+    request_body = CallSettings,
+    responses((status = 200, body = CallSettings), (status = 404, body = super::Problem), (status = 422, body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn put_call_settings(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(p): Path<TenantPath>,
+    Json(body): Json<CallSettings>,
+) -> Reply<CallSettings> {
+    who.admin(&p.tenant)?;
+    let t = state
+        .store
+        .set_call_fallback(&p.tenant, body.fallback.as_ref())
+        .await?;
+    let detail = match &t.call_fallback {
+        Some(f) => serde_json::to_string(f).unwrap_or_default(),
+        None => "(default)".into(),
+    };
+    state.directory_changed().await;
+    state
+        .audit(&who, Some(&t.id), "tenant.call-settings", &t.id, &detail)
+        .await;
+    Ok(axum::Json(CallSettings {
+        fallback: t.call_fallback,
+    }))
+}
+
+/// The tenant's call limits (`null`: the host's default).
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/limits", tag = "tenants", params(TenantPath),
+    responses((status = 200, body = CallLimits), (status = 404, body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn get_limits(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(p): Path<TenantPath>,
+) -> Reply<CallLimits> {
+    who.read(&p.tenant)?;
+    let t = state.store.tenant(&p.tenant).await?;
+    Ok(axum::Json(CallLimits {
+        max_calls: t.max_calls,
+        max_calls_per_second: t.max_calls_per_second,
+    }))
+}
+
+/// Sets the tenant's call limits (operators only: a tenant may not raise its own cap).
+/// `null` leaves a limit to the host's default; 0 refuses every call.
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/limits", tag = "tenants", params(TenantPath),
+    request_body = CallLimits,
+    responses((status = 200, body = CallLimits), (status = 403, body = super::Problem), (status = 404, body = super::Problem), (status = 422, body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn put_limits(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(p): Path<TenantPath>,
+    Json(body): Json<CallLimits>,
+) -> Reply<CallLimits> {
+    who.operator()?;
+    let t = state.store.set_call_limits(&p.tenant, body).await?;
+    let show = |n: Option<u32>| n.map_or_else(|| "default".to_string(), |n| n.to_string());
+    let detail = format!(
+        "max_calls={} max_calls_per_second={}",
+        show(t.max_calls),
+        show(t.max_calls_per_second)
+    );
+    state.directory_changed().await;
+    state
+        .audit(&who, Some(&t.id), "tenant.limits", &t.id, &detail)
+        .await;
+    Ok(axum::Json(CallLimits {
+        max_calls: t.max_calls,
+        max_calls_per_second: t.max_calls_per_second,
+    }))
 }
 
 /// An API key to create.

@@ -25,6 +25,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub sip: SipConfig,
     pub plugins: PluginsConfig,
+    pub calls: CallsSettings,
     pub log: LogConfig,
 }
 
@@ -390,6 +391,56 @@ impl Default for PluginsConfig {
     }
 }
 
+/// `[calls]`: the B2BUA's caps and shutdown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsSettings {
+    /// The most calls this host carries at once (1-1000000); a new call past it gets `503`
+    /// with `Retry-After`. Default 10000, the plugin runtime's default instance pool: every
+    /// call holds a router instance while it may still hear events.
+    pub max_calls: u32,
+    /// A tenant's cap on concurrent calls when the tenant has none of its own (the operator
+    /// sets one with `PUT /v1/tenants/{id}/limits`). Default 2000, a fifth of the host, so
+    /// one tenant's flood cannot take every slot.
+    pub tenant_max_calls: u32,
+    /// A tenant's cap on new calls per second (a burst of one second's worth) when it has none
+    /// of its own. Default 200.
+    pub tenant_calls_per_second: u32,
+    /// On SIGTERM, how long running calls may go on, in seconds, before the switch ends them
+    /// with BYE (0-86400). New calls are refused at once and OPTIONS answers 503. Default 60.
+    pub drain_secs: u64,
+    /// This host's name in CDRs (`host_id`): a restart marks the calls its previous run
+    /// left `running` as `interrupted`. Default: the machine's host name. Hosts sharing a
+    /// database need different names.
+    pub host_id: String,
+}
+
+impl Default for CallsSettings {
+    fn default() -> Self {
+        Self {
+            max_calls: 10_000,
+            tenant_max_calls: 2_000,
+            tenant_calls_per_second: 200,
+            drain_secs: 60,
+            host_id: String::new(),
+        }
+    }
+}
+
+impl CallsSettings {
+    /// The host id in force: the setting, else the machine's host name, else `wasmswitch`.
+    pub fn host_id(&self) -> String {
+        if !self.host_id.is_empty() {
+            return self.host_id.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "wasmswitch".to_owned())
+    }
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -422,7 +473,7 @@ impl Default for LogConfig {
 pub struct ConfigError(pub Vec<String>);
 
 /// The sections whose keys an environment variable can name.
-const SECTIONS: [&str; 5] = ["api", "database", "sip", "plugins", "log"];
+const SECTIONS: [&str; 6] = ["api", "database", "sip", "plugins", "calls", "log"];
 
 impl Config {
     /// The documented example file (every setting at its default).
@@ -574,6 +625,23 @@ impl Config {
         }
         if self.plugins.warm_instances > 64 {
             bad.push("plugins.warm_instances: must be 0-64".into());
+        }
+        if !(1..=1_000_000).contains(&self.calls.max_calls) {
+            bad.push("calls.max_calls: must be 1-1000000".into());
+        }
+        if !(1..=1_000_000).contains(&self.calls.tenant_max_calls) {
+            bad.push("calls.tenant_max_calls: must be 1-1000000".into());
+        }
+        if !(1..=1_000_000).contains(&self.calls.tenant_calls_per_second) {
+            bad.push("calls.tenant_calls_per_second: must be 1-1000000".into());
+        }
+        if self.calls.drain_secs > 86_400 {
+            bad.push("calls.drain_secs: must be 0-86400".into());
+        }
+        if self.calls.host_id.len() > 128 || self.calls.host_id.chars().any(char::is_control) {
+            bad.push(
+                "calls.host_id: at most 128 characters, none of them control characters".into(),
+            );
         }
         if !(1..=1_000_000).contains(&self.plugins.max_instances) {
             bad.push("plugins.max_instances: must be 1-1000000".into());

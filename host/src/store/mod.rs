@@ -1,5 +1,7 @@
 //! Persistence: tenants, API keys, plugin versions, numbers, trunks, SIP users, CDRs, messages,
 //! the plugins' `kv` data and the audit log, in SQLite (the embedded default) or PostgreSQL.
+//! The call path reads none of it directly: it asks an in-memory [`Directory`] and hands its
+//! records to a [`CdrWriter`].
 //!
 //! One code path serves both through sqlx's `Any` driver: the SQL is portable (`$N`
 //! placeholders, `ON CONFLICT`, `RETURNING`), timestamps are epoch milliseconds and flags 0/1,
@@ -7,7 +9,9 @@
 //! `migrations/sqlite` and `migrations/postgres` and differ only in types.
 
 mod audit;
+mod cdr_writer;
 mod cdrs;
+mod directory;
 mod error;
 mod keys;
 mod kv;
@@ -27,20 +31,27 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, ConnectOptions};
 
 pub use audit::AuditEntry;
-pub use cdrs::{Cdr, CdrCursor, CdrFilter, CdrPage, Disposition, MAX_PAGE as MAX_CDR_PAGE};
+pub use cdr_writer::{CdrWriter, CdrWriterOptions, CdrWriterStats};
+pub use cdrs::{
+    Cdr, CdrCursor, CdrFilter, CdrPage, CdrState, Disposition, MAX_PAGE as MAX_CDR_PAGE,
+    valid_ended_by,
+};
+pub use directory::{Cidr, CidrError, DirTenant, DirTrunk, Directory};
 pub use error::StoreError;
 pub use keys::{ApiKey, NewApiKey, Role, constant_time_eq};
 pub use kv::SqlKv;
 pub use numbers::{
-    Did, NewSipUser, NewTrunk, SipCredentials, SipUser, SipUserUpdate, Transport, Trunk,
-    digest_ha1, digest_ha1_sha256, valid_e164,
+    CallerId, Did, MAX_INBOUND, NewSipUser, NewTrunk, SipCredentials, SipUser, SipUserUpdate,
+    Transport, Trunk, digest_ha1, digest_ha1_sha256, valid_e164, valid_sip_username,
 };
 pub use plugins::{
     Activation, ActivePlugin, Deactivation, NewPlugin, PluginRecord, valid_plugin_name,
 };
 pub use registrations::{Decided, NonceCount, Registration, RegistrationChange};
 pub use sip_identities::{SipIdentity, TTL as SIP_IDENTITY_TTL};
-pub use tenants::{MAX_TEXT_CHARS, Tenant, check_text, valid_sip_domain, valid_tenant_id};
+pub use tenants::{
+    CallFallback, CallLimits, MAX_TEXT_CHARS, Tenant, check_text, valid_sip_domain, valid_tenant_id,
+};
 pub use trunk_registrations::{RegisteringTrunk, TrunkRegistration};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -166,6 +177,17 @@ impl Store {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&self.writer).await?;
+        Ok(())
+    }
+
+    /// Brings the schema up to `version` only (tests of upgrades from an older schema).
+    #[doc(hidden)]
+    pub async fn migrate_to(&self, version: i64) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run_to(version, &self.writer).await?;
         Ok(())
     }
 

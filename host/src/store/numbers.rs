@@ -7,6 +7,7 @@ use sha2::Sha256;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::directory::{Cidr, bump_version};
 use super::{Store, StoreError, check_text, new_id, now_ms};
 
 /// A phone number routed to a tenant.
@@ -24,6 +25,14 @@ pub fn valid_e164(n: &str) -> bool {
     n.strip_prefix('+').is_some_and(|d| {
         (2..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
     })
+}
+
+/// Whether `name` is a SIP user's name: 1 to 64 letters, digits or `-_.+`.
+pub fn valid_sip_username(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b))
 }
 
 /// How the switch reaches a trunk.
@@ -54,6 +63,17 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// The port a trunk without one is reached at, once RFC 3263 found no SRV record: 5061
+    /// over TLS, 5060 otherwise (RFC 3261 section 19.1.2).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Udp | Transport::Tcp => 5060,
+            Transport::Tls => 5061,
+        }
+    }
+}
+
 impl From<Transport> for wasmswitch_sip::transaction::FlowTransport {
     fn from(t: Transport) -> Self {
         match t {
@@ -75,7 +95,47 @@ impl From<wasmswitch_sip::transaction::FlowTransport> for Transport {
     }
 }
 
-/// A SIP trunk of a tenant: where its outbound calls go. The password is write-only.
+/// Where the switch puts the caller's identity on calls out through a trunk.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum CallerId {
+    /// In the From header (the default: what every provider reads).
+    #[default]
+    From,
+    /// In a P-Asserted-Identity header (RFC 3325), the From left anonymous or as it came:
+    /// for providers that trust the switch to assert who calls.
+    Pai,
+    /// In both.
+    Both,
+}
+
+impl CallerId {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallerId::From => "from",
+            CallerId::Pai => "pai",
+            CallerId::Both => "both",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "from" => Some(CallerId::From),
+            "pai" => Some(CallerId::Pai),
+            "both" => Some(CallerId::Both),
+            _ => None,
+        }
+    }
+}
+
+/// The most addresses or blocks one trunk's `inbound` may list: a provider's published
+/// ranges fit in a handful; the bound keeps each call's source lookup short.
+pub const MAX_INBOUND: usize = 32;
+
+/// A SIP trunk of a tenant: where its outbound calls go, and where its inbound calls come
+/// from. The password is write-only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Trunk {
     pub id: String,
@@ -83,7 +143,9 @@ pub struct Trunk {
     /// Unique per tenant; routing plugins name trunks by it.
     pub name: String,
     pub host: String,
-    pub port: u16,
+    /// `null`: the trunk is located by RFC 3263 (SRV records of `host`, else port 5060, or
+    /// 5061 over TLS).
+    pub port: Option<u16>,
     pub transport: Transport,
     /// Digest user name, when the trunk wants authentication.
     pub username: Option<String>,
@@ -91,6 +153,14 @@ pub struct Trunk {
     pub has_password: bool,
     /// Whether the switch registers to the trunk.
     pub register: bool,
+    /// The addresses the trunk's calls come from: IPv4 or IPv6 addresses and CIDR blocks.
+    /// A call from one of them to one of the tenant's numbers is the trunk's.
+    #[schema(value_type = Vec<String>, example = json!(["203.0.113.0/24", "2001:db8::/32", "198.51.100.7"]))]
+    pub inbound: Vec<Cidr>,
+    /// Whether calls from `inbound` are also challenged for the trunk's digest credentials.
+    pub inbound_auth: bool,
+    /// Where the caller's identity goes on calls out through the trunk.
+    pub caller_id: CallerId,
     /// How registering to the trunk is going (none while no host has tried yet, or when
     /// `register` is off).
     pub registration: Option<super::TrunkRegistration>,
@@ -106,20 +176,33 @@ pub struct NewTrunk {
     pub name: String,
     /// A host name or an IP address.
     pub host: String,
-    #[serde(default = "default_sip_port")]
-    pub port: u16,
+    /// 1-65535. Left out (or `null`): the trunk is located by RFC 3263, SRV records of
+    /// `host` first, else port 5060 (5061 over TLS). Before calls, a missing port meant 5060.
+    #[serde(default)]
+    pub port: Option<u16>,
     #[serde(default = "default_transport")]
     pub transport: Transport,
     #[serde(default)]
     pub username: Option<String>,
+    /// Left out on update: the stored password stays.
     #[serde(default)]
     pub password: Option<String>,
     #[serde(default)]
     pub register: bool,
-}
-
-fn default_sip_port() -> u16 {
-    5060
+    /// The addresses the trunk's calls come from, at most 32: IPv4 or IPv6 addresses, or
+    /// CIDR blocks with no bits set past the prefix (`203.0.113.0/24`, not `203.0.113.9/24`).
+    #[serde(default)]
+    #[schema(value_type = Vec<String>, example = json!(["203.0.113.0/24", "2001:db8::/32", "198.51.100.7"]))]
+    pub inbound: Vec<Cidr>,
+    /// Also challenge calls from `inbound` for the trunk's digest credentials (the trunk then
+    /// needs a username and a password). Default false: the address alone identifies the
+    /// trunk.
+    #[serde(default)]
+    pub inbound_auth: bool,
+    /// `from` (default), `pai` or `both`: where the caller's identity goes on calls out
+    /// through the trunk (the From header, P-Asserted-Identity, or both).
+    #[serde(default)]
+    pub caller_id: CallerId,
 }
 
 fn default_transport() -> Transport {
@@ -141,7 +224,7 @@ impl NewTrunk {
         if !host_ok {
             return bad("host must be a host name or an IP address");
         }
-        if self.port == 0 {
+        if self.port == Some(0) {
             return bad("port must be 1-65535");
         }
         for (field, value) in [("username", &self.username), ("password", &self.password)] {
@@ -149,10 +232,41 @@ impl NewTrunk {
                 check_text(field, v)?;
             }
         }
-        if self.register && (self.username.is_none() || self.password.is_none()) {
-            return bad("a trunk that registers needs a username and a password");
+        if self.inbound.len() > MAX_INBOUND {
+            return Err(StoreError::Invalid(format!(
+                "inbound lists at most {MAX_INBOUND} addresses or blocks"
+            )));
+        }
+        for (i, a) in self.inbound.iter().enumerate() {
+            if self.inbound[..i].contains(a) {
+                return Err(StoreError::Invalid(format!("inbound lists {a} twice")));
+            }
         }
         Ok(())
+    }
+
+    /// What the trunk needs its credentials for, if anything: checked against the password
+    /// given, or on update the stored one.
+    fn needs_credentials(&self) -> Option<&'static str> {
+        if self.register {
+            Some("a trunk that registers needs a username and a password")
+        } else if self.inbound_auth {
+            Some("a trunk with inbound_auth needs a username and a password")
+        } else {
+            None
+        }
+    }
+
+    /// `inbound` as stored: canonical forms separated by spaces.
+    fn inbound_text(&self) -> String {
+        let mut text = String::new();
+        for a in &self.inbound {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(&a.to_string());
+        }
+        text
     }
 }
 
@@ -228,21 +342,44 @@ fn decode_err(col: &str, what: String) -> sqlx::Error {
     }
 }
 
-const TRUNK_COLUMNS: &str =
-    "id, tenant_id, name, host, port, transport, username, password, register, created_at";
+pub(super) const TRUNK_COLUMNS: &str = "id, tenant_id, name, host, port, transport, username, \
+     password, register, created_at, inbound_addresses, inbound_auth, caller_id";
 
 /// A trunk row's `port` and `transport`, checked: the one place they are decoded.
-pub(super) fn trunk_address(row: &AnyRow) -> Result<(u16, Transport), sqlx::Error> {
+pub(super) fn trunk_address(row: &AnyRow) -> Result<(Option<u16>, Transport), sqlx::Error> {
     let transport: String = row.try_get("transport")?;
-    let port: i64 = row.try_get("port")?;
+    let port: Option<i64> = row.try_get("port")?;
+    let port = port
+        .map(|p| u16::try_from(p).map_err(|_| decode_err("port", format!("{p}"))))
+        .transpose()?;
     Ok((
-        u16::try_from(port).map_err(|_| decode_err("port", format!("{port}")))?,
+        port,
         Transport::parse(&transport).ok_or_else(|| decode_err("transport", transport))?,
+    ))
+}
+
+/// A trunk row's inbound recognition (`inbound_addresses`, `inbound_auth`, `caller_id`),
+/// checked: the one place they are decoded.
+pub(super) fn trunk_inbound(row: &AnyRow) -> Result<(Vec<Cidr>, bool, CallerId), sqlx::Error> {
+    let text: String = row.try_get("inbound_addresses")?;
+    let inbound = text
+        .split_ascii_whitespace()
+        .map(|a| {
+            a.parse::<Cidr>()
+                .map_err(|e| decode_err("inbound_addresses", format!("{a:?}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let caller_id: String = row.try_get("caller_id")?;
+    Ok((
+        inbound,
+        row.try_get::<i64, _>("inbound_auth")? != 0,
+        CallerId::parse(&caller_id).ok_or_else(|| decode_err("caller_id", caller_id))?,
     ))
 }
 
 fn trunk(row: &AnyRow) -> Result<Trunk, sqlx::Error> {
     let (port, transport) = trunk_address(row)?;
+    let (inbound, inbound_auth, caller_id) = trunk_inbound(row)?;
     Ok(Trunk {
         id: row.try_get("id")?,
         tenant_id: row.try_get("tenant_id")?,
@@ -253,6 +390,9 @@ fn trunk(row: &AnyRow) -> Result<Trunk, sqlx::Error> {
         username: row.try_get("username")?,
         has_password: row.try_get::<Option<String>, _>("password")?.is_some(),
         register: row.try_get::<i64, _>("register")? != 0,
+        inbound,
+        inbound_auth,
+        caller_id,
         registration: None,
         created_at: row.try_get("created_at")?,
     })
@@ -338,6 +478,7 @@ impl Store {
             description: description.to_string(),
             created_at: now_ms(),
         };
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO dids (number, tenant_id, description, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -345,9 +486,11 @@ impl Store {
         .bind(&d.tenant_id)
         .bind(&d.description)
         .bind(d.created_at)
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await
         .map_err(tenant_fk("number"))?;
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
         Ok(d)
     }
 
@@ -371,36 +514,51 @@ impl Store {
     }
 
     pub async fn delete_did(&self, tenant: &str, number: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM dids WHERE tenant_id = $1 AND number = $2")
             .bind(tenant)
             .bind(number)
-            .execute(self.writer())
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("number"));
         }
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     pub async fn create_trunk(&self, tenant: &str, t: &NewTrunk) -> Result<Trunk, StoreError> {
         t.validate()?;
+        if let Some(why) = t.needs_credentials()
+            && (t.username.is_none() || t.password.is_none())
+        {
+            return Err(StoreError::Invalid(why.into()));
+        }
         let sql = format!(
-            "INSERT INTO trunks ({TRUNK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {TRUNK_COLUMNS}"
+            "INSERT INTO trunks ({TRUNK_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {TRUNK_COLUMNS}"
         );
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(new_id("trk")?)
             .bind(tenant)
             .bind(&t.name)
             .bind(&t.host)
-            .bind(i64::from(t.port))
+            .bind(t.port.map(i64::from))
             .bind(t.transport.as_str())
             .bind(&t.username)
             .bind(&t.password)
             .bind(i64::from(t.register))
             .bind(now_ms())
-            .fetch_one(self.writer())
+            .bind(t.inbound_text())
+            .bind(i64::from(t.inbound_auth))
+            .bind(t.caller_id.as_str())
+            .fetch_one(&mut *tx)
             .await
             .map_err(tenant_fk("trunk name"))?;
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
         Ok(trunk(&row)?)
     }
 
@@ -414,24 +572,39 @@ impl Store {
         t.validate()?;
         let sql = format!(
             "UPDATE trunks SET name = $3, host = $4, port = $5, transport = $6, username = $7, \
-             password = COALESCE($8, password), register = $9 \
+             password = COALESCE($8, password), register = $9, inbound_addresses = $10, \
+             inbound_auth = $11, caller_id = $12 \
              WHERE tenant_id = $1 AND id = $2 RETURNING {TRUNK_COLUMNS}"
         );
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant)
             .bind(id)
             .bind(&t.name)
             .bind(&t.host)
-            .bind(i64::from(t.port))
+            .bind(t.port.map(i64::from))
             .bind(t.transport.as_str())
             .bind(&t.username)
             .bind(&t.password)
             .bind(i64::from(t.register))
-            .fetch_optional(self.writer())
+            .bind(t.inbound_text())
+            .bind(i64::from(t.inbound_auth))
+            .bind(t.caller_id.as_str())
+            .fetch_optional(&mut *tx)
             .await
             .map_err(tenant_fk("trunk name"))?
             .ok_or(StoreError::NotFound("trunk"))?;
-        Ok(trunk(&row)?)
+        let updated = trunk(&row)?;
+        // Checked against the password now stored, which the update may have kept: dropping
+        // the transaction undoes the update.
+        if let Some(why) = t.needs_credentials()
+            && (updated.username.is_none() || !updated.has_password)
+        {
+            return Err(StoreError::Invalid(why.into()));
+        }
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(updated)
     }
 
     pub async fn trunks(&self, tenant: &str) -> Result<Vec<Trunk>, StoreError> {
@@ -485,14 +658,17 @@ impl Store {
     }
 
     pub async fn delete_trunk(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM trunks WHERE tenant_id = $1 AND id = $2")
             .bind(tenant)
             .bind(id)
-            .execute(self.writer())
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("trunk"));
         }
+        bump_version(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -503,11 +679,7 @@ impl Store {
         realm: &str,
         u: &NewSipUser,
     ) -> Result<SipUser, StoreError> {
-        let name_ok = (1..=64).contains(&u.username.len())
-            && u.username
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b));
-        if !name_ok {
+        if !valid_sip_username(&u.username) {
             return Err(StoreError::Invalid(
                 "username must be 1-64 letters, digits or -_.+".into(),
             ));

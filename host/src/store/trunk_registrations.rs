@@ -35,7 +35,8 @@ pub struct RegisteringTrunk {
     pub tenant_id: String,
     pub name: String,
     pub host: String,
-    pub port: u16,
+    /// None: RFC 3263 (the registering host looks up A/AAAA at the transport's default port).
+    pub port: Option<u16>,
     pub transport: Transport,
     pub username: String,
     pub password: String,

@@ -10,6 +10,7 @@
 mod util;
 
 mod auth;
+mod calls_store;
 mod contract;
 mod fuzzish;
 mod hardening;

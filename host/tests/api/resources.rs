@@ -3,7 +3,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use wasmswitch::store::{Cdr, Disposition};
+use wasmswitch::store::{Cdr, CdrState, Disposition};
 
 use crate::both;
 use crate::util::{App, assert_problem, with_app};
@@ -116,6 +116,13 @@ both! {
                     trunk: Some("carrier".into()),
                     plugin: Some("router@1".into()),
                     hangup_cause: Some("normal".into()),
+                    call_id: None,
+                    sip_user: None,
+                    sip_reason: None,
+                    ended_by: None,
+                    answered_target: None,
+                    host_id: None,
+                    state: CdrState::Ended,
                 }).await.unwrap();
             }
             let (s, page) = app.get("/v1/tenants/acme/cdrs?limit=2", &admin).await;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use wasmswitch::plugins::KvStore;
 use wasmswitch::store::{
-    Cdr, CdrCursor, CdrFilter, Disposition, NewPlugin, Role, SqlKv, Store, StoreError,
+    Cdr, CdrCursor, CdrFilter, CdrState, Disposition, NewPlugin, Role, SqlKv, Store, StoreError,
 };
 
 use crate::both;
@@ -215,6 +215,13 @@ both! {
                 trunk: None,
                 plugin: Some("router@1".into()),
                 hangup_cause: None,
+                call_id: None,
+                sip_user: None,
+                sip_reason: None,
+                ended_by: None,
+                answered_target: None,
+                host_id: None,
+                state: CdrState::Ended,
             };
             s.insert_cdr(&c).await.unwrap();
         }

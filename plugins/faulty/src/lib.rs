@@ -1,5 +1,6 @@
 //! A deliberately misbehaving call handler, for the runtime's containment tests (not an example
-//! to copy). On `incoming`, the called number picks the fault: `loop` spins forever, `oom`
+//! to copy). On `incoming`, the called number picks the fault (or, for a real number, the `kv`
+//! value `fault/<number>`, so end-to-end tests can dial DIDs): `loop` spins forever, `oom`
 //! allocates without bound, `trap` panics, `bad` rejects with SIP status 200 (invalid); `state`
 //! reports what an earlier call could have left behind (see [`leftovers`]); anything else is
 //! rejected with 486. A call handed over to it with the variable `fault` set gets the fault that
@@ -16,7 +17,13 @@ struct Plugin;
 impl CallHandler for Plugin {
     fn on_event(event: CallEvent) -> Vec<Action> {
         match event {
-            CallEvent::Incoming(call) => vec![incoming(&call.to)],
+            CallEvent::Incoming(call) => {
+                let fault = kv::get_string(&format!("fault/{}", call.to))
+                    .ok()
+                    .flatten()
+                    .unwrap_or(call.to);
+                vec![incoming(&fault)]
+            }
             CallEvent::HandedOver(h) => match h.variables.iter().find(|v| v.name == "fault") {
                 Some(fault) => vec![incoming(&fault.value)],
                 None => Vec::new(),

@@ -1,7 +1,9 @@
 //! Routes calls by the called number's prefix and the time of day, to the tenant's trunks: a new
-//! call is answered with one `dial` through the chosen trunk, or a 404 when no route matches.
-//! It needs no other event: when the bridge ends the switch ends the call, and a dial nobody
-//! answered gets the tenant's fallback.
+//! call is answered with a `dial` through the chosen trunk, or a 404 when no route matches. A
+//! route may name several trunks: `a,b` tries `a` and, when that dial fails (busy, no answer,
+//! unreachable, refused), `b` (the plugin hears `dial-completed` and decides again); `a+b` rings
+//! both at once and bridges the first to answer. When the bridge ends the switch ends the call,
+//! and a dial nobody answered, with no trunk left to try, gets the tenant's fallback.
 //!
 //! Build: `cargo build --target wasm32-wasip2 --profile plugin -p router`
 //! Test:  `wasmswitch plugin test target/wasm32-wasip2/plugin/router.wasm plugins/scenarios/router.yaml`
@@ -12,14 +14,23 @@
 //! `kv` sets local time (default UTC).
 //!
 //! ```text
-//! +44     *      uk-trunk
+//! +44     *      uk-trunk,uk-backup
 //! +1800   08-18  us-daytime
 //! +1800   *      us-night
+//! +1888   *      east+west
 //! ```
+
+use std::cell::RefCell;
 
 use wasmswitch_plugin::*;
 
 struct Plugin;
+
+thread_local! {
+    /// This call's number and the trunks still to try after the dial in progress fails (one
+    /// instance runs per call, so this is the call's own state).
+    static FAILOVER: RefCell<Option<(String, Vec<String>)>> = const { RefCell::new(None) };
+}
 
 struct Route<'a> {
     prefix: &'a str,
@@ -58,6 +69,9 @@ impl CallHandler for Plugin {
     fn on_event(event: CallEvent) -> Vec<Action> {
         match event {
             CallEvent::Incoming(call) => vec![route(&call)],
+            CallEvent::DialCompleted(result) if result.outcome != DialOutcome::Answered => {
+                failover(result.outcome)
+            }
             _ => Vec::new(),
         }
     }
@@ -89,7 +103,23 @@ fn route(call: &CallInfo) -> Action {
                 call.to, r.trunk
             ));
             metrics::incr("routed");
-            Action::Dial(Dial::to([call.to.clone()]).via(r.trunk))
+            if r.trunk.contains('+') {
+                let targets = r
+                    .trunk
+                    .split('+')
+                    .map(|t| DialTarget::new(call.to.clone()).via(t));
+                return Action::Dial(Dial {
+                    groups: vec![RingGroup {
+                        strategy: RingStrategy::Simultaneous,
+                        targets: targets.collect(),
+                    }],
+                    ..Dial::to(Vec::<String>::new())
+                });
+            }
+            let mut trunks = r.trunk.split(',').map(str::to_owned);
+            let first = trunks.next().unwrap_or_default();
+            FAILOVER.with(|f| *f.borrow_mut() = Some((call.to.clone(), trunks.collect())));
+            Action::Dial(Dial::to([call.to.clone()]).via(first))
         }
         None => {
             log::warn(&format!("no route for {}", call.to));
@@ -97,6 +127,28 @@ fn route(call: &CallInfo) -> Action {
             Action::reject(404, "No Route")
         }
     }
+}
+
+/// The dial through one trunk failed: the next trunk of the route, if one is left.
+fn failover(outcome: DialOutcome) -> Vec<Action> {
+    FAILOVER
+        .with(|f| {
+            let mut state = f.borrow_mut();
+            let (number, left) = state.as_mut()?;
+            if left.is_empty() {
+                return None;
+            }
+            let next = left.remove(0);
+            let why = match outcome {
+                DialOutcome::Busy => "busy",
+                DialOutcome::NoAnswer => "no answer",
+                _ => "failed",
+            };
+            log::info(&format!("{number}: {why} -> trunk {next}"));
+            metrics::incr("failovers");
+            Some(vec![Action::Dial(Dial::to([number.clone()]).via(next))])
+        })
+        .unwrap_or_default()
 }
 
 export_call_handler!(Plugin);
