@@ -64,8 +64,9 @@ import time
 import tomllib
 
 from common import (ROOT, SIPP, busy_seconds, build, commit, ensure_kamailio, epoch, fmt, free_port,
-                    kamailio_version, log, memory_kib, percentile, request, request_status, serve,
-                    sip_ready, sipp_version, stop, tree_pids, udp_bound, udp_errors, udp_socket_drops, usage)
+                    kamailio_version, log, map_count, max_map_count, memory_kib, percentile, request,
+                    request_status, serve, sip_ready, sipp_version, stop, tree_pids, udp_bound, udp_errors,
+                    udp_socket_drops, usage)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 UAC_SCENARIO = os.path.join(HERE, "sipp", "call-uac.xml")
@@ -195,7 +196,7 @@ class Wasmswitch:
     key = "ws"
     name = "wasmswitch"
 
-    def __init__(self, binary, router, work, uac_port, extra_env, max_calls):
+    def __init__(self, binary, router, work, uac_port, extra_env, max_calls, instances):
         self.binary = binary
         self.router = router
         self.work = os.path.join(work, self.key)
@@ -203,6 +204,7 @@ class Wasmswitch:
         self.uac_port = uac_port
         self.extra_env = extra_env
         self.max_calls = max_calls
+        self.instances = instances
         self.port = free_port()
         self.uas_port = free_port()
         self.proc = None
@@ -246,10 +248,11 @@ listen = "127.0.0.1:{self.port}"
 rate_limit_per_second = 0
 
 [plugins]
-# One router instance per call while it decides; the defaults (10,000 in all, 2,000 per
-# tenant) would refuse the memory run's calls, all of one tenant.
-max_instances = {self.max_calls}
-max_instances_per_tenant = {self.max_calls}
+# A router instance per call up; the per-tenant default (2,000) would refuse the calls beyond
+# it, all of one tenant. Not more than needed: the pool keeps 2 memory maps per slot, and a
+# process may have only vm.max_map_count of them (each call up adds ~4).
+max_instances = {self.instances}
+max_instances_per_tenant = {self.instances}
 cache_dir = "{os.path.join(self.work, 'cache')}"
 """)
             if self.calls_settings:
@@ -426,6 +429,7 @@ def end(proc, wait_s):
         return
     except subprocess.TimeoutExpired:
         pass
+    proc.send_signal(signal.SIGCONT)  # one frozen by the memory run
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(10)
@@ -633,6 +637,7 @@ def hold_calls(target, calls, rate, hold_ms, uac_port, rundir):
     pids = target.pids()
     time.sleep(2)
     idle = memory_kib(target.pids()) if pids else (0, 0)
+    maps_idle = map_count(target.pids()) if pids else 0
     figures_idle = target.figures()
     uas = start_uas(target, calls, hold_ms, rundir)
     out = open(os.path.join(rundir, "uac.out"), "w")
@@ -667,11 +672,15 @@ def hold_calls(target, calls, rate, hold_ms, uac_port, rundir):
         if time.monotonic() > deadline:
             stalled = f"only {acks_sent} calls up after {deadline - t0:.0f} s"
             break
+    # A run that stalled: the caller frozen (SIGSTOP: no new calls, and no BYE for those up),
+    # so that the calls up can be measured as they are.
+    if uac.poll() is None:
+        uac.send_signal(signal.SIGSTOP)
     # Let the last transactions end (Kamailio keeps an INVITE's transaction 5 s after its
     # answer), so that what is measured is calls held, not set-ups in flight.
-    if established is not None:
-        time.sleep(6)
+    time.sleep(6)
     loaded = memory_kib(target.pids()) if pids else (0, 0)
+    maps_loaded = map_count(target.pids()) if pids else 0
     processes = len(target.pids()) if pids else 0
     figures_loaded = target.figures()
     uac_rows = stat_rows(os.path.join(rundir, "uac.csv"))
@@ -693,14 +702,16 @@ def hold_calls(target, calls, rate, hold_ms, uac_port, rundir):
         "idle_rss": idle[0], "idle_pss": idle[1],
         "loaded_rss": loaded[0], "loaded_pss": loaded[1],
         "processes": processes,
+        "maps": (maps_idle, maps_loaded),
         "figures": {k: (figures_idle.get(k), v) for k, v in figures_loaded.items()},
         "unexpected_codes": error_codes(rundir),
         "fail_kinds": {**fail_kinds(uac_rows[-1], "caller")} if uac_rows else {},
     }
     up = min(result["acks_sent"], result["acks_recv"])
     result["up"] = up
-    result["rss_per_call"] = (loaded[0] - idle[0]) / up if up and established is not None else None
-    result["pss_per_call"] = (loaded[1] - idle[1]) / up if up and established is not None else None
+    # Per call up, also when not all are (the row says how many were).
+    result["rss_per_call"] = (loaded[0] - idle[0]) / up if up and pids else None
+    result["pss_per_call"] = (loaded[1] - idle[1]) / up if up and pids else None
     for p in (uac, uas):
         end(p, 0)
     out.close()
@@ -719,6 +730,13 @@ def router_plugin():
     return out.strip().splitlines()[-1]
 
 
+def caps(args):
+    """wasmswitch's caps for the run: (calls, plugin instances). Calls: twice the memory run's,
+    out of the way. Instances: a slot per call up and 5% to spare, at least the default 10,000
+    (each slot costs address space and 2 memory maps even unused)."""
+    return max(20000, 2 * args.memory_calls), max(10000, args.memory_calls * 21 // 20)
+
+
 def contestants(args, work, uac_port):
     chosen = []
     keys = args.only.split(",") if args.only else (
@@ -732,7 +750,7 @@ def contestants(args, work, uac_port):
             chosen.append(lambda: Kamailio(work, args.kamailio_children, dialog=True, ctl=args.memory))
         elif key == "ws":
             chosen.append(lambda: Wasmswitch(args.binary, args.router, work, uac_port, args.ws_env,
-                                             max(20000, 2 * args.memory_calls)))
+                                             *caps(args)))
         else:
             sys.exit(f"--only: no contestant {key!r} (direct, kam, kam-dialog, ws)")
     return chosen
@@ -789,6 +807,7 @@ def main():
                 log(f"  {r['up']}/{r['calls']} calls up"
                     + (f" in {r['established_s']:.0f} s" if r["established_s"] is not None else f" ({r['stalled']})")
                     + f"; RSS {r['idle_rss'] / 1024:.1f} -> {r['loaded_rss'] / 1024:.1f} MiB, "
+                    f"maps {r['maps'][0]} -> {r['maps'][1]}, "
                     f"Pss {r['idle_pss'] / 1024:.1f} -> {r['loaded_pss'] / 1024:.1f} MiB"
                     + (f", {r['rss_per_call']:.1f} KiB RSS / {r['pss_per_call']:.1f} KiB Pss per call"
                        if r["rss_per_call"] is not None else "")
@@ -838,7 +857,7 @@ def command_line():
 
 
 def common_lines(vers, args, took):
-    cap = f"{max(20000, 2 * args.memory_calls):,}"
+    calls, instances = (f"{n:,}" for n in caps(args))
     return [
         "Versions: "
         + (f"wasmswitch {vers['commit']} (release build, built by the script); " if args.built
@@ -855,8 +874,8 @@ def common_lines(vers, args, took):
         "per core; `-A WITH_DIALOG` adds the dialog module); tm at its defaults. wasmswitch `serve "
         "--config` a file of its own: SQLite, `sip.rate_limit_per_second = 0` (the per-source limit "
         "would hold the one caller to 100/s), `plugins.max_instances` and `max_instances_per_tenant` "
-        f"raised to {cap}, where the binary has them `calls.max_calls` and `tenant_max_calls` raised to "
-        f"{cap} and `tenant_calls_per_second` to 100,000 (the caps are not what is measured) and "
+        f"{instances}, where the binary has them `calls.max_calls` and `tenant_max_calls` raised to "
+        f"{calls} and `tenant_calls_per_second` to 100,000 (the caps are not what is measured) and "
         "`drain_secs` to 0, log level "
         "at its default (info)"
         + (", and " + ", ".join(f"`{k}={v}`" for k, v in args.ws_env.items()) if args.ws_env else "")
@@ -978,19 +997,23 @@ def memory_markdown(results, vers, args, took):
         f"Command: `{command_line()}`; {args.memory_calls} calls placed at {args.memory_rate}/s, each "
         f"held {args.memory_hold_ms} ms (signalling only: no media), the server's memory read before the "
         "first call (idle) and 6 s after the last call was established (loaded: set-up transactions "
-        "over); established = the caller sent every ACK and the callee received every one.",
+        "over); established = the caller sent every ACK and the callee received every one. A run "
+        "where calls failed first is measured the same way 6 s after the caller's sipp was frozen "
+        "(SIGSTOP: no new calls, no BYE), per call up then.",
         "",
     ] + common_lines(vers, args, took) + [
         "Columns: VmRSS summed over the server's processes (a page shared by n processes counts n "
         "times: Kamailio's shared memory is mapped by each of its processes) and Pss summed (each "
         "shared page split between its processes: what they hold together); per call = (loaded - "
-        "idle) / calls established, in KiB. The server's own figures: Kamailio's (kamcmd: shared "
+        f"idle) / calls established, in KiB; the memory maps of the server's processes (the kernel "
+        f"refuses a process more than vm.max_map_count, {max_map_count():,} on this machine). The "
+        "server's own figures: Kamailio's (kamcmd: shared "
         "memory allocated, by its allocator's books — RSS counts every page ever touched, and the "
         "set-up's transactions touch more than the calls then hold; transactions in progress; "
         "dialogs), wasmswitch's gauges about calls from /metrics.",
         "",
-        "| contestant | calls up (caller ACKs / callee ACKs / caller current / callee current) | failed | processes | RSS idle / loaded MiB | RSS per call KiB | Pss idle / loaded MiB | Pss per call KiB | the server's own figures, idle / loaded |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| contestant | calls up (caller ACKs / callee ACKs / caller current / callee current) | failed | processes | RSS idle / loaded MiB | RSS per call KiB | Pss idle / loaded MiB | Pss per call KiB | memory maps idle / loaded | the server's own figures, idle / loaded |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes = []
     for key, name, r, ns in results:
@@ -1001,7 +1024,7 @@ def memory_markdown(results, vers, args, took):
         lines.append(
             f"| {name} | {up} | {r['failed']} | {r['processes']} | {mib(r['idle_rss'])} / {mib(r['loaded_rss'])} | "
             f"{fmt(r['rss_per_call'], '.1f')} | {mib(r['idle_pss'])} / {mib(r['loaded_pss'])} | "
-            f"{fmt(r['pss_per_call'], '.1f')} | "
+            f"{fmt(r['pss_per_call'], '.1f')} | {r['maps'][0]} / {r['maps'][1]} | "
             + (", ".join(f"{k} {fmt(a, 'g')} / {fmt(b, 'g')}" for k, (a, b) in sorted(r["figures"].items())) or "-")
             + " |")
         notes += [f"* {name}: {n}" for n in ns]

@@ -250,6 +250,24 @@ def memory_kib(pids):
     return rss, pss
 
 
+def map_count(pids):
+    """Memory mappings of `pids` in all (lines of /proc/PID/maps): the kernel refuses a
+    process more than vm.max_map_count of them (65,530 by default), whatever memory is free."""
+    n = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/maps") as f:
+                n += sum(1 for _ in f)
+        except OSError:
+            continue
+    return n
+
+
+def max_map_count():
+    with open("/proc/sys/vm/max_map_count") as f:
+        return int(f.read())
+
+
 def udp_errors():
     """The kernel's count of UDP datagrams dropped for a full socket buffer (receive + send,
     every socket of the machine; on loopback a drop shows as a retransmission)."""
