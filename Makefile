@@ -1,7 +1,7 @@
 # wasmswitch developer commands. `make test` is what CI runs.
 CARGO ?= cargo
 
-.PHONY: setup test check lint bench bench-sip bench-register plugins run try-plugin fuzz-api fuzz-sip probe
+.PHONY: setup test check lint bench bench-sip bench-register bench-calls plugins run try-plugin fuzz-api fuzz-sip probe
 
 setup:
 	bash scripts/setup.sh
@@ -78,6 +78,15 @@ bench-sip:
 # installs Kamailio with apt-get when missing. Figures in BENCHMARKS.md.
 bench-register:
 	python3 tests/bench/register.py --postgres "$(WASMSWITCH_TEST_POSTGRES_URL)"
+
+# Calls under load: sipp placing calls through wasmswitch (the example router plugin deciding
+# each) at rising rates, with Kamailio as a stateful proxy and sipp alone in the same run (a few
+# minutes); `make bench-calls CALLS_ARGS=--memory` holds 10,000 calls and reads the servers'
+# memory instead. Builds the release binary and the plugin; needs sipp; installs Kamailio with
+# apt-get when missing. Not part of `make test`.
+CALLS_ARGS ?=
+bench-calls:
+	python3 tests/bench/calls.py $(CALLS_ARGS)
 
 # Fuzzes the SIP parser and framer for longer: `make fuzz-sip SIP_FUZZ_SECONDS=3600`.
 fuzz-sip:

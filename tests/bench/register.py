@@ -47,160 +47,23 @@ import platform
 import re
 import resource
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
+
+from common import (SIPP, busy_seconds, build, commit, ensure_kamailio, epoch, fmt, free_port,
+                    kamailio_version, log, percentile, request, serve, sip_ready, sipp_version, stop,
+                    usage)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
 SCENARIO = os.path.join(HERE, "sipp", "register-load.xml")
 KAMAILIO_CFG = os.path.join(HERE, "kamailio", "registrar.cfg")
 KAMAILIO_SCHEMA = "/usr/share/kamailio"
 DOMAIN = "acme.wasmswitch.local"
 PASSWORD = "bench-pass-1"
 TENANT = "acme"
-SIPP = "/usr/bin/sipp"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def free_port():
-    """A port free on 127.0.0.1 for both UDP and TCP (the switch listens on both)."""
-    while True:
-        t = socket.socket()
-        t.bind(("127.0.0.1", 0))
-        port = t.getsockname()[1]
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            u.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            u.close()
-            t.close()
-
-
-def request(method, url, key=None, body=None):
-    headers = {}
-    data = None
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["content-type"] = "application/json"
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    with urllib.request.urlopen(req, timeout=30) as r:
-        text = r.read()
-        return text
-
-
-def sip_ready(port, timeout=30.0):
-    """Waits until something answers an OPTIONS on udp 127.0.0.1:port (any response will do)."""
-    deadline = time.monotonic() + timeout
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    s.settimeout(0.2)
-    lport = s.getsockname()[1]
-    n = 0
-    try:
-        while time.monotonic() < deadline:
-            n += 1
-            msg = (
-                f"OPTIONS sip:{DOMAIN} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK-ready-{os.getpid()}-{n};rport\r\n"
-                f"From: <sip:probe@{DOMAIN}>;tag=r{n}\r\nTo: <sip:{DOMAIN}>\r\n"
-                f"Call-ID: ready-{os.getpid()}-{n}\r\nCSeq: {n} OPTIONS\r\nMax-Forwards: 70\r\n"
-                "Content-Length: 0\r\n\r\n"
-            )
-            s.sendto(msg.encode(), ("127.0.0.1", port))
-            try:
-                s.recvfrom(65535)
-                return True
-            except socket.timeout:
-                continue
-        return False
-    finally:
-        s.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# CPU accounting: utime + stime of a process tree (threads included), and of every PostgreSQL
-# process (its backends are separate processes).
-
-
-def _proc_table():
-    table = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                raw = f.read()
-        except OSError:
-            continue
-        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-        rest = raw[raw.rindex(")") + 2 :].split()
-        ppid = int(rest[1])
-        ticks = int(rest[11]) + int(rest[12])
-        table[int(d)] = (ppid, comm, ticks)
-    return table
-
-
-def _tree(table, root_pid=None, comm=None):
-    if comm is not None:
-        return {p for p, (_, c, _) in table.items() if c == comm}
-    tree = {root_pid}
-    grew = True
-    while grew:
-        grew = False
-        for pid, (ppid, _, _) in table.items():
-            if ppid in tree and pid not in tree:
-                tree.add(pid)
-                grew = True
-    return {p for p in tree if p in table}
-
-
-def _switches(pids):
-    """Context switches (voluntary + involuntary) of every thread of `pids`."""
-    n = 0
-    for pid in pids:
-        try:
-            tasks = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for t in tasks:
-            try:
-                with open(f"/proc/{pid}/task/{t}/status") as f:
-                    for line in f:
-                        if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                            n += int(line.split()[1])
-            except OSError:
-                continue
-    return n
-
-
-def busy_seconds():
-    """CPU time the whole machine spent busy (every core; user, nice, system, irq, softirq, steal)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK_TCK
-
-
-def usage(root_pid=None, comm=None):
-    """(CPU seconds, context switches) of a process tree, or of every process named `comm`."""
-    table = _proc_table()
-    pids = _tree(table, root_pid, comm)
-    return sum(table[p][2] for p in pids) / CLK_TCK, _switches(pids)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,8 +91,7 @@ class Wasmswitch:
             self.pg_db = f"wasmswitch_bench_{os.getpid()}"
             psql(self.pg_admin_url, f"CREATE DATABASE {self.pg_db}")
             db_url = self.pg_admin_url.rsplit("/", 1)[0] + "/" + self.pg_db
-        env = dict(os.environ)
-        env.update(
+        self.proc, self.api, self.operator, self.stderr = serve(self.binary, self.work, dict(
             WASMSWITCH_API_LISTEN="127.0.0.1:0",
             WASMSWITCH_SIP_LISTEN=f"127.0.0.1:{self.port}",
             WASMSWITCH_SIP_DIGEST_ALGORITHMS='["MD5"]',
@@ -240,32 +102,7 @@ class Wasmswitch:
             WASMSWITCH_API_RATE_LIMIT_PER_SECOND="1000000",
             WASMSWITCH_API_RATE_LIMIT_BURST="1000000",
             DATABASE_URL=db_url,
-        )
-        for k in ("WASMSWITCH_SIP_REGISTER_CONCURRENCY", "WASMSWITCH_LOG_LEVEL", "WASMSWITCH_API_OPERATOR_KEYS"):
-            env.pop(k, None)
-        self.stderr = open(os.path.join(self.work, "stderr.log"), "w")
-        self.proc = subprocess.Popen(
-            [self.binary, "serve"], cwd=self.work, env=env, stdout=subprocess.PIPE,
-            stderr=self.stderr, text=True,
-        )
-        banner = []
-        found = threading.Event()
-
-        def read():
-            for line in self.proc.stdout:
-                banner.append(line.rstrip("\n"))
-                if line.startswith("wasmswitch API on "):
-                    found.set()
-            found.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not found.wait(120) or not any(l.startswith("wasmswitch API on ") for l in banner):
-            self.stop()
-            sys.exit(f"wasmswitch did not start; it printed {banner}; see {self.stderr.name}")
-        self.api = next(l for l in banner if l.startswith("wasmswitch API on "))[len("wasmswitch API on ") :].strip()
-        after = [l.strip() for l in banner]
-        i = next(i for i, l in enumerate(after) if "operator API key" in l)
-        self.operator = next(l for l in after[i:] if l.startswith("wsk_"))
+        ))
         request("POST", self.api + "/v1/tenants", self.operator, {"id": TENANT, "name": "Acme bench"})
         t = time.monotonic()
         for u in self.users:
@@ -292,13 +129,7 @@ class Wasmswitch:
         return len(json.loads(body))
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
         if self.pg_db:
             psql(self.pg_admin_url, f"DROP DATABASE IF EXISTS {self.pg_db} WITH (FORCE)")
             self.pg_db = None
@@ -383,13 +214,7 @@ class Kamailio:
         return int(out.stdout.strip())
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
         if self.pg_db:
             psql(self.pg_admin_url, f"DROP DATABASE IF EXISTS {self.pg_db} WITH (FORCE)")
             self.pg_db = None
@@ -402,13 +227,6 @@ def psql(url, sql):
 
 # ---------------------------------------------------------------------------------------------
 # sipp.
-
-
-def percentile(sorted_values, p):
-    if not sorted_values:
-        return None
-    k = max(0, min(len(sorted_values) - 1, int(round(p / 100.0 * len(sorted_values) + 0.5)) - 1))
-    return sorted_values[k]
 
 
 def run_sipp(target, rate, seconds, sipp_port, users_csv, rundir, limit=None):
@@ -514,59 +332,19 @@ def run_sipp(target, rate, seconds, sipp_port, users_csv, rundir, limit=None):
     return result
 
 
-def epoch(text):
-    # "2026-12-07\t18:49:59.295808\t1796669399.295808"
-    return float(text.split("\t")[-1])
-
-
 def sustained(r):
     return r["failed_pct"] < 1.0 and r["achieved"] >= 0.9 * r["rate"]
-
-
-def fmt(v, spec=".1f", none="-"):
-    return none if v is None else format(v, spec)
 
 
 # ---------------------------------------------------------------------------------------------
 
 
 def versions(pg_url):
-    k = subprocess.run(["kamailio", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
-    s = subprocess.run([SIPP, "-v"], capture_output=True, text=True)
-    s = next((l.strip().rstrip(".") for l in (s.stdout + s.stderr).splitlines() if "SIPp" in l), "?")
-    c = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
-                       text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
     pg = ""
     if pg_url:
         pg = "PostgreSQL " + subprocess.run(["psql", "-Atc", "SHOW server_version", pg_url], capture_output=True,
                                             text=True).stdout.strip()
-    return {"kamailio": " ".join(k.replace("version: ", "").split()), "sipp": s, "commit": c + ("-dirty" if dirty else ""), "pg": pg}
-
-
-def ensure_kamailio():
-    needed = ["kamailio", "kamailio-sqlite-modules", "kamailio-postgres-modules"]
-    missing = [p for p in needed
-               if subprocess.run(["dpkg-query", "-W", "-f=${Status}", p], capture_output=True,
-                                 text=True).stdout.strip() != "install ok installed"]
-    if not missing:
-        return
-    log(f"Kamailio is not installed: installing {' '.join(missing)} with apt-get (Debian's packages)")
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(sudo + ["apt-get", "install", "-y", "--no-install-recommends"] + missing, check=True, env=env)
-    # The package enables a system service; this benchmark starts its own.
-    subprocess.run(sudo + ["sh", "-c", "systemctl stop kamailio 2>/dev/null || true"], env=env)
-
-
-def build():
-    log("building: nice -n 19 cargo build --release -p wasmswitch --locked")
-    subprocess.run(["nice", "-n", "19", "cargo", "build", "--release", "-p", "wasmswitch", "--locked"],
-                   cwd=ROOT, check=True)
-    meta = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT,
-                          check=True, capture_output=True, text=True).stdout
-    return os.path.join(json.loads(meta)["target_directory"], "release", "wasmswitch")
+    return {"kamailio": kamailio_version(), "sipp": sipp_version(), "commit": commit(), "pg": pg}
 
 
 def main():
@@ -585,7 +363,7 @@ def main():
     rates = [int(r) for r in args.rates.split(",") if r]
     if not os.path.exists(SIPP):
         sys.exit("sipp not found at /usr/bin/sipp (Debian: apt-get install sip-tester)")
-    ensure_kamailio()
+    ensure_kamailio(["kamailio", "kamailio-sqlite-modules", "kamailio-postgres-modules"])
     binary = os.path.abspath(args.binary) if args.binary else build()
     vers = versions(args.postgres)
     work = tempfile.mkdtemp(prefix="wasmswitch-bench-register-")
